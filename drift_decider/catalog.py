@@ -1,0 +1,59 @@
+"""The catalogue of metric keys the engine produces: the names policies may refer to.
+
+One source of truth for metric names: the metric code, the policy validator (unknown names are
+errors) and the docs all read this table. A ``.p_value`` key exists for every entry with
+``test=True``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    description: str
+    test: bool = False          # has a calibrated p-value, published as "<name>.p_value"
+    family: str = "drift"       # drift | structure | index | scores
+
+
+CATALOG: tuple[MetricSpec, ...] = (
+    # -- distribution drift between reference and current embeddings (issue 3)
+    MetricSpec("mean_shift.cosine", "cosine distance between the reference and current centroids"),
+    MetricSpec("mean_shift.euclidean", "euclidean distance between centroids, in reference std units"),
+    MetricSpec("mmd2", "squared MMD, Gaussian kernel, median-heuristic bandwidth", test=True),
+    MetricSpec("domain_classifier.auc", "cross-validated ROC AUC of a classifier telling current from reference",
+               test=True),
+    MetricSpec("pc_drift_share", "share of reference principal components whose KS test rejects after "
+               "Benjamini-Hochberg; p-value is the Bonferroni-corrected minimum", test=True),
+    MetricSpec("sliced_wasserstein", "mean 1-D Wasserstein distance over random projections"),
+    MetricSpec("pca_recon_ratio", "PCA reconstruction error of current over reference (PCA fit on reference)"),
+    MetricSpec("norm_ks", "KS statistic between L2-norm distributions", test=True),
+    MetricSpec("norm_ratio", "mean L2 norm of current over reference"),
+    # -- structure between two embedding sets with shared ids (issue 6)
+    MetricSpec("knn_jaccard", "mean Jaccard overlap of k-NN neighbourhoods of shared items", family="structure"),
+    MetricSpec("procrustes.residual", "relative residual after the best rotation+scale alignment",
+               family="structure"),
+    MetricSpec("procrustes.scale", "scale factor of the best rotation+scale alignment", family="structure"),
+    MetricSpec("movement.cosine_p50", "median cosine distance each shared item moved", family="structure"),
+    MetricSpec("movement.cosine_p90", "90th percentile of cosine distance each shared item moved",
+               family="structure"),
+    # -- ANN index health (issue 6)
+    MetricSpec("index.recall_at_k", "recall@k of the serving index against exact search", family="index"),
+    MetricSpec("index.coverage", "share of current catalogue items present in the index", family="index"),
+    MetricSpec("index.stale_share", "share of indexed items whose vector moved more than epsilon",
+               family="index"),
+    MetricSpec("index.age_days", "days since the index was built", family="index"),
+    # -- similarity-score calibration (issue 6)
+    MetricSpec("scores.ks", "KS statistic between reference and current top-k similarity scores",
+               test=True, family="scores"),
+    MetricSpec("scores.mean_shift", "shift of the mean top-k similarity score", family="scores"),
+)
+
+
+def metric_keys() -> frozenset[str]:
+    """Every key a policy may name: metric names plus their ``.p_value`` companions."""
+    keys = {spec.name for spec in CATALOG}
+    keys |= {f"{spec.name}.p_value" for spec in CATALOG if spec.test}
+    return frozenset(keys)

@@ -1,0 +1,34 @@
+"""Errors users can act on. Each carries the process exit code the CLI returns for it."""
+
+from __future__ import annotations
+
+
+class DriftDeciderError(Exception):
+    """Base class: a failure with a message written for the person who ran the command."""
+
+    exit_code = 1
+
+
+class InputError(DriftDeciderError):
+    """Bad input data or usage (missing file, NaN rows, wrong shape, dimension mismatch). Exit 2."""
+
+    exit_code = 2
+
+
+class PolicyError(DriftDeciderError):
+    """A policy file that cannot be trusted: parse error, unknown key, bad type. Exit 2.
+
+    ``location`` is ``file:line:column`` when known, so editors can jump to it.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, location: str | None = None) -> None:
+        self.location = location
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+class TrackingError(DriftDeciderError):
+    """MLflow could not be reached or refused a write. Exit 1."""
+
+    exit_code = 1
