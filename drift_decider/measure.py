@@ -35,7 +35,6 @@ class MeasureOptions:
     mmd_rows: int = 2_000                     # per side; the kernel matrix is (2 * mmd_rows)^2 float32
     mmd_permutations: int = 200
     classifier_rows: int = 2_000              # per side
-    classifier_folds: int = 5
     pc_components: int = 10
     sliced_projections: int = 64
     recon_variance: float = 0.9
@@ -47,8 +46,6 @@ class MeasureOptions:
                      "pc_components", "sliced_projections"):
             if getattr(self, name) < 1:
                 raise InputError(f"MeasureOptions.{name} must be at least 1, got {getattr(self, name)}")
-        if self.classifier_folds < 2:
-            raise InputError(f"MeasureOptions.classifier_folds must be at least 2, got {self.classifier_folds}")
         if self.min_rows < 2:
             raise InputError(f"MeasureOptions.min_rows must be at least 2, got {self.min_rows}")
         if not (0.0 < self.recon_variance < 1.0 and 0.0 < self.alpha < 1.0):
@@ -88,8 +85,7 @@ def measure(reference: EmbeddingProfile | np.ndarray, current: np.ndarray, *, se
             a[:opts.mmd_rows], b[:opts.mmd_rows], permutations=opts.mmd_permutations, rng=rngs["mmd2"])))
     results.append(_test_or_insufficient(
         "domain_classifier.auc", xs, ys, opts, lambda a, b: domain_classifier(
-            a[:opts.classifier_rows], b[:opts.classifier_rows], folds=opts.classifier_folds,
-            rng=rngs["domain_classifier.auc"])))
+            a[:opts.classifier_rows], b[:opts.classifier_rows], rng=rngs["domain_classifier.auc"])))
     centre, pooled_cov = _pooled_moments(ref, cur)
     axes = principal_axes(pooled_cov, min(opts.pc_components, ref.dim))
     results.append(_test_or_insufficient(
