@@ -32,22 +32,20 @@ def null_split(pool: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.n
     return pool[rng.integers(0, len(pool), n)], pool[rng.integers(0, len(pool), n)], True
 
 
-def shifted(x: np.ndarray, kind: str, strength: float, rng: np.random.Generator,
-            pool_scale: np.ndarray) -> np.ndarray:
-    """A controlled shift of current rows: 'mean' adds strength * per-dimension std along a fixed
-    random unit direction, 'noise' adds gaussian noise of strength * per-dimension std, 'subpop'
-    replaces a share ``strength`` of rows by copies of the rows nearest one random anchor row."""
+def shifted(x: np.ndarray, kind: str, strength: float, rng: np.random.Generator, ref: np.ndarray) -> np.ndarray:
+    """A controlled shift of the current rows, scaled by the reference ``ref``:
+    'mean' moves every row by ``strength`` x the reference's RMS spread (sqrt of total variance)
+    along one fixed random direction; 'noise' adds gaussian noise of ``strength`` x each
+    dimension's reference std; 'subpop' replaces a share ``strength`` of the rows by copies of
+    rows from the tenth of the set nearest one random row (a sub-population grows)."""
     if kind == "mean":
         direction = np.random.default_rng(12345).standard_normal(x.shape[1])
-        direction /= np.linalg.norm(direction)
-        return (x + strength * float(pool_scale.mean()) * np.sqrt(x.shape[1]) * direction / np.sqrt(x.shape[1])
-                ).astype(np.float32)
+        spread = float(np.sqrt(ref.astype(np.float64).var(axis=0).sum()))
+        return (x + strength * spread * direction / np.linalg.norm(direction)).astype(np.float32)
     if kind == "noise":
-        return (x + strength * pool_scale * rng.standard_normal(x.shape)).astype(np.float32)
+        return (x + strength * ref.std(axis=0) * rng.standard_normal(x.shape)).astype(np.float32)
     if kind == "subpop":
         k = int(round(strength * len(x)))
-        if k == 0:
-            return x
         anchor = x[rng.integers(len(x))]
         near = np.argsort(np.linalg.norm(x - anchor, axis=1))[: max(len(x) // 10, 1)]
         out = x.copy()

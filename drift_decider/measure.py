@@ -8,9 +8,11 @@ and every result states the rows it used.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from drift_decider.errors import InputError
 from drift_decider.evidence import EvidenceReport
@@ -24,6 +26,9 @@ from drift_decider.metrics.sliced import sliced_wasserstein
 from drift_decider.profile import DEFAULT_CHUNK_ROWS, DEFAULT_SAMPLE_ROWS, EmbeddingProfile, combine_moments
 
 TESTS = ("mmd2", "domain_classifier.auc", "pc_drift_share", "norm_ks")
+# Below this many sampled values (rows x dim, both sides) BLAS threads cost more in start-up and
+# contention than they save, so the metric phase runs single-threaded.
+SINGLE_THREAD_VALUES = 250_000
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,22 @@ def measure(reference: EmbeddingProfile | np.ndarray, current: np.ndarray, *, se
         raise InputError(f"{'reference' if ref.count == 0 else 'current'} set has no rows")
 
     xs, ys = _samples(ref, cur, opts.sample_rows)
+    small = (len(xs) + len(ys)) * ref.dim <= SINGLE_THREAD_VALUES
+    with threadpool_limits(1) if small else nullcontext():
+        results = _metrics(ref, cur, xs, ys, opts, seed)
+    inputs = {"n_reference": ref.count, "n_current": cur.count, "dim": ref.dim, "seed": seed,
+              "reference_profile_seed": ref.seed, "reference_sample_rows": len(xs),
+              "current_sample_rows": len(ys),
+              "mmd_rows_per_side": [min(len(xs), opts.mmd_rows), min(len(ys), opts.mmd_rows)],
+              "classifier_rows_per_side": [min(len(xs), opts.classifier_rows),
+                                           min(len(ys), opts.classifier_rows)],
+              "options": asdict(opts)}
+    return EvidenceReport(results=results, inputs=inputs)
+
+
+def _metrics(ref: EmbeddingProfile, cur: EmbeddingProfile, xs: np.ndarray, ys: np.ndarray,
+             opts: MeasureOptions, seed: int) -> list[MetricResult]:
+    """Every drift metric in catalogue order."""
     rngs = {name: np.random.default_rng([seed, i]) for i, name in enumerate(
         ("mmd2", "domain_classifier.auc", "sliced_wasserstein"))}
     results: list[MetricResult] = []
@@ -97,15 +118,7 @@ def measure(reference: EmbeddingProfile | np.ndarray, current: np.ndarray, *, se
                                    variance=opts.recon_variance))
     results.append(_test_or_insufficient("norm_ks", xs, ys, opts, norm_ks))
     results.append(norm_ratio(ref.mean_norm, cur.mean_norm))
-
-    inputs = {"n_reference": ref.count, "n_current": cur.count, "dim": ref.dim, "seed": seed,
-              "reference_profile_seed": ref.seed, "reference_sample_rows": len(xs),
-              "current_sample_rows": len(ys),
-              "mmd_rows_per_side": [min(len(xs), opts.mmd_rows), min(len(ys), opts.mmd_rows)],
-              "classifier_rows_per_side": [min(len(xs), opts.classifier_rows),
-                                           min(len(ys), opts.classifier_rows)],
-              "options": asdict(opts)}
-    return EvidenceReport(results=results, inputs=inputs)
+    return results
 
 
 def _samples(ref: EmbeddingProfile, cur: EmbeddingProfile, rows: int) -> tuple[np.ndarray, np.ndarray]:

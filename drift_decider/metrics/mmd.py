@@ -16,26 +16,30 @@ BANDWIDTH_ROWS = 1_000   # pooled rows used for the median heuristic
 PERMUTATION_BATCH = 64
 
 
-def pairwise_sq_dists(z: np.ndarray) -> np.ndarray:
-    """(N, N) float32 squared euclidean distances, zero diagonal, clipped at 0."""
-    sq = np.einsum("ij,ij->i", z, z)
-    d = z @ z.T
-    d *= -2.0
-    d += sq[:, None]
-    d += sq[None, :]
-    np.maximum(d, 0.0, out=d)
-    np.fill_diagonal(d, 0.0)
-    return d
-
-
-def median_bandwidth(d: np.ndarray, rng: np.random.Generator) -> float:
+def median_bandwidth(z: np.ndarray, rng: np.random.Generator) -> float:
     """sigma with 2 sigma^2 = median pairwise squared distance over a label-blind subsample of the
-    pooled rows (so the bandwidth is the same for every permutation and the test stays exact)."""
-    n = d.shape[0]
-    idx = np.sort(rng.choice(n, size=min(n, BANDWIDTH_ROWS), replace=False))
-    sub = d[np.ix_(idx, idx)][np.triu_indices(len(idx), k=1)]
-    positive = sub[sub > 0]
+    pooled rows (the bandwidth is the same for every permutation, so the test stays exact)."""
+    idx = np.sort(rng.choice(len(z), size=min(len(z), BANDWIDTH_ROWS), replace=False))
+    sub = z[idx].astype(np.float64)
+    sq = np.einsum("ij,ij->i", sub, sub)
+    d = (sq[:, None] + sq[None, :] - 2.0 * (sub @ sub.T))[np.triu_indices(len(idx), k=1)]
+    positive = d[d > 1e-12 * max(float(sq.max()), 1e-300)]
     return float(np.sqrt(np.median(positive) / 2.0)) if positive.size else 0.0
+
+
+def gaussian_kernel(z: np.ndarray, sigma: float) -> np.ndarray:
+    """(N, N) float32 exp(-||zi - zj||^2 / (2 sigma^2)), built in place from one Gram matrix."""
+    z = z - z.mean(axis=0)            # distances do not change; float32 cancellation does
+    sq = np.einsum("ij,ij->i", z, z)
+    gamma = np.float32(1.0 / (2.0 * sigma * sigma))
+    k = z @ z.T
+    k *= 2.0 * gamma
+    k -= (gamma * sq)[:, None]
+    k -= (gamma * sq)[None, :]
+    np.minimum(k, 0.0, out=k)
+    np.exp(k, out=k)
+    np.fill_diagonal(k, 1.0)
+    return k
 
 
 def mmd2_test(x: np.ndarray, y: np.ndarray, *, permutations: int, rng: np.random.Generator) -> MetricResult:
@@ -43,12 +47,10 @@ def mmd2_test(x: np.ndarray, y: np.ndarray, *, permutations: int, rng: np.random
     (1 + #{permuted >= observed}) / (1 + permutations)."""
     m, n = len(x), len(y)
     z = np.concatenate([x, y]).astype(np.float32, copy=False)
-    kernel = pairwise_sq_dists(z)
-    sigma = median_bandwidth(kernel, rng)
+    sigma = median_bandwidth(z, rng)
     if sigma == 0.0:
         return MetricResult.insufficient("mmd2", "all rows are identical", rows_per_side=[m, n])
-    kernel *= np.float32(-1.0 / (2.0 * sigma * sigma))
-    np.exp(kernel, out=kernel)
+    kernel = gaussian_kernel(z, sigma)
     row_sums = kernel.sum(axis=1, dtype=np.float64)
     total = float(row_sums.sum())
 
