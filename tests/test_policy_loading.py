@@ -40,7 +40,7 @@ def test_good_policy_loads_with_defaults() -> None:
     p = parse_policy(GOOD)
     (rule,) = p.rules
     assert (p.name, p.version, p.mode) == ("t", "1", "enforce")
-    assert (rule.priority, rule.sustain, rule.cooldown_days, rule.severity) == (0, 1, None, "warning")
+    assert (rule.priority, rule.sustain, rule.cooldown_seconds, rule.severity) == (0, 1, None, "warning")
 
 
 def test_sha256_ignores_comments_and_layout_but_not_content() -> None:

@@ -24,16 +24,18 @@ SECONDS_PER_DAY = 86400.0
 class Frame:
     """One check as conditions see it: its metric values, its time and the checks before it."""
 
-    __slots__ = ("metrics", "time", "times", "history_metrics", "end", "trace")
+    __slots__ = ("metrics", "time", "times", "history_metrics", "end", "trace", "memo")
 
     def __init__(self, metrics: Mapping[str, float], time: float, times: Sequence[float],
-                 history_metrics: Sequence[Mapping[str, float]], end: int, trace: list | None) -> None:
+                 history_metrics: Sequence[Mapping[str, float]], end: int, trace: list | None,
+                 memo: dict | None = None) -> None:
         self.metrics = metrics
         self.time = time                          # days since the epoch
         self.times = times                        # days since the epoch of each history check
         self.history_metrics = history_metrics    # metric dicts of the history, oldest first
         self.end = end                            # checks history[:end] precede this one
-        self.trace = trace                        # list to append leaf records to, or None
+        self.trace = trace                        # list to append leaf results to, or None
+        self.memo = {} if memo is None else memo  # per-History cache of prefix statistics
 
     def last(self, metric: str, n: int) -> list[tuple[float, float]] | None:
         """The last ``n`` checks' (time, value) of a metric, this one included; None if any is missing."""
@@ -48,24 +50,41 @@ class Frame:
         points.append((self.time, self.metrics[metric]))
         return points
 
-    def all_values(self, metric: str) -> list[float] | None:
-        """Every value of a metric up to and including this check (checks lacking it are skipped)."""
-        if metric not in self.metrics:
-            return None
-        values = [m[metric] for m in self.history_metrics[:self.end] if metric in m]
-        values.append(self.metrics[metric])
-        return values
+    def folded(self, leaf: "Leaf", step: Callable[[Any, float], Any], init: Any) -> tuple[Any, int]:
+        """(state, count) after folding ``step`` over the metric's values in the checks before this one.
+
+        Checks lacking the metric are skipped. Prefix states are computed once per History and leaf
+        (History is immutable), so recursive statistics (EWMA, CUSUM) cost O(1) per evaluation, also
+        when ``for`` recomputes earlier checks.
+        """
+        states = self.memo.get(leaf)
+        if states is None:
+            state, count = init, 0
+            states = [(state, count)]
+            for metrics in self.history_metrics:
+                value = metrics.get(leaf.metric)
+                if value is not None:
+                    state, count = step(state, value), count + 1
+                states.append((state, count))
+            self.memo[leaf] = states
+        return states[self.end]
 
 
 def _record(frame: Frame, leaf: "Leaf", value: float | None, threshold: float | None,
-            outcome: bool | None, **detail: Any) -> bool | None:
+            outcome: bool | None, detail: dict[str, Any] | None = None) -> bool | None:
     if frame.trace is not None:
-        entry = {"kind": leaf.kind, "metric": leaf.metric, "op": leaf.op_label(), "value": value,
-                 "threshold": threshold, "outcome": outcome_label(outcome), "text": leaf.describe()}
-        if detail:
-            entry["detail"] = detail
-        frame.trace.append(entry)
+        frame.trace.append((leaf, value, threshold, outcome, detail))
     return outcome
+
+
+def condition_dict(entry: tuple) -> dict[str, Any]:
+    """The JSON form of one trace entry, built only when a record or an explanation is asked for."""
+    leaf, value, threshold, outcome, detail = entry
+    out = {"kind": leaf.kind, "metric": leaf.metric, "op": leaf.op_label(), "value": value,
+           "threshold": threshold, "outcome": outcome_label(outcome), "text": leaf.describe()}
+    if detail:
+        out["detail"] = detail
+    return out
 
 
 def outcome_label(outcome: bool | None) -> str:
@@ -172,10 +191,15 @@ class Compare(Leaf):
 
     kind = "threshold"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_compare", OPS[self.op])     # resolved once: this is the hot path
+
     def evaluate(self, frame: Frame) -> bool | None:
         current = frame.metrics.get(self.metric)
-        outcome = None if current is None else OPS[self.op](current, self.value)
-        return _record(frame, self, current, self.value, outcome)
+        outcome = None if current is None else self._compare(current, self.value)
+        if frame.trace is not None:
+            frame.trace.append((self, current, self.value, outcome, None))
+        return outcome
 
     def op_label(self) -> str:
         return self.op
@@ -203,12 +227,17 @@ class Missing(Leaf):
 def slope_per_day(points: Sequence[tuple[float, float]]) -> float | None:
     """Least-squares slope (units per day) of (time in days, value) points; None if times coincide."""
     n = len(points)
-    mean_t = sum(t for t, _ in points) / n
-    mean_v = sum(v for _, v in points) / n
-    sxx = sum((t - mean_t) ** 2 for t, _ in points)
-    if sxx <= 1e-18:
-        return None
-    return sum((t - mean_t) * (v - mean_v) for t, v in points) / sxx
+    sum_t = sum_v = 0.0
+    for t, v in points:
+        sum_t += t
+        sum_v += v
+    mean_t, mean_v = sum_t / n, sum_v / n
+    sxx = sxy = 0.0
+    for t, v in points:
+        dt = t - mean_t
+        sxx += dt * dt
+        sxy += dt * (v - mean_v)
+    return None if sxx <= 1e-18 else sxy / sxx
 
 
 @dataclass(frozen=True, eq=False)
@@ -226,7 +255,7 @@ class Slope(Leaf):
         points = frame.last(self.metric, self.window)
         slope = None if points is None else slope_per_day(points)
         outcome = None if slope is None else OPS[self.op](slope, self.value)
-        return _record(frame, self, slope, self.value, outcome, window=self.window)
+        return _record(frame, self, slope, self.value, outcome)
 
     def op_label(self) -> str:
         return self.op
@@ -255,16 +284,16 @@ class Projected(Leaf):
         points = frame.last(self.metric, self.window)
         slope = None if points is None else slope_per_day(points)
         if slope is None:
-            return _record(frame, self, None, self.value, None, window=self.window)
+            return _record(frame, self, None, self.value, None)
         current = points[-1][1]
         projected = current + slope * self.within_days
         outcome = OPS[self.op](current, self.value) or OPS[self.op](projected, self.value)
-        crossing = None
-        if slope != 0.0:
-            days = (self.value - current) / slope
-            crossing = days if days >= 0 else None
-        return _record(frame, self, projected, self.value, outcome, current=current, slope_per_day=slope,
-                       days_to_threshold=crossing, within_days=self.within_days)
+        detail = None
+        if frame.trace is not None:
+            days = (self.value - current) / slope if slope != 0.0 else -1.0
+            detail = {"current": current, "slope_per_day": slope, "within_days": self.within_days,
+                      "days_to_threshold": days if days >= 0 else None}
+        return _record(frame, self, projected, self.value, outcome, detail)
 
     def op_label(self) -> str:
         return self.op
@@ -290,20 +319,22 @@ class Ewma(Leaf):
 
     kind = "ewma"
 
+    def _step(self, z: float, x: float) -> float:
+        return self.lam * x + (1.0 - self.lam) * z
+
     def evaluate(self, frame: Frame) -> bool | None:
-        values = frame.all_values(self.metric)
-        if values is None:
+        current = frame.metrics.get(self.metric)
+        if current is None:
             return _record(frame, self, None, None, None)
-        z = self.target
-        for x in values:
-            z = self.lam * x + (1.0 - self.lam) * z
-        t = len(values)
+        z, t = frame.folded(self, self._step, self.target)
+        z, t = self._step(z, current), t + 1
         width = self.limit * self.sigma * math.sqrt(
             self.lam / (2.0 - self.lam) * (1.0 - (1.0 - self.lam) ** (2 * t)))
         upper, lower = self.target + width, self.target - width
         outcome = _side_alarm(self.side, z > upper, z < lower)
         threshold = upper if self.side == "upper" else lower if self.side == "lower" else width
-        return _record(frame, self, z, threshold, outcome, lower=lower, upper=upper, checks=t)
+        detail = {"lower": lower, "upper": upper, "checks": t} if frame.trace is not None else None
+        return _record(frame, self, z, threshold, outcome, detail)
 
     def describe(self) -> str:
         return (f"ewma({self.metric}, lambda={self.lam:g}, target={self.target:g}, sigma={self.sigma:g}, "
@@ -322,18 +353,20 @@ class Cusum(Leaf):
 
     kind = "cusum"
 
+    def _step(self, sums: tuple[float, float], x: float) -> tuple[float, float]:
+        u = (x - self.target) / self.sigma
+        return max(0.0, sums[0] + u - self.k), max(0.0, sums[1] - u - self.k)
+
     def evaluate(self, frame: Frame) -> bool | None:
-        values = frame.all_values(self.metric)
-        if values is None:
+        current = frame.metrics.get(self.metric)
+        if current is None:
             return _record(frame, self, None, None, None)
-        hi = lo = 0.0
-        for x in values:
-            u = (x - self.target) / self.sigma
-            hi = max(0.0, hi + u - self.k)
-            lo = max(0.0, lo - u - self.k)
+        sums, count = frame.folded(self, self._step, (0.0, 0.0))
+        hi, lo = self._step(sums, current)
         outcome = _side_alarm(self.side, hi > self.h, lo > self.h)
         stat = hi if self.side == "upper" else lo if self.side == "lower" else max(hi, lo)
-        return _record(frame, self, stat, self.h, outcome, upper_sum=hi, lower_sum=lo, checks=len(values))
+        detail = {"upper_sum": hi, "lower_sum": lo, "checks": count + 1} if frame.trace is not None else None
+        return _record(frame, self, stat, self.h, outcome, detail)
 
     def describe(self) -> str:
         return (f"cusum({self.metric}, target={self.target:g}, sigma={self.sigma:g}, k={self.k:g}, "

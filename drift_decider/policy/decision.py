@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from drift_decider.policy.conditions import condition_dict
 from drift_decider.policy.history import _iso
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RuleOutcome:
     """How one rule fared: ``fired``, ``suppressed`` (matched but held back), ``not-matched`` or ``unknown``."""
 
@@ -18,13 +19,18 @@ class RuleOutcome:
     priority: int
     severity: str
     status: str
-    conditions: tuple[dict[str, Any], ...]
+    trace: tuple[tuple, ...]           # raw leaf results; see conditions.condition_dict
     reason: str | None = None          # for suppressed: not-sustained | cooldown | outranked
     detail: str | None = None
 
+    @property
+    def conditions(self) -> list[dict[str, Any]]:
+        """Every condition evaluated for this rule: metric, op, value, threshold, outcome, text."""
+        return [condition_dict(entry) for entry in self.trace]
+
     def to_dict(self) -> dict[str, Any]:
         out = {"rule": self.rule_id, "action": self.action, "priority": self.priority,
-               "severity": self.severity, "status": self.status, "conditions": list(self.conditions)}
+               "severity": self.severity, "status": self.status, "conditions": self.conditions}
         if self.reason:
             out["reason"], out["detail"] = self.reason, self.detail
         return out
@@ -43,7 +49,15 @@ class Decision:
     severity: str | None
     explanation: str | None
     rules: tuple[RuleOutcome, ...]
-    inputs: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)      # the finite metric values used
+    context: dict[str, str] = field(default_factory=dict)
+    history_checks: int = 0
+    history_sha256: str = ""
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return {"metrics": dict(sorted(self.metrics.items())), "context": dict(self.context),
+                "history": {"checks": self.history_checks, "sha256": self.history_sha256}}
 
     @property
     def dry_run(self) -> bool:
@@ -83,8 +97,7 @@ class Decision:
         lines = [head,
                  f"Policy: {self.policy_name} v{self.policy_version} (sha256 {self.policy_sha256[:12]})",
                  f"Decided at: {_iso(self.decided_at)}   decision id: {self.decision_id[:16]}",
-                 f"Inputs: {len(self.inputs.get('metrics', {}))} metrics, "
-                 f"{self.inputs.get('history', {}).get('checks', 0)} prior checks"]
+                 f"Inputs: {len(self.metrics)} metrics, {self.history_checks} prior checks"]
         if self.explanation:
             lines.append(f"Why: {self.explanation}")
         if self.action == "none":

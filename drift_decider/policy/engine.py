@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from drift_decider.policy.conditions import SECONDS_PER_DAY, Frame
 from drift_decider.policy.decision import Decision, RuleOutcome
-from drift_decider.policy.history import ACTION_WEIGHT, History, _iso, canonical_json, clean_metrics, parse_time
+from drift_decider.policy.history import (ACTION_WEIGHT, History, _iso, clean_metrics, encode_fields, encode_metrics,
+                                          parse_time)
 from drift_decider.policy.model import Policy, Rule
 from drift_decider.policy.template import render
 
@@ -17,12 +18,13 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
              context: Mapping[str, str] | None = None) -> Decision:
     """Decide. No rule firing gives ``none``; among rules that fire, the first in precedence order
     (priority, then heavier action, then file order) wins; the others are reported as outranked."""
-    now = parse_time(now, "now")
+    if not (isinstance(now, datetime) and now.tzinfo is timezone.utc):
+        now = parse_time(now, "now")
     current = clean_metrics(metrics, "metrics")
     ctx = {str(k): str(v) for k, v in (context or {}).items()}
-    times, past = _history_series(history)
-    trace: list[dict[str, Any]] = []
-    frame = Frame(current, now.timestamp() / SECONDS_PER_DAY, times, past, len(past), trace)
+    times, past, memo = _history_series(history)
+    trace: list[tuple] = []
+    frame = Frame(current, now.timestamp() / SECONDS_PER_DAY, times, past, len(past), trace, memo)
     outcomes: list[RuleOutcome] = []
     winner: Rule | None = None
     for rule in policy.rules:
@@ -39,28 +41,51 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
                 winner = rule
         outcomes.append(RuleOutcome(rule.id, rule.action, rule.priority, rule.severity, status, conditions,
                                     reason, detail))
-    decision_id = hashlib.sha256(canonical_json({
-        "policy": policy.sha256, "metrics": current, "history": history.digest(), "context": ctx,
-        "now": _iso(now)}).encode()).hexdigest()
+    digest = hashlib.sha256(encode_fields([policy.sha256, history.digest(), _iso(now)]))
+    digest.update(encode_metrics(current))
+    digest.update(encode_fields([f"{k}={v}" for k, v in sorted(ctx.items())]))
     return Decision(
         action=winner.action if winner else "none", rule_id=winner.id if winner else None,
-        decision_id=decision_id, policy_name=policy.name, policy_version=policy.version,
+        decision_id=digest.hexdigest(), policy_name=policy.name, policy_version=policy.version,
         policy_sha256=policy.sha256, mode=policy.mode, decided_at=now,
         severity=winner.severity if winner else None,
         explanation=render(winner.explain, current, policy.params) if winner and winner.explain else None,
-        rules=tuple(outcomes),
-        inputs={"metrics": dict(sorted(current.items())), "context": ctx,
-                "history": {"checks": len(history), "sha256": history.digest()}})
+        rules=tuple(outcomes), metrics=current, context=ctx, history_checks=len(history),
+        history_sha256=history.digest())
 
 
-def _history_series(history: History) -> tuple[list[float], list[dict[str, float]]]:
-    """Check times (days) and metric dicts of the history, computed once per History object."""
+def _history_series(history: History) -> tuple[list[float], list[dict[str, float]], dict]:
+    """Check times (days), metric dicts and a memo for prefix statistics, made once per History."""
     cached = history.__dict__.get("_series")
     if cached is None:
         cached = ([c.decided_at.timestamp() / SECONDS_PER_DAY for c in history.checks],
-                  [c.metrics for c in history.checks])
+                  [c.metrics for c in history.checks], {})
         object.__setattr__(history, "_series", cached)
     return cached
+
+
+def _held_at(rule: Rule, frame: Frame, index: int) -> bool:
+    """Did the rule's condition hold on history check ``index``? A function of the history alone, so memoised."""
+    key = (rule.when, index)
+    held = frame.memo.get(key)
+    if held is None:
+        earlier = Frame(frame.history_metrics[index], frame.times[index], frame.times, frame.history_metrics,
+                        index, None, frame.memo)
+        held = frame.memo[key] = rule.when.evaluate(earlier) is True
+    return held
+
+
+def _enforced_at_least(action: str, frame: Frame, history: History) -> list[tuple[int, float]]:
+    """(index, decided_at in epoch seconds), newest first, of enforced checks whose action is
+    ``action`` or heavier. Memoised per History; seconds keep cooldown boundaries exact."""
+    key = ("enforced", action)
+    found = frame.memo.get(key)
+    if found is None:
+        weight = ACTION_WEIGHT[action]
+        checks = history.checks
+        found = frame.memo[key] = [(i, checks[i].decided_at.timestamp()) for i in range(len(checks) - 1, -1, -1)
+                                   if checks[i].mode == "enforce" and ACTION_WEIGHT[checks[i].action] >= weight]
+    return found
 
 
 def _suppression(rule: Rule, frame: Frame, history: History, now: datetime) -> tuple[str | None, str | None]:
@@ -68,20 +93,18 @@ def _suppression(rule: Rule, frame: Frame, history: History, now: datetime) -> t
     if rule.sustain > 1:
         held = 1
         for index in range(frame.end - 1, max(frame.end - rule.sustain, -1), -1):
-            earlier = Frame(frame.history_metrics[index], frame.times[index], frame.times,
-                            frame.history_metrics, index, None)
-            if rule.when.evaluate(earlier) is not True:
+            if not _held_at(rule, frame, index):
                 break
             held += 1
         if held < rule.sustain:
             return "not-sustained", f"held on {held} of {rule.sustain} consecutive checks"
-    if rule.cooldown_days:
-        since = now - timedelta(days=rule.cooldown_days)
-        weight = ACTION_WEIGHT[rule.action]
-        for check in reversed(history.checks):
-            if (check.mode == "enforce" and ACTION_WEIGHT[check.action] >= weight
-                    and since < check.decided_at <= now):
-                until = check.decided_at + timedelta(days=rule.cooldown_days)
+    if rule.cooldown_seconds:
+        now_s = now.timestamp()
+        since = now_s - rule.cooldown_seconds
+        for index, decided in _enforced_at_least(rule.action, frame, history):
+            if since < decided <= now_s:
+                check = history.checks[index]
+                until = check.decided_at + timedelta(seconds=rule.cooldown_seconds)
                 return "cooldown", (f"{check.action} enforced at {_iso(check.decided_at)} (window "
                                     f"{check.window_id}); cooldown until {_iso(until)}")
     return None, None

@@ -10,7 +10,7 @@ from drift_decider.errors import PolicyError
 from drift_decider.policy.yamlsafe import Located, LocatedList
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|h|d|w)\s*$")
-_UNIT_DAYS = {"m": 1 / 1440, "h": 1 / 24, "d": 1.0, "w": 7.0}
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
@@ -89,15 +89,15 @@ class Fields:
             raise self.fail(key, f"{value} is outside [{low}, {high}]")
         return value
 
-    def duration_days(self, key: str) -> float | None:
-        """A duration such as ``30m``, ``12h``, ``7d``, ``2w`` in days; None when absent."""
+    def duration_seconds(self, key: str) -> float | None:
+        """A duration such as ``30m``, ``12h``, ``7d``, ``2w`` in seconds (exact for whole numbers); None if absent."""
         if key not in self.node:
             return None
         value = self.node[key]
         match = _DURATION.match(value) if isinstance(value, str) else None
         if match is None:
             raise self.fail(key, f"expected a duration like 12h, 7d or 2w, got {value!r}")
-        return float(match.group(1)) * _UNIT_DAYS[match.group(2)]
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
     def sub(self, key: str, what: str, allowed: Iterable[str], required: Iterable[str] = ()) -> "Fields":
         return Fields(self.node[key], self.at(key), f"{what}", allowed, required)

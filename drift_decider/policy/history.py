@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
@@ -40,6 +42,10 @@ def clean_metrics(raw: Any, what: str) -> dict[str, float]:
         raise InputError(f"{what}: expected a mapping of metric name to number, got {type(raw).__name__}")
     out: dict[str, float] = {}
     for name, value in raw.items():
+        if type(value) is float and type(name) is str:     # the common case, checked cheaply
+            if value - value == 0.0:                        # finite (inf - inf and nan - nan are nan)
+                out[name] = value
+            continue
         if not isinstance(name, str):
             raise InputError(f"{what}: metric names must be strings, got {name!r}")
         if value is None:
@@ -115,10 +121,22 @@ class History:
         return [check.to_dict() for check in self.checks]
 
     def digest(self) -> str:
-        """sha256 of the canonical JSON form: part of every decision id."""
+        """sha256 over a canonical encoding of every check: part of every decision id."""
         cached = self.__dict__.get("_digest")
         if cached is None:
-            cached = hashlib.sha256(canonical_json(self.to_dicts()).encode()).hexdigest()
+            labels: list[Any] = []
+            numbers: list[float] = []
+            previous: list[str] | None = None
+            for c in self.checks:
+                names = sorted(c.metrics)
+                # "=": same names as the check before (the usual case), which keeps the encoding short
+                labels.append((c.window_id, c.action, c.rule_id, c.mode, "=" if names == previous else names))
+                previous = names
+                numbers += (c.window_end.timestamp(), c.decided_at.timestamp())
+                numbers += [c.metrics[n] for n in names]
+            h = hashlib.sha256(encode_fields([canonical_json(labels)]))
+            h.update(struct.pack(f"<{len(numbers)}d", *numbers))
+            cached = h.hexdigest()
             object.__setattr__(self, "_digest", cached)
         return cached
 
@@ -126,8 +144,30 @@ class History:
         return len(self.checks)
 
 
+def encode_fields(fields: list[Any]) -> bytes:
+    """Length-prefixed UTF-8 strings: unambiguous, so distinct inputs cannot collide by concatenation."""
+    parts = [str(f).encode() for f in fields]
+    return struct.pack(f"<I{len(parts)}I", len(parts), *map(len, parts)) + b"".join(parts)
+
+
+def encode_metrics(metrics: Mapping[str, float]) -> bytes:
+    """Sorted names (as a length-prefixed JSON list) and their exact float64 values."""
+    names = tuple(sorted(metrics))
+    return _encode_names(names) + struct.pack(f"<{len(names)}d", *[metrics[n] for n in names])
+
+
+@lru_cache(maxsize=256)
+def _encode_names(names: tuple[str, ...]) -> bytes:
+    """Checks of one deployment share their metric names, so the encoding is reused."""
+    return encode_fields([canonical_json(list(names))])
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    """Sorted keys, no spaces, ASCII, no NaN: one text per value (reusing one encoder is much faster)."""
+    return _CANONICAL.encode(value)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -122,7 +122,7 @@ def _shadows(earlier: Rule, later: Rule) -> bool:
         return False
     if earlier.sustain > later.sustain:
         return False
-    if earlier.cooldown_days and (not later.cooldown_days or earlier.cooldown_days > later.cooldown_days
+    if earlier.cooldown_seconds and (not later.cooldown_seconds or earlier.cooldown_seconds > later.cooldown_seconds
                                   or ACTION_WEIGHT[earlier.action] < ACTION_WEIGHT[later.action]):
         return False
     return all(metric in theirs and theirs[metric].within(interval) for metric, interval in mine.items())

@@ -17,7 +17,7 @@ class Rule:
     when: Node
     priority: int = 0
     sustain: int = 1                  # the ``for`` of the file: consecutive checks that must hold
-    cooldown_days: float | None = None
+    cooldown_seconds: float | None = None
     severity: str = "warning"
     explain: str | None = None
     description: str | None = None

@@ -10,7 +10,7 @@ from typing import Any
 
 from drift_decider.catalog import metric_keys
 from drift_decider.errors import PolicyError
-from drift_decider.policy.conditions import (OPS, All, Any_, Compare, Cusum, Ewma, Leaf, Missing, Node, Not,
+from drift_decider.policy.conditions import (OPS, SECONDS_PER_DAY, All, Any_, Compare, Cusum, Ewma, Leaf, Missing, Node, Not,
                                             Projected, Slope)
 from drift_decider.policy.expr import ExprError, parse_expression
 from drift_decider.policy.fields import Fields, shift, suggest, type_name
@@ -100,7 +100,7 @@ def _rule(node: Any, where: str, order: int, builder: "_ConditionBuilder") -> Ru
             raise f.fail("explain", str(exc)) from None
     return Rule(id=rule_id, action=f.choice("action", ACTIONS[1:]), when=builder.node(f.raw("when"), f.at("when"), 0),
                 priority=f.integer("priority", 0, low=-1000, high=1000),
-                sustain=f.integer("for", 1, low=1, high=1000), cooldown_days=f.duration_days("cooldown"),
+                sustain=f.integer("for", 1, low=1, high=1000), cooldown_seconds=f.duration_seconds("cooldown"),
                 severity=f.choice("severity", SEVERITIES, "warning"), explain=explain,
                 description=f.string("description"), pos=where, order=order)
 
@@ -201,11 +201,11 @@ class _ConditionBuilder:
             return Slope(metric=metric, pos=raw.pos, window=sub.integer("window", 0, low=2, high=MAX_TREND_WINDOW),
                          op=op, value=value, param=param)
         sub = f.sub("projected", "projected", ("window", "within"), ("window", "within"))
-        within = sub.duration_days("within")
+        within = sub.duration_seconds("within")
         if not within or within <= 0:
             raise sub.fail("within", "must be a positive duration")
         return Projected(metric=metric, pos=raw.pos, window=sub.integer("window", 0, low=2, high=MAX_TREND_WINDOW),
-                         within_days=within, op=op, value=value, param=param)
+                         within_days=within / SECONDS_PER_DAY, op=op, value=value, param=param)
 
     def positive(self, sub: Fields, key: str, default: float | None = None) -> float:
         if not sub.has(key):

@@ -164,7 +164,7 @@ def _scenario(node: Any, where: str, policy: Policy, shared: dict[str, float]) -
     name = f.string("name")
     f.what = f"test {name!r}"
     start = _time(f, "start") if f.has("start") else DEFAULT_START
-    interval = f.duration_days("interval")
+    interval = f.duration_seconds("interval")
     context = f.raw("context", Located())
     if not isinstance(context, dict) or not all(isinstance(v, (str, int, float)) for v in context.values()):
         raise f.fail("context", "expected a mapping of name to string")
@@ -179,7 +179,7 @@ def _scenario(node: Any, where: str, policy: Policy, shared: dict[str, float]) -
         raise f.fail("history", f"expected a list of prior checks, got {type_name(history_node)}")
     history = tuple(_prior(item, pos, i) for i, (item, pos) in
                     enumerate(zip(history_node, getattr(history_node, "item_pos", []))))
-    return Scenario(name=name, pos=where, start=start, interval=timedelta(days=interval or 7.0),
+    return Scenario(name=name, pos=where, start=start, interval=timedelta(seconds=interval or 7 * 86400),
                     context={str(k): str(v) for k, v in context.items()},
                     defaults={**shared, **_metrics(f, "defaults", allow_null=True)}, history=history, steps=steps)
 
