@@ -50,23 +50,15 @@ class Frame:
         points.append((self.time, self.metrics[metric]))
         return points
 
-    def folded(self, leaf: "Leaf", step: Callable[[Any, float], Any], init: Any) -> tuple[Any, int]:
-        """(state, count) after folding ``step`` over the metric's values in the checks before this one.
+    def folded(self, leaf: "Ewma | Cusum") -> tuple[Any, int]:
+        """(state, count) of a recursive statistic after the checks before this one.
 
-        Checks lacking the metric are skipped. Prefix states are computed once per History and leaf
-        (History is immutable), so recursive statistics (EWMA, CUSUM) cost O(1) per evaluation, also
-        when ``for`` recomputes earlier checks.
+        Prefix states are computed once per History and leaf (History is immutable), so EWMA and
+        CUSUM cost O(1) per evaluation, also when ``for`` recomputes earlier checks.
         """
         states = self.memo.get(leaf)
         if states is None:
-            state, count = init, 0
-            states = [(state, count)]
-            for metrics in self.history_metrics:
-                value = metrics.get(leaf.metric)
-                if value is not None:
-                    state, count = step(state, value), count + 1
-                states.append((state, count))
-            self.memo[leaf] = states
+            states = self.memo[leaf] = leaf.prefix_states(self.history_metrics)
         return states[self.end]
 
 
@@ -319,15 +311,24 @@ class Ewma(Leaf):
 
     kind = "ewma"
 
-    def _step(self, z: float, x: float) -> float:
-        return self.lam * x + (1.0 - self.lam) * z
+    def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]) -> list[tuple[float, int]]:
+        """(z, count) after each prefix of the history; checks lacking the metric are skipped."""
+        lam, keep, metric = self.lam, 1.0 - self.lam, self.metric
+        z, count = self.target, 0
+        states = [(z, count)]
+        for metrics in history_metrics:
+            x = metrics.get(metric)
+            if x is not None:
+                z, count = lam * x + keep * z, count + 1
+            states.append((z, count))
+        return states
 
     def evaluate(self, frame: Frame) -> bool | None:
         current = frame.metrics.get(self.metric)
         if current is None:
             return _record(frame, self, None, None, None)
-        z, t = frame.folded(self, self._step, self.target)
-        z, t = self._step(z, current), t + 1
+        z, t = frame.folded(self)
+        z, t = self.lam * current + (1.0 - self.lam) * z, t + 1
         width = self.limit * self.sigma * math.sqrt(
             self.lam / (2.0 - self.lam) * (1.0 - (1.0 - self.lam) ** (2 * t)))
         upper, lower = self.target + width, self.target - width
@@ -353,16 +354,29 @@ class Cusum(Leaf):
 
     kind = "cusum"
 
-    def _step(self, sums: tuple[float, float], x: float) -> tuple[float, float]:
-        u = (x - self.target) / self.sigma
-        return max(0.0, sums[0] + u - self.k), max(0.0, sums[1] - u - self.k)
+    def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]) -> list[tuple[tuple[float, float], int]]:
+        """((upper sum, lower sum), count) after each prefix of the history; missing values are skipped."""
+        target, sigma, k, metric = self.target, self.sigma, self.k, self.metric
+        hi = lo = 0.0
+        count = 0
+        states = [((hi, lo), count)]
+        for metrics in history_metrics:
+            x = metrics.get(metric)
+            if x is not None:
+                u = (x - target) / sigma
+                hi = max(0.0, hi + u - k)
+                lo = max(0.0, lo - u - k)
+                count += 1
+            states.append(((hi, lo), count))
+        return states
 
     def evaluate(self, frame: Frame) -> bool | None:
         current = frame.metrics.get(self.metric)
         if current is None:
             return _record(frame, self, None, None, None)
-        sums, count = frame.folded(self, self._step, (0.0, 0.0))
-        hi, lo = self._step(sums, current)
+        (hi, lo), count = frame.folded(self)
+        u = (current - self.target) / self.sigma
+        hi, lo = max(0.0, hi + u - self.k), max(0.0, lo - u - self.k)
         outcome = _side_alarm(self.side, hi > self.h, lo > self.h)
         stat = hi if self.side == "upper" else lo if self.side == "lower" else max(hi, lo)
         detail = {"upper_sum": hi, "lower_sum": lo, "checks": count + 1} if frame.trace is not None else None

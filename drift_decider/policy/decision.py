@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable, Union
 
-from drift_decider.policy.conditions import condition_dict
+from drift_decider.policy.conditions import Frame, condition_dict
 from drift_decider.policy.history import _iso
+
+
+Detail = Union[str, Callable[[], str], None]     # why a rule was suppressed, possibly not yet formatted
 
 
 @dataclass(slots=True)
@@ -38,6 +41,10 @@ class RuleOutcome:
 
 @dataclass(frozen=True)
 class Decision:
+    """The outcome of one evaluation. The per-condition trace is rebuilt on demand (``rules``,
+    ``to_dict``, ``explain``) by re-evaluating on the same inputs: evaluation is pure, so the trace
+    is exactly what decided, and deciding stays cheap when nobody reads it."""
+
     action: str
     rule_id: str | None
     decision_id: str
@@ -48,7 +55,8 @@ class Decision:
     decided_at: datetime
     severity: str | None
     explanation: str | None
-    rules: tuple[RuleOutcome, ...]
+    verdicts: tuple[tuple[Any, str, str | None, Detail], ...]   # (Rule, status, reason, detail)
+    frame: Frame | None = field(default=None, compare=False, repr=False)
     metrics: dict[str, float] = field(default_factory=dict)      # the finite metric values used
     context: dict[str, str] = field(default_factory=dict)
     history_checks: int = 0
@@ -64,13 +72,35 @@ class Decision:
         return self.mode == "dry-run"
 
     @property
+    def rules(self) -> tuple[RuleOutcome, ...]:
+        """Every rule in order of precedence with its status and evaluated conditions."""
+        cached = self.__dict__.get("_rules")
+        if cached is None:
+            cached = tuple(self._outcome(*verdict) for verdict in self.verdicts)
+            object.__setattr__(self, "_rules", cached)
+        return cached
+
+    def _outcome(self, rule: Any, status: str, reason: str | None, detail: Detail) -> RuleOutcome:
+        trace: list[tuple] = []
+        if self.frame is not None:
+            f = self.frame
+            rule.when.evaluate(Frame(f.metrics, f.time, f.times, f.history_metrics, f.end, trace, f.memo))
+        text = detail() if callable(detail) else detail
+        return RuleOutcome(rule.id, rule.action, rule.priority, rule.severity, status, tuple(trace), reason, text)
+
+    @property
     def suppressed(self) -> list[RuleOutcome]:
         return [r for r in self.rules if r.status == "suppressed"]
 
     @property
+    def suppressed_reasons(self) -> set[tuple[str, str]]:
+        """(rule id, reason) of every suppressed rule, without building the trace."""
+        return {(rule.id, reason or "") for rule, status, reason, _ in self.verdicts if status == "suppressed"}
+
+    @property
     def matched(self) -> list[str]:
         """Rules whose conditions held now, whether they fired or were suppressed."""
-        return [r.rule_id for r in self.rules if r.status in ("fired", "suppressed")]
+        return [rule.id for rule, status, _, _ in self.verdicts if status in ("fired", "suppressed")]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-safe decision record (what the tracking layer stores as decision.json)."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from drift_decider.policy.conditions import SECONDS_PER_DAY, Frame
-from drift_decider.policy.decision import Decision, RuleOutcome
-from drift_decider.policy.history import (ACTION_WEIGHT, History, _iso, clean_metrics, encode_fields, encode_metrics,
+from drift_decider.policy.decision import Decision, Detail
+from drift_decider.policy.history import (ACTION_WEIGHT, CheckRecord, History, _iso, clean_metrics, encode_fields, encode_metrics,
                                           parse_time)
 from drift_decider.policy.model import Policy, Rule
 from drift_decider.policy.template import render
@@ -23,14 +24,11 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
     current = clean_metrics(metrics, "metrics")
     ctx = {str(k): str(v) for k, v in (context or {}).items()}
     times, past, memo = _history_series(history)
-    trace: list[tuple] = []
-    frame = Frame(current, now.timestamp() / SECONDS_PER_DAY, times, past, len(past), trace, memo)
-    outcomes: list[RuleOutcome] = []
+    frame = Frame(current, now.timestamp() / SECONDS_PER_DAY, times, past, len(past), None, memo)
+    verdicts: list[tuple[Rule, str, str | None, Detail]] = []
     winner: Rule | None = None
     for rule in policy.rules:
-        start = len(trace)
         held = rule.when.evaluate(frame)
-        conditions = tuple(trace[start:])
         status, reason, detail = ("unknown" if held is None else "not-matched"), None, None
         if held:
             reason, detail = _suppression(rule, frame, history, now)
@@ -39,8 +37,7 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
             status = "suppressed" if reason else "fired"
             if status == "fired":
                 winner = rule
-        outcomes.append(RuleOutcome(rule.id, rule.action, rule.priority, rule.severity, status, conditions,
-                                    reason, detail))
+        verdicts.append((rule, status, reason, detail))
     digest = hashlib.sha256(encode_fields([policy.sha256, history.digest(), _iso(now)]))
     digest.update(encode_metrics(current))
     digest.update(encode_fields([f"{k}={v}" for k, v in sorted(ctx.items())]))
@@ -50,7 +47,7 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
         policy_sha256=policy.sha256, mode=policy.mode, decided_at=now,
         severity=winner.severity if winner else None,
         explanation=render(winner.explain, current, policy.params) if winner and winner.explain else None,
-        rules=tuple(outcomes), metrics=current, context=ctx, history_checks=len(history),
+        verdicts=tuple(verdicts), frame=frame, metrics=current, context=ctx, history_checks=len(history),
         history_sha256=history.digest())
 
 
@@ -58,7 +55,7 @@ def _history_series(history: History) -> tuple[list[float], list[dict[str, float
     """Check times (days), metric dicts and a memo for prefix statistics, made once per History."""
     cached = history.__dict__.get("_series")
     if cached is None:
-        cached = ([c.decided_at.timestamp() / SECONDS_PER_DAY for c in history.checks],
+        cached = ([c._seconds[1] / SECONDS_PER_DAY for c in history.checks],
                   [c.metrics for c in history.checks], {})
         object.__setattr__(history, "_series", cached)
     return cached
@@ -75,6 +72,12 @@ def _held_at(rule: Rule, frame: Frame, index: int) -> bool:
     return held
 
 
+def _cooldown_detail(check: CheckRecord, cooldown_seconds: float) -> str:
+    until = check.decided_at + timedelta(seconds=cooldown_seconds)
+    return (f"{check.action} enforced at {_iso(check.decided_at)} (window {check.window_id}); "
+            f"cooldown until {_iso(until)}")
+
+
 def _enforced_at_least(action: str, frame: Frame, history: History) -> list[tuple[int, float]]:
     """(index, decided_at in epoch seconds), newest first, of enforced checks whose action is
     ``action`` or heavier. Memoised per History; seconds keep cooldown boundaries exact."""
@@ -83,13 +86,16 @@ def _enforced_at_least(action: str, frame: Frame, history: History) -> list[tupl
     if found is None:
         weight = ACTION_WEIGHT[action]
         checks = history.checks
-        found = frame.memo[key] = [(i, checks[i].decided_at.timestamp()) for i in range(len(checks) - 1, -1, -1)
+        found = frame.memo[key] = [(i, checks[i]._seconds[1]) for i in range(len(checks) - 1, -1, -1)
                                    if checks[i].mode == "enforce" and ACTION_WEIGHT[checks[i].action] >= weight]
     return found
 
 
-def _suppression(rule: Rule, frame: Frame, history: History, now: datetime) -> tuple[str | None, str | None]:
-    """Why a rule whose condition holds now must not fire yet: not sustained, or in cooldown."""
+def _suppression(rule: Rule, frame: Frame, history: History, now: datetime) -> tuple[str | None, Detail]:
+    """Why a rule whose condition holds now must not fire yet: not sustained, or in cooldown.
+
+    The detail text is returned unformatted (a callable) when formatting it costs more than deciding.
+    """
     if rule.sustain > 1:
         held = 1
         for index in range(frame.end - 1, max(frame.end - rule.sustain, -1), -1):
@@ -103,8 +109,5 @@ def _suppression(rule: Rule, frame: Frame, history: History, now: datetime) -> t
         since = now_s - rule.cooldown_seconds
         for index, decided in _enforced_at_least(rule.action, frame, history):
             if since < decided <= now_s:
-                check = history.checks[index]
-                until = check.decided_at + timedelta(seconds=rule.cooldown_seconds)
-                return "cooldown", (f"{check.action} enforced at {_iso(check.decided_at)} (window "
-                                    f"{check.window_id}); cooldown until {_iso(until)}")
+                return "cooldown", partial(_cooldown_detail, history.checks[index], rule.cooldown_seconds)
     return None, None

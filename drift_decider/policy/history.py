@@ -80,6 +80,9 @@ class CheckRecord:
         decided = self.window_end if self.decided_at is None else self.decided_at
         object.__setattr__(self, "decided_at", parse_time(decided, f"check {self.window_id!r} decided_at"))
         object.__setattr__(self, "metrics", clean_metrics(self.metrics, f"check {self.window_id!r}"))
+        # derived once per record: the history digest and time axis read them on every evaluation
+        object.__setattr__(self, "_names", tuple(sorted(self.metrics)))
+        object.__setattr__(self, "_seconds", (self.window_end.timestamp(), self.decided_at.timestamp()))
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], index: int = 0) -> "CheckRecord":
@@ -126,13 +129,13 @@ class History:
         if cached is None:
             labels: list[Any] = []
             numbers: list[float] = []
-            previous: list[str] | None = None
+            previous: tuple[str, ...] | None = None
             for c in self.checks:
-                names = sorted(c.metrics)
+                names = c._names
                 # "=": same names as the check before (the usual case), which keeps the encoding short
-                labels.append((c.window_id, c.action, c.rule_id, c.mode, "=" if names == previous else names))
+                labels.append((c.window_id, c.action, c.rule_id, c.mode, "=" if names == previous else list(names)))
                 previous = names
-                numbers += (c.window_end.timestamp(), c.decided_at.timestamp())
+                numbers += c._seconds
                 numbers += [c.metrics[n] for n in names]
             h = hashlib.sha256(encode_fields([canonical_json(labels)]))
             h.update(struct.pack(f"<{len(numbers)}d", *numbers))

@@ -150,7 +150,7 @@ def _differences(expect: Expectation, decision: Decision) -> list[str]:
     if expect.rule is not None and decision.rule_id != expect.rule:
         lines.append(f"rule:       expected {expect.rule:<16} got {decision.rule_id or '-'}")
     if expect.suppressed is not None:
-        got = {(r.rule_id, r.reason or "") for r in decision.suppressed}
+        got = decision.suppressed_reasons
         for rule, reason in sorted(expect.suppressed - got):
             lines.append(f"suppressed: missing  {rule}: {reason}")
         for rule, reason in sorted(got - expect.suppressed):
