@@ -364,8 +364,10 @@ class Cusum(Leaf):
             x = metrics.get(metric)
             if x is not None:
                 u = (x - target) / sigma
-                hi = max(0.0, hi + u - k)
-                lo = max(0.0, lo - u - k)
+                hi = hi + u - k
+                hi = hi if hi > 0.0 else 0.0
+                lo = lo - u - k
+                lo = lo if lo > 0.0 else 0.0
                 count += 1
             states.append(((hi, lo), count))
         return states

@@ -80,9 +80,13 @@ class CheckRecord:
         decided = self.window_end if self.decided_at is None else self.decided_at
         object.__setattr__(self, "decided_at", parse_time(decided, f"check {self.window_id!r} decided_at"))
         object.__setattr__(self, "metrics", clean_metrics(self.metrics, f"check {self.window_id!r}"))
-        # derived once per record: the history digest and time axis read them on every evaluation
-        object.__setattr__(self, "_names", tuple(sorted(self.metrics)))
-        object.__setattr__(self, "_seconds", (self.window_end.timestamp(), self.decided_at.timestamp()))
+        # derived once per record: the time axis and the history digest read them on every evaluation
+        seconds = (self.window_end.timestamp(), self.decided_at.timestamp())
+        object.__setattr__(self, "_seconds", seconds)
+        names = tuple(sorted(self.metrics))
+        object.__setattr__(self, "_encoded", encode_fields([self.window_id, self.action, self.rule_id or "",
+                                                           self.mode]) + _encode_names(names)
+                           + struct.pack(f"<{2 + len(names)}d", *seconds, *[self.metrics[n] for n in names]))
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], index: int = 0) -> "CheckRecord":
@@ -127,19 +131,8 @@ class History:
         """sha256 over a canonical encoding of every check: part of every decision id."""
         cached = self.__dict__.get("_digest")
         if cached is None:
-            labels: list[Any] = []
-            numbers: list[float] = []
-            previous: tuple[str, ...] | None = None
-            for c in self.checks:
-                names = c._names
-                # "=": same names as the check before (the usual case), which keeps the encoding short
-                labels.append((c.window_id, c.action, c.rule_id, c.mode, "=" if names == previous else list(names)))
-                previous = names
-                numbers += c._seconds
-                numbers += [c.metrics[n] for n in names]
-            h = hashlib.sha256(encode_fields([canonical_json(labels)]))
-            h.update(struct.pack(f"<{len(numbers)}d", *numbers))
-            cached = h.hexdigest()
+            # each record's encoding is length-prefixed throughout, so the concatenation is unambiguous
+            cached = hashlib.sha256(b"".join(c._encoded for c in self.checks)).hexdigest()
             object.__setattr__(self, "_digest", cached)
         return cached
 

@@ -7,6 +7,7 @@ substitution (not ``str.format``), so a template cannot reach attributes or item
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Iterable, Mapping
 
 _PLACEHOLDER = re.compile(r"\{(\$?[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?::([0-9.,+\- eEfFgG%]{0,12}))?\}")
@@ -35,8 +36,21 @@ def check_template(text: str, metric_names: Iterable[str], params: Mapping[str, 
 
 def render(text: str, metrics: Mapping[str, float], params: Mapping[str, float]) -> str:
     """Fill placeholders; a metric missing from the inputs renders as ``n/a``."""
-    def fill(match: re.Match[str]) -> str:
-        name, spec = match.group(1), match.group(2) or "g"
-        value = params.get(name[1:]) if name.startswith("$") else metrics.get(name)
-        return "n/a" if value is None else format(value, spec)
-    return _PLACEHOLDER.sub(fill, text)
+    out = []
+    for literal, name, spec in _parts(text):
+        out.append(literal)
+        if name:
+            value = params.get(name[1:]) if name.startswith("$") else metrics.get(name)
+            out.append("n/a" if value is None else format(value, spec))
+    return "".join(out)
+
+
+@lru_cache(maxsize=1024)
+def _parts(text: str) -> tuple[tuple[str, str, str], ...]:
+    """(literal text, placeholder name or "", format spec) pieces, parsed once per template."""
+    parts, pos = [], 0
+    for match in _PLACEHOLDER.finditer(text):
+        parts.append((text[pos:match.start()], match.group(1), match.group(2) or "g"))
+        pos = match.end()
+    parts.append((text[pos:], "", ""))
+    return tuple(parts)
