@@ -246,3 +246,28 @@ def test_naive_now_is_utc_and_history_round_trips() -> None:
 def test_bad_history_is_an_input_error(rows, message) -> None:
     with pytest.raises(InputError, match=message):
         History.from_dicts(rows)
+
+
+def test_trace_lists_every_condition_even_after_a_decisive_one() -> None:
+    """Deciding short-circuits; the recorded trace is rebuilt in full on the same inputs."""
+    p = make("  - {id: r, action: retrain, when: 'knn_jaccard < 0.5 and norm_ratio > 1.1 and mmd2 > 0.1'}\n")
+    d = evaluate(p, {"knn_jaccard": 0.9, "norm_ratio": 1.5}, EMPTY, T0)
+    outcomes = [(c["metric"], c["outcome"]) for c in d.to_dict()["conditions"]]
+    assert outcomes == [("knn_jaccard", "false"), ("norm_ratio", "true"), ("mmd2", "unknown")]
+    assert d.rules[0].status == "not-matched"
+
+
+def test_missing_condition_lets_a_gate_fail_closed() -> None:
+    p = make("  - {id: gate, action: retrain, when: {any: [{metric: domain_classifier.auc, missing: true}, "
+             "'domain_classifier.auc > 0.7']}}\n")
+    assert evaluate(p, {}, EMPTY, T0).rule_id == "gate"
+    assert evaluate(p, {"domain_classifier.auc": math.nan}, EMPTY, T0).rule_id == "gate"
+    assert evaluate(p, {"domain_classifier.auc": 0.6}, EMPTY, T0).action == "none"
+    assert evaluate(p, {"domain_classifier.auc": 0.8}, EMPTY, T0).action == "retrain"
+
+
+def test_explain_template_renders_params_formats_and_missing_values() -> None:
+    p = make("  - {id: r, action: retrain, explain: 'j={knn_jaccard:.1%} auc={domain_classifier.auc} "
+             "limit={$low:.2f}', when: 'knn_jaccard < $low'}\n", params="low: 0.5")
+    d = evaluate(p, {"knn_jaccard": 0.25}, EMPTY, T0)
+    assert d.explanation == "j=25.0% auc=n/a limit=0.50"
