@@ -32,8 +32,8 @@ def policy_text(n_rules: int) -> str:
         "when: {all: ['domain_classifier.auc > 0.7', 'domain_classifier.auc.p_value < 0.01', "
         "{any: ['knn_jaccard < 0.7', 'procrustes.residual > 0.2']}]}",
         "when: 'index.recall_at_k < 0.9 or index.coverage < 0.98 or index.stale_share > 0.1'",
-        "when: {all: ['knn_jaccard < 0.8', {metric: knn_jaccard, projected: {window: 4, within: 14d}, op: lt, "
-        "value: 0.5}]}",
+        "when: {all: ['knn_jaccard < 0.8', {metric: knn_jaccard, projected: {window: 4, within: 14d}, "
+        "op: lt, value: 0.5}]}",
         "when: {metric: norm_ratio, slope: {window: 6}, op: gt, value: 0.002}",
         "when: {metric: scores.mean_shift, ewma: {lambda: 0.2, target: 0, sigma: 0.01, L: 3}}",
         "when: {all: [{metric: knn_jaccard, cusum: {target: 0.9, sigma: 0.03, side: lower}}, "
@@ -65,7 +65,8 @@ def make_history(rng: np.random.Generator, n: int, now: datetime) -> History:
         for i in range(n)))
 
 
-def run(policy, jobs: list[tuple[dict[str, float], History]], now, fresh: bool) -> tuple[float, dict[str, int]]:
+def run(policy, jobs: list[tuple[dict[str, float], History]], now, fresh: bool
+        ) -> tuple[float, dict[str, int]]:
     """Time one decision per (metrics, history) job. ``fresh`` builds a new History object per
     decision from the same records, so no per-History cache (digest, prefix statistics, memoised
     ``for`` checks) carries over; records themselves are built once, as the tracking layer would."""
@@ -140,7 +141,8 @@ def main() -> None:
             rows.append((f"{label} x{args.workers}", args.decisions, max(sec for sec, _ in results), merged))
     print(f"policy: {len(policy.rules)} rules, history {args.history} checks, load+compile {load_ms:.1f} ms; "
           f"python reference: 10^6 loop iterations in {loop_reference() * 1000:.0f} ms")
-    print(f"{'scenario (x processes)':<34} {'decisions':>9} {'cpu s':>7} {'decisions/s':>12} {'us/decision':>12}  actions")
+    print(f"{'scenario (x processes)':<34} {'decisions':>9} {'cpu s':>7} {'decisions/s':>12} "
+          f"{'us/decision':>12}  actions")
     for label, n, seconds, counts in rows:
         mix = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
         print(f"{label:<34} {n:>9} {seconds:>7.3f} {n / seconds:>12,.0f} {1e6 * seconds / n:>12.1f}  {mix}")

@@ -21,6 +21,7 @@ from drift_decider.policy.testing import run_test_file
 
 EXIT_HELP = "Exit codes: 0 ok; 2 invalid policy, failing policy test or bad input; 1 unexpected failure."
 MAX_INPUT_BYTES = 50_000_000
+FILE = click.Path(dir_okay=False)
 
 
 def _guard(body: Callable[[], int], as_json: bool) -> None:
@@ -48,7 +49,8 @@ def policy_group() -> None:
     """Command group; the subcommands do the work."""
 
 
-@policy_group.command("validate", help=f"Check policy files strictly and warn about rules that cannot fire.\n\n{EXIT_HELP}")
+@policy_group.command("validate", help="Check policy files strictly and warn about rules that cannot fire."
+                      f"\n\n{EXIT_HELP}")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 2).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -82,7 +84,8 @@ def validate_cmd(files: tuple[str, ...], strict: bool, as_json: bool) -> None:
     _guard(body, as_json)
 
 
-@policy_group.command("test", help=f"Run policy test files (kind: PolicyTest); see docs/policies.md.\n\n{EXIT_HELP}")
+@policy_group.command("test", help="Run policy test files (kind: PolicyTest); see docs/policies.md."
+                      f"\n\n{EXIT_HELP}")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def test_cmd(files: tuple[str, ...], as_json: bool) -> None:
@@ -103,7 +106,8 @@ def test_cmd(files: tuple[str, ...], as_json: bool) -> None:
                 for failure in result.failures:
                     click.echo(failure.render(), err=True)
                 verdict = "ok" if result.ok else f"FAILED ({len(result.failures)} failing expectations)"
-                click.echo(f"{name}: {verdict}: {result.scenarios} scenarios, {result.expectations} expectations")
+                click.echo(f"{name}: {verdict}: {result.scenarios} scenarios, "
+                           f"{result.expectations} expectations")
         if as_json:
             click.echo(json.dumps({"ok": not failed, "files": results}, indent=2))
         return 2 if failed else 0
@@ -113,11 +117,12 @@ def test_cmd(files: tuple[str, ...], as_json: bool) -> None:
 @policy_group.command("explain", help=f"Evaluate a policy on metrics (and history) and show why.\n\n"
                       f"METRICS is a JSON object of metric name to number (or an evidence report with a "
                       f"'values' object); HISTORY is a JSON list of check records.\n\n{EXIT_HELP}")
-@click.option("--policy", "policy_path", required=True, type=click.Path(dir_okay=False), help="Policy YAML file.")
-@click.option("--metrics", "metrics_path", required=True, type=click.Path(dir_okay=False), help="Metrics JSON.")
-@click.option("--history", "history_path", type=click.Path(dir_okay=False), help="History JSON (list of checks).")
+@click.option("--policy", "policy_path", required=True, type=FILE, help="Policy YAML file.")
+@click.option("--metrics", "metrics_path", required=True, type=FILE, help="Metrics JSON.")
+@click.option("--history", "history_path", type=FILE, help="History JSON (list of checks).")
 @click.option("--now", help="Decision time, ISO-8601 (default: the current UTC time).")
-@click.option("--context", "context", multiple=True, metavar="KEY=VALUE", help="Context such as model=recsys.")
+@click.option("--context", "context", multiple=True, metavar="KEY=VALUE",
+              help="Context such as model=recsys (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full decision record as JSON.")
 def explain_cmd(policy_path: str, metrics_path: str, history_path: str | None, now: str | None,
                 context: tuple[str, ...], as_json: bool) -> None:

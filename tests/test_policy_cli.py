@@ -39,7 +39,8 @@ def test_validate_ok_and_json() -> None:
 
 
 def test_validate_reports_located_error_and_exit_2(tmp_path: Path) -> None:
-    bad = write(tmp_path, "bad.yaml", HEADER + "rules:\n  - {id: r, action: retrain, when: 'knn_jacard < 1'}\n")
+    bad = write(tmp_path, "bad.yaml",
+                HEADER + "rules:\n  - {id: r, action: retrain, when: 'knn_jacard < 1'}\n")
     result = invoke("validate", DEFAULT, bad)
     assert result.exit_code == 2
     assert f"{bad}:5:37: unknown metric 'knn_jacard' (did you mean 'knn_jaccard'?)" in result.output
@@ -62,7 +63,8 @@ def test_test_command_passes_shipped_tests() -> None:
 
 
 def test_failing_policy_test_shows_a_readable_diff(tmp_path: Path) -> None:
-    write(tmp_path, "p.yaml", HEADER + "rules:\n  - {id: r, action: retrain, for: 2, when: 'knn_jaccard < 0.5'}\n")
+    write(tmp_path, "p.yaml",
+          HEADER + "rules:\n  - {id: r, action: retrain, for: 2, when: 'knn_jaccard < 0.5'}\n")
     tests = write(tmp_path, "p.test.yaml", """\
 apiVersion: drift-decider/v1
 kind: PolicyTest
@@ -90,9 +92,11 @@ tests:
 
 @pytest.mark.parametrize("body, message", [
     ("policy: missing.yaml\ntests: [{name: x, steps: [{}]}]\n", "does not exist"),
-    ("policy: p.yaml\ntests: [{name: x, steps: [{expect: {action: retrain, rule: nope}}]}]\n", "no rule 'nope'"),
+    ("policy: p.yaml\ntests: [{name: x, steps: [{expect: {action: retrain, rule: nope}}]}]\n",
+     "no rule 'nope'"),
     ("policy: p.yaml\ntests: [{name: x, steps: [{metrics: {knn_jaccard: high}}]}]\n", "must be a number"),
-    ("policy: p.yaml\ntests: [{name: x, steps: [{expect: {action: none, suppressed: [{rule: r, reason: why}]}}]}]\n",
+    ("policy: p.yaml\ntests: [{name: x, steps: [{expect: {action: none, "
+     "suppressed: [{rule: r, reason: why}]}}]}]\n",
      "'why' is not one of"),
     ("policy: p.yaml\ntests: [{name: x, stepz: []}]\n", "did you mean 'steps'"),
 ])
@@ -104,7 +108,8 @@ def test_broken_test_files_exit_2_with_location(tmp_path: Path, body: str, messa
 
 
 def test_explain_human_and_json(tmp_path: Path) -> None:
-    metrics = write(tmp_path, "m.json", json.dumps({"values": {"index.recall_at_k": 0.8, "knn_jaccard": 0.9}}))
+    metrics = write(tmp_path, "m.json",
+                    json.dumps({"values": {"index.recall_at_k": 0.8, "knn_jaccard": 0.9}}))
     history = write(tmp_path, "h.json", json.dumps([{"window_id": "w1", "window_end": "2026-03-01T00:00:00Z",
                                                      "metrics": {}, "action": "none"}]))
     args = ("explain", "--policy", DEFAULT, "--metrics", metrics, "--history", history,
@@ -135,7 +140,8 @@ def test_explain_bad_input_exits_2(tmp_path: Path, metrics_text: str, extra: tup
 
 
 def test_explain_missing_files_exit_2(tmp_path: Path) -> None:
-    assert invoke("explain", "--policy", tmp_path / "none.yaml", "--metrics", tmp_path / "m.json").exit_code == 2
+    missing = invoke("explain", "--policy", tmp_path / "none.yaml", "--metrics", tmp_path / "m.json")
+    assert missing.exit_code == 2
     metrics = write(tmp_path, "m.json", "{}")
     assert invoke("explain", "--policy", DEFAULT, "--metrics", metrics,
                   "--history", tmp_path / "nope.json").exit_code == 2

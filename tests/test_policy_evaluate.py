@@ -21,12 +21,13 @@ def make(rules: str, params: str = "", mode: str = "enforce"):
                         f"mode: {mode}\nparams: {{{params}}}\nrules:\n{rules}")
 
 
-def weekly(values: list[dict[str, float]], actions: list[str] | None = None, mode: str = "enforce") -> History:
+def weekly(values: list[dict[str, float]], actions: list[str] | None = None,
+           mode: str = "enforce") -> History:
     """History of weekly checks ending one week before T0."""
     n = len(values)
     actions = actions or ["none"] * n
-    return History(tuple(CheckRecord(f"w{i}", T0 - timedelta(days=7 * (n - i)), v, actions[i], None, None, mode)
-                         for i, v in enumerate(values)))
+    return History(tuple(CheckRecord(f"w{i}", T0 - timedelta(days=7 * (n - i)), v, actions[i], None, None,
+                                     mode) for i, v in enumerate(values)))
 
 
 def test_no_rule_fires_gives_none() -> None:
@@ -76,8 +77,9 @@ def test_for_counts_current_plus_consecutive_history_recomputed() -> None:
     assert evaluate(p, bad, weekly([bad, bad]), T0).action == "retrain"
     d = evaluate(p, bad, weekly([bad, good, bad]), T0)
     assert d.action == "none"
-    assert (d.suppressed[0].reason, d.suppressed[0].detail) == ("not-sustained", "held on 2 of 3 consecutive checks")
-    assert evaluate(p, bad, weekly([good, bad]), T0).suppressed[0].detail == "held on 2 of 3 consecutive checks"
+    held_2_of_3 = "held on 2 of 3 consecutive checks"
+    assert (d.suppressed[0].reason, d.suppressed[0].detail) == ("not-sustained", held_2_of_3)
+    assert evaluate(p, bad, weekly([good, bad]), T0).suppressed[0].detail == held_2_of_3
     assert evaluate(p, bad, weekly([bad]), T0).action == "none"       # not enough history
     assert evaluate(p, bad, weekly([{}, bad]), T0).action == "none"   # an unknown check breaks the run
 
@@ -108,7 +110,8 @@ def test_slope_matches_least_squares_over_time() -> None:
     rng = np.random.default_rng(7)
     values = list(rng.uniform(0.4, 0.9, size=6))
     hist = weekly([{"knn_jaccard": v} for v in values[:-1]])
-    p = make("  - {id: r, action: retrain, when: {metric: knn_jaccard, slope: {window: 6}, op: lt, value: 0}}\n")
+    p = make("  - {id: r, action: retrain, "
+             "when: {metric: knn_jaccard, slope: {window: 6}, op: lt, value: 0}}\n")
     d = evaluate(p, {"knn_jaccard": values[-1]}, hist, T0)
     expected = np.polyfit(np.arange(6) * 7.0, values, 1)[0]
     assert d.to_dict()["conditions"][0]["value"] == pytest.approx(expected, rel=1e-9)
@@ -145,7 +148,8 @@ def test_ewma_alarm_agrees_with_a_direct_computation_over_random_series() -> Non
     alarms = 0
     for _ in range(200):
         series = list(rng.normal(rng.uniform(0, 0.015), 0.01, size=rng.integers(1, 12)))
-        d = evaluate(p, {"scores.mean_shift": series[-1]}, weekly([{"scores.mean_shift": v} for v in series[:-1]]), T0)
+        hist = weekly([{"scores.mean_shift": v} for v in series[:-1]])
+        d = evaluate(p, {"scores.mean_shift": series[-1]}, hist, T0)
         z, width = ewma_reference(series, 0.3, 0.0, 0.01, 2.5)
         assert d.to_dict()["conditions"][0]["value"] == pytest.approx(z)
         assert (d.action == "recalibrate") == (z > width)
@@ -195,8 +199,8 @@ def test_same_inputs_same_decision_and_id_different_inputs_different_id() -> Non
         evaluate(p, {"knn_jaccard": 0.4}, weekly([{"knn_jaccard": 0.71}]), T0, context=ctx),
         evaluate(p, {"knn_jaccard": 0.4}, hist, T0, context={**ctx, "version": "4"}),
         evaluate(p, {"knn_jaccard": 0.4}, hist, T0 + timedelta(seconds=1), context=ctx),
-        evaluate(make("  - {id: r, action: retrain, when: 'knn_jaccard < 0.6'}\n"), {"knn_jaccard": 0.4}, hist, T0,
-                 context=ctx),
+        evaluate(make("  - {id: r, action: retrain, when: 'knn_jaccard < 0.6'}\n"), {"knn_jaccard": 0.4},
+                 hist, T0, context=ctx),
     ]
     ids = {a.decision_id} | {v.decision_id for v in variants}
     assert len(ids) == 6

@@ -8,7 +8,7 @@ import pytest
 
 from drift_decider.errors import PolicyError
 from drift_decider.policy import History, evaluate, parse_policy
-from drift_decider.policy.conditions import All, Any_, Compare, Not
+from drift_decider.policy.conditions import All, Compare, Not
 from drift_decider.policy.expr import MAX_DEPTH, MAX_LENGTH, ExprError, parse_expression
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
@@ -81,7 +81,8 @@ def test_length_and_depth_are_bounded() -> None:
 def test_expression_and_mapping_forms_decide_identically() -> None:
     header = "apiVersion: drift-decider/v1\nkind: Policy\nmetadata: {name: t, version: '1'}\nrules:\n"
     expr = parse_policy(header + "  - {id: r, action: retrain, when: "
-                        "'knn_jaccard < 0.5 and (procrustes.residual > 0.3 or not domain_classifier.auc <= 0.7)'}\n")
+                        "'knn_jaccard < 0.5 and (procrustes.residual > 0.3 "
+                        "or not domain_classifier.auc <= 0.7)'}\n")
     mapping = parse_policy(header + """\
   - id: r
     action: retrain

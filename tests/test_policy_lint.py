@@ -38,7 +38,8 @@ def test_satisfiable_conditions_are_not_warned(when: str) -> None:
 
 def test_rule_shadowed_by_higher_priority_weaker_rule() -> None:
     out = warnings_for("  - {id: broad, action: retrain, priority: 2, when: 'knn_jaccard < 0.6'}\n"
-                       "  - {id: narrow, action: retrain, priority: 1, when: 'knn_jaccard < 0.5 and norm_ratio > 1'}\n")
+                       "  - {id: narrow, action: retrain, priority: 1, "
+                       "when: 'knn_jaccard < 0.5 and norm_ratio > 1'}\n")
     assert len(out) == 1 and "'narrow' can never fire" in out[0] and "'broad'" in out[0]
 
 
@@ -59,5 +60,6 @@ def test_no_shadowing_when_conditions_do_not_imply() -> None:
 
 
 def test_unused_param_is_warned() -> None:
-    out = warnings_for("  - {id: r, action: retrain, when: 'knn_jaccard < $low'}\n", params="low: 0.5, spare: 1")
+    out = warnings_for("  - {id: r, action: retrain, when: 'knn_jaccard < $low'}\n",
+                       params="low: 0.5, spare: 1")
     assert out == ["p.yaml: warning: param 'spare' is never used"]

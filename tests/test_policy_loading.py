@@ -88,7 +88,8 @@ def test_p_value_companions_only_exist_for_tests() -> None:
      "unknown param '$nope'", (7, "$nope")),
     ("rules:\n  - id: r1\n    action: retrain\n    when: {all: []}\n", "non-empty list", (7, "[]")),
     ("rules:\n  - id: r1\n    action: retrain\n    when: 12\n", "got integer", (7, "12")),
-    ("rules:\n  - id: r1\n    action: retrain\n    when: {all: ['knn_jaccard < 1'], any: ['knn_jaccard < 1']}\n",
+    ("rules:\n  - id: r1\n    action: retrain\n    when: {all: ['knn_jaccard < 1'], "
+     "any: ['knn_jaccard < 1']}\n",
      "cannot be combined", (7, "any")),
     ("rules:\n  - {id: r1, action: retrain, when: 'knn_jaccard < 1'}\n"
      "  - {id: r1, action: retrain, when: 'knn_jaccard < 1'}\n", "duplicate rule id 'r1'", (6, "{")),
@@ -96,15 +97,20 @@ def test_p_value_companions_only_exist_for_tests() -> None:
      "duplicate key 'action'", (5, "action: recalibrate")),
     ("params: {a: yes}\nrules:\n  - {id: r1, action: retrain, when: 'knn_jaccard < $a'}\n",
      "param 'a' must be a finite number", (4, "yes")),
-    ("rules:\n  - id: r1\n    action: retrain\n    when: {metric: norm_ratio, ewma: {lambda: 1.5, target: 1, sigma: 1}}\n",
+    ("rules:\n  - id: r1\n    action: retrain\n    when: {metric: norm_ratio, "
+     "ewma: {lambda: 1.5, target: 1, sigma: 1}}\n",
      "must be in (0, 1]", (7, "1.5")),
-    ("rules:\n  - id: r1\n    action: retrain\n    when: {metric: norm_ratio, cusum: {target: 1, sigma: 0}}\n",
+    ("rules:\n  - id: r1\n    action: retrain\n    when: {metric: norm_ratio, "
+     "cusum: {target: 1, sigma: 0}}\n",
      "must be positive", (7, "0}")),
-    ("rules:\n  - id: r1\n    action: retrain\n    when: {metric: norm_ratio, slope: {window: 1}, op: gt, value: 0}\n",
+    ("rules:\n  - id: r1\n    action: retrain\n    when: {metric: norm_ratio, "
+     "slope: {window: 1}, op: gt, value: 0}\n",
      "outside [2, 1000]", (7, "1}")),
-    ("rules:\n  - id: r1\n    action: retrain\n    explain: 'x {knn_jaccard.__class__}'\n    when: 'knn_jaccard < 1'\n",
+    ("rules:\n  - id: r1\n    action: retrain\n    explain: 'x {knn_jaccard.__class__}'\n"
+     "    when: 'knn_jaccard < 1'\n",
      "unknown metric 'knn_jaccard.__class__' in template", (7, "x {")),
-    ("mode: shadow\nrules:\n  - {id: r1, action: retrain, when: 'knn_jaccard < 1'}\n", "'shadow' is not one of", (4, "shadow")),
+    ("mode: shadow\nrules:\n  - {id: r1, action: retrain, when: 'knn_jaccard < 1'}\n",
+     "'shadow' is not one of", (4, "shadow")),
 ])
 def test_schema_errors_are_clear_and_located(body: str, message: str, at: tuple[int, str]) -> None:
     """``at`` is (line, text the error must point at): the column is where that text starts."""
@@ -141,7 +147,8 @@ def test_yaml_tags_are_rejected_and_nothing_runs(payload: str, tmp_path: Path) -
 
 def test_billion_laughs_is_rejected_at_the_first_anchor() -> None:
     bomb = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
-    bomb += "".join(f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+    for i in range(8):      # each level repeats the previous one nine times: 9**9 strings if expanded
+        bomb += f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n"
     err = error_of(bomb)
     assert "anchors" in str(err) and err.location == "p.yaml:1:4"
 

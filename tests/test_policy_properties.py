@@ -21,7 +21,8 @@ trees = st.recursive(compares, lambda kids: st.one_of(
     st.builds(Not, kids),
     st.builds(lambda c: All(tuple(c)), st.lists(kids, min_size=1, max_size=4)),
     st.builds(lambda c: Any_(tuple(c)), st.lists(kids, min_size=1, max_size=4))), max_leaves=12)
-metric_values = st.dictionaries(st.sampled_from(METRICS), st.sampled_from((0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.95)))
+metric_values = st.dictionaries(st.sampled_from(METRICS),
+                                st.sampled_from((0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.95)))
 
 
 def run(node: Node, metrics: dict[str, float], trace: bool = True) -> bool | None:
@@ -98,7 +99,8 @@ rules:
   - {id: d, action: retrain, when: {metric: knn_jaccard, slope: {window: 3}, op: lt, value: -0.01}}
 """)
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
-checks = st.lists(st.tuples(metric_values, st.sampled_from(("none", "retrain", "recalibrate", "refresh-index")),
+checks = st.lists(st.tuples(metric_values,
+                            st.sampled_from(("none", "retrain", "recalibrate", "refresh-index")),
                             st.sampled_from(("enforce", "dry-run"))), max_size=8)
 
 

@@ -344,7 +344,10 @@ class Ewma(Leaf):
 
 @dataclass(frozen=True, eq=False)
 class Cusum(Leaf):
-    """Tabular CUSUM (Page 1954) in sigma units: S_t = max(0, S_{t-1} + (x_t - target)/sigma - k); alarm when S_t > h."""
+    """Tabular CUSUM (Page 1954) in sigma units; True on alarm.
+
+    S_t = max(0, S_{t-1} + (x_t - target)/sigma - k) (and the mirror for the lower side); alarm when S_t > h.
+    """
 
     target: float
     sigma: float
@@ -354,7 +357,8 @@ class Cusum(Leaf):
 
     kind = "cusum"
 
-    def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]) -> list[tuple[tuple[float, float], int]]:
+    def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]
+                      ) -> list[tuple[tuple[float, float], int]]:
         """((upper sum, lower sum), count) after each prefix of the history; missing values are skipped."""
         target, sigma, k, metric = self.target, self.sigma, self.k, self.metric
         hi = lo = 0.0

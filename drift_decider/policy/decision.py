@@ -15,7 +15,7 @@ Detail = Union[str, Callable[[], str], None]     # why a rule was suppressed, po
 
 @dataclass(slots=True)
 class RuleOutcome:
-    """How one rule fared: ``fired``, ``suppressed`` (matched but held back), ``not-matched`` or ``unknown``."""
+    """How one rule fared: ``fired``, ``suppressed`` (matched, held back), ``not-matched`` or ``unknown``."""
 
     rule_id: str
     action: str
@@ -86,7 +86,8 @@ class Decision:
             f = self.frame
             rule.when.evaluate(Frame(f.metrics, f.time, f.times, f.history_metrics, f.end, trace, f.memo))
         text = detail() if callable(detail) else detail
-        return RuleOutcome(rule.id, rule.action, rule.priority, rule.severity, status, tuple(trace), reason, text)
+        return RuleOutcome(rule.id, rule.action, rule.priority, rule.severity, status, tuple(trace),
+                           reason, text)
 
     @property
     def suppressed(self) -> list[RuleOutcome]:
@@ -95,7 +96,8 @@ class Decision:
     @property
     def suppressed_reasons(self) -> set[tuple[str, str]]:
         """(rule id, reason) of every suppressed rule, without building the trace."""
-        return {(rule.id, reason or "") for rule, status, reason, _ in self.verdicts if status == "suppressed"}
+        return {(rule.id, reason or "") for rule, status, reason, _ in self.verdicts
+                if status == "suppressed"}
 
     @property
     def matched(self) -> list[str]:
@@ -108,7 +110,8 @@ class Decision:
             "decision_id": self.decision_id, "action": self.action, "rule_id": self.rule_id,
             "severity": self.severity, "mode": self.mode, "dry_run": self.dry_run,
             "decided_at": _iso(self.decided_at), "explanation": self.explanation,
-            "policy": {"name": self.policy_name, "version": self.policy_version, "sha256": self.policy_sha256},
+            "policy": {"name": self.policy_name, "version": self.policy_version,
+                       "sha256": self.policy_sha256},
             "matched": self.matched,
             "suppressed": [{"rule": r.rule_id, "action": r.action, "reason": r.reason, "detail": r.detail}
                            for r in self.suppressed],

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 from functools import partial
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from typing import Mapping
 
 from drift_decider.policy.conditions import SECONDS_PER_DAY, Frame
 from drift_decider.policy.decision import Decision, Detail
-from drift_decider.policy.history import (ACTION_WEIGHT, CheckRecord, History, _iso, clean_metrics, encode_fields, encode_metrics,
-                                          parse_time)
+from drift_decider.policy.history import (ACTION_WEIGHT, CheckRecord, History, _iso, clean_metrics,
+                                          encode_fields, encode_metrics, parse_time)
 from drift_decider.policy.model import Policy, Rule
 from drift_decider.policy.template import render
 
@@ -62,7 +62,7 @@ def _history_series(history: History) -> tuple[list[float], list[dict[str, float
 
 
 def _held_at(rule: Rule, frame: Frame, index: int) -> bool:
-    """Did the rule's condition hold on history check ``index``? A function of the history alone, so memoised."""
+    """Did the rule's condition hold on history check ``index``? Depends on the history alone: memoised."""
     key = (rule.when, index)
     held = frame.memo.get(key)
     if held is None:
@@ -87,7 +87,8 @@ def _enforced_at_least(action: str, frame: Frame, history: History) -> list[tupl
         weight = ACTION_WEIGHT[action]
         checks = history.checks
         found = frame.memo[key] = [(i, checks[i]._seconds[1]) for i in range(len(checks) - 1, -1, -1)
-                                   if checks[i].mode == "enforce" and ACTION_WEIGHT[checks[i].action] >= weight]
+                                   if checks[i].mode == "enforce"
+                                   and ACTION_WEIGHT[checks[i].action] >= weight]
     return found
 
 

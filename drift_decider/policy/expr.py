@@ -61,7 +61,8 @@ def tokenize(text: str) -> list[Token]:
         if match is None:
             char = text[pos]
             hint = {"[": "subscripts are not allowed", "'": "strings are not allowed",
-                    '"': "strings are not allowed", ",": "calls are not allowed"}.get(char, "not part of the expression language")
+                    '"': "strings are not allowed", ",": "calls are not allowed",
+                    }.get(char, "not part of the expression language")
             raise ExprError(f"unexpected character {char!r}: {hint}", pos)
         kind = match.lastgroup or ""
         if kind != "space":

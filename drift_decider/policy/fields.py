@@ -90,7 +90,10 @@ class Fields:
         return value
 
     def duration_seconds(self, key: str) -> float | None:
-        """A duration such as ``30m``, ``12h``, ``7d``, ``2w`` in seconds (exact for whole numbers); None if absent."""
+        """A duration such as ``30m``, ``12h``, ``7d``, ``2w`` in seconds (exact for whole numbers).
+
+        None when the key is absent.
+        """
         if key not in self.node:
             return None
         value = self.node[key]

@@ -76,7 +76,8 @@ class CheckRecord:
                              f"(expected one of {', '.join(ACTIONS)})")
         if self.mode not in MODES:
             raise InputError(f"history check {self.window_id!r}: unknown mode {self.mode!r}")
-        object.__setattr__(self, "window_end", parse_time(self.window_end, f"check {self.window_id!r} window_end"))
+        object.__setattr__(self, "window_end",
+                           parse_time(self.window_end, f"check {self.window_id!r} window_end"))
         decided = self.window_end if self.decided_at is None else self.decided_at
         object.__setattr__(self, "decided_at", parse_time(decided, f"check {self.window_id!r} decided_at"))
         object.__setattr__(self, "metrics", clean_metrics(self.metrics, f"check {self.window_id!r}"))

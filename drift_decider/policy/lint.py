@@ -35,8 +35,9 @@ class Interval:
     @classmethod
     def of(cls, atom: Compare) -> "Interval | None":
         v = atom.value
-        return {"gt": cls(lo=v), "gte": cls(lo=v, lo_closed=True), "lt": cls(hi=v), "lte": cls(hi=v, hi_closed=True),
-                "eq": cls(v, True, v, True)}.get(atom.op)      # ne is not an interval
+        return {"gt": cls(lo=v), "gte": cls(lo=v, lo_closed=True), "lt": cls(hi=v),
+                "lte": cls(hi=v, hi_closed=True), "eq": cls(v, True, v, True),
+                }.get(atom.op)      # ne is not an interval
 
     def meet(self, other: "Interval") -> "Interval":
         lo, lo_c = max((self.lo, not self.lo_closed), (other.lo, not other.lo_closed))
@@ -64,7 +65,8 @@ def lint(policy: Policy) -> list[LintWarning]:
                     f"rule {later.id!r} can never fire: whenever it matches, rule {earlier.id!r} "
                     f"({earlier.action}, priority {earlier.priority}) matches too and takes precedence")))
                 break
-    used = {leaf.param for rule in policy.rules for leaf in rule.when.leaves() if getattr(leaf, "param", None)}
+    used = {leaf.param for rule in policy.rules for leaf in rule.when.leaves()
+            if getattr(leaf, "param", None)}
     for name in sorted(set(policy.params) - used):
         warnings.append(LintWarning(policy.source, f"param {name!r} is never used"))
     return sorted(warnings, key=lambda w: _location_key(w.location))
@@ -109,7 +111,8 @@ def _contradictions(rule: Rule, node: Node, inside_all: bool = False) -> list[Li
                 meet = meet.meet(Interval.of(atom))  # type: ignore[arg-type]
             if meet.empty():
                 text = " and ".join(f"{a.metric} {OP_SYMBOL[a.op]} {a.value:g}" for a in atoms)
-                out.append(LintWarning(atoms[0].pos, f"rule {rule.id!r} can never fire: {text} cannot all hold"))
+                out.append(LintWarning(atoms[0].pos,
+                                       f"rule {rule.id!r} can never fire: {text} cannot all hold"))
     for child in getattr(node, "children", ()):
         out += _contradictions(rule, child, isinstance(node, All))
     return out
@@ -122,7 +125,8 @@ def _shadows(earlier: Rule, later: Rule) -> bool:
         return False
     if earlier.sustain > later.sustain:
         return False
-    if earlier.cooldown_seconds and (not later.cooldown_seconds or earlier.cooldown_seconds > later.cooldown_seconds
-                                  or ACTION_WEIGHT[earlier.action] < ACTION_WEIGHT[later.action]):
+    if earlier.cooldown_seconds and (not later.cooldown_seconds
+                                     or earlier.cooldown_seconds > later.cooldown_seconds
+                                     or ACTION_WEIGHT[earlier.action] < ACTION_WEIGHT[later.action]):
         return False
     return all(metric in theirs and theirs[metric].within(interval) for metric, interval in mine.items())

@@ -10,8 +10,8 @@ from typing import Any
 
 from drift_decider.catalog import metric_keys
 from drift_decider.errors import PolicyError
-from drift_decider.policy.conditions import (OPS, SECONDS_PER_DAY, All, Any_, Compare, Cusum, Ewma, Leaf, Missing, Node, Not,
-                                            Projected, Slope)
+from drift_decider.policy.conditions import (OPS, SECONDS_PER_DAY, All, Any_, Compare, Cusum, Ewma, Leaf,
+                                            Missing, Node, Not, Projected, Slope)
 from drift_decider.policy.expr import ExprError, parse_expression
 from drift_decider.policy.fields import Fields, shift, suggest, type_name
 from drift_decider.policy.history import ACTIONS, canonical_json
@@ -67,7 +67,8 @@ def parse_policy(text: str, name: str = "<policy>") -> Policy:
     return Policy(name=meta.string("name", pattern=_ID), version=version.strip(),
                   mode=doc.choice("mode", ("enforce", "dry-run"), "enforce"),
                   rules=tuple(sorted(rules, key=Rule.precedence)), params=params,
-                  description=meta.string("description"), sha256=hashlib.sha256(canonical.encode()).hexdigest(),
+                  description=meta.string("description"),
+                  sha256=hashlib.sha256(canonical.encode()).hexdigest(),
                   source=name)
 
 
@@ -82,7 +83,8 @@ def _params(doc: Fields) -> dict[str, float]:
         if not re.fullmatch(_PARAM, key):
             raise PolicyError(f"param name {key!r} must match {_PARAM}", node.key_pos[key])
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise PolicyError(f"param {key!r} must be a finite number, got {type_name(value)}", node.value_pos[key])
+            raise PolicyError(f"param {key!r} must be a finite number, got {type_name(value)}",
+                              node.value_pos[key])
         out[key] = float(value)
     return out
 
@@ -98,9 +100,11 @@ def _rule(node: Any, where: str, order: int, builder: "_ConditionBuilder") -> Ru
             check_template(explain, metric_keys(), builder.params)
         except ValueError as exc:
             raise f.fail("explain", str(exc)) from None
-    return Rule(id=rule_id, action=f.choice("action", ACTIONS[1:]), when=builder.node(f.raw("when"), f.at("when"), 0),
+    return Rule(id=rule_id, action=f.choice("action", ACTIONS[1:]),
+                when=builder.node(f.raw("when"), f.at("when"), 0),
                 priority=f.integer("priority", 0, low=-1000, high=1000),
-                sustain=f.integer("for", 1, low=1, high=1000), cooldown_seconds=f.duration_seconds("cooldown"),
+                sustain=f.integer("for", 1, low=1, high=1000),
+                cooldown_seconds=f.duration_seconds("cooldown"),
                 severity=f.choice("severity", SEVERITIES, "warning"), explain=explain,
                 description=f.string("description"), pos=where, order=order)
 
@@ -118,7 +122,8 @@ class _ConditionBuilder:
         if isinstance(raw, str):
             return self.expression(raw, where)
         if not isinstance(raw, Located):
-            raise PolicyError(f"a condition must be a mapping or an expression string, got {type_name(raw)}", where)
+            raise PolicyError(f"a condition must be a mapping or an expression string, got {type_name(raw)}",
+                              where)
         for combinator in ("all", "any", "not"):
             if combinator in raw:
                 if len(raw) != 1:
@@ -127,7 +132,7 @@ class _ConditionBuilder:
                                       raw.key_pos[extra])
                 return self.combinator(combinator, raw[combinator], raw.value_pos[combinator], depth)
         if "metric" not in raw:
-            raise PolicyError("a condition needs 'metric' (or one of 'all', 'any', 'not', or an expression string)"
+            raise PolicyError("a condition needs 'metric' (or 'all', 'any', 'not', or an expression string)"
                               + suggest(next(iter(raw), ""), ("metric", "all", "any", "not")), raw.pos)
         return self.leaf(raw)
 
@@ -182,7 +187,8 @@ class _ConditionBuilder:
             return Missing(metric=metric, pos=raw.pos, missing=f.raw("missing"))
         trends = [k for k in TREND_KEYS if f.has(k)]
         if len(trends) > 1:
-            raise f.fail(trends[1], f"a condition takes one trend ({' or '.join(TREND_KEYS)}), found {trends}")
+            raise f.fail(trends[1], f"a condition takes one trend ({' or '.join(TREND_KEYS)}), "
+                                    f"found {trends}")
         trend = trends[0] if trends else None
         if trend in ("ewma", "cusum"):
             for key in ("op", "value"):
@@ -198,14 +204,15 @@ class _ConditionBuilder:
             return Compare(metric=metric, pos=raw.pos, op=op, value=value, param=param)
         if trend == "slope":
             sub = f.sub("slope", "slope", ("window",), ("window",))
-            return Slope(metric=metric, pos=raw.pos, window=sub.integer("window", 0, low=2, high=MAX_TREND_WINDOW),
-                         op=op, value=value, param=param)
+            return Slope(metric=metric, pos=raw.pos, op=op, value=value, param=param,
+                         window=sub.integer("window", 0, low=2, high=MAX_TREND_WINDOW))
         sub = f.sub("projected", "projected", ("window", "within"), ("window", "within"))
         within = sub.duration_seconds("within")
         if not within or within <= 0:
             raise sub.fail("within", "must be a positive duration")
-        return Projected(metric=metric, pos=raw.pos, window=sub.integer("window", 0, low=2, high=MAX_TREND_WINDOW),
-                         within_days=within / SECONDS_PER_DAY, op=op, value=value, param=param)
+        return Projected(metric=metric, pos=raw.pos, op=op, value=value, param=param,
+                         window=sub.integer("window", 0, low=2, high=MAX_TREND_WINDOW),
+                         within_days=within / SECONDS_PER_DAY)
 
     def positive(self, sub: Fields, key: str, default: float | None = None) -> float:
         if not sub.has(key):
@@ -224,7 +231,8 @@ class _ConditionBuilder:
             raise sub.fail("lambda", f"must be in (0, 1], got {lam:g}")
         target, _ = self.number(sub.raw("target"), sub.at("target"), "target")
         return Ewma(metric=metric, pos=f.pos, lam=lam, target=target, sigma=self.positive(sub, "sigma"),
-                    limit=self.positive(sub, "L", 3.0), side=sub.choice("side", ("upper", "lower", "both"), "both"))
+                    limit=self.positive(sub, "L", 3.0),
+                    side=sub.choice("side", ("upper", "lower", "both"), "both"))
 
     def cusum(self, f: Fields, metric: str) -> Cusum:
         sub = f.sub("cusum", "cusum", ("target", "sigma", "k", "h", "side"), ("target", "sigma"))

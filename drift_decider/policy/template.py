@@ -10,7 +10,8 @@ import re
 from functools import lru_cache
 from typing import Iterable, Mapping
 
-_PLACEHOLDER = re.compile(r"\{(\$?[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?::([0-9.,+\- eEfFgG%]{0,12}))?\}")
+_PLACEHOLDER = re.compile(r"\{(\$?[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"   # name or $param
+                          r"(?::([0-9.,+\- eEfFgG%]{0,12}))?\}")                        # float format spec
 MAX_TEMPLATE = 500
 
 
@@ -21,7 +22,8 @@ def check_template(text: str, metric_names: Iterable[str], params: Mapping[str, 
     names = set(metric_names)
     stripped = _PLACEHOLDER.sub("", text)
     if "{" in stripped or "}" in stripped:
-        raise ValueError("placeholders look like {metric}, {metric:.3f} or {$param}; found another use of braces")
+        raise ValueError("placeholders look like {metric}, {metric:.3f} or {$param}; "
+                         "found another use of braces")
     for match in _PLACEHOLDER.finditer(text):
         name, spec = match.group(1), match.group(2) or ""
         if name.startswith("$") and name[1:] not in params:

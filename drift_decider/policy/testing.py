@@ -95,7 +95,8 @@ def run_test_file(path: str | Path) -> TestFileResult:
     """Load a test file and its policy, run every scenario; PolicyError for a broken file."""
     path = Path(path)
     data = load_yaml(read_text(path), str(path))
-    doc = Fields(data, f"{path}:1:1", "policy test file", ("apiVersion", "kind", "policy", "defaults", "tests"),
+    doc = Fields(data, f"{path}:1:1", "policy test file",
+                 ("apiVersion", "kind", "policy", "defaults", "tests"),
                  ("apiVersion", "kind", "policy", "tests"))
     if doc.raw("apiVersion") != API_VERSION:
         raise doc.fail("apiVersion", f"expected {API_VERSION!r}")
@@ -136,7 +137,8 @@ def run_scenario(policy: Policy, scenario: Scenario) -> list[Failure]:
             if step.expect is not None and repetition == step.repeat - 1:
                 lines = _differences(step.expect, decision)
                 if lines:
-                    failures.append(Failure(scenario.name, number, now, step.expect.pos, lines, decision.explain()))
+                    failures.append(Failure(scenario.name, number, now, step.expect.pos, lines,
+                                            decision.explain()))
             checks.append(CheckRecord(window_id=f"step-{number}", window_end=now, metrics=metrics,
                                       action=decision.action, rule_id=decision.rule_id, decided_at=now,
                                       mode=decision.mode))
@@ -181,7 +183,8 @@ def _scenario(node: Any, where: str, policy: Policy, shared: dict[str, float]) -
                     enumerate(zip(history_node, getattr(history_node, "item_pos", []))))
     return Scenario(name=name, pos=where, start=start, interval=timedelta(seconds=interval or 7 * 86400),
                     context={str(k): str(v) for k, v in context.items()},
-                    defaults={**shared, **_metrics(f, "defaults", allow_null=True)}, history=history, steps=steps)
+                    defaults={**shared, **_metrics(f, "defaults", allow_null=True)}, history=history,
+                    steps=steps)
 
 
 def _step(node: Any, where: str, policy: Policy) -> Step:
@@ -218,7 +221,8 @@ def _suppressed(e: Fields, policy: Policy) -> frozenset[tuple[str, str]] | None:
 def _prior(node: Any, where: str, index: int) -> CheckRecord:
     f = Fields(node, where, "history entry", ("at", "action", "mode", "rule", "metrics"), ("at",))
     at = _time(f, "at")
-    return CheckRecord(window_id=f"prior-{index + 1}", window_end=at, metrics=_metrics(f, "metrics", allow_null=False),
+    return CheckRecord(window_id=f"prior-{index + 1}", window_end=at,
+                       metrics=_metrics(f, "metrics", allow_null=False),
                        action=f.choice("action", ACTIONS, "none"), rule_id=f.string("rule"), decided_at=at,
                        mode=f.choice("mode", MODES, "enforce"))
 
