@@ -51,7 +51,7 @@ SCENARIO_KINDS: dict[str, str] = {
 }
 STRENGTHS: dict[str, tuple[float, ...]] = {
     "none": (0.0, 0.02, 0.05),
-    "new_items": (0.03, 0.1, 0.3),
+    "new_items": (0.03, 0.08, 0.15),
     "updated_vectors": (0.05, 0.15, 0.4),
     "rotation": (0.1, 0.3, 1.0),
     "scale": (0.1, 0.25, 0.5),
@@ -112,6 +112,9 @@ def generate_scenario(kind: str, strength: float, seed: int, *, dim: int = 32) -
     cur_ids = ref_ids
     if kind == "new_items":
         added = pool_rows[: int(round(strength * n_ref))]
+        if len(added) < round(strength * n_ref):
+            raise InputError(f"new_items strength {strength} needs more held-out items than the "
+                             f"{len(pool_rows)} available")
         cur_ids = np.concatenate([ref_ids, factors.item_ids[added]])
         cur = np.vstack([cur, factors.item_vectors[added]])
     elif kind == "updated_vectors":
