@@ -19,6 +19,7 @@ can be set between the no-change values and the values of each kind.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -121,10 +122,19 @@ def per_cell_accuracy(rows: list[tuple[str, float, str]]) -> str:
     return "\n".join(lines)
 
 
+def measure(kind: str, strength: float, seed: int, index_kind: str) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for result in scenario_metrics(generate_scenario(kind, strength, seed), index_kind=index_kind, seed=seed):
+        values.update(result.flat())
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8, help="seeds per kind and strength (default 8)")
     parser.add_argument("--index-kind", default="hnsw", choices=("hnsw", "faiss-hnsw", "exact"))
+    parser.add_argument("--values", type=Path,
+                        help="JSON cache of the measured values: read if it exists, else written")
     parser.add_argument("--persist", type=int, default=1,
                         help="consecutive checks that saw the same values, for the policy (default 1)")
     parser.add_argument("--policy", type=Path,
@@ -134,17 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     decide_by_policy = policy_decider(args.policy, args.persist) if args.policy.exists() else None
     grid = scenario_grid(args.seeds)
     started = time.perf_counter()
-    measured: list[tuple[str, float, dict[str, float]]] = []
-    for kind, strength, seed in grid:
-        scenario = generate_scenario(kind, strength, seed)
-        values: dict[str, float] = {}
-        for result in scenario_metrics(scenario, index_kind=args.index_kind, seed=seed):
-            values.update(result.flat())
-        measured.append((kind, strength, values))
+    if args.values and args.values.exists():
+        measured = [(kind, strength, values) for kind, strength, values in json.loads(args.values.read_text())]
+    else:
+        measured = [(kind, strength, measure(kind, strength, seed, args.index_kind)) for kind, strength, seed in grid]
+        if args.values:
+            args.values.write_text(json.dumps(measured))
     elapsed = time.perf_counter() - started
 
-    print(f"{len(grid)} scenarios ({args.seeds} seeds x {sum(map(len, STRENGTHS.values()))} kind/strength "
-          f"cells), index kind {args.index_kind}, {elapsed:.0f} s ({elapsed / len(grid):.2f} s per scenario)\n")
+    print(f"{len(measured)} scenarios ({args.seeds} seeds x {sum(map(len, STRENGTHS.values()))} kind/strength "
+          f"cells), index kind {args.index_kind}, {elapsed:.0f} s ({elapsed / len(measured):.2f} s per scenario)\n")
     deciders = [("PROVISIONAL rule (metric meanings, not a policy)", provisional_rule)]
     if decide_by_policy is not None:
         deciders.insert(0, (f"policy {args.policy.name}, {args.persist} consecutive check(s)", decide_by_policy))
