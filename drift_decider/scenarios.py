@@ -9,6 +9,9 @@ so that no-change is never a bit-for-bit copy. User factors serve as queries.
 Kinds and their ground truth (strength meaning in brackets):
 
 - ``none`` -> none (relative noise of the incremental update)
+- ``fold_in`` -> none (share of the newest MovieLens ratings folded into the item vectors with the
+  user factors fixed: a real incremental update, no synthetic noise; the pipeline rebuilt the
+  index after it, so the question is only whether the update looks like retrain or recalibrate)
 - ``new_items`` -> refresh-index (share of catalogue items added after the index build;
   real held-out items)
 - ``updated_vectors`` -> refresh-index (share of items re-estimated after the build; each moves
@@ -28,10 +31,11 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 import numpy as np
+from scipy import sparse
 from scipy.linalg import expm
 
 from drift_decider.ann_index import ServingIndex
-from drift_decider.datasets.movielens import Factors, factorize, load_ratings
+from drift_decider.datasets.movielens import Factors, Ratings, factorize, load_ratings
 from drift_decider.errors import InputError
 from drift_decider.metrics.index_health import index_health_metrics
 from drift_decider.metrics.result import MetricResult
@@ -40,6 +44,7 @@ from drift_decider.metrics.structure import structure_metrics
 
 SCENARIO_KINDS: dict[str, str] = {
     "none": "none",
+    "fold_in": "none",
     "new_items": "refresh-index",
     "updated_vectors": "refresh-index",
     "rotation": "recalibrate",
@@ -51,6 +56,7 @@ SCENARIO_KINDS: dict[str, str] = {
 }
 STRENGTHS: dict[str, tuple[float, ...]] = {
     "none": (0.0, 0.02, 0.05),
+    "fold_in": (0.01, 0.02, 0.03),
     "new_items": (0.03, 0.08, 0.15),
     "updated_vectors": (0.05, 0.15, 0.4),
     "rotation": (0.1, 0.3, 1.0),
@@ -92,13 +98,45 @@ def base_factors(dim: int = 32) -> Factors:
     return factorize(load_ratings(), dim=dim, min_item_ratings=5, seed=0)
 
 
+@lru_cache(maxsize=8)
+def fold_in_update(share: float, dim: int = 32) -> tuple[Factors, np.ndarray]:
+    """Factors learned without the newest ``share`` of ratings, and the item vectors after an update.
+
+    The update folds all ratings in: each item's vector is re-solved by least squares against the
+    fixed user factors, which is what an incremental update of a factorisation does. The returned
+    factors carry the same least-squares item vectors for the older ratings, so the two differ
+    only by the new ratings.
+    """
+    ratings = load_ratings()
+    cut = ratings.timestamp[int((1.0 - share) * (len(ratings.timestamp) - 1))]
+    older = ratings.before(cut)
+    factors = factorize(older, dim=dim, min_item_ratings=5, seed=0)
+    before = _least_squares_items(older, factors)
+    return (Factors(factors.item_ids, before, factors.user_ids, factors.user_vectors),
+            _least_squares_items(ratings, factors))
+
+
+def _least_squares_items(ratings: Ratings, factors: Factors) -> np.ndarray:
+    """Item vectors minimising the error on the user-centred ratings, user factors fixed."""
+    known = np.isin(ratings.item, factors.item_ids) & np.isin(ratings.user, factors.user_ids)
+    rows = np.searchsorted(factors.user_ids, ratings.user[known])
+    cols = np.searchsorted(factors.item_ids, ratings.item[known])
+    values = ratings.rating[known].astype(np.float64)
+    n_users = len(factors.user_ids)
+    user_mean = np.bincount(rows, weights=values, minlength=n_users) / np.maximum(
+        np.bincount(rows, minlength=n_users), 1)
+    matrix = sparse.csr_matrix((values - user_mean[rows], (rows, cols)), shape=(n_users, len(factors.item_ids)))
+    users = factors.user_vectors.astype(np.float64)
+    return np.linalg.solve(users.T @ users, np.asarray(matrix.T @ users).T).T.astype(np.float32)
+
+
 def generate_scenario(kind: str, strength: float, seed: int, *, dim: int = 32) -> Scenario:
     """A scenario of ``kind`` at ``strength``; the same arguments give the same arrays."""
     if kind not in SCENARIO_KINDS:
         raise InputError(f"unknown scenario kind {kind!r}; expected one of {', '.join(SCENARIO_KINDS)}")
     if strength < 0:
         raise InputError(f"strength must be non-negative, got {strength}")
-    factors = base_factors(dim)
+    factors, updated = fold_in_update(strength, dim) if kind == "fold_in" else (base_factors(dim), None)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(factors.item_ids))
     n_ref = int(REFERENCE_SHARE * len(order))
@@ -107,8 +145,11 @@ def generate_scenario(kind: str, strength: float, seed: int, *, dim: int = 32) -
     users = rng.choice(len(factors.user_ids), size=min(N_QUERIES, len(factors.user_ids)), replace=False)
     queries = factors.user_vectors[users].astype(np.float64)
 
-    noise = strength if kind == "none" else UPDATE_NOISE
-    cur, cur_queries = _jitter(ref, noise, rng), _jitter(queries, noise, rng)
+    if updated is not None:
+        cur, cur_queries = updated[ref_rows].astype(np.float64), queries.copy()
+    else:
+        noise = strength if kind == "none" else UPDATE_NOISE
+        cur, cur_queries = _jitter(ref, noise, rng), _jitter(queries, noise, rng)
     cur_ids = ref_ids
     if kind == "new_items":
         added = pool_rows[: int(round(strength * n_ref))]
@@ -138,8 +179,10 @@ def generate_scenario(kind: str, strength: float, seed: int, *, dim: int = 32) -
         for block in (cur, cur_queries):
             rows = _subset(len(block), strength, rng)
             block[rows] += np.linalg.norm(block[rows], axis=1, keepdims=True) * direction
+    # the index is built from the registered vectors, except after a fold-in, which rebuilds it
+    indexed = cur if kind == "fold_in" else ref
     return Scenario(kind, float(strength), seed, SCENARIO_KINDS[kind], ref_ids, ref.astype(np.float32),
-                    cur_ids, cur.astype(np.float32), ref_ids, ref.astype(np.float32), BUILT_AT,
+                    cur_ids, cur.astype(np.float32), ref_ids, indexed.astype(np.float32), BUILT_AT,
                     queries.astype(np.float32), cur_queries.astype(np.float32), BUILT_AT + timedelta(days=3))
 
 

@@ -25,6 +25,8 @@ def _factor(strength: float, seed: int) -> float:
 SIGNATURES = {
     "none": lambda v, s, seed: v["knn_turnover"] < 0.01 and v["index.stale_share"] == 0
     and v["procrustes.residual"] == pytest.approx(s, abs=0.01),
+    "fold_in": lambda v, s, seed: v["index.stale_share"] == 0 and v["procrustes.scale"] == pytest.approx(1, abs=0.01)
+    and 0 < v["procrustes.residual"] < 0.1,
     "new_items": lambda v, s, seed: v["index.coverage"] == pytest.approx(1 / (1 + s), abs=0.002),
     "updated_vectors": lambda v, s, seed: v["index.stale_share"] == pytest.approx(s, abs=0.002)
     and v["knn_turnover"] < 0.01,
@@ -62,6 +64,15 @@ def test_index_snapshot_is_the_registered_reference():
     np.testing.assert_array_equal(scenario.index_ids, scenario.reference_ids)
     np.testing.assert_array_equal(scenario.index_vectors, scenario.reference_vectors)
     assert scenario.checked_at > scenario.index_built_at
+
+
+def test_fold_in_changes_only_items_with_new_ratings_much():
+    """A real incremental update: most items barely move, a few (those with new ratings) move more."""
+    scenario = generate_scenario("fold_in", 0.03, 0)
+    moved = np.linalg.norm(scenario.current_vectors - scenario.reference_vectors, axis=1) / \
+        np.linalg.norm(scenario.reference_vectors, axis=1)
+    assert np.median(moved) < 0.01 < moved.max()
+    np.testing.assert_array_equal(scenario.index_vectors, scenario.current_vectors)
 
 
 def test_new_items_are_real_held_out_items():
