@@ -47,7 +47,7 @@ def test_exact_knn_excludes_the_query_row():
     np.testing.assert_array_equal(with_self[:, 0], np.arange(10))
 
 
-@pytest.mark.parametrize("kwargs", [{"k": 0}, {"k": 51}, {"metric": "l2"}])
+@pytest.mark.parametrize("kwargs", [{"k": 0}, {"k": 51}, {"metric": "l2"}, {"exclude": np.array([0])}])
 def test_exact_knn_rejects_bad_arguments(kwargs):
     base = np.ones((50, 4))
     with pytest.raises(InputError):
@@ -132,6 +132,14 @@ def test_different_dimensions_keep_neighbourhoods_and_skip_alignment(items):
     assert results["knn_jaccard"].status == "ok"
     assert results["procrustes.residual"].status == "insufficient_data"
     assert "dimensions differ" in results["movement.cosine_p50"].detail["reason"]
+
+
+def test_non_finite_vectors_are_an_input_error(items):
+    ids, vectors = items
+    broken = vectors.copy()
+    broken[5, 3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        structure_metrics(vectors, ids, broken, ids)
 
 
 def test_duplicate_ids_are_an_input_error(items):

@@ -45,6 +45,8 @@ def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, *, metric: Metric =
     queries = prepare(queries, metric)
     if base.ndim != 2 or queries.ndim != 2 or base.shape[1] != queries.shape[1]:
         raise InputError(f"k-NN needs 2-D base and queries of the same width, got {base.shape} and {queries.shape}")
+    if exclude is not None and np.shape(exclude) != (len(queries),):
+        raise InputError(f"exclude needs one base row (or -1) per query, got shape {np.shape(exclude)}")
     available = len(base) - (0 if exclude is None else 1)
     if not 1 <= k <= available:
         raise InputError(f"k={k} must be between 1 and {available} (rows available to each query)")

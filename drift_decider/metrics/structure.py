@@ -46,6 +46,8 @@ def _check_rows(name: str, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors)
     if vectors.ndim != 2 or len(vectors) != len(ids):
         raise InputError(f"{name} vectors must be 2-D with one row per id: {vectors.shape} for {len(ids)} ids")
+    if not np.isfinite(vectors).all():
+        raise InputError(f"{name} vectors contain NaN or infinite values")
     return vectors
 
 
@@ -67,17 +69,11 @@ def structure_metrics(reference_vectors: np.ndarray, reference_ids: np.ndarray,
     results = _neighbourhoods(a, b, k=k, n_queries=n_queries, seed=seed, wide=wide, common=common)
     if a.shape[1] != b.shape[1]:
         reason = f"dimensions differ ({a.shape[1]} vs {b.shape[1]}): no rotation maps one onto the other"
-        results += [MetricResult.insufficient(name, reason) for name in STRUCTURE_METRICS[2:5]]
-    else:
-        results += _procrustes(a, b, moved_epsilon, common)
-    movement = 1.0 - np.sum(unit_rows(a) * unit_rows(b), axis=1) if a.shape[1] == b.shape[1] else None
-    for q in (50, 90):
-        name = f"movement.cosine_p{q}"
-        if movement is None:
-            results.append(MetricResult.insufficient(name, "dimensions differ: per-item movement is undefined"))
-        else:
-            results.append(MetricResult(name, float(np.percentile(movement, q)), detail=dict(common)))
-    return results
+        return results + [MetricResult.insufficient(name, reason) for name in STRUCTURE_METRICS[2:]]
+    movement = 1.0 - np.sum(unit_rows(a) * unit_rows(b), axis=1)
+    return results + _procrustes(a, b, moved_epsilon, common) + [
+        MetricResult(f"movement.cosine_p{q}", float(np.percentile(movement, q)), detail=dict(common))
+        for q in (50, 90)]
 
 
 def _neighbourhoods(a: np.ndarray, b: np.ndarray, *, k: int, n_queries: int, seed: int, wide: int,
