@@ -1,0 +1,193 @@
+"""The `drift-decider` command line: a thin click shell over drift_decider.api."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from drift_decider import __version__
+from drift_decider.errors import DriftDeciderError
+
+EXIT_CODES = """\b
+Exit codes:
+  0  success (whatever the decision)
+  1  runtime failure (e.g. MLflow unreachable or refused a write)
+  2  bad input or usage (missing file, NaN rows, dimension mismatch, invalid policy)
+  3  `check --fail-on-action` and the decision is not `none`
+"""
+
+
+class _Cli(click.Group):
+    """Turns our errors into a one-line message and the documented exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DriftDeciderError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:  # a bug or an environment failure: say so, exit 1
+            click.echo(f"error: unexpected failure: {type(exc).__name__}: {exc}", err=True)
+            if os.environ.get("DRIFT_DECIDER_DEBUG"):
+                traceback.print_exc()
+            ctx.exit(1)
+
+
+tracking_uri_option = click.option(
+    "--tracking-uri", envvar=None, default=None, metavar="URI",
+    help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else MLflow's default sqlite:///mlflow.db "
+         "in the working folder. Credentials come from MLFLOW_TRACKING_USERNAME/PASSWORD or "
+         "MLFLOW_TRACKING_TOKEN, as in MLflow.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+seed_option = click.option("--seed", default=0, show_default=True, type=int,
+                           help="Seed for every random choice (subsamples, permutations, projections).")
+
+
+@click.group(cls=_Cli, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="drift-decider")
+def cli() -> None:
+    """Decide what to do about embedding drift in a recommender, and keep the proof in MLflow.
+
+    \b
+    Typical flow:
+      drift-decider reference set --model recsys --version 3 --embeddings ref.npy
+      drift-decider check --model recsys --alias champion --current today.npy \\
+          --policy policies/recommender-default.yaml
+      drift-decider history --model recsys --version 3
+
+    Start with `drift-decider demo` to see a whole season of drift on a local MLflow store.
+    """
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.option("--reference", required=True, type=click.Path(dir_okay=False), help="Reference embeddings "
+              "(.npy, .npz or .parquet).")
+@click.option("--current", required=True, type=click.Path(dir_okay=False), help="Current embeddings, same dimension.")
+@seed_option
+@json_option
+def measure(reference: str, current: str, seed: int, as_json: bool) -> None:
+    """Measure drift between two embedding files (no MLflow involved)."""
+    from drift_decider.api import measure_files
+
+    report = measure_files(reference, current, seed=seed, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        return
+    click.echo(f"reference n={report.inputs.get('n_reference')}  current n={report.inputs.get('n_current')}  "
+               f"dim={report.inputs.get('dim')}  seed={seed}")
+    click.echo(f"{'metric':<26}{'value':>12}{'p-value':>12}  status")
+    for result in report.results:
+        value = "-" if result.value is None else f"{result.value:.4g}"
+        p_value = "-" if result.p_value is None else f"{result.p_value:.3g}"
+        click.echo(f"{result.name:<26}{value:>12}{p_value:>12}  {result.status}")
+
+
+@cli.group(cls=_Cli)
+def reference() -> None:
+    """Manage the reference embeddings stored with a model version."""
+
+
+@reference.command("set", epilog=EXIT_CODES)
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--version", required=True, help="Model version the reference belongs to.")
+@click.option("--embeddings", required=True, type=click.Path(dir_okay=False),
+              help="Reference embeddings (.npy is memory-mapped; .npz/.parquet may carry ids).")
+@seed_option
+@tracking_uri_option
+def reference_set(model: str, version: str, embeddings: str, seed: int, tracking_uri: str | None) -> None:
+    """Summarise EMBEDDINGS once and store the profile as an artifact of the model version."""
+    from drift_decider.api import set_reference
+
+    uri = set_reference(model, version, embeddings, tracking_uri=tracking_uri, seed=seed)
+    click.echo(f"reference for {model} version {version} stored at {uri}")
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--version", default=None, help="Model version to check (or use --alias).")
+@click.option("--alias", default=None, help="Alias naming the version to check, e.g. champion.")
+@click.option("--current", required=True, type=click.Path(dir_okay=False),
+              help="Embeddings of the current window (.npy, .npz or .parquet).")
+@click.option("--policy", "policy_path", required=True, type=click.Path(dir_okay=False),
+              help="Policy YAML, e.g. policies/recommender-default.yaml.")
+@click.option("--window-id", default=None, help="Id of the window; the same id is never decided twice. "
+              "Default: derived from the data's digest.")
+@click.option("--window-end", default=None, metavar="ISO8601", help="End of the window (UTC if no offset). "
+              "Default: now. Used as the metrics' timestamp and as the policy's clock.")
+@click.option("--dry-run", is_flag=True, help="Measure and decide, but write nothing to MLflow.")
+@click.option("--fail-on-action", is_flag=True, help="Exit 3 when the decision is not `none` (for CI gates).")
+@seed_option
+@json_option
+@tracking_uri_option
+def check(model: str, version: str | None, alias: str | None, current: str, policy_path: str,
+          window_id: str | None, window_end: str | None, dry_run: bool, fail_on_action: bool, seed: int,
+          as_json: bool, tracking_uri: str | None) -> None:
+    """Check one window of embeddings against a model version's reference and record the decision.
+
+    Logs one MLflow run with every metric (tied to the version's LoggedModel), evaluates the policy
+    over this check and the version's earlier checks, and tags run and model version with the decision.
+    """
+    from drift_decider.api import check as run_check
+
+    outcome = run_check(model, current, policy_path, version=version, alias=alias, tracking_uri=tracking_uri,
+                        window_id=window_id, window_end=window_end, dry_run=dry_run, seed=seed,
+                        progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(outcome.to_dict(), indent=2, default=str))
+    else:
+        _print_outcome(outcome)
+    if fail_on_action and outcome.action != "none":
+        sys.exit(3)
+
+
+def _print_outcome(outcome) -> None:
+    where = ("dry run: nothing written" if outcome.run_id is None else
+             f"run {outcome.run_id}" + (" (decided earlier; nothing new written)" if outcome.already_recorded else ""))
+    click.echo(f"{outcome.model} v{outcome.version}  window {outcome.window.window_id} "
+               f"(ends {outcome.window.window_end.isoformat()})")
+    click.echo(f"decision: {outcome.action}" + (f"  rule: {outcome.decision.get('rule_id')}"
+                                                if outcome.decision.get("rule_id") else ""))
+    explanation = outcome.decision.get("explanation")
+    if explanation:
+        click.echo(f"why: {explanation}")
+    click.echo(where)
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.option("--workdir", default="drift-decider-demo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the demo's sqlite MLflow store, artifacts and data (created if missing).")
+@seed_option
+@json_option
+def demo(workdir: str, seed: int, as_json: bool) -> None:
+    """Replay a season of drift against a local MLflow store and show every decision.
+
+    Registers a recommender's item embeddings as a model version, then checks daily windows: a quiet
+    period, an index going stale, a score-scale shift and a semantic shift.
+    """
+    from drift_decider.demo import run_demo
+
+    result = run_demo(workdir, seed=seed, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        click.echo(result.table())
+
+
+def _register_subcommands() -> None:
+    from drift_decider.cli_policy import policy_group
+
+    cli.add_command(policy_group)
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    cli(prog_name="drift-decider")
