@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drift_decider import spool
 from drift_decider.evidence import EvidenceReport
 from drift_decider.loading import check_same_dim, load_embeddings
 from drift_decider.measure import measure
@@ -67,17 +68,18 @@ def set_reference(model: str, version: str, embeddings_path: str | Path, *, trac
 
 def check(model: str, current_path: str | Path, policy_path: str | Path, *, version: str | None = None,
           alias: str | None = None, tracking_uri: str | None = None, window_id: str | None = None,
-          window_end: str | None = None, dry_run: bool = False, seed: int = 0,
-          progress: bool = False) -> CheckOutcome:
+          window_end: str | None = None, dry_run: bool = False, seed: int = 0, progress: bool = False,
+          spool_dir: str | Path | None = None) -> CheckOutcome:
     """Measure one window against the version's reference, decide with the policy, record in MLflow.
 
     Idempotent per (version, window id): a window decided before returns its recorded decision.
     """
     from drift_decider.tracking import history as tracking_history
     from drift_decider.tracking.connection import connect, resolve_tracking_uri
-    from drift_decider.tracking.recorder import publish_latest, record_check
+    from drift_decider.tracking.landing import land_check
+    from drift_decider.tracking.recorder import CheckPayload
     from drift_decider.tracking.reference_store import load_reference
-    from drift_decider.tracking.registry import ensure_experiment, find_experiment, resolve_version
+    from drift_decider.tracking.registry import find_experiment, resolve_version
 
     policy = load_policy(policy_path)
     current = load_embeddings(current_path)
@@ -100,10 +102,18 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
                         context={"model": ref.name, "version": ref.version, "window_id": window.window_id})
     if dry_run:
         return CheckOutcome(ref.name, ref.version, window, decision.to_dict(), evidence.values(), run_id=None)
-    experiment_id = experiment_id or ensure_experiment(client)
-    run_id = record_check(client, experiment_id, ref, window, evidence, decision, step=len(prior) + 1)
-    publish_latest(client, ref, tracking_history.check_runs(client, experiment_id, ref))
-    return CheckOutcome(ref.name, ref.version, window, decision.to_dict(), evidence.values(), run_id=run_id)
+    payload = CheckPayload(values=evidence.values(), inputs=evidence.inputs, evidence=evidence.to_dict(),
+                           decision=decision.to_dict())
+    run_id = land_check(client, ref, window, payload, step=len(prior) + 1, spool_dir=spool.spool_dir(spool_dir))
+    return CheckOutcome(ref.name, ref.version, window, payload.decision, payload.values, run_id=run_id)
+
+
+def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None) -> list[dict[str, str]]:
+    """Land the checks spooled while MLflow was unavailable."""
+    from drift_decider.tracking.connection import connect
+    from drift_decider.tracking.landing import sync_spool
+
+    return sync_spool(connect(tracking_uri), spool.spool_dir(spool_dir))
 
 
 def _recorded_outcome(client, ref, window: Window, run) -> CheckOutcome:
