@@ -113,12 +113,25 @@ def publish_latest(client, ref: VersionRef, list_runs: Callable[[], list], attem
             client.set_model_version_tag(ref.name, ref.version, key, value)
 
 
+def publish_promotion(client, ref: VersionRef, decision: dict[str, Any], run_id: str,
+                      gate_tags: dict[str, str]) -> None:
+    """Tag the candidate with its gate decision (under ``drift_decider.promotion.``) and the gate facts."""
+    prefixed = {key.replace(tags.PREFIX, tags.PREFIX + "promotion.", 1): value
+                for key, value in decision_tags(decision, run_id).items()}
+    for key, value in {**prefixed, **gate_tags}.items():
+        client.set_model_version_tag(ref.name, ref.version, key, value)
+
+
 def read_decision_record(client, run_id: str) -> dict[str, Any]:
     """The full decision record stored with a check run."""
+    return read_json_artifact(client, run_id, tags.DECISION_ARTIFACT)
+
+
+def read_json_artifact(client, run_id: str, artifact_path: str) -> dict[str, Any]:
     from drift_decider.tracking.connection import mlflow_errors
 
-    with tempfile.TemporaryDirectory() as tmp, mlflow_errors(f"reading the decision record of run {run_id}"):
-        path = client.download_artifacts(run_id, tags.DECISION_ARTIFACT, tmp)
+    with tempfile.TemporaryDirectory() as tmp, mlflow_errors(f"reading {artifact_path} of run {run_id}"):
+        path = client.download_artifacts(run_id, artifact_path, tmp)
         return json.loads(Path(path).read_text())
 
 
