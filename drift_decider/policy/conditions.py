@@ -184,6 +184,22 @@ class Compare(Leaf):
         return f"{self.metric} {OP_SYMBOL[self.op]} {_threshold_text(self.value, self.param)}"
 
 
+@dataclass(frozen=True, eq=False)
+class Missing(Leaf):
+    """True when the metric is absent (or present, with ``missing: false``): lets gates fail closed."""
+
+    missing: bool = True
+
+    kind = "missing"
+
+    def evaluate(self, frame: Frame) -> bool | None:
+        current = frame.metrics.get(self.metric)
+        return _record(frame, self, current, None, (current is None) == self.missing)
+
+    def describe(self) -> str:
+        return f"{self.metric} is {'missing' if self.missing else 'present'}"
+
+
 def slope_per_day(points: Sequence[tuple[float, float]]) -> float | None:
     """Least-squares slope (units per day) of (time in days, value) points; None if times coincide."""
     n = len(points)

@@ -10,7 +10,8 @@ from typing import Any
 
 from drift_decider.catalog import metric_keys
 from drift_decider.errors import PolicyError
-from drift_decider.policy.conditions import OPS, All, Any_, Compare, Cusum, Ewma, Leaf, Node, Not, Projected, Slope
+from drift_decider.policy.conditions import (OPS, All, Any_, Compare, Cusum, Ewma, Leaf, Missing, Node, Not,
+                                            Projected, Slope)
 from drift_decider.policy.expr import ExprError, parse_expression
 from drift_decider.policy.fields import Fields, shift, suggest, type_name
 from drift_decider.policy.history import ACTIONS, canonical_json
@@ -170,8 +171,15 @@ class _ConditionBuilder:
         return Compare(metric=metric, pos=where, op=op, value=float(value), param=param)
 
     def leaf(self, raw: Located) -> Leaf:
-        f = Fields(raw, raw.pos, "condition", ("metric", "op", "value") + TREND_KEYS, ("metric",))
+        f = Fields(raw, raw.pos, "condition", ("metric", "op", "value", "missing") + TREND_KEYS, ("metric",))
         metric = self.metric(f.raw("metric"), f.at("metric"))
+        if f.has("missing"):
+            if len(raw) != 2:
+                extra = next(k for k in raw if k not in ("metric", "missing"))
+                raise f.fail(extra, "a 'missing' condition takes only 'metric' and 'missing'")
+            if not isinstance(f.raw("missing"), bool):
+                raise f.fail("missing", f"expected true or false, got {type_name(f.raw('missing'))}")
+            return Missing(metric=metric, pos=raw.pos, missing=f.raw("missing"))
         trends = [k for k in TREND_KEYS if f.has(k)]
         if len(trends) > 1:
             raise f.fail(trends[1], f"a condition takes one trend ({' or '.join(TREND_KEYS)}), found {trends}")
