@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drift_decider import spool
 from drift_decider.evidence import EvidenceReport
 from drift_decider.loading import check_same_dim, load_embeddings
 from drift_decider.measure import measure
-from drift_decider.policy import evaluate, load_policy
+from drift_decider.policy import History, evaluate, load_policy
 from drift_decider.profile import EmbeddingProfile
 from drift_decider.window import Window, make_window, parse_window_end
 
@@ -67,17 +68,18 @@ def set_reference(model: str, version: str, embeddings_path: str | Path, *, trac
 
 def check(model: str, current_path: str | Path, policy_path: str | Path, *, version: str | None = None,
           alias: str | None = None, tracking_uri: str | None = None, window_id: str | None = None,
-          window_end: str | None = None, dry_run: bool = False, seed: int = 0,
-          progress: bool = False) -> CheckOutcome:
+          window_end: str | None = None, dry_run: bool = False, seed: int = 0, progress: bool = False,
+          spool_dir: str | Path | None = None) -> CheckOutcome:
     """Measure one window against the version's reference, decide with the policy, record in MLflow.
 
     Idempotent per (version, window id): a window decided before returns its recorded decision.
     """
     from drift_decider.tracking import history as tracking_history
     from drift_decider.tracking.connection import connect, resolve_tracking_uri
-    from drift_decider.tracking.recorder import publish_latest, record_check
+    from drift_decider.tracking.landing import land_check
+    from drift_decider.tracking.recorder import CheckPayload
     from drift_decider.tracking.reference_store import load_reference
-    from drift_decider.tracking.registry import ensure_experiment, find_experiment, resolve_version
+    from drift_decider.tracking.registry import find_experiment, resolve_version
 
     policy = load_policy(policy_path)
     current = load_embeddings(current_path)
@@ -100,10 +102,18 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
                         context={"model": ref.name, "version": ref.version, "window_id": window.window_id})
     if dry_run:
         return CheckOutcome(ref.name, ref.version, window, decision.to_dict(), evidence.values(), run_id=None)
-    experiment_id = experiment_id or ensure_experiment(client)
-    run_id = record_check(client, experiment_id, ref, window, evidence, decision, step=len(prior) + 1)
-    publish_latest(client, ref, tracking_history.check_runs(client, experiment_id, ref))
-    return CheckOutcome(ref.name, ref.version, window, decision.to_dict(), evidence.values(), run_id=run_id)
+    payload = CheckPayload(values=evidence.values(), inputs=evidence.inputs, evidence=evidence.to_dict(),
+                           decision=decision.to_dict())
+    run_id = land_check(client, ref, window, payload, step=len(prior) + 1, spool_dir=spool.spool_dir(spool_dir))
+    return CheckOutcome(ref.name, ref.version, window, payload.decision, payload.values, run_id=run_id)
+
+
+def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None) -> list[dict[str, str]]:
+    """Land the checks spooled while MLflow was unavailable."""
+    from drift_decider.tracking.connection import connect
+    from drift_decider.tracking.landing import sync_spool
+
+    return sync_spool(connect(tracking_uri), spool.spool_dir(spool_dir))
 
 
 def _recorded_outcome(client, ref, window: Window, run) -> CheckOutcome:
@@ -111,3 +121,132 @@ def _recorded_outcome(client, ref, window: Window, run) -> CheckOutcome:
 
     return CheckOutcome(ref.name, ref.version, window, read_decision_record(client, run.info.run_id),
                         dict(run.data.metrics), run_id=run.info.run_id, already_recorded=True)
+
+
+HEADLINE_METRICS = ("mmd2", "domain_classifier.auc", "norm_ratio", "knn_jaccard", "procrustes.residual",
+                    "scores.mean_shift", "index.recall_at_k", "index.coverage")
+
+
+def history(model: str, *, version: str | None = None, since: str | None = None,
+            tracking_uri: str | None = None) -> list[dict[str, Any]]:
+    """Every recorded check of a model (or one version), oldest window first, as plain rows."""
+    from drift_decider.tracking import history as tracking_history
+    from drift_decider.tracking import tags
+    from drift_decider.tracking.connection import connect
+    from drift_decider.tracking.registry import find_experiment
+
+    start = parse_window_end(since) if since else None
+    client = connect(tracking_uri)
+    experiment_id = find_experiment(client)
+    runs = tracking_history.search_checks(client, experiment_id, model=model, version=version) if experiment_id else []
+    rows = []
+    for run in runs:
+        window_end = tracking_history.window_end_of(run)
+        if start is not None and window_end < start:
+            continue
+        rows.append({"window_end": window_end, "window_id": run.data.tags[tags.WINDOW_ID],
+                     "version": run.data.tags[tags.VERSION], "action": run.data.tags[tags.DECISION],
+                     "rule_id": run.data.tags.get(tags.RULE) or None, "mode": run.data.tags.get(tags.MODE),
+                     "decision_id": run.data.tags[tags.DECISION_ID], "run_id": run.info.run_id,
+                     "metrics": dict(run.data.metrics)})
+    return rows
+
+
+def audit(decision_id: str, *, tracking_uri: str | None = None) -> dict[str, Any]:
+    """The full record of one decision: the decision, the evidence and where they live in MLflow."""
+    from drift_decider.errors import InputError
+    from drift_decider.tracking import history as tracking_history
+    from drift_decider.tracking import tags
+    from drift_decider.tracking.connection import connect, mlflow_errors
+    from drift_decider.tracking.recorder import read_decision_record, read_json_artifact
+    from drift_decider.tracking.registry import find_experiment
+
+    client = connect(tracking_uri)
+    experiment_id = find_experiment(client)
+    runs = (tracking_history.search_checks(client, experiment_id, kind=None, decision_id=decision_id)
+            if experiment_id else [])
+    if not runs:
+        raise InputError(f"no recorded decision has id {decision_id!r}")
+    run = runs[-1]
+    with mlflow_errors(f"reading run {run.info.run_id}"):
+        evidence = read_json_artifact(client, run.info.run_id, tags.EVIDENCE_ARTIFACT)
+    return {"run_id": run.info.run_id, "experiment_id": experiment_id, "run_tags": dict(run.data.tags),
+            "metrics": dict(run.data.metrics), "params": dict(run.data.params),
+            "decision": read_decision_record(client, run.info.run_id), "evidence": evidence}
+
+
+@dataclass(frozen=True)
+class PromotionOutcome:
+    model: str
+    candidate: str
+    alias: str
+    previous_holder: str | None
+    passed: bool
+    moved: bool
+    decision: dict[str, Any]
+    values: dict[str, float]
+    incumbent_values: dict[str, float] | None
+    run_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "candidate": self.candidate, "alias": self.alias,
+                "previous_holder": self.previous_holder, "passed": self.passed, "alias_moved": self.moved,
+                "action": self.decision["action"], "rule_id": self.decision.get("rule_id"),
+                "decision_id": self.decision.get("decision_id"), "run_id": self.run_id,
+                "metrics": self.values, "incumbent_metrics": self.incumbent_values, "decision": self.decision}
+
+
+def promote(model: str, candidate: str, alias: str, current_path: str | Path, policy_path: str | Path, *,
+            tracking_uri: str | None = None, dry_run: bool = False, seed: int = 0, progress: bool = False,
+            spool_dir: str | Path | None = None) -> PromotionOutcome:
+    """Gate moving ``alias`` to the candidate version on the policy, judged on current production data.
+
+    The candidate's reference is measured against the current data, and so is the version now holding
+    the alias, for comparison. The gate passes when the policy's decision is ``none`` in enforce mode.
+    The decision is recorded on the candidate; the alias moves only when the gate passes.
+    """
+    from drift_decider.tracking.connection import connect, mlflow_errors, resolve_tracking_uri
+    from drift_decider.tracking.landing import land_check
+    from drift_decider.tracking.recorder import CheckPayload, publish_promotion
+    from drift_decider.tracking.reference_store import load_reference
+    from drift_decider.tracking.registry import alias_holder, resolve_version
+
+    policy = load_policy(policy_path)
+    current = load_embeddings(current_path)
+    uri = resolve_tracking_uri(tracking_uri)
+    client = connect(uri)
+    ref = resolve_version(client, model, version=candidate)
+    holder = alias_holder(client, model, alias)
+    window = make_window(current, None, parse_window_end(None))
+    window = Window(f"promote-{alias}-v{ref.version}-{window.dataset_digest}", window.window_end,
+                    window.dataset_name, window.dataset_digest, window.source)
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate_profile = load_reference(client, uri, ref, Path(tmp))
+        check_same_dim(candidate_profile.dim, current, f"the reference of {model} version {ref.version}")
+        evidence = measure(candidate_profile, current.vectors, seed=seed, progress=progress)
+        incumbent_values = None
+        if holder is not None and holder != ref.version:
+            incumbent = resolve_version(client, model, version=holder)
+            incumbent_profile = load_reference(client, uri, incumbent, Path(tmp) / "incumbent")
+            incumbent_values = measure(incumbent_profile, current.vectors, seed=seed).values()
+    decision = evaluate(policy, evidence.values(), History(checks=[]), window.window_end,
+                        context={"model": model, "candidate": ref.version, "alias": alias,
+                                 "previous_holder": holder or "", "window_id": window.window_id})
+    record = decision.to_dict()
+    passed = decision.action == "none" and decision.mode == "enforce"
+    if dry_run:
+        return PromotionOutcome(model, ref.version, alias, holder, passed, False, record, evidence.values(),
+                                incumbent_values, None)
+    evidence_record = {**evidence.to_dict(), "incumbent": {"version": holder, "values": incumbent_values}}
+    payload = CheckPayload(values=evidence.values(), inputs=evidence.inputs, evidence=evidence_record,
+                           decision=record)
+    gate_tags = {"drift_decider.promotion.alias": alias, "drift_decider.promotion.previous_holder": holder or "",
+                 "drift_decider.promotion.passed": str(passed).lower()}
+    run_id = land_check(client, ref, window, payload, step=1, spool_dir=spool.spool_dir(spool_dir),
+                        kind="promotion", extra_tags=gate_tags)
+    with mlflow_errors(f"recording the promotion decision on {model} version {ref.version}"):
+        publish_promotion(client, ref, record, run_id, gate_tags)
+        if passed:
+            client.set_registered_model_alias(model, alias, ref.version)
+    return PromotionOutcome(model, ref.version, alias, holder, passed, passed, record, evidence.values(),
+                            incumbent_values, run_id)

@@ -46,6 +46,10 @@ tracking_uri_option = click.option(
          "in the working folder. Credentials come from MLFLOW_TRACKING_USERNAME/PASSWORD or "
          "MLFLOW_TRACKING_TOKEN, as in MLflow.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+spool_option = click.option(
+    "--spool-dir", default=None, type=click.Path(file_okay=False),
+    help="Where a check MLflow could not take is saved whole for `drift-decider sync`. Default: "
+         "$DRIFT_DECIDER_SPOOL_DIR, else .drift-decider/spool in the working folder.")
 seed_option = click.option("--seed", default=0, show_default=True, type=int,
                            help="Seed for every random choice (subsamples, permutations, projections).")
 
@@ -64,6 +68,9 @@ def cli() -> None:
 
     Start with `drift-decider demo` to see a whole season of drift on a local MLflow store.
     """
+    # MLflow prints download bars and run URLs on stdout, which would corrupt --json output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -126,9 +133,10 @@ def reference_set(model: str, version: str, embeddings: str, seed: int, tracking
 @seed_option
 @json_option
 @tracking_uri_option
+@spool_option
 def check(model: str, version: str | None, alias: str | None, current: str, policy_path: str,
           window_id: str | None, window_end: str | None, dry_run: bool, fail_on_action: bool, seed: int,
-          as_json: bool, tracking_uri: str | None) -> None:
+          as_json: bool, tracking_uri: str | None, spool_dir: str | None) -> None:
     """Check one window of embeddings against a model version's reference and record the decision.
 
     Logs one MLflow run with every metric (tied to the version's LoggedModel), evaluates the policy
@@ -138,7 +146,7 @@ def check(model: str, version: str | None, alias: str | None, current: str, poli
 
     outcome = run_check(model, current, policy_path, version=version, alias=alias, tracking_uri=tracking_uri,
                         window_id=window_id, window_end=window_end, dry_run=dry_run, seed=seed,
-                        progress=not as_json)
+                        progress=not as_json, spool_dir=spool_dir)
     if as_json:
         click.echo(json.dumps(outcome.to_dict(), indent=2, default=str))
     else:
@@ -178,6 +186,129 @@ def demo(workdir: str, seed: int, as_json: bool) -> None:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:
         click.echo(result.table())
+
+
+@cli.command(epilog=EXIT_CODES)
+@tracking_uri_option
+@spool_option
+@json_option
+def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None:
+    """Land checks that were spooled while MLflow was unreachable (each exactly once)."""
+    from drift_decider.api import sync as run_sync
+
+    outcomes = run_sync(tracking_uri=tracking_uri, spool_dir=spool_dir)
+    if as_json:
+        click.echo(json.dumps(outcomes, indent=2))
+        return
+    for outcome in outcomes:
+        click.echo(f"{outcome['entry']}: {outcome['status']} as run {outcome['run_id']} "
+                   f"(decision {outcome['decision']})")
+    click.echo(f"{len(outcomes)} spooled check(s) synced")
+
+
+@cli.command("history", epilog=EXIT_CODES)
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--version", default=None, help="Only this version (default: all versions).")
+@click.option("--since", default=None, metavar="ISO8601", help="Only windows ending at or after this time.")
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write a PNG of the headline metrics with a marker per decision.")
+@json_option
+@tracking_uri_option
+def history_cmd(model: str, version: str | None, since: str | None, plot_path: str | None, as_json: bool,
+                tracking_uri: str | None) -> None:
+    """Show every recorded check of a model: window, key metrics, decision, rule, run."""
+    from drift_decider.api import HEADLINE_METRICS, history
+
+    rows = history(model, version=version, since=since, tracking_uri=tracking_uri)
+    if plot_path:
+        from drift_decider.plots import plot_history
+
+        plot_history(rows, HEADLINE_METRICS, plot_path, f"{model}" + (f" v{version}" if version else ""))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    shown = [m for m in HEADLINE_METRICS if any(m in row["metrics"] for row in rows)]
+    click.echo(render_table(["window end", "window", "v"] + shown + ["decision", "rule", "run"],
+                            [[row["window_end"].strftime("%Y-%m-%d %H:%M"), row["window_id"], row["version"]]
+                             + [_fmt(row["metrics"].get(m)) for m in shown]
+                             + [row["action"], row["rule_id"] or "-", row["run_id"][:8]] for row in rows]))
+    if plot_path:
+        click.echo(f"plot written to {plot_path}")
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.option("--decision-id", required=True, help="The decision id (tag drift_decider.decision_id).")
+@json_option
+@tracking_uri_option
+def audit(decision_id: str, as_json: bool, tracking_uri: str | None) -> None:
+    """Show one decision's full record, rebuilt from MLflow alone."""
+    from drift_decider.api import audit as run_audit
+
+    record = run_audit(decision_id, tracking_uri=tracking_uri)
+    if as_json:
+        click.echo(json.dumps(record, indent=2, default=str))
+        return
+    decision = record["decision"]
+    click.echo(f"decision {decision['decision_id']}: {decision['action']}"
+               + (f" by rule {decision['rule_id']}" if decision.get("rule_id") else ""))
+    click.echo(f"policy {decision['policy']['name']}@{decision['policy']['version']} "
+               f"(sha256 {decision['policy']['sha256'][:12]}…), mode {decision.get('mode')}")
+    click.echo(f"run {record['run_id']}  model {record['run_tags'].get('drift_decider.model')} "
+               f"v{record['run_tags'].get('drift_decider.version')}  window {record['run_tags'].get('drift_decider.window_id')}")
+    if decision.get("explanation"):
+        click.echo(f"why: {decision['explanation']}")
+    click.echo("conditions:")
+    for condition in decision.get("conditions", []):
+        click.echo(f"  [{condition.get('rule')}] {json.dumps({k: v for k, v in condition.items() if k != 'rule'}, default=str)}")
+    for item in decision.get("suppressed", []):
+        click.echo(f"  suppressed {item['rule']} ({item['action']}): {item['reason']} {item.get('detail') or ''}")
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--candidate", required=True, help="Version that wants the alias.")
+@click.option("--alias", default="champion", show_default=True, help="Alias to move when the gate passes.")
+@click.option("--current", required=True, type=click.Path(dir_okay=False), help="Current production embeddings.")
+@click.option("--policy", "policy_path", required=True, type=click.Path(dir_okay=False),
+              help="Gate policy, e.g. policies/promotion-gate.yaml; the gate passes when it decides `none`.")
+@click.option("--dry-run", is_flag=True, help="Evaluate the gate; record nothing, move nothing.")
+@seed_option
+@json_option
+@tracking_uri_option
+@spool_option
+def promote(model: str, candidate: str, alias: str, current: str, policy_path: str, dry_run: bool, seed: int,
+            as_json: bool, tracking_uri: str | None, spool_dir: str | None) -> None:
+    """Move ALIAS to the candidate version only if the gate policy passes on current data."""
+    from drift_decider.api import promote as run_promote
+
+    outcome = run_promote(model, candidate, alias, current, policy_path, tracking_uri=tracking_uri,
+                          dry_run=dry_run, seed=seed, progress=not as_json, spool_dir=spool_dir)
+    if as_json:
+        click.echo(json.dumps(outcome.to_dict(), indent=2, default=str))
+        return
+    verdict = "PASSED" if outcome.passed else "BLOCKED"
+    click.echo(f"gate {verdict}: decision {outcome.decision['action']}"
+               + (f" by rule {outcome.decision.get('rule_id')}" if outcome.decision.get("rule_id") else ""))
+    if outcome.decision.get("explanation"):
+        click.echo(f"why: {outcome.decision['explanation']}")
+    if outcome.moved:
+        click.echo(f"alias {alias!r} moved to version {candidate} (previous holder: {outcome.previous_holder or 'none'})")
+        if outcome.previous_holder:
+            click.echo(f"undo: mlflow's set_registered_model_alias({model!r}, {alias!r}, {outcome.previous_holder!r})")
+    elif dry_run:
+        click.echo("dry run: nothing recorded, alias not moved")
+    else:
+        click.echo(f"alias {alias!r} stays on version {outcome.previous_holder or '(unset)'}")
+
+
+def render_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)] if rows else [len(h) for h in header]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _register_subcommands() -> None:

@@ -20,14 +20,19 @@ def _quote(value: str) -> str:
 def check_runs(client, experiment_id: str, ref: VersionRef, *, kind: str = "check",
                window_id: str | None = None) -> list:
     """Complete check runs of one model version, oldest window first."""
+    return search_checks(client, experiment_id, model=ref.name, version=ref.version, kind=kind, window_id=window_id)
+
+
+def search_checks(client, experiment_id: str, *, model: str | None = None, version: str | None = None,
+                  kind: str | None = "check", window_id: str | None = None, decision_id: str | None = None) -> list:
+    """Complete drift-decider runs matching the given tags, oldest window first."""
     from mlflow.entities import ViewType
 
-    conditions = [f"tags.`{tags.MODEL}` = {_quote(ref.name)}", f"tags.`{tags.VERSION}` = {_quote(ref.version)}",
-                  f"tags.`{tags.COMPLETE}` = 'true'", f"tags.`{tags.KIND}` = {_quote(kind)}"]
-    if window_id is not None:
-        conditions.append(f"tags.`{tags.WINDOW_ID}` = {_quote(window_id)}")
+    wanted = {tags.MODEL: model, tags.VERSION: version, tags.KIND: kind, tags.WINDOW_ID: window_id,
+              tags.DECISION_ID: decision_id, tags.COMPLETE: "true"}
+    conditions = [f"tags.`{key}` = {_quote(value)}" for key, value in wanted.items() if value is not None]
     runs, token = [], None
-    with mlflow_errors(f"reading the check history of {ref.name} version {ref.version}"):
+    with mlflow_errors("reading the check history" + (f" of {model}" if model else "")):
         while True:
             page = client.search_runs([experiment_id], " and ".join(conditions),
                                       run_view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)

@@ -64,6 +64,18 @@ def _logged_model_id(client, mv) -> str:
     return logged.model_id
 
 
+def alias_holder(client, name: str, alias: str) -> str | None:
+    """The version now holding ``alias``, or None when the alias is unset."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise TrackingError(f"MLflow failed while looking up alias {alias!r} of {name!r}: {exc}") from exc
+
+
 def find_experiment(client, name: str = EXPERIMENT) -> str | None:
     """The id of the experiment checks are logged to, or None before the first check."""
     with mlflow_errors(f"looking up experiment {name!r}"):
@@ -85,3 +97,25 @@ def ensure_experiment(client, name: str = EXPERIMENT) -> str:
         if experiment is None:
             raise
         return experiment.experiment_id
+
+
+def register_external_model(client, name: str, *, experiment_id: str, tags: dict[str, str] | None = None) -> VersionRef:
+    """Register a new version of a model that lives outside MLflow (e.g. an embedding service).
+
+    Creates an external LoggedModel (so the version has a model page for its metrics) and a model
+    version pointing at it. Used by the demo and by teams whose recommender is not an MLflow flavour.
+    """
+    from mlflow.exceptions import MlflowException
+
+    with mlflow_errors(f"registering a version of {name!r}"):
+        logged = client.create_logged_model(experiment_id=experiment_id, name=name, model_type="external",
+                                            tags=tags)
+        client.finalize_logged_model(logged.model_id, "READY")
+        try:
+            client.create_registered_model(name)
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise
+        mv = client.create_model_version(name, source=f"models:/{logged.model_id}", model_id=logged.model_id,
+                                         tags=tags)
+    return VersionRef(name=name, version=str(mv.version), model_id=logged.model_id, tags=dict(mv.tags or {}))
