@@ -15,6 +15,7 @@ sys.path.insert(0, str(STUDY_DIR))
 import analysis  # noqa: E402
 from data_windows import Requests, build_requests, equal_count_windows, in_window  # noqa: E402
 from recommender import fold_in, recall_at_k, train  # noqa: E402
+from shadow import current_catalog, similarity_transform  # noqa: E402
 
 from drift_decider.datasets.movielens import factorize, load_ratings  # noqa: E402
 
@@ -106,3 +107,28 @@ def test_correlations_rank_a_monotone_metric_first():
     result = analysis.correlations(rows, loss)
     assert result[0].metric == "a" and result[0].spearman == pytest.approx(1.0)
     assert [c.metric for c in result] == ["a", "b"]
+
+
+def test_similarity_transform_recovers_a_known_rotation_and_scale():
+    rng = np.random.default_rng(3)
+    source = rng.standard_normal((200, 8))
+    rotation, _ = np.linalg.qr(rng.standard_normal((8, 8)))
+    found, scale = similarity_transform(source, 2.5 * source @ rotation)
+    np.testing.assert_allclose(found, rotation, atol=1e-8)
+    assert scale == pytest.approx(2.5)
+
+
+def test_catalogue_refitted_on_the_training_data_is_the_served_model(ratings):
+    windows = equal_count_windows(ratings, 24)
+    model = train(ratings, windows[6].start, seed=0)
+    catalog = current_catalog(ratings, model, windows[6].start, seed=0)
+    np.testing.assert_array_equal(catalog.ids, model.item_ids)
+    np.testing.assert_allclose(catalog.vectors, model.item_vectors, atol=1e-4)
+
+
+def test_catalogue_later_holds_new_movies_the_model_cannot_embed(ratings):
+    windows = equal_count_windows(ratings, 24)
+    model = train(ratings, windows[6].start, seed=0)
+    catalog = current_catalog(ratings, model, windows[9].end, seed=0)
+    new = model.known(catalog.ids) < 0
+    assert new.sum() == len(np.setdiff1d(np.unique(ratings.before(windows[9].end).item), model.item_ids)) > 0

@@ -17,6 +17,10 @@ from scipy import stats
 BASELINE_WINDOWS = 2
 DROP_Z = 2.0
 WARNING_ACTIONS = ("retrain", "recalibrate")
+# A policy-free drift alarm, fixed up front: the domain classifier's permutation test at the
+# default policy's significance level.
+ALARM_METRIC = "domain_classifier.auc.p_value"
+ALARM_ALPHA = 0.01
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,14 @@ def first_drop(points: list[QualityPoint], base: Baseline) -> int | None:
 def first_action(windows: list[int], actions: list[str], wanted: tuple[str, ...] = WARNING_ACTIONS) -> int | None:
     for window, action in zip(windows, actions):
         if action in wanted:
+            return window
+    return None
+
+
+def first_alarm(windows: list[int], metrics: list[dict[str, float]]) -> int | None:
+    """First window whose drift test rejects at ``ALARM_ALPHA``, whatever the policy decided."""
+    for window, values in zip(windows, metrics):
+        if values.get(ALARM_METRIC, 1.0) < ALARM_ALPHA:
             return window
     return None
 

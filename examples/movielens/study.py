@@ -35,6 +35,7 @@ import analysis  # noqa: E402
 import tracking_setup  # noqa: E402
 from data_windows import Requests, Window, build_requests, equal_count_windows, in_window  # noqa: E402
 from recommender import Model, fold_in, recall_at_k, train  # noqa: E402
+from shadow import current_catalog  # noqa: E402
 
 DEFAULT_POLICY = REPO / "policies" / "recommender-default.yaml"
 VALIDATION = "validation"  # the action column of windows used to validate a version (no check run)
@@ -68,7 +69,8 @@ class WindowResult:
     action: str
     rule_id: str | None
     run_id: str | None
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)        # what the check measured
+    query_metrics: dict[str, float] = field(default_factory=dict)  # drift of the queries alone
 
 
 def run_study(workdir: Path, config: StudyConfig = StudyConfig(), *, log=print) -> dict:
@@ -88,36 +90,25 @@ def run_study(workdir: Path, config: StudyConfig = StudyConfig(), *, log=print) 
     uri = tracking_setup.tracking_uri(workdir)
     results: list[WindowResult] = []
     for start in config.version_starts:
-        folder = workdir / "versions" / f"cutoff-{windows[start].window_id}"
-        model = train(ratings, windows[start].start, dim=config.dim, seed=config.seed)
         validation = windows[start:start + analysis.BASELINE_WINDOWS]
         served = windows[start + analysis.BASELINE_WINDOWS:]
         served = served if config.replay_windows is None else served[:config.replay_windows]
-        reference = np.concatenate([fold_in(model, ratings, in_window(requests, w))[0] for w in validation])
-        reference_path = folder / "reference_queries.npy"
-        folder.mkdir(parents=True, exist_ok=True)
-        np.save(reference_path, reference)
-        version, model_id = tracking_setup.register_version(
-            client, study_experiment, config.model_name, item_ids=model.item_ids, item_vectors=model.item_vectors,
-            params={"cutoff": _iso(windows[start].start), "validation_end": validation[-1].end_iso,
-                    "dim": str(config.dim), "n_items": str(len(model.item_ids)), "seed": str(config.seed),
-                    "reference_rows": str(len(reference))}, folder=folder / "model")
-        api.set_reference(config.model_name, version, reference_path, tracking_uri=uri, seed=config.seed)
-        log(f"version {version}: trained before {windows[start].label} on {len(model.item_ids)} movies; "
-            f"validated on {validation[0].window_id}-{validation[-1].window_id} ({len(reference)} reference queries)")
-        study_run = client.create_run(study_experiment, run_name=f"{config.model_name}-v{version}-replay",
-                                      tags={"model": config.model_name, "version": version, "model_id": model_id})
+        deployed = _deploy(api, client, study_experiment, config, ratings, requests, validation, workdir)
+        log(f"version {deployed.version}: trained before {validation[0].label} on {len(deployed.model.item_ids)} "
+            f"movies; validated on {validation[0].window_id}-{validation[-1].window_id}")
+        study_run = client.create_run(study_experiment, run_name=f"{config.model_name}-v{deployed.version}-replay",
+                                      tags={"model": config.model_name, "version": deployed.version})
         for window in validation + served:
             current = in_window(requests, window)
-            queries, can_serve = fold_in(model, ratings, current)
-            result = _quality(model, version, ratings, current, queries, can_serve, window)
+            queries, can_serve = fold_in(deployed.model, ratings, current)
+            result = _quality(deployed.model, deployed.version, ratings, current, queries, can_serve, window)
             if window in served:
-                _check(api, config, version, queries, window, folder, uri, result)
+                _check(api, config, deployed, ratings, queries, window, uri, result)
             results.append(result)
             for key, value in (("quality.recall_at_10", result.recall_mean), ("quality.served_share",
                                result.served_share), ("catalog.new_item_share", result.new_item_share)):
                 client.log_metric(study_run.info.run_id, key, value, step=window.index, timestamp=window.end * 1000)
-            log(f"  v{version} {window.window_id} {window.label}: recall@10 {result.recall_mean:.4f} "
+            log(f"  v{deployed.version} {window.window_id} {window.label}: recall@10 {result.recall_mean:.4f} "
                 f"(±{result.recall_se:.4f}, n={result.n_evaluated}) new-item share {result.new_item_share:.2f} "
                 f"-> {result.action}{' (' + result.rule_id + ')' if result.rule_id else ''}")
         client.set_terminated(study_run.info.run_id)
@@ -132,6 +123,50 @@ def run_study(workdir: Path, config: StudyConfig = StudyConfig(), *, log=print) 
     (workdir / "summary.md").write_text(summary_markdown(summary))
     log(f"done in {summary['runtime_seconds']} s: {workdir / 'summary.md'}")
     return summary
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A registered model version and the files its checks read."""
+
+    version: str
+    model: Model
+    folder: Path
+    index_path: Path              # the serving ANN index over the version's items
+    reference_queries_path: Path  # the validation windows' queries
+
+
+def _deploy(api, client, experiment_id: str, config: StudyConfig, ratings, requests, validation: list[Window],
+            workdir: Path) -> Deployment:
+    """Train before the first validation window, build the ANN index, register, set the reference.
+
+    The reference is the version's item factors (distribution and structure metrics compare the
+    current catalogue with them) plus the validation windows' queries (score metrics).
+    """
+    from datetime import datetime, timezone
+
+    from drift_decider.ann_index import ServingIndex
+
+    cutoff = validation[0].start
+    model = train(ratings, cutoff, dim=config.dim, seed=config.seed)
+    folder = workdir / "versions" / f"cutoff-{validation[0].window_id}"
+    model_dir = folder / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    items_path = model_dir / "item_factors.npz"
+    np.savez(items_path, ids=model.item_ids, vectors=model.item_vectors)
+    index_path = ServingIndex.build(model.item_ids, model.item_vectors, kind="hnsw", metric="ip", seed=config.seed,
+                                    built_at=datetime.fromtimestamp(cutoff, tz=timezone.utc)).save(model_dir / "index")
+    queries = np.concatenate([fold_in(model, ratings, in_window(requests, w))[0] for w in validation])
+    queries_path = folder / "reference_queries.npy"
+    np.save(queries_path, queries)
+    version = tracking_setup.register_version(
+        client, experiment_id, config.model_name, artifacts=model_dir,
+        params={"cutoff": _iso(cutoff), "validation_end": validation[-1].end_iso, "dim": str(config.dim),
+                "n_items": str(len(model.item_ids)), "seed": str(config.seed), "reference_queries": str(len(queries))})
+    uri = tracking_setup.tracking_uri(workdir)
+    api.set_reference(config.model_name, version, items_path, queries_path=queries_path, tracking_uri=uri,
+                      seed=config.seed)
+    return Deployment(version, model, folder, index_path, queries_path)
 
 
 def _quality(model: Model, version: str, ratings, current: Requests, queries: np.ndarray, can_serve: np.ndarray,
@@ -150,18 +185,31 @@ def _quality(model: Model, version: str, ratings, current: Requests, queries: np
         recall_se=point.se, n_evaluated=point.n, action=VALIDATION, rule_id=None, run_id=None)
 
 
-def _check(api, config: StudyConfig, version: str, queries: np.ndarray, window: Window, folder: Path, uri: str,
+def _check(api, config: StudyConfig, deployed: Deployment, ratings, queries: np.ndarray, window: Window, uri: str,
            result: WindowResult) -> None:
-    """Run drift-decider on the window's query embeddings and note its decision in ``result``."""
-    path = folder / "windows" / f"{window.window_id}.npy"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, queries)
-    outcome = api.check(config.model_name, path, config.policy, version=version, tracking_uri=uri,
-                        window_id=window.window_id, window_end=window.end_iso, seed=config.seed)
+    """Run drift-decider on the window and note its decision in ``result``.
+
+    Current embeddings: the catalogue as it is at the window's end (shadow refit, aligned); current
+    queries: the window's folded-in requests; the serving index built at the cutoff. The queries'
+    own drift against the validation queries is measured too (``api.measure_files``), as a study
+    variable: the policy does not see it.
+    """
+    folder = deployed.folder / "windows"
+    folder.mkdir(parents=True, exist_ok=True)
+    catalog = current_catalog(ratings, deployed.model, window.end, seed=config.seed)
+    catalog_path = folder / f"{window.window_id}-catalog.npz"
+    np.savez(catalog_path, ids=catalog.ids, vectors=catalog.vectors)
+    queries_path = folder / f"{window.window_id}-queries.npy"
+    np.save(queries_path, queries)
+    outcome = api.check(config.model_name, catalog_path, config.policy, version=deployed.version, tracking_uri=uri,
+                        window_id=window.window_id, window_end=window.end_iso, seed=config.seed,
+                        queries_path=queries_path, index_path=deployed.index_path)
     result.action = outcome.action
     result.rule_id = outcome.decision.get("rule_id")
     result.run_id = outcome.run_id
     result.metrics = dict(outcome.values)
+    result.query_metrics = api.measure_files(deployed.reference_queries_path, queries_path,
+                                             seed=config.seed).values()
 
 
 def _iso(ts: int) -> str:
@@ -171,44 +219,60 @@ def _iso(ts: int) -> str:
 
 
 def summarise(results: list[WindowResult]) -> dict:
-    """Baselines, drops, first warnings, lead times per version; correlations over all windows."""
-    versions, rows, losses = {}, [], []
+    """Baselines, drops, first warnings and lead times per version; drift/quality correlations."""
+    versions, pooled_rows, pooled_loss, per_version = {}, [], [], {}
     for version in dict.fromkeys(r.version for r in results):
         mine = [r for r in results if r.version == version]
         points = [analysis.QualityPoint(r.window, r.recall_mean, r.recall_se, r.n_evaluated) for r in mine]
         base = analysis.baseline_from_points(points)
+        served = mine[analysis.BASELINE_WINDOWS:]
+        windows, actions = [r.window for r in served], [r.action for r in served]
         drop = analysis.first_drop(points, base)
-        warn = analysis.first_action([r.window for r in mine], [r.action for r in mine])
-        any_action = analysis.first_action([r.window for r in mine], [r.action for r in mine],
-                                           ("retrain", "recalibrate", "refresh-index"))
-        actions: dict[str, int] = {}
-        for r in mine:
-            actions[r.action] = actions.get(r.action, 0) + 1
+        warn = analysis.first_action(windows, actions)
+        any_action = analysis.first_action(windows, actions, ("retrain", "recalibrate", "refresh-index"))
+        alarm = analysis.first_alarm(windows, [r.metrics for r in served])
         versions[version] = {
-            "first_window": mine[0].window, "windows": len(mine), "baseline_recall": base.mean,
+            "first_window": mine[0].window, "served_windows": len(served), "baseline_recall": base.mean,
             "baseline_se": base.se, "first_significant_drop": drop, "first_retrain_or_recalibrate": warn,
-            "first_any_action": any_action, "lead_windows": analysis.lead_time(warn, drop),
-            "lead_windows_any_action": analysis.lead_time(any_action, drop), "actions": actions,
+            "lead_windows": analysis.lead_time(warn, drop), "first_any_action": any_action,
+            "lead_windows_any_action": analysis.lead_time(any_action, drop), "first_drift_alarm": alarm,
+            "lead_windows_drift_alarm": analysis.lead_time(alarm, drop),
+            "actions": {a: actions.count(a) for a in dict.fromkeys(actions)},
             "drop_z": {r.window: analysis.drop_z(p, base) for r, p in zip(mine, points)}}
-        for r in mine[analysis.BASELINE_WINDOWS:]:
-            rows.append({**r.metrics, "study.new_item_share": r.new_item_share,
-                         "study.served_share": r.served_share})
-            losses.append(1.0 - r.recall_mean / base.mean)
+        rows = [{**r.metrics, **{f"queries.{k}": v for k, v in r.query_metrics.items()},
+                 "study.new_item_share": r.new_item_share, "study.served_share": r.served_share,
+                 "study.age_windows": float(age)} for age, r in enumerate(served, start=1)]
+        loss = [1.0 - r.recall_mean / base.mean for r in served]
+        per_version[version] = {c.metric: asdict(c) for c in analysis.correlations(rows, loss)}
+        pooled_rows += rows
+        pooled_loss += loss
     return {"versions": versions,
-            "correlations": [asdict(c) for c in analysis.correlations(rows, losses)]}
+            "correlations": [asdict(c) for c in analysis.correlations(pooled_rows, pooled_loss)],
+            "correlations_per_version": per_version}
 
 
 def summary_markdown(summary: dict) -> str:
-    lines = ["| version | windows | baseline recall@10 | first significant drop | first retrain/recalibrate "
-             "| lead (windows) | first any action | actions |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| version | served windows | baseline recall@10 | first significant drop | first retrain/recalibrate "
+             "(lead) | first any action (lead) | first drift alarm (lead) | actions |",
+             "|---|---|---|---|---|---|---|---|"]
     for version, v in summary["versions"].items():
-        lines.append(f"| {version} | w{v['first_window']:02d}+{v['windows']} | {v['baseline_recall']:.4f} "
-                     f"± {v['baseline_se']:.4f} | {_w(v['first_significant_drop'])} "
-                     f"| {_w(v['first_retrain_or_recalibrate'])} | {v['lead_windows']} "
-                     f"| {_w(v['first_any_action'])} | {v['actions']} |")
-    lines += ["", "| metric | n | Spearman rho vs relative recall loss | p-value |", "|---|---|---|---|"]
+        lines.append(
+            f"| {version} | {v['served_windows']} from w{v['first_window'] + analysis.BASELINE_WINDOWS:02d} "
+            f"| {v['baseline_recall']:.4f} ± {v['baseline_se']:.4f} | {_w(v['first_significant_drop'])} "
+            f"| {_w(v['first_retrain_or_recalibrate'])} ({v['lead_windows']}) "
+            f"| {_w(v['first_any_action'])} ({v['lead_windows_any_action']}) "
+            f"| {_w(v['first_drift_alarm'])} ({v['lead_windows_drift_alarm']}) | {v['actions']} |")
+    versions = list(summary["versions"])
+    lines += ["", "Spearman rho of each metric with relative recall loss (1 - recall / baseline), served windows:",
+              "", "| metric | pooled rho (n, p) | " + " | ".join(f"version {v}" for v in versions) + " |",
+              "|---|---|" + "---|" * len(versions)]
     for c in summary["correlations"]:
-        lines.append(f"| {c['metric']} | {c['n']} | {c['spearman']:+.3f} | {c['p_value']:.3g} |")
+        cells = []
+        for v in versions:
+            own = summary["correlations_per_version"][v].get(c["metric"])
+            cells.append("-" if own is None else f"{own['spearman']:+.2f} (n={own['n']}, p={own['p_value']:.2g})")
+        lines.append(f"| {c['metric']} | {c['spearman']:+.3f} (n={c['n']}, p={c['p_value']:.2g}) | "
+                     + " | ".join(cells) + " |")
     lines.append(f"\nruntime: {summary.get('runtime_seconds')} s")
     return "\n".join(lines) + "\n"
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 STUDY_EXPERIMENT = "movielens-study"
 CHECK_EXPERIMENT = "drift-decider"   # where drift_decider.api.check logs its runs
 
@@ -32,24 +30,21 @@ def prepare(workdir: Path):
     return client, ids[STUDY_EXPERIMENT]
 
 
-def register_version(client, experiment_id: str, model_name: str, *, item_ids: np.ndarray,
-                     item_vectors: np.ndarray, params: dict[str, str], folder: Path) -> tuple[str, str]:
-    """Register a trained model as a new version of ``model_name``; returns (version, model_id).
+def register_version(client, experiment_id: str, model_name: str, *, artifacts: Path, params: dict[str, str]) -> str:
+    """Register a trained model (its files in ``artifacts``) as a new version of ``model_name``.
 
-    The item factors travel with the LoggedModel as ``item_factors.npz`` so a version can be
-    served (and its index rebuilt) from MLflow alone.
+    The files (item factors, serving index) travel with the version's LoggedModel, so a version
+    can be served and checked from MLflow alone.
     """
     import mlflow
 
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / "item_factors.npz", ids=item_ids, vectors=item_vectors)
     mlflow.set_tracking_uri(client.tracking_uri)
     mlflow.set_registry_uri(client.tracking_uri)
     logged = mlflow.create_external_model(name=model_name, experiment_id=experiment_id, params=params,
                                           model_type="matrix-factorisation")
-    client.log_model_artifacts(logged.model_id, str(folder))
+    client.log_model_artifacts(logged.model_id, str(artifacts))
     if not client.search_registered_models(filter_string=f"name = '{model_name}'"):
         client.create_registered_model(model_name)
     version = client.create_model_version(model_name, source=f"models:/{logged.model_id}",
                                           model_id=logged.model_id)
-    return str(version.version), logged.model_id
+    return str(version.version)
