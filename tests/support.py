@@ -39,6 +39,7 @@ def run_cli(*args: str, expect: int | None = 0):
 
 def register_with_reference(uri: str, tmp_path: Path, name: str = "recsys") -> tuple[str, Path]:
     """Register an external model version and store MovieLens item factors as its reference."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     client = connect(uri)
     ref = register_external_model(client, uri, name, experiment_id=ensure_experiment(client))
     ids, vectors = movielens_items()
