@@ -7,12 +7,17 @@ to MLflow only after every measurement and the decision exist, so bad input neve
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from drift_decider import spool
+from drift_decider.errors import InputError
 from drift_decider.evidence import EvidenceReport
+from drift_decider.evidence_builder import (ITEM_SAMPLE_ROWS, QUERY_SAMPLE_ROWS, CurrentData, ReferenceData,
+                                            build_evidence, seeded_rows)
 from drift_decider.loading import check_same_dim, load_embeddings
 from drift_decider.measure import measure
 from drift_decider.policy import History, evaluate, load_policy
@@ -53,23 +58,55 @@ def measure_files(reference_path: str | Path, current_path: str | Path, *, seed:
     return measure(reference.vectors, current.vectors, seed=seed, progress=progress)
 
 
-def set_reference(model: str, version: str, embeddings_path: str | Path, *, tracking_uri: str | None = None,
-                  seed: int = 0) -> str:
-    """Summarise the embeddings once and store the profile with the model version; returns its URI."""
+def set_reference(model: str, version: str, embeddings_path: str | Path, *, queries_path: str | Path | None = None,
+                  tracking_uri: str | None = None, seed: int = 0, progress: bool = False) -> str:
+    """Summarise the reference once and store it with the model version; returns its URI.
+
+    Embeddings with ids also keep a seeded id-keyed item sample (structure metrics); ``queries_path``
+    keeps a query sample (score metrics).
+    """
     from drift_decider.tracking.connection import connect
     from drift_decider.tracking.reference_store import store_reference
     from drift_decider.tracking.registry import resolve_version
 
     embeddings = load_embeddings(embeddings_path)
-    profile = EmbeddingProfile.from_array(embeddings.vectors, seed=seed)
+    queries = load_embeddings(queries_path) if queries_path else None
+    if queries is not None:
+        check_same_dim(embeddings.dim, queries, str(embeddings.path))
+    reference = ReferenceData(EmbeddingProfile.from_array(embeddings.vectors, seed=seed, progress=progress))
+    if embeddings.ids is not None:
+        rows = seeded_rows(embeddings.n, ITEM_SAMPLE_ROWS, seed)
+        reference = replace(reference, item_ids=embeddings.ids[rows],
+                            item_vectors=np.asarray(embeddings.vectors[rows], dtype=np.float32))
+    if queries is not None:
+        rows = seeded_rows(queries.n, QUERY_SAMPLE_ROWS, seed)
+        reference = replace(reference, queries=np.asarray(queries.vectors[rows], dtype=np.float32))
     client = connect(tracking_uri)
-    return store_reference(client, resolve_version(client, model, version=version), profile)
+    return store_reference(client, resolve_version(client, model, version=version), reference)
+
+
+def load_current(current_path: str | Path, *, catalog_path: str | Path | None = None,
+                 queries_path: str | Path | None = None, index_path: str | Path | None = None) -> CurrentData:
+    """Load and validate every local input of a check before anything talks to MLflow."""
+    from drift_decider.ann_index import ServingIndex
+
+    embeddings = load_embeddings(current_path)
+    current = CurrentData(embeddings, catalog=load_embeddings(catalog_path) if catalog_path else None,
+                          queries=load_embeddings(queries_path) if queries_path else None,
+                          index=ServingIndex.load(index_path) if index_path else None)
+    for other in (current.catalog, current.queries):
+        if other is not None:
+            check_same_dim(embeddings.dim, other, str(embeddings.path))
+    if current.index is not None and current.items is None:
+        raise InputError(f"--index needs the item catalogue with ids: give --catalog, or --current with ids")
+    return current
 
 
 def check(model: str, current_path: str | Path, policy_path: str | Path, *, version: str | None = None,
           alias: str | None = None, tracking_uri: str | None = None, window_id: str | None = None,
           window_end: str | None = None, dry_run: bool = False, seed: int = 0, progress: bool = False,
-          spool_dir: str | Path | None = None) -> CheckOutcome:
+          spool_dir: str | Path | None = None, catalog_path: str | Path | None = None,
+          queries_path: str | Path | None = None, index_path: str | Path | None = None) -> CheckOutcome:
     """Measure one window against the version's reference, decide with the policy, record in MLflow.
 
     Idempotent per (version, window id): a window decided before returns its recorded decision.
@@ -82,8 +119,8 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
     from drift_decider.tracking.registry import find_experiment, resolve_version
 
     policy = load_policy(policy_path)
-    current = load_embeddings(current_path)
-    window = make_window(current, window_id, parse_window_end(window_end))
+    current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path, index_path=index_path)
+    window = make_window(current.embeddings, window_id, parse_window_end(window_end))
     uri = resolve_tracking_uri(tracking_uri)
     client = connect(uri)
     ref = resolve_version(client, model, version=version, alias=alias)
@@ -94,8 +131,8 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
             return _recorded_outcome(client, ref, window, earlier[-1])
     with tempfile.TemporaryDirectory() as tmp:
         reference = load_reference(client, uri, ref, Path(tmp))
-    check_same_dim(reference.dim, current, f"the reference of {ref.name} version {ref.version}")
-    evidence = measure(reference, current.vectors, seed=seed, progress=progress)
+    check_same_dim(reference.profile.dim, current.embeddings, f"the reference of {ref.name} version {ref.version}")
+    evidence = build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress)
     runs = tracking_history.check_runs(client, experiment_id, ref) if experiment_id else []
     prior = [run for run in runs if tracking_history.window_end_of(run) < window.window_end]
     decision = evaluate(policy, evidence.values(), tracking_history.history_from_runs(prior), window.window_end,
@@ -198,7 +235,8 @@ class PromotionOutcome:
 
 def promote(model: str, candidate: str, alias: str, current_path: str | Path, policy_path: str | Path, *,
             tracking_uri: str | None = None, dry_run: bool = False, seed: int = 0, progress: bool = False,
-            spool_dir: str | Path | None = None) -> PromotionOutcome:
+            spool_dir: str | Path | None = None, catalog_path: str | Path | None = None,
+            queries_path: str | Path | None = None, index_path: str | Path | None = None) -> PromotionOutcome:
     """Gate moving ``alias`` to the candidate version on the policy, judged on current production data.
 
     The candidate's reference is measured against the current data, and so is the version now holding
@@ -212,23 +250,24 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
     from drift_decider.tracking.registry import alias_holder, resolve_version
 
     policy = load_policy(policy_path)
-    current = load_embeddings(current_path)
+    current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path, index_path=index_path)
     uri = resolve_tracking_uri(tracking_uri)
     client = connect(uri)
     ref = resolve_version(client, model, version=candidate)
     holder = alias_holder(client, model, alias)
-    window = make_window(current, None, parse_window_end(None))
+    window = make_window(current.embeddings, None, parse_window_end(None))
     window = Window(f"promote-{alias}-v{ref.version}-{window.dataset_digest}", window.window_end,
                     window.dataset_name, window.dataset_digest, window.source)
     with tempfile.TemporaryDirectory() as tmp:
-        candidate_profile = load_reference(client, uri, ref, Path(tmp))
-        check_same_dim(candidate_profile.dim, current, f"the reference of {model} version {ref.version}")
-        evidence = measure(candidate_profile, current.vectors, seed=seed, progress=progress)
+        candidate_reference = load_reference(client, uri, ref, Path(tmp))
+        check_same_dim(candidate_reference.profile.dim, current.embeddings,
+                       f"the reference of {model} version {ref.version}")
+        evidence = build_evidence(candidate_reference, current, seed=seed, now=window.window_end, progress=progress)
         incumbent_values = None
         if holder is not None and holder != ref.version:
             incumbent = resolve_version(client, model, version=holder)
-            incumbent_profile = load_reference(client, uri, incumbent, Path(tmp) / "incumbent")
-            incumbent_values = measure(incumbent_profile, current.vectors, seed=seed).values()
+            incumbent_reference = load_reference(client, uri, incumbent, Path(tmp) / "incumbent")
+            incumbent_values = build_evidence(incumbent_reference, current, seed=seed, now=window.window_end).values()
     decision = evaluate(policy, evidence.values(), History(checks=[]), window.window_end,
                         context={"model": model, "candidate": ref.version, "alias": alias,
                                  "previous_holder": holder or "", "window_id": window.window_id})

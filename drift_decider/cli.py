@@ -50,6 +50,25 @@ spool_option = click.option(
     "--spool-dir", default=None, type=click.Path(file_okay=False),
     help="Where a check MLflow could not take is saved whole for `drift-decider sync`. Default: "
          "$DRIFT_DECIDER_SPOOL_DIR, else .drift-decider/spool in the working folder.")
+
+
+def evidence_options(command):
+    """--catalog/--queries/--index: the optional inputs of structure, score and index-health metrics."""
+    for option in reversed((
+        click.option("--catalog", default=None, type=click.Path(dir_okay=False),
+                     help="Current item catalogue with ids (.npz/.parquet). Default: --current, if it has ids. "
+                          "Enables structure metrics (k-NN overlap, Procrustes, movement)."),
+        click.option("--queries", default=None, type=click.Path(dir_okay=False),
+                     help="A sample of today's query embeddings. Enables score metrics (top-k similarity "
+                          "distribution) and makes index recall use real queries."),
+        click.option("--index", default=None, type=click.Path(exists=False),
+                     help="The serving ANN index directory (hnswlib/faiss, written by ServingIndex.save) or "
+                          "a .npz snapshot of the ids and vectors it was built from. Enables index health."),
+    )):
+        command = option(command)
+    return command
+
+
 seed_option = click.option("--seed", default=0, show_default=True, type=int,
                            help="Seed for every random choice (subsamples, permutations, projections).")
 
@@ -105,14 +124,23 @@ def reference() -> None:
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version", required=True, help="Model version the reference belongs to.")
 @click.option("--embeddings", required=True, type=click.Path(dir_okay=False),
-              help="Reference embeddings (.npy is memory-mapped; .npz/.parquet may carry ids).")
+              help="Reference item embeddings (.npy is memory-mapped; .npz/.parquet may carry ids, which "
+                   "enable structure metrics).")
+@click.option("--queries", default=None, type=click.Path(dir_okay=False),
+              help="A sample of query embeddings at registration time (enables score metrics).")
 @seed_option
 @tracking_uri_option
-def reference_set(model: str, version: str, embeddings: str, seed: int, tracking_uri: str | None) -> None:
-    """Summarise EMBEDDINGS once and store the profile as an artifact of the model version."""
+def reference_set(model: str, version: str, embeddings: str, queries: str | None, seed: int,
+                  tracking_uri: str | None) -> None:
+    """Summarise the reference once and store it as an artifact of the model version.
+
+    Stores a mergeable profile (moments, sketches, a seeded sample) and, when the embeddings carry
+    ids, a seeded id-keyed item sample; checks download this instead of the original vectors.
+    """
     from drift_decider.api import set_reference
 
-    uri = set_reference(model, version, embeddings, tracking_uri=tracking_uri, seed=seed)
+    uri = set_reference(model, version, embeddings, queries_path=queries, tracking_uri=tracking_uri, seed=seed,
+                        progress=True)
     click.echo(f"reference for {model} version {version} stored at {uri}")
 
 
@@ -130,13 +158,15 @@ def reference_set(model: str, version: str, embeddings: str, seed: int, tracking
               "Default: now. Used as the metrics' timestamp and as the policy's clock.")
 @click.option("--dry-run", is_flag=True, help="Measure and decide, but write nothing to MLflow.")
 @click.option("--fail-on-action", is_flag=True, help="Exit 3 when the decision is not `none` (for CI gates).")
+@evidence_options
 @seed_option
 @json_option
 @tracking_uri_option
 @spool_option
 def check(model: str, version: str | None, alias: str | None, current: str, policy_path: str,
           window_id: str | None, window_end: str | None, dry_run: bool, fail_on_action: bool, seed: int,
-          as_json: bool, tracking_uri: str | None, spool_dir: str | None) -> None:
+          as_json: bool, tracking_uri: str | None, spool_dir: str | None, catalog: str | None,
+          queries: str | None, index: str | None) -> None:
     """Check one window of embeddings against a model version's reference and record the decision.
 
     Logs one MLflow run with every metric (tied to the version's LoggedModel), evaluates the policy
@@ -146,7 +176,8 @@ def check(model: str, version: str | None, alias: str | None, current: str, poli
 
     outcome = run_check(model, current, policy_path, version=version, alias=alias, tracking_uri=tracking_uri,
                         window_id=window_id, window_end=window_end, dry_run=dry_run, seed=seed,
-                        progress=not as_json, spool_dir=spool_dir)
+                        progress=not as_json, spool_dir=spool_dir, catalog_path=catalog, queries_path=queries,
+                        index_path=index)
     if as_json:
         click.echo(json.dumps(outcome.to_dict(), indent=2, default=str))
     else:
@@ -272,17 +303,20 @@ def audit(decision_id: str, as_json: bool, tracking_uri: str | None) -> None:
 @click.option("--policy", "policy_path", required=True, type=click.Path(dir_okay=False),
               help="Gate policy, e.g. policies/promotion-gate.yaml; the gate passes when it decides `none`.")
 @click.option("--dry-run", is_flag=True, help="Evaluate the gate; record nothing, move nothing.")
+@evidence_options
 @seed_option
 @json_option
 @tracking_uri_option
 @spool_option
 def promote(model: str, candidate: str, alias: str, current: str, policy_path: str, dry_run: bool, seed: int,
-            as_json: bool, tracking_uri: str | None, spool_dir: str | None) -> None:
+            as_json: bool, tracking_uri: str | None, spool_dir: str | None, catalog: str | None,
+          queries: str | None, index: str | None) -> None:
     """Move ALIAS to the candidate version only if the gate policy passes on current data."""
     from drift_decider.api import promote as run_promote
 
     outcome = run_promote(model, candidate, alias, current, policy_path, tracking_uri=tracking_uri,
-                          dry_run=dry_run, seed=seed, progress=not as_json, spool_dir=spool_dir)
+                          dry_run=dry_run, seed=seed, progress=not as_json, spool_dir=spool_dir,
+                          catalog_path=catalog, queries_path=queries, index_path=index)
     if as_json:
         click.echo(json.dumps(outcome.to_dict(), indent=2, default=str))
         return

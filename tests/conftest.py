@@ -36,14 +36,17 @@ class MlflowServer:
         self.env = env or {}
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60.0) -> "MlflowServer":
+    def start(self, timeout: float | None = None) -> "MlflowServer":
+        # 60 s is plenty on an idle machine; a loaded developer box may raise it.
+        timeout = timeout or float(os.environ.get("DRIFT_DECIDER_TEST_SERVER_TIMEOUT", "60"))
         self.root.mkdir(parents=True, exist_ok=True)
         log = open(self.root / "server.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", "1", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
              "--artifacts-destination", str(self.root / "artifacts"), *self.extra_args],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env={**os.environ, **self.env},
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env},
             start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -39,8 +39,9 @@ def run_cli(*args: str, expect: int | None = 0):
 
 def register_with_reference(uri: str, tmp_path: Path, name: str = "recsys") -> tuple[str, Path]:
     """Register an external model version and store MovieLens item factors as its reference."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     client = connect(uri)
-    ref = register_external_model(client, name, experiment_id=ensure_experiment(client))
+    ref = register_external_model(client, uri, name, experiment_id=ensure_experiment(client))
     ids, vectors = movielens_items()
     reference = write_items(tmp_path / "reference.npz", ids, vectors)
     run_cli("reference", "set", "--model", name, "--version", ref.version, "--embeddings", reference,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
+from typing import Iterator
 
 from drift_decider.errors import InputError, TrackingError
 from drift_decider.tracking import tags
@@ -99,7 +101,8 @@ def ensure_experiment(client, name: str = EXPERIMENT) -> str:
         return experiment.experiment_id
 
 
-def register_external_model(client, name: str, *, experiment_id: str, tags: dict[str, str] | None = None) -> VersionRef:
+def register_external_model(client, tracking_uri: str, name: str, *, experiment_id: str,
+                            tags: dict[str, str] | None = None) -> VersionRef:
     """Register a new version of a model that lives outside MLflow (e.g. an embedding service).
 
     Creates an external LoggedModel (so the version has a model page for its metrics) and a model
@@ -116,6 +119,19 @@ def register_external_model(client, name: str, *, experiment_id: str, tags: dict
         except MlflowException as exc:
             if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
                 raise
-        mv = client.create_model_version(name, source=f"models:/{logged.model_id}", model_id=logged.model_id,
-                                         tags=tags)
+        with _global_tracking_uri(tracking_uri):  # MLflow resolves a models:/ source via the global URI
+            mv = client.create_model_version(name, source=f"models:/{logged.model_id}", model_id=logged.model_id,
+                                             tags=tags, await_creation_for=0)
     return VersionRef(name=name, version=str(mv.version), model_id=logged.model_id, tags=dict(mv.tags or {}))
+
+
+@contextlib.contextmanager
+def _global_tracking_uri(uri: str) -> Iterator[None]:
+    import mlflow
+
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
