@@ -70,8 +70,10 @@ def test_folded_in_queries_beat_random_queries(ratings, requests):
     served = served.take(mask)
     real = np.nanmean(recall_at_k(model, ratings, served, queries))
     rng = np.random.default_rng(1)
-    noise = [np.nanmean(recall_at_k(model, ratings, served, rng.standard_normal(queries.shape).astype(np.float32)))
-             for _ in range(19)]
+    noise = []
+    for _ in range(19):
+        random_queries = rng.standard_normal(queries.shape).astype(np.float32)
+        noise.append(np.nanmean(recall_at_k(model, ratings, served, random_queries)))
     # a rank test: if fold-in were no better than random directions, P(real beats all 19) = 1/20
     assert real > max(noise)
 
@@ -132,3 +134,62 @@ def test_catalogue_later_holds_new_movies_the_model_cannot_embed(ratings):
     catalog = current_catalog(ratings, model, windows[9].end, seed=0)
     new = model.known(catalog.ids) < 0
     assert new.sum() == len(np.setdiff1d(np.unique(ratings.before(windows[9].end).item), model.item_ids)) > 0
+
+
+def test_partial_correlation_removes_a_shared_driver():
+    """x and y both follow z: high rank correlation, most of it gone once z is held fixed.
+
+    (Partialling ranks linearly leaves a small positive bias, so "most", not "all".)"""
+    rng = np.random.default_rng(11)
+    pooled, partial = [], []
+    for _ in range(300):
+        z = rng.standard_normal(40)
+        x, y = z + 0.3 * rng.standard_normal(40), z + 0.3 * rng.standard_normal(40)
+        pooled.append(stats.spearmanr(x, y)[0])
+        partial.append(analysis.partial_spearman(x, y, z))
+    assert np.mean(pooled) > 0.7
+    assert abs(np.mean(partial)) < 0.2 * np.mean(pooled)
+
+
+def test_partial_correlation_keeps_a_direct_link():
+    rng = np.random.default_rng(12)
+    z = rng.standard_normal(200)
+    x = rng.standard_normal(200)
+    y = x + z + 0.3 * rng.standard_normal(200)
+    assert analysis.partial_spearman(x, y, z) > 0.8
+
+
+def test_reduced_study_end_to_end_records_every_decision_in_mlflow(tmp_path, monkeypatch):
+    """One version, two served windows: registered, referenced, checked, measured, plotted."""
+    import json
+
+    import study
+    from mlflow import MlflowClient
+
+    from drift_decider.policy import ACTIONS
+    from drift_decider.tracking import tags
+
+    monkeypatch.chdir(tmp_path)
+    workdir = tmp_path / "study"
+    config = study.StudyConfig(version_starts=(6,), replay_windows=2)
+    summary = study.run_study(workdir, config, log=lambda _: None)
+    windows = json.loads((workdir / "results.json").read_text())["windows"]
+    assert [w["action"] == study.VALIDATION for w in windows] == [True, True, False, False]
+    served = windows[2:]
+    assert all(w["action"] in ACTIONS and w["run_id"] for w in served)
+    assert all(0.0 <= w["recall_mean"] <= 1.0 and w["n_evaluated"] > 100 for w in windows)
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = client.get_model_version("movielens-svd", "1")
+    assert version.tags[tags.REFERENCE_SHA256]
+    for w in served:
+        run = client.get_run(w["run_id"])
+        assert run.data.tags[tags.DECISION] == w["action"]
+        assert run.data.tags[tags.WINDOW_ID] == f"w{w['window']:02d}"
+        assert {"knn_jaccard", "index.coverage"} <= set(run.data.metrics)
+    assert version.tags[tags.DECISION] == served[-1]["action"]
+    assert (workdir / "movielens-study.png").stat().st_size > 10_000
+    assert summary["versions"]["1"]["served_windows"] == 2
+    with pytest.raises(SystemExit):
+        study.run_study(workdir, study.StudyConfig(version_starts=(6,), replay_windows=1), log=lambda _: None)

@@ -17,9 +17,9 @@ from scipy import stats
 BASELINE_WINDOWS = 2
 DROP_Z = 2.0
 WARNING_ACTIONS = ("retrain", "recalibrate")
-# A policy-free drift alarm, fixed up front: the domain classifier's permutation test at the
-# default policy's significance level.
-ALARM_METRIC = "domain_classifier.auc.p_value"
+# A policy-free drift alarm, fixed up front: the domain classifier's test on the served queries
+# against the validation queries, at the default policy's significance level.
+ALARM_METRIC = "queries.domain_classifier.auc.p_value"
 ALARM_ALPHA = 0.01
 
 
@@ -72,19 +72,17 @@ def first_drop(points: list[QualityPoint], base: Baseline) -> int | None:
     return None
 
 
-def first_action(windows: list[int], actions: list[str], wanted: tuple[str, ...] = WARNING_ACTIONS) -> int | None:
+def first_action(windows: list[int], actions: list[str],
+                 wanted: tuple[str, ...] = WARNING_ACTIONS) -> int | None:
     for window, action in zip(windows, actions):
         if action in wanted:
             return window
     return None
 
 
-def first_alarm(windows: list[int], metrics: list[dict[str, float]]) -> int | None:
-    """First window whose drift test rejects at ``ALARM_ALPHA``, whatever the policy decided."""
-    for window, values in zip(windows, metrics):
-        if values.get(ALARM_METRIC, 1.0) < ALARM_ALPHA:
-            return window
-    return None
+def alarms(windows: list[int], metrics: list[dict[str, float]]) -> list[int]:
+    """Windows whose drift test rejects at ``ALARM_ALPHA``, whatever the policy decided."""
+    return [window for window, values in zip(windows, metrics) if values.get(ALARM_METRIC, 1.0) < ALARM_ALPHA]
 
 
 def lead_time(action_window: int | None, drop_window: int | None) -> int | None:
@@ -100,12 +98,19 @@ class Correlation:
     n: int
     spearman: float
     p_value: float
+    partial: float | None = None  # Spearman with the control variable's ranks partialled out
 
 
-def correlations(metric_rows: list[dict[str, float]], quality_loss: list[float]) -> list[Correlation]:
-    """Spearman correlation of every metric with quality loss, over the points that have both."""
+def correlations(metric_rows: list[dict[str, float]], quality_loss: list[float],
+                 control: str | None = None) -> list[Correlation]:
+    """Spearman correlation of every metric with quality loss, over the points that have both.
+
+    With ``control`` (a key of the rows, e.g. the model's age), also the partial rank correlation
+    given it: does the metric say more about the loss than the control already does?
+    """
     loss = np.asarray(quality_loss, dtype=float)
     names = sorted({name for row in metric_rows for name in row if not name.endswith(".p_value")})
+    controls = np.array([row.get(control, np.nan) for row in metric_rows], dtype=float) if control else None
     out = []
     for name in names:
         values = np.array([row.get(name, np.nan) for row in metric_rows], dtype=float)
@@ -113,5 +118,21 @@ def correlations(metric_rows: list[dict[str, float]], quality_loss: list[float])
         if ok.sum() < 4 or np.ptp(values[ok]) == 0:
             continue
         rho, p = stats.spearmanr(values[ok], loss[ok])
-        out.append(Correlation(name, int(ok.sum()), float(rho), float(p)))
+        partial = None
+        if controls is not None and name != control and np.ptp(controls[ok]) > 0:
+            partial = partial_spearman(values[ok], loss[ok], controls[ok])
+        out.append(Correlation(name, int(ok.sum()), float(rho), float(p), partial))
     return sorted(out, key=lambda c: -abs(c.spearman))
+
+
+def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
+    """Rank correlation of x and y after removing the linear effect of z's ranks from both."""
+    rx, ry, rz = (stats.rankdata(v) for v in (x, y, z))
+    design = np.column_stack([np.ones_like(rz), rz])
+
+    def residual(r: np.ndarray) -> np.ndarray:
+        return r - design @ np.linalg.lstsq(design, r, rcond=None)[0]
+
+    ex, ey = residual(rx), residual(ry)
+    denominator = float(np.sqrt((ex @ ex) * (ey @ ey)))
+    return float(ex @ ey / denominator) if denominator > 0 else float("nan")

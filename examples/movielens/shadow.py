@@ -42,3 +42,16 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> tuple[np.nda
     u, sigma, vt = np.linalg.svd(a.T @ b)
     rotation = u @ vt
     return rotation, float(sigma.sum() / np.einsum("ij,ij->", a, a))
+
+
+def same_period_refit(ratings: Ratings, model: Model, *, share: float = 0.8, seed: int = 0) -> Catalog:
+    """The model refitted on a random ``share`` of the users who rated before its cutoff, aligned.
+
+    No time has passed, so whatever structure metrics report between this and the model is the
+    noise of refitting, the floor against which a window's value means "the world changed".
+    """
+    before = ratings.before(model.cutoff)
+    users = np.unique(before.user)
+    keep = np.random.default_rng(seed).choice(users, size=int(share * len(users)), replace=False)
+    subset = before._take(np.isin(before.user, keep))
+    return current_catalog(subset, model, model.cutoff, seed=seed)

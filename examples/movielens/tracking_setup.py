@@ -30,7 +30,8 @@ def prepare(workdir: Path):
     return client, ids[STUDY_EXPERIMENT]
 
 
-def register_version(client, experiment_id: str, model_name: str, *, artifacts: Path, params: dict[str, str]) -> str:
+def register_version(client, experiment_id: str, model_name: str, *, artifacts: Path,
+                     params: dict[str, str]) -> str:
     """Register a trained model (its files in ``artifacts``) as a new version of ``model_name``.
 
     The files (item factors, serving index) travel with the version's LoggedModel, so a version
