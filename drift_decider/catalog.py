@@ -34,24 +34,33 @@ CATALOG: tuple[MetricSpec, ...] = (
                "half of the reference, scored on the other half and on current)"),
     MetricSpec("norm_ks", "KS statistic between L2-norm distributions", test=True),
     MetricSpec("norm_ratio", "mean L2 norm of current over reference"),
-    # -- structure between two embedding sets with shared ids (issue 6)
-    MetricSpec("knn_jaccard", "mean Jaccard overlap of k-NN neighbourhoods of shared items", family="structure"),
-    MetricSpec("procrustes.residual", "relative residual after the best rotation+scale alignment",
+    # -- structure between two embedding sets with shared ids (issue 6); neighbourhoods are cosine k-NN
+    MetricSpec("knn_jaccard", "mean Jaccard overlap of the k-NN of shared items, reference vs current "
+               "(1 = unchanged; small noise lowers it)", family="structure"),
+    MetricSpec("knn_turnover", "share of current k-NN of shared items that were not among their 5k nearest "
+               "in the reference (0 = unchanged; noise leaves it near 0)", family="structure"),
+    MetricSpec("procrustes.residual", "relative residual ||sAR - B||/||B|| after the best rotation+scale "
+               "(0 for a pure rotation and scale)", family="structure"),
+    MetricSpec("procrustes.scale", "scale factor s of the best rotation+scale alignment (1 = unchanged)",
                family="structure"),
-    MetricSpec("procrustes.scale", "scale factor of the best rotation+scale alignment", family="structure"),
-    MetricSpec("movement.cosine_p50", "median cosine distance each shared item moved", family="structure"),
-    MetricSpec("movement.cosine_p90", "90th percentile of cosine distance each shared item moved",
+    MetricSpec("procrustes.moved_share", "share of shared items whose direction still moved more than "
+               "0.1 cosine distance after the best rotation: change alignment cannot fix", family="structure"),
+    MetricSpec("movement.cosine_p50", "median cosine distance each shared item moved, without alignment",
                family="structure"),
+    MetricSpec("movement.cosine_p90", "90th percentile of cosine distance each shared item moved, without "
+               "alignment", family="structure"),
     # -- ANN index health (issue 6)
-    MetricSpec("index.recall_at_k", "recall@k of the serving index against exact search", family="index"),
+    MetricSpec("index.recall_at_k", "recall@k of the serving index against exact search on the current "
+               "catalogue", family="index"),
     MetricSpec("index.coverage", "share of current catalogue items present in the index", family="index"),
-    MetricSpec("index.stale_share", "share of indexed items whose vector moved more than epsilon",
-               family="index"),
+    MetricSpec("index.stale_share", "share of indexed catalogue items whose vector moved more than epsilon "
+               "(relative) since the build", family="index"),
     MetricSpec("index.age_days", "days since the index was built", family="index"),
     # -- similarity-score calibration (issue 6)
-    MetricSpec("scores.ks", "KS statistic between reference and current top-k similarity scores",
-               test=True, family="scores"),
-    MetricSpec("scores.mean_shift", "shift of the mean top-k similarity score", family="scores"),
+    MetricSpec("scores.ks", "KS statistic between reference and current top-k similarity scores "
+               "(p-value counts each query once)", test=True, family="scores"),
+    MetricSpec("scores.mean_shift", "relative shift |mean_cur - mean_ref| / |mean_ref| of the mean top-k "
+               "similarity score", family="scores"),
 )
 
 

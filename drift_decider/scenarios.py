@@ -1,0 +1,241 @@
+"""Seeded drift scenarios with a known right action, built from real MovieLens factors.
+
+Each scenario is a realistic check: the reference is a model version's item embeddings at
+registration (a random 85 % of the MovieLens items, SVD factors), the serving index was built
+from them, and the current catalogue is the same model's item embeddings now. Every scenario,
+"none" included, carries the small noise of an incremental update (relative per-item noise),
+so that no-change is never a bit-for-bit copy. User factors serve as queries.
+
+Kinds and their ground truth (strength meaning in brackets):
+
+- ``none`` -> none (relative noise of the incremental update)
+- ``fold_in`` -> none (share of the newest MovieLens ratings folded into the item vectors with the
+  user factors fixed: a real incremental update, no synthetic noise; the pipeline rebuilt the
+  index after it, so the question is only whether the update looks like retrain or recalibrate)
+- ``new_items`` -> refresh-index (share of catalogue items added after the index build;
+  real held-out items)
+- ``updated_vectors`` -> refresh-index (share of items re-estimated after the build; each moves
+  15-30 % of its norm, staying in its neighbourhood)
+- ``rotation`` -> recalibrate (generator scale of a random rotation; queries rotate along)
+- ``scale`` -> recalibrate (relative change of the item scale, up or down by seed)
+- ``norm_change`` -> recalibrate (1 - exponent of a per-item norm compression/expansion)
+- ``score_shift`` -> recalibrate (relative change of the query scale: the user side drifts)
+- ``neighbourhood_change`` -> retrain (share of items that trade places with one another)
+- ``new_cluster`` -> retrain (share of items and users that gain a shared new taste direction)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+
+import numpy as np
+from scipy import sparse
+from scipy.linalg import expm
+
+from drift_decider.ann_index import ServingIndex
+from drift_decider.datasets.movielens import Factors, Ratings, factorize, load_ratings
+from drift_decider.errors import InputError
+from drift_decider.metrics.index_health import index_health_metrics
+from drift_decider.metrics.result import MetricResult
+from drift_decider.metrics.scores import score_metrics
+from drift_decider.metrics.structure import structure_metrics
+
+SCENARIO_KINDS: dict[str, str] = {
+    "none": "none",
+    "fold_in": "none",
+    "new_items": "refresh-index",
+    "updated_vectors": "refresh-index",
+    "rotation": "recalibrate",
+    "scale": "recalibrate",
+    "norm_change": "recalibrate",
+    "score_shift": "recalibrate",
+    "neighbourhood_change": "retrain",
+    "new_cluster": "retrain",
+}
+STRENGTHS: dict[str, tuple[float, ...]] = {
+    "none": (0.0, 0.02, 0.05),
+    "fold_in": (0.01, 0.02, 0.03),
+    "new_items": (0.03, 0.08, 0.15),
+    "updated_vectors": (0.05, 0.15, 0.4),
+    "rotation": (0.1, 0.3, 1.0),
+    "scale": (0.1, 0.25, 0.5),
+    "norm_change": (0.2, 0.4, 0.7),
+    "score_shift": (0.1, 0.25, 0.5),
+    "neighbourhood_change": (0.03, 0.1, 0.3),
+    "new_cluster": (0.03, 0.08, 0.2),
+}
+UPDATE_NOISE = 0.02          # relative noise of an incremental update in every non-"none" scenario
+REFERENCE_SHARE = 0.85       # items in the registered catalogue; the rest are candidates for new items
+N_QUERIES = 300
+BUILT_AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything one check sees, plus the action a correct decision takes."""
+
+    kind: str
+    strength: float
+    seed: int
+    expected_action: str
+    reference_ids: np.ndarray
+    reference_vectors: np.ndarray
+    current_ids: np.ndarray
+    current_vectors: np.ndarray
+    index_ids: np.ndarray
+    index_vectors: np.ndarray
+    index_built_at: datetime
+    queries_reference: np.ndarray
+    queries_current: np.ndarray
+    checked_at: datetime
+
+
+@lru_cache(maxsize=2)
+def base_factors(dim: int = 32) -> Factors:
+    """MovieLens SVD factors (items rated at least 5 times), computed once per process."""
+    return factorize(load_ratings(), dim=dim, min_item_ratings=5, seed=0)
+
+
+@lru_cache(maxsize=8)
+def fold_in_update(share: float, dim: int = 32) -> tuple[Factors, np.ndarray]:
+    """Factors learned without the newest ``share`` of ratings, and the item vectors after an update.
+
+    The update folds all ratings in: each item's vector is re-solved by least squares against the
+    fixed user factors, which is what an incremental update of a factorisation does. The returned
+    factors carry the same least-squares item vectors for the older ratings, so the two differ
+    only by the new ratings.
+    """
+    ratings = load_ratings()
+    cut = ratings.timestamp[int((1.0 - share) * (len(ratings.timestamp) - 1))]
+    older = ratings.before(cut)
+    factors = factorize(older, dim=dim, min_item_ratings=5, seed=0)
+    before = _least_squares_items(older, factors)
+    return (Factors(factors.item_ids, before, factors.user_ids, factors.user_vectors),
+            _least_squares_items(ratings, factors))
+
+
+def _least_squares_items(ratings: Ratings, factors: Factors) -> np.ndarray:
+    """Item vectors minimising the error on the user-centred ratings, user factors fixed."""
+    known = np.isin(ratings.item, factors.item_ids) & np.isin(ratings.user, factors.user_ids)
+    rows = np.searchsorted(factors.user_ids, ratings.user[known])
+    cols = np.searchsorted(factors.item_ids, ratings.item[known])
+    values = ratings.rating[known].astype(np.float64)
+    n_users = len(factors.user_ids)
+    user_mean = np.bincount(rows, weights=values, minlength=n_users) / np.maximum(
+        np.bincount(rows, minlength=n_users), 1)
+    matrix = sparse.csr_matrix((values - user_mean[rows], (rows, cols)), shape=(n_users, len(factors.item_ids)))
+    users = factors.user_vectors.astype(np.float64)
+    return np.linalg.solve(users.T @ users, np.asarray(matrix.T @ users).T).T.astype(np.float32)
+
+
+def generate_scenario(kind: str, strength: float, seed: int, *, dim: int = 32) -> Scenario:
+    """A scenario of ``kind`` at ``strength``; the same arguments give the same arrays."""
+    if kind not in SCENARIO_KINDS:
+        raise InputError(f"unknown scenario kind {kind!r}; expected one of {', '.join(SCENARIO_KINDS)}")
+    if strength < 0:
+        raise InputError(f"strength must be non-negative, got {strength}")
+    factors, updated = fold_in_update(strength, dim) if kind == "fold_in" else (base_factors(dim), None)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(factors.item_ids))
+    n_ref = int(REFERENCE_SHARE * len(order))
+    ref_rows, pool_rows = np.sort(order[:n_ref]), order[n_ref:]
+    ref_ids, ref = factors.item_ids[ref_rows], factors.item_vectors[ref_rows].astype(np.float64)
+    users = rng.choice(len(factors.user_ids), size=min(N_QUERIES, len(factors.user_ids)), replace=False)
+    queries = factors.user_vectors[users].astype(np.float64)
+
+    if updated is not None:
+        cur, cur_queries = updated[ref_rows].astype(np.float64), queries.copy()
+    else:
+        noise = strength if kind == "none" else UPDATE_NOISE
+        cur, cur_queries = _jitter(ref, noise, rng), _jitter(queries, noise, rng)
+    cur_ids = ref_ids
+    if kind == "new_items":
+        added = pool_rows[: int(round(strength * n_ref))]
+        if len(added) < round(strength * n_ref):
+            raise InputError(f"new_items strength {strength} needs more held-out items than the "
+                             f"{len(pool_rows)} available")
+        cur_ids = np.concatenate([ref_ids, factors.item_ids[added]])
+        cur = np.vstack([cur, factors.item_vectors[added]])
+    elif kind == "updated_vectors":
+        rows = _subset(len(cur), strength, rng)
+        cur[rows] = _jitter(cur[rows], 1.0, rng, magnitude=rng.uniform(0.15, 0.3, size=(len(rows), 1)))
+    elif kind == "rotation":
+        rotation = _rotation(ref.shape[1], strength, rng)
+        cur, cur_queries = cur @ rotation, cur_queries @ rotation
+    elif kind == "scale":
+        cur = cur * _factor(strength, seed)
+    elif kind == "norm_change":
+        cur = _compress_norms(cur, 1.0 - strength if seed % 2 == 0 else 1.0 / (1.0 - strength))
+    elif kind == "score_shift":
+        cur_queries = cur_queries * _factor(strength, seed)
+    elif kind == "neighbourhood_change":
+        rows = _subset(len(cur), strength, rng)
+        cur[rows] = cur[np.roll(rows, 1)]
+    elif kind == "new_cluster":
+        direction = rng.standard_normal(ref.shape[1])
+        direction /= np.linalg.norm(direction)
+        for block in (cur, cur_queries):
+            rows = _subset(len(block), strength, rng)
+            block[rows] += np.linalg.norm(block[rows], axis=1, keepdims=True) * direction
+    # the index is built from the registered vectors, except after a fold-in, which rebuilds it
+    indexed = cur if kind == "fold_in" else ref
+    return Scenario(kind, float(strength), seed, SCENARIO_KINDS[kind], ref_ids, ref.astype(np.float32),
+                    cur_ids, cur.astype(np.float32), ref_ids, indexed.astype(np.float32), BUILT_AT,
+                    queries.astype(np.float32), cur_queries.astype(np.float32), BUILT_AT + timedelta(days=3))
+
+
+def scenario_grid(seeds_per_strength: int, *, first_seed: int = 0) -> list[tuple[str, float, int]]:
+    """(kind, strength, seed) for every kind and strength, ``seeds_per_strength`` seeds each."""
+    return [(kind, strength, first_seed + i) for kind, strengths in STRENGTHS.items()
+            for strength in strengths for i in range(seeds_per_strength)]
+
+
+def _jitter(vectors: np.ndarray, relative: float, rng: np.random.Generator,
+            magnitude: np.ndarray | float = 1.0) -> np.ndarray:
+    """Each row plus isotropic noise of about ``relative * magnitude`` times its own norm."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    step = rng.standard_normal(vectors.shape) / np.sqrt(vectors.shape[1])
+    return vectors + relative * magnitude * norms * step
+
+
+def _subset(n: int, share: float, rng: np.random.Generator) -> np.ndarray:
+    return rng.choice(n, size=max(2, int(round(share * n))), replace=False)
+
+
+def _rotation(dim: int, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """exp of a random skew-symmetric generator: a rotation whose angles grow with ``scale``."""
+    g = rng.standard_normal((dim, dim)) / np.sqrt(dim)
+    return expm(scale * (g - g.T) / np.sqrt(2.0))
+
+
+def _factor(strength: float, seed: int) -> float:
+    """Scale up by ``1 + strength`` for even seeds, down by the same ratio for odd ones."""
+    return 1.0 + strength if seed % 2 == 0 else 1.0 / (1.0 + strength)
+
+
+def _compress_norms(vectors: np.ndarray, exponent: float) -> np.ndarray:
+    """Raise each row's norm, in units of the median norm, to ``exponent``; directions stay."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    relative = norms / np.median(norms)
+    return vectors * np.where(relative > 0, relative ** (exponent - 1.0), 1.0)
+
+
+def scenario_metrics(scenario: Scenario, *, index_kind: str = "hnsw", k: int = 10,
+                     seed: int = 0) -> list[MetricResult]:
+    """Structure, index-health and score metrics of one scenario, as a check would compute them.
+
+    The serving index is built from the scenario's snapshot (a real ANN index unless
+    ``index_kind="exact"``) and queried with the current user queries.
+    """
+    index = ServingIndex.build(scenario.index_ids, scenario.index_vectors, kind=index_kind, metric="ip",
+                               seed=seed, built_at=scenario.index_built_at)
+    return [
+        *structure_metrics(scenario.reference_vectors, scenario.reference_ids, scenario.current_vectors,
+                           scenario.current_ids, k=k, seed=seed),
+        *index_health_metrics(scenario.current_ids, scenario.current_vectors, index,
+                              queries=scenario.queries_current, k=k, now=scenario.checked_at, seed=seed),
+        *score_metrics(scenario.reference_vectors, scenario.current_vectors, scenario.queries_reference,
+                       scenario.queries_current, k=k, seed=seed),
+    ]
