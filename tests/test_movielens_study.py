@@ -193,3 +193,12 @@ def test_reduced_study_end_to_end_records_every_decision_in_mlflow(tmp_path, mon
     assert summary["versions"]["1"]["served_windows"] == 2
     with pytest.raises(SystemExit):
         study.run_study(workdir, study.StudyConfig(version_starts=(6,), replay_windows=1), log=lambda _: None)
+
+
+def test_a_file_as_workdir_is_refused_before_any_work(tmp_path):
+    import study
+
+    target = tmp_path / "not-a-folder"
+    target.write_text("x")
+    with pytest.raises(SystemExit, match="is a file"):
+        study.run_study(target, log=lambda _: None)

@@ -61,6 +61,8 @@ def run_study(workdir: Path, config: StudyConfig = StudyConfig(), *, log=print) 
     from drift_decider.datasets.movielens import load_ratings
 
     workdir = workdir.resolve()
+    if workdir.exists() and not workdir.is_dir():
+        raise SystemExit(f"--workdir {workdir} is a file; give a new folder")
     if (workdir / "mlflow.db").exists():
         raise SystemExit(f"{workdir} already holds a study (mlflow.db); choose a new --workdir")
     workdir.mkdir(parents=True, exist_ok=True)

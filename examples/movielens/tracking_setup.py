@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drift_decider.tracking.registry import EXPERIMENT as CHECK_EXPERIMENT  # where api.check logs its runs
+
 STUDY_EXPERIMENT = "movielens-study"
-CHECK_EXPERIMENT = "drift-decider"   # where drift_decider.api.check logs its runs
 
 
 def tracking_uri(workdir: Path) -> str:
