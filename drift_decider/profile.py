@@ -4,7 +4,8 @@ A reference set is summarised once (per model version) and stored; checks then c
 embeddings against the summary instead of the raw vectors. The summary holds what the metrics
 need: the row count, the mean and centred second moments (exact, combined with Chan's parallel
 formulas) of each of two random halves of the rows (split by one hash bit, so metrics can fit on
-one half and evaluate on the other), the sum of L2 norms, and a uniform sample of rows for the tests that need rows.
+one half and evaluate on the other), the sum of L2 norms, and a uniform sample of rows for the
+tests that need rows.
 
 The sample is a bottom-k sample keyed by a seeded hash of each row's bytes: a row's key does not
 depend on where or in which chunk it was read, so ``merge(profile(A), profile(B))`` keeps exactly
