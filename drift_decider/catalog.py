@@ -20,15 +20,18 @@ class MetricSpec:
 
 CATALOG: tuple[MetricSpec, ...] = (
     # -- distribution drift between reference and current embeddings (issue 3)
-    MetricSpec("mean_shift.cosine", "cosine distance between the reference and current centroids"),
-    MetricSpec("mean_shift.euclidean", "euclidean distance between centroids, in reference std units"),
+    MetricSpec("mean_shift.cosine", "cosine distance between the reference and current centroids "
+               "(insufficient_data when a centroid is indistinguishable from 0)"),
+    MetricSpec("mean_shift.euclidean", "euclidean distance between centroids over the reference's RMS "
+               "distance to its centroid"),
     MetricSpec("mmd2", "squared MMD, Gaussian kernel, median-heuristic bandwidth", test=True),
     MetricSpec("domain_classifier.auc", "cross-validated ROC AUC of a classifier telling current from reference",
                test=True),
     MetricSpec("pc_drift_share", "share of reference principal components whose KS test rejects after "
                "Benjamini-Hochberg; p-value is the Bonferroni-corrected minimum", test=True),
     MetricSpec("sliced_wasserstein", "mean 1-D Wasserstein distance over random projections"),
-    MetricSpec("pca_recon_ratio", "PCA reconstruction error of current over reference (PCA fit on reference)"),
+    MetricSpec("pca_recon_ratio", "PCA reconstruction error of current over reference (PCA fit on one random "
+               "half of the reference, scored on the other half and on current)"),
     MetricSpec("norm_ks", "KS statistic between L2-norm distributions", test=True),
     MetricSpec("norm_ratio", "mean L2 norm of current over reference"),
     # -- structure between two embedding sets with shared ids (issue 6); neighbourhoods are cosine k-NN

@@ -1,0 +1,291 @@
+"""The Python API: measure, set a reference, check a window. The CLI is a thin shell over these.
+
+Every function validates all local input (policy, embeddings) before it talks to MLflow, and writes
+to MLflow only after every measurement and the decision exist, so bad input never leaves a trace.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drift_decider import spool
+from drift_decider.errors import InputError
+from drift_decider.evidence import EvidenceReport
+from drift_decider.evidence_builder import (ITEM_SAMPLE_ROWS, QUERY_SAMPLE_ROWS, CurrentData, ReferenceData,
+                                            build_evidence, seeded_rows)
+from drift_decider.loading import check_same_dim, load_embeddings
+from drift_decider.measure import measure
+from drift_decider.policy import History, evaluate, load_policy
+from drift_decider.profile import EmbeddingProfile
+from drift_decider.window import Window, make_window, parse_window_end
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """What a check decided and where it is recorded (``run_id`` is None for a dry run)."""
+
+    model: str
+    version: str
+    window: Window
+    decision: dict[str, Any]          # the decision record, as stored in MLflow
+    values: dict[str, float]          # the metric values the policy saw
+    run_id: str | None
+    already_recorded: bool = False    # the window had been decided before; nothing new was written
+
+    @property
+    def action(self) -> str:
+        return self.decision["action"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "window_id": self.window.window_id,
+                "window_end": self.window.window_end.isoformat(), "run_id": self.run_id,
+                "already_recorded": self.already_recorded, "action": self.action,
+                "rule_id": self.decision.get("rule_id"), "decision_id": self.decision.get("decision_id"),
+                "metrics": self.values, "decision": self.decision}
+
+
+def measure_files(reference_path: str | Path, current_path: str | Path, *, seed: int = 0,
+                  progress: bool = False) -> EvidenceReport:
+    """Drift metrics between two embedding files, without MLflow."""
+    reference = load_embeddings(reference_path)
+    current = load_embeddings(current_path)
+    check_same_dim(reference.dim, current, str(reference.path))
+    return measure(reference.vectors, current.vectors, seed=seed, progress=progress)
+
+
+def set_reference(model: str, version: str, embeddings_path: str | Path, *, queries_path: str | Path | None = None,
+                  tracking_uri: str | None = None, seed: int = 0, progress: bool = False) -> str:
+    """Summarise the reference once and store it with the model version; returns its URI.
+
+    Embeddings with ids also keep a seeded id-keyed item sample (structure metrics); ``queries_path``
+    keeps a query sample (score metrics).
+    """
+    from drift_decider.tracking.connection import connect
+    from drift_decider.tracking.reference_store import store_reference
+    from drift_decider.tracking.registry import resolve_version
+
+    embeddings = load_embeddings(embeddings_path)
+    queries = load_embeddings(queries_path) if queries_path else None
+    if queries is not None:
+        check_same_dim(embeddings.dim, queries, str(embeddings.path))
+    reference = ReferenceData(EmbeddingProfile.from_array(embeddings.vectors, seed=seed, progress=progress))
+    if embeddings.ids is not None:
+        rows = seeded_rows(embeddings.n, ITEM_SAMPLE_ROWS, seed)
+        reference = replace(reference, item_ids=embeddings.ids[rows],
+                            item_vectors=np.asarray(embeddings.vectors[rows], dtype=np.float32))
+    if queries is not None:
+        rows = seeded_rows(queries.n, QUERY_SAMPLE_ROWS, seed)
+        reference = replace(reference, queries=np.asarray(queries.vectors[rows], dtype=np.float32))
+    client = connect(tracking_uri)
+    return store_reference(client, resolve_version(client, model, version=version), reference)
+
+
+def load_current(current_path: str | Path, *, catalog_path: str | Path | None = None,
+                 queries_path: str | Path | None = None, index_path: str | Path | None = None) -> CurrentData:
+    """Load and validate every local input of a check before anything talks to MLflow."""
+    from drift_decider.ann_index import ServingIndex
+
+    embeddings = load_embeddings(current_path)
+    current = CurrentData(embeddings, catalog=load_embeddings(catalog_path) if catalog_path else None,
+                          queries=load_embeddings(queries_path) if queries_path else None,
+                          index=ServingIndex.load(index_path) if index_path else None)
+    for other in (current.catalog, current.queries):
+        if other is not None:
+            check_same_dim(embeddings.dim, other, str(embeddings.path))
+    if current.index is not None and current.items is None:
+        raise InputError(f"--index needs the item catalogue with ids: give --catalog, or --current with ids")
+    return current
+
+
+def check(model: str, current_path: str | Path, policy_path: str | Path, *, version: str | None = None,
+          alias: str | None = None, tracking_uri: str | None = None, window_id: str | None = None,
+          window_end: str | None = None, dry_run: bool = False, seed: int = 0, progress: bool = False,
+          spool_dir: str | Path | None = None, catalog_path: str | Path | None = None,
+          queries_path: str | Path | None = None, index_path: str | Path | None = None) -> CheckOutcome:
+    """Measure one window against the version's reference, decide with the policy, record in MLflow.
+
+    Idempotent per (version, window id): a window decided before returns its recorded decision.
+    """
+    from drift_decider.tracking import history as tracking_history
+    from drift_decider.tracking.connection import connect, resolve_tracking_uri
+    from drift_decider.tracking.landing import land_check
+    from drift_decider.tracking.recorder import CheckPayload
+    from drift_decider.tracking.reference_store import load_reference
+    from drift_decider.tracking.registry import find_experiment, resolve_version
+
+    policy = load_policy(policy_path)
+    current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path, index_path=index_path)
+    window = make_window(current.embeddings, window_id, parse_window_end(window_end))
+    uri = resolve_tracking_uri(tracking_uri)
+    client = connect(uri)
+    ref = resolve_version(client, model, version=version, alias=alias)
+    experiment_id = find_experiment(client)
+    if experiment_id is not None:
+        earlier = tracking_history.check_runs(client, experiment_id, ref, window_id=window.window_id)
+        if earlier:
+            return _recorded_outcome(client, ref, window, earlier[-1])
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = load_reference(client, uri, ref, Path(tmp))
+    check_same_dim(reference.profile.dim, current.embeddings, f"the reference of {ref.name} version {ref.version}")
+    evidence = build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress)
+    runs = tracking_history.check_runs(client, experiment_id, ref) if experiment_id else []
+    prior = [run for run in runs if tracking_history.window_end_of(run) < window.window_end]
+    decision = evaluate(policy, evidence.values(), tracking_history.history_from_runs(prior), window.window_end,
+                        context={"model": ref.name, "version": ref.version, "window_id": window.window_id})
+    if dry_run:
+        return CheckOutcome(ref.name, ref.version, window, decision.to_dict(), evidence.values(), run_id=None)
+    payload = CheckPayload(values=evidence.values(), inputs=evidence.inputs, evidence=evidence.to_dict(),
+                           decision=decision.to_dict())
+    run_id = land_check(client, ref, window, payload, step=len(prior) + 1, spool_dir=spool.spool_dir(spool_dir))
+    return CheckOutcome(ref.name, ref.version, window, payload.decision, payload.values, run_id=run_id)
+
+
+def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None) -> list[dict[str, str]]:
+    """Land the checks spooled while MLflow was unavailable."""
+    from drift_decider.tracking.connection import connect
+    from drift_decider.tracking.landing import sync_spool
+
+    return sync_spool(connect(tracking_uri), spool.spool_dir(spool_dir))
+
+
+def _recorded_outcome(client, ref, window: Window, run) -> CheckOutcome:
+    from drift_decider.tracking.recorder import read_decision_record
+
+    return CheckOutcome(ref.name, ref.version, window, read_decision_record(client, run.info.run_id),
+                        dict(run.data.metrics), run_id=run.info.run_id, already_recorded=True)
+
+
+HEADLINE_METRICS = ("mmd2", "domain_classifier.auc", "norm_ratio", "knn_jaccard", "procrustes.residual",
+                    "scores.mean_shift", "index.recall_at_k", "index.coverage")
+
+
+def history(model: str, *, version: str | None = None, since: str | None = None,
+            tracking_uri: str | None = None) -> list[dict[str, Any]]:
+    """Every recorded check of a model (or one version), oldest window first, as plain rows."""
+    from drift_decider.tracking import history as tracking_history
+    from drift_decider.tracking import tags
+    from drift_decider.tracking.connection import connect
+    from drift_decider.tracking.registry import find_experiment
+
+    start = parse_window_end(since) if since else None
+    client = connect(tracking_uri)
+    experiment_id = find_experiment(client)
+    runs = tracking_history.search_checks(client, experiment_id, model=model, version=version) if experiment_id else []
+    rows = []
+    for run in runs:
+        window_end = tracking_history.window_end_of(run)
+        if start is not None and window_end < start:
+            continue
+        rows.append({"window_end": window_end, "window_id": run.data.tags[tags.WINDOW_ID],
+                     "version": run.data.tags[tags.VERSION], "action": run.data.tags[tags.DECISION],
+                     "rule_id": run.data.tags.get(tags.RULE) or None, "mode": run.data.tags.get(tags.MODE),
+                     "decision_id": run.data.tags[tags.DECISION_ID], "run_id": run.info.run_id,
+                     "metrics": dict(run.data.metrics)})
+    return rows
+
+
+def audit(decision_id: str, *, tracking_uri: str | None = None) -> dict[str, Any]:
+    """The full record of one decision: the decision, the evidence and where they live in MLflow."""
+    from drift_decider.errors import InputError
+    from drift_decider.tracking import history as tracking_history
+    from drift_decider.tracking import tags
+    from drift_decider.tracking.connection import connect, mlflow_errors
+    from drift_decider.tracking.recorder import read_decision_record, read_json_artifact
+    from drift_decider.tracking.registry import find_experiment
+
+    client = connect(tracking_uri)
+    experiment_id = find_experiment(client)
+    runs = (tracking_history.search_checks(client, experiment_id, kind=None, decision_id=decision_id)
+            if experiment_id else [])
+    if not runs:
+        raise InputError(f"no recorded decision has id {decision_id!r}")
+    run = runs[-1]
+    with mlflow_errors(f"reading run {run.info.run_id}"):
+        evidence = read_json_artifact(client, run.info.run_id, tags.EVIDENCE_ARTIFACT)
+    return {"run_id": run.info.run_id, "experiment_id": experiment_id, "run_tags": dict(run.data.tags),
+            "metrics": dict(run.data.metrics), "params": dict(run.data.params),
+            "decision": read_decision_record(client, run.info.run_id), "evidence": evidence}
+
+
+@dataclass(frozen=True)
+class PromotionOutcome:
+    model: str
+    candidate: str
+    alias: str
+    previous_holder: str | None
+    passed: bool
+    moved: bool
+    decision: dict[str, Any]
+    values: dict[str, float]
+    incumbent_values: dict[str, float] | None
+    run_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "candidate": self.candidate, "alias": self.alias,
+                "previous_holder": self.previous_holder, "passed": self.passed, "alias_moved": self.moved,
+                "action": self.decision["action"], "rule_id": self.decision.get("rule_id"),
+                "decision_id": self.decision.get("decision_id"), "run_id": self.run_id,
+                "metrics": self.values, "incumbent_metrics": self.incumbent_values, "decision": self.decision}
+
+
+def promote(model: str, candidate: str, alias: str, current_path: str | Path, policy_path: str | Path, *,
+            tracking_uri: str | None = None, dry_run: bool = False, seed: int = 0, progress: bool = False,
+            spool_dir: str | Path | None = None, catalog_path: str | Path | None = None,
+            queries_path: str | Path | None = None, index_path: str | Path | None = None) -> PromotionOutcome:
+    """Gate moving ``alias`` to the candidate version on the policy, judged on current production data.
+
+    The candidate's reference is measured against the current data, and so is the version now holding
+    the alias, for comparison. The gate passes when the policy's decision is ``none`` in enforce mode.
+    The decision is recorded on the candidate; the alias moves only when the gate passes.
+    """
+    from drift_decider.tracking.connection import connect, mlflow_errors, resolve_tracking_uri
+    from drift_decider.tracking.landing import land_check
+    from drift_decider.tracking.recorder import CheckPayload, publish_promotion
+    from drift_decider.tracking.reference_store import load_reference
+    from drift_decider.tracking.registry import alias_holder, resolve_version
+
+    policy = load_policy(policy_path)
+    current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path, index_path=index_path)
+    uri = resolve_tracking_uri(tracking_uri)
+    client = connect(uri)
+    ref = resolve_version(client, model, version=candidate)
+    holder = alias_holder(client, model, alias)
+    window = make_window(current.embeddings, None, parse_window_end(None))
+    window = Window(f"promote-{alias}-v{ref.version}-{window.dataset_digest}", window.window_end,
+                    window.dataset_name, window.dataset_digest, window.source)
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate_reference = load_reference(client, uri, ref, Path(tmp))
+        check_same_dim(candidate_reference.profile.dim, current.embeddings,
+                       f"the reference of {model} version {ref.version}")
+        evidence = build_evidence(candidate_reference, current, seed=seed, now=window.window_end, progress=progress)
+        incumbent_values = None
+        if holder is not None and holder != ref.version:
+            incumbent = resolve_version(client, model, version=holder)
+            incumbent_reference = load_reference(client, uri, incumbent, Path(tmp) / "incumbent")
+            incumbent_values = build_evidence(incumbent_reference, current, seed=seed, now=window.window_end).values()
+    decision = evaluate(policy, evidence.values(), History(checks=[]), window.window_end,
+                        context={"model": model, "candidate": ref.version, "alias": alias,
+                                 "previous_holder": holder or "", "window_id": window.window_id})
+    record = decision.to_dict()
+    passed = decision.action == "none" and decision.mode == "enforce"
+    if dry_run:
+        return PromotionOutcome(model, ref.version, alias, holder, passed, False, record, evidence.values(),
+                                incumbent_values, None)
+    evidence_record = {**evidence.to_dict(), "incumbent": {"version": holder, "values": incumbent_values}}
+    payload = CheckPayload(values=evidence.values(), inputs=evidence.inputs, evidence=evidence_record,
+                           decision=record)
+    gate_tags = {"drift_decider.promotion.alias": alias, "drift_decider.promotion.previous_holder": holder or "",
+                 "drift_decider.promotion.passed": str(passed).lower()}
+    run_id = land_check(client, ref, window, payload, step=1, spool_dir=spool.spool_dir(spool_dir),
+                        kind="promotion", extra_tags=gate_tags)
+    with mlflow_errors(f"recording the promotion decision on {model} version {ref.version}"):
+        publish_promotion(client, ref, record, run_id, gate_tags)
+        if passed:
+            client.set_registered_model_alias(model, alias, ref.version)
+    return PromotionOutcome(model, ref.version, alias, holder, passed, passed, record, evidence.values(),
+                            incumbent_values, run_id)

@@ -1,0 +1,358 @@
+"""The `drift-decider` command line: a thin click shell over drift_decider.api."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from drift_decider import __version__
+from drift_decider.errors import DriftDeciderError
+
+EXIT_CODES = """\b
+Exit codes:
+  0  success (whatever the decision)
+  1  runtime failure (e.g. MLflow unreachable or refused a write)
+  2  bad input or usage (missing file, NaN rows, dimension mismatch, invalid policy)
+  3  `check --fail-on-action` and the decision is not `none`
+"""
+
+
+class _Cli(click.Group):
+    """Turns our errors into a one-line message and the documented exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DriftDeciderError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:  # a bug or an environment failure: say so, exit 1
+            click.echo(f"error: unexpected failure: {type(exc).__name__}: {exc}", err=True)
+            if os.environ.get("DRIFT_DECIDER_DEBUG"):
+                traceback.print_exc()
+            ctx.exit(1)
+
+
+tracking_uri_option = click.option(
+    "--tracking-uri", envvar=None, default=None, metavar="URI",
+    help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else MLflow's default sqlite:///mlflow.db "
+         "in the working folder. Credentials come from MLFLOW_TRACKING_USERNAME/PASSWORD or "
+         "MLFLOW_TRACKING_TOKEN, as in MLflow.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+spool_option = click.option(
+    "--spool-dir", default=None, type=click.Path(file_okay=False),
+    help="Where a check MLflow could not take is saved whole for `drift-decider sync`. Default: "
+         "$DRIFT_DECIDER_SPOOL_DIR, else .drift-decider/spool in the working folder.")
+
+
+def evidence_options(command):
+    """--catalog/--queries/--index: the optional inputs of structure, score and index-health metrics."""
+    for option in reversed((
+        click.option("--catalog", default=None, type=click.Path(dir_okay=False),
+                     help="Current item catalogue with ids (.npz/.parquet). Default: --current, if it has ids. "
+                          "Enables structure metrics (k-NN overlap, Procrustes, movement)."),
+        click.option("--queries", default=None, type=click.Path(dir_okay=False),
+                     help="A sample of today's query embeddings. Enables score metrics (top-k similarity "
+                          "distribution) and makes index recall use real queries."),
+        click.option("--index", default=None, type=click.Path(exists=False),
+                     help="The serving ANN index directory (hnswlib/faiss, written by ServingIndex.save) or "
+                          "a .npz snapshot of the ids and vectors it was built from. Enables index health."),
+    )):
+        command = option(command)
+    return command
+
+
+seed_option = click.option("--seed", default=0, show_default=True, type=int,
+                           help="Seed for every random choice (subsamples, permutations, projections).")
+
+
+@click.group(cls=_Cli, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="drift-decider")
+def cli() -> None:
+    """Decide what to do about embedding drift in a recommender, and keep the proof in MLflow.
+
+    \b
+    Typical flow:
+      drift-decider reference set --model recsys --version 3 --embeddings ref.npy
+      drift-decider check --model recsys --alias champion --current today.npy \\
+          --policy policies/recommender-default.yaml
+      drift-decider history --model recsys --version 3
+
+    Start with `drift-decider demo` to see a whole season of drift on a local MLflow store.
+    """
+    # MLflow prints download bars and run URLs on stdout, which would corrupt --json output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.option("--reference", required=True, type=click.Path(dir_okay=False), help="Reference embeddings "
+              "(.npy, .npz or .parquet).")
+@click.option("--current", required=True, type=click.Path(dir_okay=False), help="Current embeddings, same dimension.")
+@seed_option
+@json_option
+def measure(reference: str, current: str, seed: int, as_json: bool) -> None:
+    """Measure drift between two embedding files (no MLflow involved)."""
+    from drift_decider.api import measure_files
+
+    report = measure_files(reference, current, seed=seed, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        return
+    click.echo(f"reference n={report.inputs.get('n_reference')}  current n={report.inputs.get('n_current')}  "
+               f"dim={report.inputs.get('dim')}  seed={seed}")
+    click.echo(f"{'metric':<26}{'value':>12}{'p-value':>12}  status")
+    for result in report.results:
+        value = "-" if result.value is None else f"{result.value:.4g}"
+        p_value = "-" if result.p_value is None else f"{result.p_value:.3g}"
+        click.echo(f"{result.name:<26}{value:>12}{p_value:>12}  {result.status}")
+
+
+@cli.group(cls=_Cli)
+def reference() -> None:
+    """Manage the reference embeddings stored with a model version."""
+
+
+@reference.command("set", epilog=EXIT_CODES)
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--version", required=True, help="Model version the reference belongs to.")
+@click.option("--embeddings", required=True, type=click.Path(dir_okay=False),
+              help="Reference item embeddings (.npy is memory-mapped; .npz/.parquet may carry ids, which "
+                   "enable structure metrics).")
+@click.option("--queries", default=None, type=click.Path(dir_okay=False),
+              help="A sample of query embeddings at registration time (enables score metrics).")
+@seed_option
+@tracking_uri_option
+def reference_set(model: str, version: str, embeddings: str, queries: str | None, seed: int,
+                  tracking_uri: str | None) -> None:
+    """Summarise the reference once and store it as an artifact of the model version.
+
+    Stores a mergeable profile (moments, sketches, a seeded sample) and, when the embeddings carry
+    ids, a seeded id-keyed item sample; checks download this instead of the original vectors.
+    """
+    from drift_decider.api import set_reference
+
+    uri = set_reference(model, version, embeddings, queries_path=queries, tracking_uri=tracking_uri, seed=seed,
+                        progress=True)
+    click.echo(f"reference for {model} version {version} stored at {uri}")
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--version", default=None, help="Model version to check (or use --alias).")
+@click.option("--alias", default=None, help="Alias naming the version to check, e.g. champion.")
+@click.option("--current", required=True, type=click.Path(dir_okay=False),
+              help="Embeddings of the current window (.npy, .npz or .parquet).")
+@click.option("--policy", "policy_path", required=True, type=click.Path(dir_okay=False),
+              help="Policy YAML, e.g. policies/recommender-default.yaml.")
+@click.option("--window-id", default=None, help="Id of the window; the same id is never decided twice. "
+              "Default: derived from the data's digest.")
+@click.option("--window-end", default=None, metavar="ISO8601", help="End of the window (UTC if no offset). "
+              "Default: now. Used as the metrics' timestamp and as the policy's clock.")
+@click.option("--dry-run", is_flag=True, help="Measure and decide, but write nothing to MLflow.")
+@click.option("--fail-on-action", is_flag=True, help="Exit 3 when the decision is not `none` (for CI gates).")
+@evidence_options
+@seed_option
+@json_option
+@tracking_uri_option
+@spool_option
+def check(model: str, version: str | None, alias: str | None, current: str, policy_path: str,
+          window_id: str | None, window_end: str | None, dry_run: bool, fail_on_action: bool, seed: int,
+          as_json: bool, tracking_uri: str | None, spool_dir: str | None, catalog: str | None,
+          queries: str | None, index: str | None) -> None:
+    """Check one window of embeddings against a model version's reference and record the decision.
+
+    Logs one MLflow run with every metric (tied to the version's LoggedModel), evaluates the policy
+    over this check and the version's earlier checks, and tags run and model version with the decision.
+    """
+    from drift_decider.api import check as run_check
+
+    outcome = run_check(model, current, policy_path, version=version, alias=alias, tracking_uri=tracking_uri,
+                        window_id=window_id, window_end=window_end, dry_run=dry_run, seed=seed,
+                        progress=not as_json, spool_dir=spool_dir, catalog_path=catalog, queries_path=queries,
+                        index_path=index)
+    if as_json:
+        click.echo(json.dumps(outcome.to_dict(), indent=2, default=str))
+    else:
+        _print_outcome(outcome)
+    if fail_on_action and outcome.action != "none":
+        sys.exit(3)
+
+
+def _print_outcome(outcome) -> None:
+    where = ("dry run: nothing written" if outcome.run_id is None else
+             f"run {outcome.run_id}" + (" (decided earlier; nothing new written)" if outcome.already_recorded else ""))
+    click.echo(f"{outcome.model} v{outcome.version}  window {outcome.window.window_id} "
+               f"(ends {outcome.window.window_end.isoformat()})")
+    click.echo(f"decision: {outcome.action}" + (f"  rule: {outcome.decision.get('rule_id')}"
+                                                if outcome.decision.get("rule_id") else ""))
+    explanation = outcome.decision.get("explanation")
+    if explanation:
+        click.echo(f"why: {explanation}")
+    click.echo(where)
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.option("--workdir", default="drift-decider-demo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the demo's sqlite MLflow store, artifacts and data (created if missing).")
+@seed_option
+@json_option
+def demo(workdir: str, seed: int, as_json: bool) -> None:
+    """Replay a season of drift against a local MLflow store and show every decision.
+
+    Registers a recommender's item embeddings as a model version, then checks daily windows: a quiet
+    period, an index going stale, a score-scale shift and a semantic shift.
+    """
+    from drift_decider.demo import run_demo
+
+    result = run_demo(workdir, seed=seed, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        click.echo(result.table())
+
+
+@cli.command(epilog=EXIT_CODES)
+@tracking_uri_option
+@spool_option
+@json_option
+def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None:
+    """Land checks that were spooled while MLflow was unreachable (each exactly once)."""
+    from drift_decider.api import sync as run_sync
+
+    outcomes = run_sync(tracking_uri=tracking_uri, spool_dir=spool_dir)
+    if as_json:
+        click.echo(json.dumps(outcomes, indent=2))
+        return
+    for outcome in outcomes:
+        click.echo(f"{outcome['entry']}: {outcome['status']} as run {outcome['run_id']} "
+                   f"(decision {outcome['decision']})")
+    click.echo(f"{len(outcomes)} spooled check(s) synced")
+
+
+@cli.command("history", epilog=EXIT_CODES)
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--version", default=None, help="Only this version (default: all versions).")
+@click.option("--since", default=None, metavar="ISO8601", help="Only windows ending at or after this time.")
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write a PNG of the headline metrics with a marker per decision.")
+@json_option
+@tracking_uri_option
+def history_cmd(model: str, version: str | None, since: str | None, plot_path: str | None, as_json: bool,
+                tracking_uri: str | None) -> None:
+    """Show every recorded check of a model: window, key metrics, decision, rule, run."""
+    from drift_decider.api import HEADLINE_METRICS, history
+
+    rows = history(model, version=version, since=since, tracking_uri=tracking_uri)
+    if plot_path:
+        from drift_decider.plots import plot_history
+
+        plot_history(rows, HEADLINE_METRICS, plot_path, f"{model}" + (f" v{version}" if version else ""))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    shown = [m for m in HEADLINE_METRICS if any(m in row["metrics"] for row in rows)]
+    click.echo(render_table(["window end", "window", "v"] + shown + ["decision", "rule", "run"],
+                            [[row["window_end"].strftime("%Y-%m-%d %H:%M"), row["window_id"], row["version"]]
+                             + [_fmt(row["metrics"].get(m)) for m in shown]
+                             + [row["action"], row["rule_id"] or "-", row["run_id"][:8]] for row in rows]))
+    if plot_path:
+        click.echo(f"plot written to {plot_path}")
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.option("--decision-id", required=True, help="The decision id (tag drift_decider.decision_id).")
+@json_option
+@tracking_uri_option
+def audit(decision_id: str, as_json: bool, tracking_uri: str | None) -> None:
+    """Show one decision's full record, rebuilt from MLflow alone."""
+    from drift_decider.api import audit as run_audit
+
+    record = run_audit(decision_id, tracking_uri=tracking_uri)
+    if as_json:
+        click.echo(json.dumps(record, indent=2, default=str))
+        return
+    decision = record["decision"]
+    click.echo(f"decision {decision['decision_id']}: {decision['action']}"
+               + (f" by rule {decision['rule_id']}" if decision.get("rule_id") else ""))
+    click.echo(f"policy {decision['policy']['name']}@{decision['policy']['version']} "
+               f"(sha256 {decision['policy']['sha256'][:12]}…), mode {decision.get('mode')}")
+    click.echo(f"run {record['run_id']}  model {record['run_tags'].get('drift_decider.model')} "
+               f"v{record['run_tags'].get('drift_decider.version')}  window {record['run_tags'].get('drift_decider.window_id')}")
+    if decision.get("explanation"):
+        click.echo(f"why: {decision['explanation']}")
+    click.echo("conditions:")
+    for condition in decision.get("conditions", []):
+        click.echo(f"  [{condition.get('rule')}] {json.dumps({k: v for k, v in condition.items() if k != 'rule'}, default=str)}")
+    for item in decision.get("suppressed", []):
+        click.echo(f"  suppressed {item['rule']} ({item['action']}): {item['reason']} {item.get('detail') or ''}")
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--candidate", required=True, help="Version that wants the alias.")
+@click.option("--alias", default="champion", show_default=True, help="Alias to move when the gate passes.")
+@click.option("--current", required=True, type=click.Path(dir_okay=False), help="Current production embeddings.")
+@click.option("--policy", "policy_path", required=True, type=click.Path(dir_okay=False),
+              help="Gate policy, e.g. policies/promotion-gate.yaml; the gate passes when it decides `none`.")
+@click.option("--dry-run", is_flag=True, help="Evaluate the gate; record nothing, move nothing.")
+@evidence_options
+@seed_option
+@json_option
+@tracking_uri_option
+@spool_option
+def promote(model: str, candidate: str, alias: str, current: str, policy_path: str, dry_run: bool, seed: int,
+            as_json: bool, tracking_uri: str | None, spool_dir: str | None, catalog: str | None,
+          queries: str | None, index: str | None) -> None:
+    """Move ALIAS to the candidate version only if the gate policy passes on current data."""
+    from drift_decider.api import promote as run_promote
+
+    outcome = run_promote(model, candidate, alias, current, policy_path, tracking_uri=tracking_uri,
+                          dry_run=dry_run, seed=seed, progress=not as_json, spool_dir=spool_dir,
+                          catalog_path=catalog, queries_path=queries, index_path=index)
+    if as_json:
+        click.echo(json.dumps(outcome.to_dict(), indent=2, default=str))
+        return
+    verdict = "PASSED" if outcome.passed else "BLOCKED"
+    click.echo(f"gate {verdict}: decision {outcome.decision['action']}"
+               + (f" by rule {outcome.decision.get('rule_id')}" if outcome.decision.get("rule_id") else ""))
+    if outcome.decision.get("explanation"):
+        click.echo(f"why: {outcome.decision['explanation']}")
+    if outcome.moved:
+        click.echo(f"alias {alias!r} moved to version {candidate} (previous holder: {outcome.previous_holder or 'none'})")
+        if outcome.previous_holder:
+            click.echo(f"undo: mlflow's set_registered_model_alias({model!r}, {alias!r}, {outcome.previous_holder!r})")
+    elif dry_run:
+        click.echo("dry run: nothing recorded, alias not moved")
+    else:
+        click.echo(f"alias {alias!r} stays on version {outcome.previous_holder or '(unset)'}")
+
+
+def render_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)] if rows else [len(h) for h in header]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _register_subcommands() -> None:
+    from drift_decider.cli_policy import policy_group
+
+    cli.add_command(policy_group)
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    cli(prog_name="drift-decider")

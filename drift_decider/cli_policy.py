@@ -1,0 +1,162 @@
+"""``drift-decider policy validate|test|explain``: review, test and dry-run decision policies.
+
+Exit codes (all three commands): 0 ok; 2 invalid policy, failing policy test or bad input;
+1 unexpected runtime failure.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from drift_decider.errors import DriftDeciderError, InputError, PolicyError
+from drift_decider.policy import History, evaluate, lint, load_policy
+from drift_decider.policy.history import parse_time
+from drift_decider.policy.testing import run_test_file
+
+EXIT_HELP = "Exit codes: 0 ok; 2 invalid policy, failing policy test or bad input; 1 unexpected failure."
+MAX_INPUT_BYTES = 50_000_000
+FILE = click.Path(dir_okay=False)
+
+
+def _guard(body: Callable[[], int], as_json: bool) -> None:
+    """Run a command body, mapping errors to exit codes and clear messages instead of tracebacks."""
+    try:
+        code = body()
+    except DriftDeciderError as exc:
+        _emit_error(str(exc), exc.exit_code, as_json)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: report, exit 1
+        _emit_error(f"unexpected failure: {type(exc).__name__}: {exc}", 1, as_json)
+    else:
+        sys.exit(code)
+
+
+def _emit_error(message: str, code: int, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"ok": False, "error": message}))
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group("policy", help=f"Validate, test and explain decision policies.\n\n{EXIT_HELP}")
+def policy_group() -> None:
+    """Command group; the subcommands do the work."""
+
+
+@policy_group.command("validate", help="Check policy files strictly and warn about rules that cannot fire."
+                      f"\n\n{EXIT_HELP}")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 2).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def validate_cmd(files: tuple[str, ...], strict: bool, as_json: bool) -> None:
+    def body() -> int:
+        reports, failed = [], False
+        for name in files:
+            try:
+                policy = load_policy(name)
+            except PolicyError as exc:
+                failed = True
+                reports.append({"file": name, "ok": False, "error": str(exc), "warnings": []})
+                continue
+            warnings = [str(w) for w in lint(policy)]
+            failed |= strict and bool(warnings)
+            reports.append({"file": name, "ok": not (strict and warnings), "policy": policy.name,
+                            "version": policy.version, "sha256": policy.sha256, "rules": len(policy.rules),
+                            "mode": policy.mode, "warnings": warnings})
+        if as_json:
+            click.echo(json.dumps({"ok": not failed, "files": reports}, indent=2))
+        else:
+            for report in reports:
+                if "error" in report:
+                    click.echo(report["error"], err=True)
+                    continue
+                for warning in report["warnings"]:
+                    click.echo(warning, err=True)
+                click.echo(f"{report['file']}: ok: policy {report['policy']} v{report['version']}, "
+                           f"{report['rules']} rules, mode {report['mode']}, sha256 {report['sha256'][:12]}")
+        return 2 if failed else 0
+    _guard(body, as_json)
+
+
+@policy_group.command("test", help="Run policy test files (kind: PolicyTest); see docs/policies.md."
+                      f"\n\n{EXIT_HELP}")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def test_cmd(files: tuple[str, ...], as_json: bool) -> None:
+    def body() -> int:
+        results, failed = [], False
+        for name in files:
+            try:
+                result = run_test_file(name)
+            except PolicyError as exc:
+                failed = True
+                results.append({"file": name, "ok": False, "error": str(exc)})
+                if not as_json:
+                    click.echo(str(exc), err=True)
+                continue
+            failed |= not result.ok
+            results.append(result.to_dict())
+            if not as_json:
+                for failure in result.failures:
+                    click.echo(failure.render(), err=True)
+                verdict = "ok" if result.ok else f"FAILED ({len(result.failures)} failing expectations)"
+                click.echo(f"{name}: {verdict}: {result.scenarios} scenarios, "
+                           f"{result.expectations} expectations")
+        if as_json:
+            click.echo(json.dumps({"ok": not failed, "files": results}, indent=2))
+        return 2 if failed else 0
+    _guard(body, as_json)
+
+
+@policy_group.command("explain", help=f"Evaluate a policy on metrics (and history) and show why.\n\n"
+                      f"METRICS is a JSON object of metric name to number (or an evidence report with a "
+                      f"'values' object); HISTORY is a JSON list of check records.\n\n{EXIT_HELP}")
+@click.option("--policy", "policy_path", required=True, type=FILE, help="Policy YAML file.")
+@click.option("--metrics", "metrics_path", required=True, type=FILE, help="Metrics JSON.")
+@click.option("--history", "history_path", type=FILE, help="History JSON (list of checks).")
+@click.option("--now", help="Decision time, ISO-8601 (default: the current UTC time).")
+@click.option("--context", "context", multiple=True, metavar="KEY=VALUE",
+              help="Context such as model=recsys (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full decision record as JSON.")
+def explain_cmd(policy_path: str, metrics_path: str, history_path: str | None, now: str | None,
+                context: tuple[str, ...], as_json: bool) -> None:
+    def body() -> int:
+        policy = load_policy(policy_path)
+        metrics = _read_json(metrics_path, "metrics")
+        if isinstance(metrics, dict) and isinstance(metrics.get("values"), dict):
+            metrics = metrics["values"]
+        history_rows = _read_json(history_path, "history") if history_path else []
+        if isinstance(history_rows, dict) and "checks" in history_rows:
+            history_rows = history_rows["checks"]
+        if not isinstance(history_rows, list):
+            raise InputError(f"{history_path}: history must be a JSON list of check records")
+        ctx = {}
+        for item in context:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise InputError(f"--context {item!r}: expected KEY=VALUE")
+            ctx[key] = value
+        moment = now if now is not None else datetime.now(timezone.utc)
+        decision = evaluate(policy, metrics, History.from_dicts(history_rows), parse_time(moment, "--now"),
+                            context=ctx)
+        click.echo(json.dumps(decision.to_dict(), indent=2) if as_json else decision.explain())
+        return 0
+    _guard(body, as_json)
+
+
+def _read_json(path: str, what: str) -> Any:
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_INPUT_BYTES:
+            raise InputError(f"{path}: {what} file is larger than {MAX_INPUT_BYTES} bytes")
+        return json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what} file: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: {what} file is not valid JSON: {exc}") from None

@@ -1,0 +1,182 @@
+"""Read embeddings from .npy, .npz or .parquet and refuse anything a drift statistic cannot trust.
+
+Every error names the file and the problem, so a failing nightly job says what to fix. ``.npy``
+files are memory-mapped and validated in chunks: a million-row reference is never copied whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from drift_decider.errors import InputError
+
+VECTOR_KEYS = ("embeddings", "vectors", "embedding", "vector")
+ID_KEYS = ("ids", "id", "item_id", "query_id")
+DEFAULT_CHUNK_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class EmbeddingSet:
+    """Validated embeddings: ``vectors`` is (n, d) and finite; ``ids`` (n,) when the file had them."""
+
+    path: Path
+    vectors: np.ndarray
+    ids: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+
+def iter_chunks(vectors: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(first_row, block)`` so memory-mapped arrays are touched one block at a time."""
+    for start in range(0, vectors.shape[0], chunk_rows):
+        yield start, np.asarray(vectors[start:start + chunk_rows])
+
+
+def load_embeddings(path: str | Path, *, array: str | None = None, ids: str | None = None) -> EmbeddingSet:
+    """Load and validate one embedding file.
+
+    ``array`` names the array (``.npz``) or column (``.parquet``) holding vectors; ``ids`` the one
+    holding ids. Without them the conventional names (``embeddings``/``vectors``, ``ids``/``item_id``)
+    or the only candidate are used.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a .npy, .npz or .parquet file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+    readers = {".npy": _read_npy, ".npz": _read_npz, ".parquet": _read_parquet}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise InputError(f"{path}: unsupported file type {path.suffix!r}; use .npy, .npz or .parquet")
+    try:
+        vectors, id_array = reader(path, array, ids)
+    except InputError:
+        raise
+    except (ValueError, OSError, KeyError) as exc:
+        raise InputError(f"{path}: cannot read embeddings: {exc}") from exc
+    validate_vectors(vectors, path)
+    if id_array is not None and len(id_array) != vectors.shape[0]:
+        raise InputError(f"{path}: {len(id_array)} ids for {vectors.shape[0]} vectors")
+    if id_array is not None and len(np.unique(id_array)) != len(id_array):
+        raise InputError(f"{path}: ids are not unique")
+    return EmbeddingSet(path=path, vectors=vectors, ids=id_array)
+
+
+def validate_vectors(vectors: np.ndarray, path: Path | str) -> None:
+    """Raise InputError unless ``vectors`` is a non-empty, 2-D, real-valued and finite matrix."""
+    if vectors.ndim != 2:
+        raise InputError(f"{path}: embeddings must be 2-D (rows x dimensions), got shape {vectors.shape}")
+    if vectors.shape[0] == 0:
+        raise InputError(f"{path}: no rows (empty embedding set)")
+    if vectors.shape[1] == 0:
+        raise InputError(f"{path}: rows have zero dimensions")
+    if vectors.dtype == np.bool_ or not (np.issubdtype(vectors.dtype, np.floating)
+                                         or np.issubdtype(vectors.dtype, np.integer)):
+        raise InputError(f"{path}: dtype {vectors.dtype} is not a real number type")
+    if np.issubdtype(vectors.dtype, np.integer):
+        return
+    bad_rows, first_bad = 0, None
+    for start, block in iter_chunks(vectors):
+        bad = ~np.isfinite(block).all(axis=1)
+        count = int(bad.sum())
+        if count and first_bad is None:
+            first_bad = start + int(np.argmax(bad))
+        bad_rows += count
+    if bad_rows:
+        raise InputError(f"{path}: {bad_rows} row(s) contain NaN or inf; first at row {first_bad}")
+
+
+def check_same_dim(reference_dim: int, current: EmbeddingSet, reference_name: str = "reference") -> None:
+    if current.dim != reference_dim:
+        raise InputError(f"{current.path}: dimension mismatch: current vectors have {current.dim} dimensions, "
+                         f"{reference_name} has {reference_dim}")
+
+
+def _pick(names: list[str], wanted: str | None, conventional: tuple[str, ...], what: str,
+          path: Path, required: bool) -> str | None:
+    if wanted is not None:
+        if wanted not in names:
+            raise InputError(f"{path}: no {what} named {wanted!r}; found {names}")
+        return wanted
+    for name in conventional:
+        if name in names:
+            return name
+    if required and len(names) == 1:
+        return names[0]
+    if required:
+        raise InputError(f"{path}: cannot tell which of {names} holds the {what}; name it explicitly")
+    return None
+
+
+def _read_npy(path: Path, array: str | None, ids: str | None) -> tuple[np.ndarray, None]:
+    if array or ids:
+        raise InputError(f"{path}: a .npy file holds one array; use .npz or .parquet to name arrays or ids")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False), None
+    except ValueError as exc:
+        raise InputError(f"{path}: not a numeric .npy array ({exc})") from exc
+
+
+def _read_npz(path: Path, array: str | None, ids: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    with np.load(path, allow_pickle=False) as archive:
+        names = list(archive.files)
+        id_name = _pick(names, ids, ID_KEYS, "ids array", path, required=False)
+        vector_names = [n for n in names if n != id_name]
+        vector_name = _pick(vector_names, array, VECTOR_KEYS, "embeddings array", path, required=True)
+        return archive[vector_name], (archive[id_name] if id_name else None)
+
+
+def _read_parquet(path: Path, array: str | None, ids: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, pa.ArrowException) as exc:
+        raise InputError(f"{path}: not a readable parquet file ({exc})") from exc
+    names = table.column_names
+    id_name = _pick(names, ids, ID_KEYS, "id column", path, required=False)
+    list_columns = [n for n in names if n != id_name and (pa.types.is_list(table.schema.field(n).type)
+                    or pa.types.is_fixed_size_list(table.schema.field(n).type)
+                    or pa.types.is_large_list(table.schema.field(n).type))]
+    id_array = table.column(id_name).to_numpy() if id_name else None
+    if array is not None or list_columns:
+        column = _pick(list_columns or names, array, VECTOR_KEYS, "embedding column", path, required=True)
+        return _list_column_to_matrix(table.column(column).combine_chunks(), path, column), id_array
+    numeric = [n for n in names if n != id_name
+               and (pa.types.is_floating(table.schema.field(n).type) or pa.types.is_integer(table.schema.field(n).type))]
+    if not numeric:
+        raise InputError(f"{path}: no list column and no numeric columns to read embeddings from")
+    return np.column_stack([table.column(n).to_numpy() for n in numeric]), id_array
+
+
+def _list_column_to_matrix(column, path: Path, name: str) -> np.ndarray:
+    import pyarrow as pa
+
+    if column.null_count:
+        raise InputError(f"{path}: column {name!r} has {column.null_count} null row(s)")
+    if pa.types.is_fixed_size_list(column.type):
+        width = column.type.list_size
+    else:
+        lengths = np.asarray(column.value_lengths())
+        if len(lengths) and (lengths != lengths[0]).any():
+            row = int(np.argmax(lengths != lengths[0]))
+            raise InputError(f"{path}: column {name!r} has rows of different lengths "
+                             f"({lengths[0]} at row 0, {lengths[row]} at row {row})")
+        width = int(lengths[0]) if len(lengths) else 0
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    if width == 0 or len(column) == 0:
+        return np.empty((len(column), width), dtype=np.float32)
+    return values.reshape(len(column), width)

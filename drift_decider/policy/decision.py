@@ -1,0 +1,150 @@
+"""The decision record: what to do, which rule said so, and the full trace of why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Union
+
+from drift_decider.policy.conditions import Frame, condition_dict
+from drift_decider.policy.history import _iso
+
+
+Detail = Union[str, Callable[[], str], None]     # why a rule was suppressed, possibly not yet formatted
+
+
+@dataclass(slots=True)
+class RuleOutcome:
+    """How one rule fared: ``fired``, ``suppressed`` (matched, held back), ``not-matched`` or ``unknown``."""
+
+    rule_id: str
+    action: str
+    priority: int
+    severity: str
+    status: str
+    trace: tuple[tuple, ...]           # raw leaf results; see conditions.condition_dict
+    reason: str | None = None          # for suppressed: not-sustained | cooldown | outranked
+    detail: str | None = None
+
+    @property
+    def conditions(self) -> list[dict[str, Any]]:
+        """Every condition evaluated for this rule: metric, op, value, threshold, outcome, text."""
+        return [condition_dict(entry) for entry in self.trace]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"rule": self.rule_id, "action": self.action, "priority": self.priority,
+               "severity": self.severity, "status": self.status, "conditions": self.conditions}
+        if self.reason:
+            out["reason"], out["detail"] = self.reason, self.detail
+        return out
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one evaluation. The per-condition trace is rebuilt on demand (``rules``,
+    ``to_dict``, ``explain``) by re-evaluating on the same inputs: evaluation is pure, so the trace
+    is exactly what decided, and deciding stays cheap when nobody reads it."""
+
+    action: str
+    rule_id: str | None
+    decision_id: str
+    policy_name: str
+    policy_version: str
+    policy_sha256: str
+    mode: str
+    decided_at: datetime
+    severity: str | None
+    explanation: str | None
+    verdicts: tuple[tuple[Any, str, str | None, Detail], ...]   # (Rule, status, reason, detail)
+    frame: Frame | None = field(default=None, compare=False, repr=False)
+    metrics: dict[str, float] = field(default_factory=dict)      # the finite metric values used
+    context: dict[str, str] = field(default_factory=dict)
+    history_checks: int = 0
+    history_sha256: str = ""
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return {"metrics": dict(sorted(self.metrics.items())), "context": dict(self.context),
+                "history": {"checks": self.history_checks, "sha256": self.history_sha256}}
+
+    @property
+    def dry_run(self) -> bool:
+        return self.mode == "dry-run"
+
+    @property
+    def rules(self) -> tuple[RuleOutcome, ...]:
+        """Every rule in order of precedence with its status and evaluated conditions."""
+        cached = self.__dict__.get("_rules")
+        if cached is None:
+            cached = tuple(self._outcome(*verdict) for verdict in self.verdicts)
+            object.__setattr__(self, "_rules", cached)
+        return cached
+
+    def _outcome(self, rule: Any, status: str, reason: str | None, detail: Detail) -> RuleOutcome:
+        trace: list[tuple] = []
+        if self.frame is not None:
+            f = self.frame
+            rule.when.evaluate(Frame(f.metrics, f.time, f.times, f.history_metrics, f.end, trace, f.memo))
+        text = detail() if callable(detail) else detail
+        return RuleOutcome(rule.id, rule.action, rule.priority, rule.severity, status, tuple(trace),
+                           reason, text)
+
+    @property
+    def suppressed(self) -> list[RuleOutcome]:
+        return [r for r in self.rules if r.status == "suppressed"]
+
+    @property
+    def suppressed_reasons(self) -> set[tuple[str, str]]:
+        """(rule id, reason) of every suppressed rule, without building the trace."""
+        return {(rule.id, reason or "") for rule, status, reason, _ in self.verdicts
+                if status == "suppressed"}
+
+    @property
+    def matched(self) -> list[str]:
+        """Rules whose conditions held now, whether they fired or were suppressed."""
+        return [rule.id for rule, status, _, _ in self.verdicts if status in ("fired", "suppressed")]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-safe decision record (what the tracking layer stores as decision.json)."""
+        return {
+            "decision_id": self.decision_id, "action": self.action, "rule_id": self.rule_id,
+            "severity": self.severity, "mode": self.mode, "dry_run": self.dry_run,
+            "decided_at": _iso(self.decided_at), "explanation": self.explanation,
+            "policy": {"name": self.policy_name, "version": self.policy_version,
+                       "sha256": self.policy_sha256},
+            "matched": self.matched,
+            "suppressed": [{"rule": r.rule_id, "action": r.action, "reason": r.reason, "detail": r.detail}
+                           for r in self.suppressed],
+            "conditions": [dict(c, rule=r.rule_id) for r in self.rules for c in r.conditions],
+            "rules": [r.to_dict() for r in self.rules],
+            "inputs": self.inputs,
+        }
+
+    def explain(self) -> str:
+        """A readable trace: the decision, then every rule in order of precedence with its conditions."""
+        head = f"Decision: {self.action}"
+        if self.rule_id:
+            head += f" (rule {self.rule_id}, severity {self.severity})"
+        if self.dry_run:
+            head += "  [DRY-RUN: recorded, not to be acted on]"
+        lines = [head,
+                 f"Policy: {self.policy_name} v{self.policy_version} (sha256 {self.policy_sha256[:12]})",
+                 f"Decided at: {_iso(self.decided_at)}   decision id: {self.decision_id[:16]}",
+                 f"Inputs: {len(self.metrics)} metrics, {self.history_checks} prior checks"]
+        if self.explanation:
+            lines.append(f"Why: {self.explanation}")
+        if self.action == "none":
+            lines.append("Why: no rule fired (default decision)")
+        lines.append("Rules, in order of precedence:")
+        for rule in self.rules:
+            status = rule.status.upper()
+            if rule.reason:
+                status += f" ({rule.reason}: {rule.detail})"
+            lines.append(f"  [{status}] {rule.rule_id} -> {rule.action} (priority {rule.priority})")
+            for cond in rule.conditions:
+                lines.append(f"      {cond['outcome']:>7}  {cond['text']}   value={_num(cond['value'])}")
+        return "\n".join(lines)
+
+
+def _num(value: Any) -> str:
+    return "n/a (missing or too little history)" if value is None else f"{value:.6g}"

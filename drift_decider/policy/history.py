@@ -1,0 +1,171 @@
+"""The history a decision looks back on: previous checks, their metrics and what was decided.
+
+History is plain data handed in by the caller (the tracking layer builds it from MLflow runs), so
+evaluation has no hidden state. Records are oldest first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from functools import lru_cache
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+from drift_decider.errors import InputError
+
+ACTIONS = ("none", "refresh-index", "recalibrate", "retrain")   # lightest to heaviest
+ACTION_WEIGHT = {name: rank for rank, name in enumerate(ACTIONS)}
+MODES = ("enforce", "dry-run")
+
+
+def parse_time(value: Any, what: str) -> datetime:
+    """A timezone-aware UTC datetime from a datetime or ISO-8601 string; naive times are taken as UTC."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError(f"{what}: {value!r} is not an ISO-8601 time") from None
+    if not isinstance(value, datetime):
+        raise InputError(f"{what}: expected a time, got {type(value).__name__}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def clean_metrics(raw: Any, what: str) -> dict[str, float]:
+    """Metric values as floats; non-finite values are kept out (they count as missing data)."""
+    if not isinstance(raw, Mapping):
+        raise InputError(f"{what}: expected a mapping of metric name to number, got {type(raw).__name__}")
+    out: dict[str, float] = {}
+    for name, value in raw.items():
+        if type(value) is float and type(name) is str:     # the common case, checked cheaply
+            if value - value == 0.0:                        # finite (inf - inf and nan - nan are nan)
+                out[name] = value
+            continue
+        if not isinstance(name, str):
+            raise InputError(f"{what}: metric names must be strings, got {name!r}")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"{what}: metric {name!r} must be a number, got {type(value).__name__}")
+        value = float(value)
+        if math.isfinite(value):
+            out[name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One earlier check: its window, metric values, and the action decided (and in which mode)."""
+
+    window_id: str
+    window_end: datetime
+    metrics: dict[str, float]
+    action: str = "none"
+    rule_id: str | None = None
+    decided_at: datetime | None = None
+    mode: str = "enforce"
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTION_WEIGHT:
+            raise InputError(f"history check {self.window_id!r}: unknown action {self.action!r} "
+                             f"(expected one of {', '.join(ACTIONS)})")
+        if self.mode not in MODES:
+            raise InputError(f"history check {self.window_id!r}: unknown mode {self.mode!r}")
+        object.__setattr__(self, "window_end",
+                           parse_time(self.window_end, f"check {self.window_id!r} window_end"))
+        decided = self.window_end if self.decided_at is None else self.decided_at
+        object.__setattr__(self, "decided_at", parse_time(decided, f"check {self.window_id!r} decided_at"))
+        object.__setattr__(self, "metrics", clean_metrics(self.metrics, f"check {self.window_id!r}"))
+        # derived once per record: the time axis and the history digest read them on every evaluation
+        seconds = (self.window_end.timestamp(), self.decided_at.timestamp())
+        object.__setattr__(self, "_seconds", seconds)
+        names = tuple(sorted(self.metrics))
+        object.__setattr__(self, "_encoded", encode_fields([self.window_id, self.action, self.rule_id or "",
+                                                           self.mode]) + _encode_names(names)
+                           + struct.pack(f"<{2 + len(names)}d", *seconds, *[self.metrics[n] for n in names]))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], index: int = 0) -> "CheckRecord":
+        if not isinstance(raw, Mapping):
+            raise InputError(f"history entry {index}: expected a mapping, got {type(raw).__name__}")
+        known = {"window_id", "window_end", "metrics", "action", "rule_id", "decided_at", "mode"}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InputError(f"history entry {index}: unknown keys {unknown}")
+        if "window_end" not in raw:
+            raise InputError(f"history entry {index}: missing 'window_end'")
+        return cls(window_id=str(raw.get("window_id", index)), window_end=raw["window_end"],
+                   metrics=raw.get("metrics") or {}, action=raw.get("action", "none"),
+                   rule_id=raw.get("rule_id"), decided_at=raw.get("decided_at"),
+                   mode=raw.get("mode", "enforce"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"window_id": self.window_id, "window_end": _iso(self.window_end),
+                "metrics": dict(sorted(self.metrics.items())), "action": self.action,
+                "rule_id": self.rule_id, "decided_at": _iso(self.decided_at), "mode": self.mode}
+
+
+@dataclass(frozen=True)
+class History:
+    """Previous checks, oldest first. Immutable, so its digest is computed once."""
+
+    checks: tuple[CheckRecord, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checks", tuple(self.checks))
+
+    @classmethod
+    def from_dicts(cls, rows: Iterable[Mapping[str, Any]]) -> "History":
+        if isinstance(rows, (str, bytes, Mapping)):
+            raise InputError("history must be a list of check records")
+        return cls(tuple(CheckRecord.from_dict(row, i) for i, row in enumerate(rows)))
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [check.to_dict() for check in self.checks]
+
+    def digest(self) -> str:
+        """sha256 over a canonical encoding of every check: part of every decision id."""
+        cached = self.__dict__.get("_digest")
+        if cached is None:
+            # each record's encoding is length-prefixed throughout, so the concatenation is unambiguous
+            cached = hashlib.sha256(b"".join(c._encoded for c in self.checks)).hexdigest()
+            object.__setattr__(self, "_digest", cached)
+        return cached
+
+    def __len__(self) -> int:
+        return len(self.checks)
+
+
+def encode_fields(fields: list[Any]) -> bytes:
+    """Length-prefixed UTF-8 strings: unambiguous, so distinct inputs cannot collide by concatenation."""
+    parts = [str(f).encode() for f in fields]
+    return struct.pack(f"<I{len(parts)}I", len(parts), *map(len, parts)) + b"".join(parts)
+
+
+def encode_metrics(metrics: Mapping[str, float]) -> bytes:
+    """Sorted names (as a length-prefixed JSON list) and their exact float64 values."""
+    names = tuple(sorted(metrics))
+    return _encode_names(names) + struct.pack(f"<{len(names)}d", *[metrics[n] for n in names])
+
+
+@lru_cache(maxsize=256)
+def _encode_names(names: tuple[str, ...]) -> bytes:
+    """Checks of one deployment share their metric names, so the encoding is reused."""
+    return encode_fields([canonical_json(list(names))])
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, ASCII, no NaN: one text per value (reusing one encoder is much faster)."""
+    return _CANONICAL.encode(value)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")

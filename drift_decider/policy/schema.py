@@ -1,0 +1,242 @@
+"""From parsed YAML to a compiled Policy: strict keys, typed values, known metric names, located errors."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from drift_decider.catalog import metric_keys
+from drift_decider.errors import PolicyError
+from drift_decider.policy.conditions import (OPS, SECONDS_PER_DAY, All, Any_, Compare, Cusum, Ewma, Leaf,
+                                            Missing, Node, Not, Projected, Slope)
+from drift_decider.policy.expr import ExprError, parse_expression
+from drift_decider.policy.fields import Fields, shift, suggest, type_name
+from drift_decider.policy.history import ACTIONS, canonical_json
+from drift_decider.policy.model import SEVERITIES, Policy, Rule
+from drift_decider.policy.template import check_template
+from drift_decider.policy.yamlsafe import Located, LocatedList, load_yaml, plain, read_text
+
+API_VERSION = "drift-decider/v1"
+MAX_RULES = 200
+MAX_CONDITION_DEPTH = 16
+MAX_TREND_WINDOW = 1000
+_ID = r"[a-z0-9][a-z0-9_.-]{0,63}"
+_PARAM = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
+TREND_KEYS = ("slope", "projected", "ewma", "cusum")
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read, validate and compile a policy file. Raises PolicyError located at ``file:line:col``."""
+    return parse_policy(read_text(path), str(path))
+
+
+def parse_policy(text: str, name: str = "<policy>") -> Policy:
+    """Compile policy YAML text; ``name`` is used in error locations."""
+    data = load_yaml(text, name)
+    doc = Fields(data, f"{name}:1:1", "policy", ("apiVersion", "kind", "metadata", "params", "mode", "rules"),
+                 ("apiVersion", "kind", "metadata", "rules"))
+    if doc.raw("apiVersion") != API_VERSION:
+        raise doc.fail("apiVersion", f"expected {API_VERSION!r}, got {doc.raw('apiVersion')!r}")
+    if doc.raw("kind") != "Policy":
+        raise doc.fail("kind", f"expected 'Policy', got {doc.raw('kind')!r}")
+    meta = doc.sub("metadata", "metadata", ("name", "version", "description"), ("name", "version"))
+    version = meta.raw("version")
+    if isinstance(version, (int, float)) and not isinstance(version, bool):
+        version = str(version)
+    if not isinstance(version, str) or not version.strip():
+        raise meta.fail("version", f"expected a version string, got {type_name(version)}")
+    params = _params(doc)
+    rules_node = doc.raw("rules")
+    if not isinstance(rules_node, LocatedList) or not rules_node:
+        raise doc.fail("rules", "expected a non-empty list of rules")
+    if len(rules_node) > MAX_RULES:
+        raise doc.fail("rules", f"{len(rules_node)} rules; the limit is {MAX_RULES}")
+    builder = _ConditionBuilder(params)
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for order, (node, where) in enumerate(zip(rules_node, rules_node.item_pos)):
+        rule = _rule(node, where, order, builder)
+        if rule.id in seen:
+            raise PolicyError(f"duplicate rule id {rule.id!r} (first at {seen[rule.id]})", rule.pos)
+        seen[rule.id] = rule.pos
+        rules.append(rule)
+    canonical = canonical_json(plain(data))
+    return Policy(name=meta.string("name", pattern=_ID), version=version.strip(),
+                  mode=doc.choice("mode", ("enforce", "dry-run"), "enforce"),
+                  rules=tuple(sorted(rules, key=Rule.precedence)), params=params,
+                  description=meta.string("description"),
+                  sha256=hashlib.sha256(canonical.encode()).hexdigest(),
+                  source=name)
+
+
+def _params(doc: Fields) -> dict[str, float]:
+    if not doc.has("params"):
+        return {}
+    node = doc.raw("params")
+    if not isinstance(node, Located):
+        raise doc.fail("params", f"expected a mapping of name to number, got {type_name(node)}")
+    out: dict[str, float] = {}
+    for key, value in node.items():
+        if not re.fullmatch(_PARAM, key):
+            raise PolicyError(f"param name {key!r} must match {_PARAM}", node.key_pos[key])
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise PolicyError(f"param {key!r} must be a finite number, got {type_name(value)}",
+                              node.value_pos[key])
+        out[key] = float(value)
+    return out
+
+
+def _rule(node: Any, where: str, order: int, builder: "_ConditionBuilder") -> Rule:
+    f = Fields(node, where, "rule", ("id", "action", "priority", "when", "for", "cooldown", "severity",
+                                      "explain", "description"), ("id", "action", "when"))
+    rule_id = f.string("id", pattern=_ID)
+    f.what = f"rule {rule_id!r}"
+    explain = f.string("explain")
+    if explain is not None:
+        try:
+            check_template(explain, metric_keys(), builder.params)
+        except ValueError as exc:
+            raise f.fail("explain", str(exc)) from None
+    return Rule(id=rule_id, action=f.choice("action", ACTIONS[1:]),
+                when=builder.node(f.raw("when"), f.at("when"), 0),
+                priority=f.integer("priority", 0, low=-1000, high=1000),
+                sustain=f.integer("for", 1, low=1, high=1000),
+                cooldown_seconds=f.duration_seconds("cooldown"),
+                severity=f.choice("severity", SEVERITIES, "warning"), explain=explain,
+                description=f.string("description"), pos=where, order=order)
+
+
+class _ConditionBuilder:
+    """Builds condition trees from the mapping form and the expression form, resolving ``$params``."""
+
+    def __init__(self, params: dict[str, float]) -> None:
+        self.params = params
+        self.keys = metric_keys()
+
+    def node(self, raw: Any, where: str, depth: int) -> Node:
+        if depth > MAX_CONDITION_DEPTH:
+            raise PolicyError(f"conditions nested deeper than {MAX_CONDITION_DEPTH} levels", where)
+        if isinstance(raw, str):
+            return self.expression(raw, where)
+        if not isinstance(raw, Located):
+            raise PolicyError(f"a condition must be a mapping or an expression string, got {type_name(raw)}",
+                              where)
+        for combinator in ("all", "any", "not"):
+            if combinator in raw:
+                if len(raw) != 1:
+                    extra = next(k for k in raw if k != combinator)
+                    raise PolicyError(f"'{combinator}' cannot be combined with other keys (found {extra!r})",
+                                      raw.key_pos[extra])
+                return self.combinator(combinator, raw[combinator], raw.value_pos[combinator], depth)
+        if "metric" not in raw:
+            raise PolicyError("a condition needs 'metric' (or 'all', 'any', 'not', or an expression string)"
+                              + suggest(next(iter(raw), ""), ("metric", "all", "any", "not")), raw.pos)
+        return self.leaf(raw)
+
+    def combinator(self, kind: str, raw: Any, where: str, depth: int) -> Node:
+        if kind == "not":
+            return Not(self.node(raw, where, depth + 1))
+        if not isinstance(raw, LocatedList) or not raw:
+            raise PolicyError(f"'{kind}' needs a non-empty list of conditions, got {type_name(raw)}", where)
+        children = tuple(self.node(item, pos, depth + 1) for item, pos in zip(raw, raw.item_pos))
+        return All(children) if kind == "all" else Any_(children)
+
+    def expression(self, text: str, where: str) -> Node:
+        try:
+            return parse_expression(text, lambda metric, op, value, param, offset:
+                                    self.compare(metric, op, value, param, shift(where, offset)))
+        except ExprError as exc:
+            raise PolicyError(f"in expression: {exc}", shift(where, exc.offset)) from None
+
+    def metric(self, name: Any, where: str) -> str:
+        if not isinstance(name, str):
+            raise PolicyError(f"metric must be a string, got {type_name(name)}", where)
+        if name not in self.keys:
+            raise PolicyError(f"unknown metric {name!r}{suggest(name, self.keys)}", where)
+        return name
+
+    def number(self, raw: Any, where: str, what: str) -> tuple[float, str | None]:
+        """A number, or ``$name`` of a param: returns (value, param name or None)."""
+        if isinstance(raw, str) and raw.startswith("$"):
+            name = raw[1:]
+            if name not in self.params:
+                raise PolicyError(f"unknown param {raw!r}{suggest(name, self.params)}", where)
+            return self.params[name], name
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+            raise PolicyError(f"{what} must be a finite number or $param, got {type_name(raw)}", where)
+        return float(raw), None
+
+    def compare(self, metric: str, op: str, value: float | None, param: str | None, where: str) -> Compare:
+        metric = self.metric(metric, where)
+        if param is not None:
+            value, param = self.number("$" + param, where, "value")
+        return Compare(metric=metric, pos=where, op=op, value=float(value), param=param)
+
+    def leaf(self, raw: Located) -> Leaf:
+        f = Fields(raw, raw.pos, "condition", ("metric", "op", "value", "missing") + TREND_KEYS, ("metric",))
+        metric = self.metric(f.raw("metric"), f.at("metric"))
+        if f.has("missing"):
+            if len(raw) != 2:
+                extra = next(k for k in raw if k not in ("metric", "missing"))
+                raise f.fail(extra, "a 'missing' condition takes only 'metric' and 'missing'")
+            if not isinstance(f.raw("missing"), bool):
+                raise f.fail("missing", f"expected true or false, got {type_name(f.raw('missing'))}")
+            return Missing(metric=metric, pos=raw.pos, missing=f.raw("missing"))
+        trends = [k for k in TREND_KEYS if f.has(k)]
+        if len(trends) > 1:
+            raise f.fail(trends[1], f"a condition takes one trend ({' or '.join(TREND_KEYS)}), "
+                                    f"found {trends}")
+        trend = trends[0] if trends else None
+        if trend in ("ewma", "cusum"):
+            for key in ("op", "value"):
+                if f.has(key):
+                    raise f.fail(key, f"{trend} conditions are alarms and take no {key!r}")
+            return self.ewma(f, metric) if trend == "ewma" else self.cusum(f, metric)
+        for key in ("op", "value"):
+            if not f.has(key):
+                raise PolicyError(f"condition on {metric!r} is missing required key {key!r}", raw.pos)
+        op = f.choice("op", tuple(OPS))
+        value, param = self.number(f.raw("value"), f.at("value"), "value")
+        if trend is None:
+            return Compare(metric=metric, pos=raw.pos, op=op, value=value, param=param)
+        if trend == "slope":
+            sub = f.sub("slope", "slope", ("window",), ("window",))
+            return Slope(metric=metric, pos=raw.pos, op=op, value=value, param=param,
+                         window=sub.integer("window", 0, low=2, high=MAX_TREND_WINDOW))
+        sub = f.sub("projected", "projected", ("window", "within"), ("window", "within"))
+        within = sub.duration_seconds("within")
+        if not within or within <= 0:
+            raise sub.fail("within", "must be a positive duration")
+        return Projected(metric=metric, pos=raw.pos, op=op, value=value, param=param,
+                         window=sub.integer("window", 0, low=2, high=MAX_TREND_WINDOW),
+                         within_days=within / SECONDS_PER_DAY)
+
+    def positive(self, sub: Fields, key: str, default: float | None = None) -> float:
+        if not sub.has(key):
+            if default is None:
+                raise PolicyError(f"{sub.what} is missing required key {key!r}", sub.pos)
+            return default
+        value, _ = self.number(sub.raw(key), sub.at(key), key)
+        if value <= 0:
+            raise sub.fail(key, f"must be positive, got {value:g}")
+        return value
+
+    def ewma(self, f: Fields, metric: str) -> Ewma:
+        sub = f.sub("ewma", "ewma", ("lambda", "target", "sigma", "L", "side"), ("lambda", "target", "sigma"))
+        lam = self.positive(sub, "lambda")
+        if lam > 1:
+            raise sub.fail("lambda", f"must be in (0, 1], got {lam:g}")
+        target, _ = self.number(sub.raw("target"), sub.at("target"), "target")
+        return Ewma(metric=metric, pos=f.pos, lam=lam, target=target, sigma=self.positive(sub, "sigma"),
+                    limit=self.positive(sub, "L", 3.0),
+                    side=sub.choice("side", ("upper", "lower", "both"), "both"))
+
+    def cusum(self, f: Fields, metric: str) -> Cusum:
+        sub = f.sub("cusum", "cusum", ("target", "sigma", "k", "h", "side"), ("target", "sigma"))
+        target, _ = self.number(sub.raw("target"), sub.at("target"), "target")
+        return Cusum(metric=metric, pos=f.pos, target=target, sigma=self.positive(sub, "sigma"),
+                     k=self.positive(sub, "k", 0.5), h=self.positive(sub, "h", 5.0),
+                     side=sub.choice("side", ("upper", "lower", "both"), "both"))

@@ -1,0 +1,58 @@
+"""``explain`` templates: ``"structure broke: knn_jaccard={knn_jaccard:.2f} < {$jaccard_low}"``.
+
+Placeholders name a metric or a ``$param`` with an optional float format spec. Rendering is our own
+substitution (not ``str.format``), so a template cannot reach attributes or items of anything.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Iterable, Mapping
+
+_PLACEHOLDER = re.compile(r"\{(\$?[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"   # name or $param
+                          r"(?::([0-9.,+\- eEfFgG%]{0,12}))?\}")                        # float format spec
+MAX_TEMPLATE = 500
+
+
+def check_template(text: str, metric_names: Iterable[str], params: Mapping[str, float]) -> None:
+    """Raise ValueError when a template names an unknown metric/param or has a bad format spec."""
+    if len(text) > MAX_TEMPLATE:
+        raise ValueError(f"template is {len(text)} characters; the limit is {MAX_TEMPLATE}")
+    names = set(metric_names)
+    stripped = _PLACEHOLDER.sub("", text)
+    if "{" in stripped or "}" in stripped:
+        raise ValueError("placeholders look like {metric}, {metric:.3f} or {$param}; "
+                         "found another use of braces")
+    for match in _PLACEHOLDER.finditer(text):
+        name, spec = match.group(1), match.group(2) or ""
+        if name.startswith("$") and name[1:] not in params:
+            raise ValueError(f"unknown param {name!r} in template")
+        if not name.startswith("$") and name not in names:
+            raise ValueError(f"unknown metric {name!r} in template")
+        try:
+            format(0.5, spec)
+        except ValueError:
+            raise ValueError(f"bad format spec {spec!r} for {name!r}") from None
+
+
+def render(text: str, metrics: Mapping[str, float], params: Mapping[str, float]) -> str:
+    """Fill placeholders; a metric missing from the inputs renders as ``n/a``."""
+    out = []
+    for literal, name, spec in _parts(text):
+        out.append(literal)
+        if name:
+            value = params.get(name[1:]) if name.startswith("$") else metrics.get(name)
+            out.append("n/a" if value is None else format(value, spec))
+    return "".join(out)
+
+
+@lru_cache(maxsize=1024)
+def _parts(text: str) -> tuple[tuple[str, str, str], ...]:
+    """(literal text, placeholder name or "", format spec) pieces, parsed once per template."""
+    parts, pos = [], 0
+    for match in _PLACEHOLDER.finditer(text):
+        parts.append((text[pos:match.start()], match.group(1), match.group(2) or "g"))
+        pos = match.end()
+    parts.append((text[pos:], "", ""))
+    return tuple(parts)

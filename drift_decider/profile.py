@@ -1,0 +1,268 @@
+"""EmbeddingProfile: a bounded-memory, mergeable summary of a set of embeddings.
+
+A reference set is summarised once (per model version) and stored; checks then compare new
+embeddings against the summary instead of the raw vectors. The summary holds what the metrics
+need: the row count, the mean and centred second moments (exact, combined with Chan's parallel
+formulas) of each of two random halves of the rows (split by one hash bit, so metrics can fit on
+one half and evaluate on the other), the sum of L2 norms, and a uniform sample of rows for the
+tests that need rows.
+
+The sample is a bottom-k sample keyed by a seeded hash of each row's bytes: a row's key does not
+depend on where or in which chunk it was read, so ``merge(profile(A), profile(B))`` keeps exactly
+the rows ``profile(A ∪ B)`` keeps. Because the keys are a random function of the content, the
+sample is a uniform random sample without replacement, which is what keeps the tests valid when
+the reference is only known through its sample.
+
+Saved as ``.npz`` (``allow_pickle=False``) with a JSON header: no pickle, loadable anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from drift_decider.errors import InputError
+
+FORMAT = "drift-decider.profile"
+FORMAT_VERSION = 1
+DEFAULT_SAMPLE_ROWS = 10_000
+DEFAULT_CHUNK_ROWS = 16_384
+
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_ARRAYS = ("half_counts", "half_means", "half_m2", "sample", "sample_keys")
+
+
+@dataclass(frozen=True, eq=False)
+class EmbeddingProfile:
+    """Summary of ``count`` vectors of dimension ``dim``: moments, norm sum and a row sample."""
+
+    dim: int
+    seed: int                 # seed of the row hash; profiles merge only with the same seed
+    sample_rows: int          # capacity of the row sample
+    half_counts: np.ndarray   # (2,) int64: rows in each hash half (lowest key bit)
+    half_means: np.ndarray    # (2, dim) float64
+    half_m2: np.ndarray       # (2, dim, dim) float64: sum of (x - mean)(x - mean)^T per half
+    norm_sum: float           # sum of L2 norms
+    sample: np.ndarray        # (min(count, sample_rows), dim) float32, ordered by key
+    sample_keys: np.ndarray   # (len(sample),) uint64, ascending
+
+    # -- derived quantities -------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return int(self.half_counts.sum())
+
+    def half(self, i: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """(count, mean, covariance) of one hash half: a random half of the rows, for the
+        metrics that fit on one half and evaluate on the other (no in-sample bias)."""
+        n = int(self.half_counts[i])
+        return n, self.half_means[i], self.half_m2[i] / max(n, 1)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return combine_moments(self.half_counts[0], self.half_means[0], self.half_m2[0],
+                        self.half_counts[1], self.half_means[1], self.half_m2[1])[0]
+
+    @property
+    def m2(self) -> np.ndarray:
+        return combine_moments(self.half_counts[0], self.half_means[0], self.half_m2[0],
+                        self.half_counts[1], self.half_means[1], self.half_m2[1])[1]
+
+    @property
+    def covariance(self) -> np.ndarray:
+        """Population covariance (divides by ``count``)."""
+        return self.m2 / max(self.count, 1)
+
+    @property
+    def mean_norm(self) -> float:
+        return self.norm_sum / max(self.count, 1)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def empty(cls, dim: int, *, seed: int, sample_rows: int = DEFAULT_SAMPLE_ROWS) -> "EmbeddingProfile":
+        if sample_rows < 1:
+            raise InputError(f"sample_rows must be at least 1, got {sample_rows}")
+        return cls(int(dim), int(seed), int(sample_rows), np.zeros(2, np.int64), np.zeros((2, dim)),
+                   np.zeros((2, dim, dim)), 0.0, np.zeros((0, dim), np.float32), np.zeros(0, np.uint64))
+
+    @classmethod
+    def from_array(cls, x: np.ndarray, *, seed: int, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                   sample_rows: int = DEFAULT_SAMPLE_ROWS, progress: bool = False,
+                   name: str = "embeddings", workers: int | None = None) -> "EmbeddingProfile":
+        """Summarise a 2-D array (or memory-mapped ``.npy``) chunk by chunk in bounded memory.
+
+        Chunks are summarised by ``workers`` threads (default: the CPU count, at most 4), each with
+        single-threaded BLAS, and merged in chunk order, so the result does not depend on
+        ``workers``; at most ``2 * workers`` chunks are in memory at once.
+        """
+        x = _check_matrix(x, name)
+        if chunk_rows < 1:
+            raise InputError(f"chunk_rows must be at least 1, got {chunk_rows}")
+        workers = max(1, min(4, os.cpu_count() or 1)) if workers is None else max(1, workers)
+        profile = cls.empty(x.shape[1], seed=seed, sample_rows=sample_rows)
+        hasher = _RowHasher(x.shape[1], seed)
+        starts = range(0, x.shape[0], chunk_rows)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(starts), desc=f"profiling {name}", unit="chunk", leave=False)
+        with threadpool_limits(1), ThreadPoolExecutor(max_workers=workers) as pool:
+            pending: deque[Future] = deque()
+            for start in starts:
+                pending.append(pool.submit(profile._chunk_profile, x, start, chunk_rows, hasher, name))
+                if len(pending) >= 2 * workers:
+                    profile = profile._merge_next(pending, x, bar)
+            while pending:
+                profile = profile._merge_next(pending, x, bar)
+        if bar is not None:
+            bar.close()
+        return profile
+
+    def _merge_next(self, pending: "deque[Future]", x: np.ndarray, bar) -> "EmbeddingProfile":
+        merged = self.merge(pending.popleft().result())
+        _release_pages(x)
+        if bar is not None:
+            bar.update(1)
+        return merged
+
+    def _chunk_profile(self, x: np.ndarray, start: int, rows: int, hasher: "_RowHasher",
+                       name: str) -> "EmbeddingProfile":
+        """Profile of rows [start, start + rows) of x, read as float32."""
+        chunk = np.ascontiguousarray(x[start:start + rows], dtype=np.float32)
+        if not np.isfinite(chunk).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
+            raise InputError(f"{name}: row {bad} contains NaN or infinite values")
+        keys = hasher(chunk)
+        counts, means, m2s = np.zeros(2, np.int64), np.zeros((2, self.dim)), np.zeros((2, self.dim, self.dim))
+        for i in (0, 1):
+            part = chunk[(keys & np.uint64(1)) == np.uint64(i)]
+            if len(part):
+                counts[i] = len(part)
+                means[i] = part.mean(axis=0, dtype=np.float64)
+                centred = part - means[i].astype(np.float32)
+                m2s[i] = centred.T @ centred
+        norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64))
+        return EmbeddingProfile(self.dim, self.seed, self.sample_rows, counts, means, m2s,
+                                float(norms.sum()), *_bottom_k(chunk, keys, self.sample_rows))
+
+    def merge(self, other: "EmbeddingProfile") -> "EmbeddingProfile":
+        """The profile of the union of both row sets (moments by Chan's formulas, sample exact)."""
+        if not isinstance(other, EmbeddingProfile):
+            raise InputError(f"can only merge an EmbeddingProfile, got {type(other).__name__}")
+        if (self.dim, self.seed, self.sample_rows) != (other.dim, other.seed, other.sample_rows):
+            raise InputError("profiles differ in dim, seed or sample_rows and cannot be merged: "
+                             f"{(self.dim, self.seed, self.sample_rows)} vs "
+                             f"{(other.dim, other.seed, other.sample_rows)}")
+        counts, means, m2s = self.half_counts + other.half_counts, np.empty_like(self.half_means), \
+            np.empty_like(self.half_m2)
+        for i in (0, 1):
+            means[i], m2s[i] = combine_moments(self.half_counts[i], self.half_means[i], self.half_m2[i],
+                                        other.half_counts[i], other.half_means[i], other.half_m2[i])
+        sample, keys = _bottom_k(np.concatenate([self.sample, other.sample]),
+                                 np.concatenate([self.sample_keys, other.sample_keys]), self.sample_rows)
+        return EmbeddingProfile(self.dim, self.seed, self.sample_rows, counts, means, m2s,
+                                self.norm_sum + other.norm_sum, sample, keys)
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the profile to ``path`` (an ``.npz`` file with a JSON header; no pickle)."""
+        path = Path(path)
+        header = {"format": FORMAT, "version": FORMAT_VERSION, "count": self.count, "dim": self.dim,
+                  "seed": self.seed, "sample_rows": self.sample_rows, "norm_sum": self.norm_sum}
+        with path.open("wb") as fh:
+            np.savez(fh, header=np.array(json.dumps(header)), **{k: getattr(self, k) for k in _ARRAYS})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "EmbeddingProfile":
+        """Read a profile written by :meth:`save`; anything else is an InputError."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(str(data["header"][()]))
+                arrays = {k: data[k] for k in _ARRAYS}
+        except FileNotFoundError:
+            raise InputError(f"{path}: profile file not found") from None
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"{path}: not a drift-decider profile ({exc})") from None
+        if header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
+            raise InputError(f"{path}: not a drift-decider profile of version {FORMAT_VERSION}")
+        dim = int(header["dim"])
+        if (arrays["half_counts"].shape != (2,) or arrays["half_means"].shape != (2, dim)
+                or arrays["half_m2"].shape != (2, dim, dim)
+                or arrays["sample"].ndim != 2 or arrays["sample"].shape[1] != dim
+                or arrays["sample_keys"].shape != (arrays["sample"].shape[0],)
+                or int(arrays["half_counts"].sum()) != int(header["count"])):
+            raise InputError(f"{path}: profile arrays do not match its header (dim={dim})")
+        return cls(dim, int(header["seed"]), int(header["sample_rows"]),
+                   arrays["half_counts"].astype(np.int64), arrays["half_means"].astype(np.float64),
+                   arrays["half_m2"].astype(np.float64), float(header["norm_sum"]),
+                   arrays["sample"].astype(np.float32), arrays["sample_keys"].astype(np.uint64))
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def combine_moments(n_a: int, mean_a: np.ndarray, m2_a: np.ndarray,
+             n_b: int, mean_b: np.ndarray, m2_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and centred second moment of two row sets together (Chan et al.)."""
+    n = n_a + n_b
+    if n_a == 0 or n_b == 0:
+        return (mean_b, m2_b) if n_a == 0 else (mean_a, m2_a)
+    delta = mean_b - mean_a
+    return mean_a + delta * (n_b / n), m2_a + m2_b + np.outer(delta, delta) * (n_a * n_b / n)
+
+
+def _check_matrix(x: object, name: str) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{name}: cannot read as an array ({exc})") from None
+    if x.ndim != 2:
+        raise InputError(f"{name}: expected a 2-D array (rows x dim), got shape {x.shape}")
+    if x.shape[1] < 1:
+        raise InputError(f"{name}: vectors have dimension 0")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise InputError(f"{name}: expected real numbers, got dtype {x.dtype}")
+    return x
+
+
+def _release_pages(x: np.ndarray) -> None:
+    """Drop the pages of a read-only memory map from this process (they stay in the page cache),
+    so resident memory stays near a few chunks even for files larger than RAM."""
+    mapping = getattr(x, "_mmap", None)
+    if isinstance(x, np.memmap) and x.mode == "r" and mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
+class _RowHasher:
+    """Seeded 64-bit hash of each float32 row: multiply-add over the row's words, then a
+    splitmix64 finaliser. Rows that differ in any word get different pre-hashes."""
+
+    def __init__(self, dim: int, seed: int) -> None:
+        rng = np.random.default_rng([int(seed), 0x5A17])
+        self._weights = rng.integers(1, 2**63, size=dim, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self._salt = rng.integers(0, 2**63, dtype=np.uint64)
+
+    def __call__(self, chunk: np.ndarray) -> np.ndarray:
+        words = (chunk + np.float32(0.0)).view(np.uint32).astype(np.uint64)  # +0.0 folds -0.0 into 0.0
+        with np.errstate(over="ignore"):
+            h = (words @ self._weights) ^ self._salt
+            h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return (h ^ (h >> np.uint64(31))) & _MASK64
+
+
+def _bottom_k(rows: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows with the smallest keys, ordered by key (equal keys come from equal rows)."""
+    if len(keys) > k:
+        keep = np.argpartition(keys, k - 1)[:k]
+        rows, keys = rows[keep], keys[keep]
+    order = np.argsort(keys, kind="stable")
+    return np.ascontiguousarray(rows[order], dtype=np.float32), keys[order]

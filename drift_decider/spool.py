@@ -1,0 +1,60 @@
+"""A local spool for checks MLflow could not take: complete measurement and decision, as JSON.
+
+When the tracking server dies mid-check, the work is not lost and not half-written: the check is
+saved here whole and `drift-decider sync` lands it later, exactly once (the window id is the key).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SPOOL_DIR = Path(".drift-decider") / "spool"
+SPOOL_ENV = "DRIFT_DECIDER_SPOOL_DIR"
+
+
+def spool_dir(explicit: str | Path | None = None) -> Path:
+    """``--spool-dir``, else ``$DRIFT_DECIDER_SPOOL_DIR``, else ``.drift-decider/spool`` here."""
+    return Path(explicit or os.environ.get(SPOOL_ENV) or DEFAULT_SPOOL_DIR)
+
+
+@dataclass(frozen=True)
+class SpoolEntry:
+    model: str
+    version: str
+    model_id: str
+    kind: str
+    window: dict[str, Any]          # window_id, window_end (ISO), dataset_name, dataset_digest, source
+    payload: dict[str, Any]         # values, inputs, evidence, decision
+    step: int
+    extra_tags: dict[str, str]
+    orphan_run_id: str | None
+    reason: str
+
+    @property
+    def key(self) -> str:
+        return _safe(f"{self.kind}-{self.model}-v{self.version}-{self.window['window_id']}")
+
+
+def write_entry(directory: Path, entry: SpoolEntry) -> Path:
+    """Write atomically (temp file + rename) so a crash never leaves a truncated entry."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{entry.key}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(asdict(entry), indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def read_entries(directory: Path) -> list[tuple[Path, SpoolEntry]]:
+    if not directory.is_dir():
+        return []
+    return [(path, SpoolEntry(**json.loads(path.read_text()))) for path in sorted(directory.glob("*.json"))]
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:200]

@@ -1,0 +1,1 @@
+"""MLflow as the system of record. The only layer that imports mlflow."""

@@ -1,0 +1,55 @@
+"""Which MLflow to talk to, and a clear error when it cannot be reached.
+
+The URI comes from ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's own default (a
+``sqlite:///mlflow.db`` in the working folder). Credentials (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``,
+``MLFLOW_TRACKING_TOKEN``) are read by MLflow itself; we never copy them anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from drift_decider.errors import InputError, TrackingError
+
+
+def resolve_tracking_uri(explicit: str | None = None) -> str:
+    import mlflow
+
+    if explicit:
+        uri = explicit
+    else:
+        uri = mlflow.get_tracking_uri()
+    if uri.startswith("file:") or "://" not in uri and not uri.startswith("databricks"):
+        raise InputError(f"tracking URI {uri!r} is MLflow's deprecated file store; use a database "
+                         "(e.g. sqlite:///mlflow.db) or an http(s):// tracking server")
+    return uri
+
+
+@contextlib.contextmanager
+def mlflow_errors(action: str) -> Iterator[None]:
+    """Turn MLflow and network failures into a TrackingError that says what we were doing."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow failed while {action}: {_first_line(str(exc))}") from exc
+    except OSError as exc:
+        raise TrackingError(f"MLflow could not be reached while {action}: {exc}") from exc
+
+
+def connect(tracking_uri: str | None = None):
+    """An MlflowClient for tracking and registry, after a cheap request proves the server answers."""
+    from mlflow import MlflowClient
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with mlflow_errors(f"connecting to {uri}"):
+        client.search_experiments(max_results=1)
+    return client
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line[:500]

@@ -1,0 +1,59 @@
+"""Rebuild a model version's check history from MLflow, so `check` keeps no state of its own.
+
+Only runs marked complete count: a run whose write was interrupted never shapes a later decision.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from drift_decider.policy import CheckRecord, History
+from drift_decider.tracking import tags
+from drift_decider.tracking.connection import mlflow_errors
+from drift_decider.tracking.registry import VersionRef
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def check_runs(client, experiment_id: str, ref: VersionRef, *, kind: str = "check",
+               window_id: str | None = None) -> list:
+    """Complete check runs of one model version, oldest window first."""
+    return search_checks(client, experiment_id, model=ref.name, version=ref.version, kind=kind, window_id=window_id)
+
+
+def search_checks(client, experiment_id: str, *, model: str | None = None, version: str | None = None,
+                  kind: str | None = "check", window_id: str | None = None, decision_id: str | None = None) -> list:
+    """Complete drift-decider runs matching the given tags, oldest window first."""
+    from mlflow.entities import ViewType
+
+    wanted = {tags.MODEL: model, tags.VERSION: version, tags.KIND: kind, tags.WINDOW_ID: window_id,
+              tags.DECISION_ID: decision_id, tags.COMPLETE: "true"}
+    conditions = [f"tags.`{key}` = {_quote(value)}" for key, value in wanted.items() if value is not None]
+    runs, token = [], None
+    with mlflow_errors("reading the check history" + (f" of {model}" if model else "")):
+        while True:
+            page = client.search_runs([experiment_id], " and ".join(conditions),
+                                      run_view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                break
+    return sorted(runs, key=lambda run: (window_end_of(run), run.info.start_time))
+
+
+def window_end_of(run) -> datetime:
+    return datetime.fromisoformat(run.data.tags[tags.WINDOW_END])
+
+
+def history_from_runs(runs: list) -> History:
+    return History(checks=[
+        CheckRecord(window_id=run.data.tags[tags.WINDOW_ID],
+                    window_end=window_end_of(run),
+                    metrics=dict(run.data.metrics),
+                    action=run.data.tags[tags.DECISION],
+                    rule_id=run.data.tags.get(tags.RULE) or None,
+                    decided_at=datetime.fromisoformat(run.data.tags[tags.DECIDED_AT]),
+                    mode=run.data.tags.get(tags.MODE, "enforce"))
+        for run in runs])

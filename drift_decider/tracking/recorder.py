@@ -1,0 +1,173 @@
+"""Write one check to MLflow: a run with metrics, inputs, decision record, then the version's tags.
+
+Order matters for honesty. Metrics, params and decision tags go in one batch; the decision record
+follows; the run is marked complete last. Readers only trust complete runs, and a failure before
+that point deletes the run, so MLflow never shows a decision without its run and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import timezone
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from drift_decider.errors import TrackingError
+from drift_decider.tracking import tags
+from drift_decider.tracking.registry import VersionRef
+from drift_decider.window import Window
+
+
+def decision_tags(decision: dict[str, Any], run_id: str | None = None) -> dict[str, str]:
+    """The tags naming a decision (from its record), shared by the run and the model version."""
+    policy = decision.get("policy", {})
+    out = {
+        tags.DECISION: decision["action"],
+        tags.RULE: decision.get("rule_id") or "",
+        tags.DECIDED_AT: str(decision["decided_at"]),
+        tags.DECISION_ID: decision["decision_id"],
+        tags.POLICY: f"{policy.get('name')}@{policy.get('version')}",
+        tags.POLICY_SHA256: policy.get("sha256", ""),
+        tags.MODE: decision.get("mode", "enforce"),
+    }
+    if run_id:
+        out[tags.RUN_ID] = run_id
+    return out
+
+
+class RecordingFailed(TrackingError):
+    """The check could not be written; ``orphan_run_id`` names an incomplete run left on a dead server."""
+
+    def __init__(self, message: str, orphan_run_id: str | None = None) -> None:
+        self.orphan_run_id = orphan_run_id
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class CheckPayload:
+    """Everything a check writes, as plain data, so a spooled check can be replayed as it was."""
+
+    values: dict[str, float]
+    inputs: dict[str, Any]
+    evidence: dict[str, Any]
+    decision: dict[str, Any]
+
+
+def record_check(client, experiment_id: str, ref: VersionRef, window: Window, record: CheckPayload, step: int,
+                 *, kind: str = "check", extra_tags: dict[str, str] | None = None) -> str:
+    """Log the check as one complete run and return its id; raise TrackingError leaving nothing behind."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+    from mlflow.entities.logged_model_input import LoggedModelInput
+    from mlflow.exceptions import MlflowException
+
+    timestamp = int(window.window_end.timestamp() * 1000)
+    run = None
+    try:
+        run = client.create_run(experiment_id, run_name=f"{ref.name}-v{ref.version}-{window.window_id}", tags={
+            tags.MODEL: ref.name, tags.VERSION: ref.version, tags.WINDOW_ID: window.window_id,
+            tags.WINDOW_END: window.window_end.astimezone(timezone.utc).isoformat(), tags.KIND: kind,
+        })
+        run_id = run.info.run_id
+        metrics = [Metric(key, value, timestamp, step, model_id=ref.model_id, dataset_name=window.dataset_name,
+                          dataset_digest=window.dataset_digest) for key, value in sorted(record.values.items())]
+        params = {key: value for key, value in record.inputs.items() if isinstance(value, (int, float, str))}
+        run_tags = {**decision_tags(record.decision, run_id), **(extra_tags or {})}
+        client.log_batch(run_id, metrics=metrics, params=[Param(k, str(v)[:6000]) for k, v in sorted(params.items())],
+                         tags=[RunTag(k, v) for k, v in run_tags.items()])
+        client.log_inputs(run_id, datasets=[DatasetInput(
+            Dataset(window.dataset_name, window.dataset_digest, "local", window.source),
+            tags=[InputTag("mlflow.data.context", "current")])], models=[LoggedModelInput(ref.model_id)])
+        _log_json_artifacts(client, run_id, {tags.DECISION_ARTIFACT: record.decision,
+                                             tags.EVIDENCE_ARTIFACT: record.evidence})
+        client.set_tag(run_id, tags.COMPLETE, "true")
+        client.set_terminated(run_id, "FINISHED")
+        return run_id
+    except (MlflowException, OSError) as exc:
+        orphan = _discard(client, run)
+        raise RecordingFailed(f"MLflow failed while recording the check of {ref.name} version {ref.version} "
+                              f"(window {window.window_id}): {_short(exc)}", orphan_run_id=orphan) from exc
+
+
+def publish_latest(client, ref: VersionRef, list_runs: Callable[[], list], attempts: int = 5) -> None:
+    """Point the version's tags at the decision of its latest window (by window end, not write order).
+
+    Tags are last-write-wins and several checks may publish at once, so publish, read back and
+    repeat until the tags agree with the latest complete run.
+    """
+    for _ in range(attempts):
+        runs = list_runs()
+        if not runs:
+            return
+        latest = runs[-1]
+        wanted = {key: latest.data.tags.get(key, "") for key in
+                  (tags.DECISION, tags.RULE, tags.DECIDED_AT, tags.DECISION_ID, tags.POLICY, tags.POLICY_SHA256,
+                   tags.MODE, tags.WINDOW_ID)}
+        wanted[tags.RUN_ID] = latest.info.run_id
+        present = client.get_model_version(ref.name, ref.version).tags or {}
+        stale = {key: value for key, value in wanted.items() if present.get(key) != value}
+        if not stale:
+            return
+        for key, value in stale.items():
+            client.set_model_version_tag(ref.name, ref.version, key, value)
+
+
+def publish_promotion(client, ref: VersionRef, decision: dict[str, Any], run_id: str,
+                      gate_tags: dict[str, str]) -> None:
+    """Tag the candidate with its gate decision (under ``drift_decider.promotion.``) and the gate facts."""
+    prefixed = {key.replace(tags.PREFIX, tags.PREFIX + "promotion.", 1): value
+                for key, value in decision_tags(decision, run_id).items()}
+    for key, value in {**prefixed, **gate_tags}.items():
+        client.set_model_version_tag(ref.name, ref.version, key, value)
+
+
+def read_decision_record(client, run_id: str) -> dict[str, Any]:
+    """The full decision record stored with a check run."""
+    return read_json_artifact(client, run_id, tags.DECISION_ARTIFACT)
+
+
+def read_json_artifact(client, run_id: str, artifact_path: str) -> dict[str, Any]:
+    from drift_decider.tracking.connection import mlflow_errors
+
+    with tempfile.TemporaryDirectory() as tmp, mlflow_errors(f"reading {artifact_path} of run {run_id}"):
+        path = client.download_artifacts(run_id, artifact_path, tmp)
+        return json.loads(Path(path).read_text())
+
+
+def _log_json_artifacts(client, run_id: str, documents: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for artifact_path, document in documents.items():
+            path = Path(tmp) / artifact_path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(document, indent=2, sort_keys=True, default=str))
+        client.log_artifacts(run_id, tmp)
+
+
+def _discard(client, run) -> str | None:
+    """Delete a run that could not be completed; return its id if it is still there (server gone)."""
+    if run is None:
+        return None
+    try:
+        client.set_terminated(run.info.run_id, "FAILED")
+        client.delete_run(run.info.run_id)
+        return None
+    except Exception:  # the server is gone: readers ignore runs without the complete tag; sync deletes it
+        return run.info.run_id
+
+
+def discard_orphan(client, run_id: str) -> None:
+    """Delete a run left incomplete by a failed check (called by sync once the server is back)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return
+    if run.data.tags.get(tags.COMPLETE) != "true" and run.info.lifecycle_stage == "active":
+        client.delete_run(run_id)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

@@ -1,0 +1,87 @@
+"""Store a model version's reference as artifacts of its LoggedModel, and read it back verified.
+
+The reference is summarised once, when it is set: a profile, plus (when given) a seeded id-keyed
+sample of items and a sample of queries for the structure and score metrics. A manifest of sha256
+digests, itself pinned by a version tag, makes a tampered or truncated reference an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from drift_decider.errors import InputError
+from drift_decider.evidence_builder import ReferenceData
+from drift_decider.profile import EmbeddingProfile
+from drift_decider.tracking import tags
+from drift_decider.tracking.connection import mlflow_errors
+from drift_decider.tracking.registry import VersionRef
+
+PROFILE_FILE = "profile.npz"
+ITEMS_FILE = "items.npz"
+QUERIES_FILE = "queries.npy"
+MANIFEST_FILE = "manifest.json"
+
+
+def store_reference(client, ref: VersionRef, reference: ReferenceData) -> str:
+    """Upload the reference and point the model version at it; returns its artifact URI."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        reference.profile.save(folder / PROFILE_FILE)
+        if reference.item_ids is not None:
+            np.savez(folder / ITEMS_FILE, ids=reference.item_ids, vectors=reference.item_vectors)
+        if reference.queries is not None:
+            np.save(folder / QUERIES_FILE, reference.queries)
+        manifest = {path.name: _sha256(path) for path in sorted(folder.iterdir())}
+        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, sort_keys=True))
+        uri = f"models:/{ref.model_id}/{tags.REFERENCE_ARTIFACT_DIR}"
+        with mlflow_errors(f"storing the reference of {ref.name} version {ref.version}"):
+            client.log_model_artifacts(ref.model_id, tmp, artifact_path=tags.REFERENCE_ARTIFACT_DIR)
+            for key, value in ((tags.REFERENCE_SHA256, _sha256(folder / MANIFEST_FILE)),
+                               (tags.REFERENCE_ROWS, str(reference.profile.count)),
+                               (tags.REFERENCE_DIM, str(reference.profile.dim)), (tags.REFERENCE_URI, uri)):
+                client.set_model_version_tag(ref.name, ref.version, key, value)
+    return uri
+
+
+def load_reference(client, tracking_uri: str, ref: VersionRef, workdir: Path) -> ReferenceData:
+    """Download the version's reference and verify every file against the pinned manifest."""
+    import mlflow.artifacts
+
+    expected = ref.tags.get(tags.REFERENCE_SHA256)
+    if not ref.tags.get(tags.REFERENCE_URI) or not expected:
+        raise InputError(f"model {ref.name!r} version {ref.version} has no reference embeddings; run "
+                         f"`drift-decider reference set --model {ref.name} --version {ref.version} "
+                         f"--embeddings PATH` first")
+    with mlflow_errors(f"downloading the reference of {ref.name} version {ref.version}"):
+        logged = client.get_logged_model(ref.model_id)
+        folder = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{logged.artifact_location.rstrip('/')}/{tags.REFERENCE_ARTIFACT_DIR}",
+            dst_path=str(workdir), tracking_uri=tracking_uri))
+    manifest_path = folder / MANIFEST_FILE
+    corrupt = f"reference of {ref.name} version {ref.version} is corrupt"
+    if not manifest_path.is_file() or _sha256(manifest_path) != expected:
+        raise InputError(f"{corrupt}: its manifest does not match the tag {tags.REFERENCE_SHA256}")
+    manifest = json.loads(manifest_path.read_text())
+    for name, digest in manifest.items():
+        if not (folder / name).is_file() or _sha256(folder / name) != digest:
+            raise InputError(f"{corrupt}: {name} does not match its sha256 in the manifest")
+    item_ids = item_vectors = queries = None
+    if ITEMS_FILE in manifest:
+        with np.load(folder / ITEMS_FILE, allow_pickle=False) as items:
+            item_ids, item_vectors = items["ids"], items["vectors"]
+    if QUERIES_FILE in manifest:
+        queries = np.load(folder / QUERIES_FILE, allow_pickle=False)
+    return ReferenceData(EmbeddingProfile.load(folder / PROFILE_FILE), item_ids, item_vectors, queries)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,32 @@
+"""Names of the tags drift-decider writes; one place, so readers and writers never disagree."""
+
+PREFIX = "drift_decider."
+
+# on runs and model versions: the decision
+DECISION = PREFIX + "decision"
+RULE = PREFIX + "rule"
+DECIDED_AT = PREFIX + "decided_at"
+DECISION_ID = PREFIX + "decision_id"
+POLICY = PREFIX + "policy"
+POLICY_SHA256 = PREFIX + "policy_sha256"
+RUN_ID = PREFIX + "run_id"
+MODE = PREFIX + "mode"
+
+# on runs only: what the check was about
+MODEL = PREFIX + "model"
+VERSION = PREFIX + "version"
+WINDOW_ID = PREFIX + "window_id"
+WINDOW_END = PREFIX + "window_end"
+KIND = PREFIX + "kind"                  # "check" | "promotion"
+COMPLETE = PREFIX + "complete"          # "true" once metrics, artifact and decision are all written
+
+# on model versions only
+LOGGED_MODEL_ID = PREFIX + "logged_model_id"
+REFERENCE_URI = PREFIX + "reference_uri"
+REFERENCE_SHA256 = PREFIX + "reference_sha256"
+REFERENCE_ROWS = PREFIX + "reference_rows"
+REFERENCE_DIM = PREFIX + "reference_dim"
+
+DECISION_ARTIFACT = "drift_decider/decision.json"
+EVIDENCE_ARTIFACT = "drift_decider/evidence.json"
+REFERENCE_ARTIFACT_DIR = "drift_decider/reference"

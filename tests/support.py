@@ -1,0 +1,49 @@
+"""Helpers for end-to-end tests: real embeddings on disk and a registered model version in MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from drift_decider.cli import cli
+from drift_decider.datasets.movielens import factorize, load_ratings
+from drift_decider.tracking.connection import connect
+from drift_decider.tracking.registry import ensure_experiment, register_external_model
+
+POLICY = Path(__file__).resolve().parents[1] / "policies" / "recommender-default.yaml"
+_FACTORS = None
+
+
+def movielens_items():
+    """Real item factors (ids, vectors) learned from MovieLens, computed once per test session."""
+    global _FACTORS
+    if _FACTORS is None:
+        factors = factorize(load_ratings(), dim=32, min_item_ratings=5, seed=0)
+        _FACTORS = (factors.item_ids, factors.item_vectors)
+    return _FACTORS
+
+
+def write_items(path: Path, ids: np.ndarray, vectors: np.ndarray) -> Path:
+    np.savez(path, vectors=vectors.astype(np.float32), ids=ids)
+    return path
+
+
+def run_cli(*args: str, expect: int | None = 0):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    if expect is not None:
+        assert result.exit_code == expect, f"exit {result.exit_code}, expected {expect}:\n{result.output}"
+    return result
+
+
+def register_with_reference(uri: str, tmp_path: Path, name: str = "recsys") -> tuple[str, Path]:
+    """Register an external model version and store MovieLens item factors as its reference."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    client = connect(uri)
+    ref = register_external_model(client, uri, name, experiment_id=ensure_experiment(client))
+    ids, vectors = movielens_items()
+    reference = write_items(tmp_path / "reference.npz", ids, vectors)
+    run_cli("reference", "set", "--model", name, "--version", ref.version, "--embeddings", reference,
+            "--tracking-uri", uri)
+    return ref.version, reference

@@ -1,0 +1,149 @@
+"""End to end: reference set → check → MLflow state, over sqlite and over a real HTTP server."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from drift_decider.tracking import tags
+from support import POLICY, movielens_items, register_with_reference, run_cli, write_items
+
+
+def _windows(tmp_path):
+    ids, vectors = movielens_items()
+    rng = np.random.default_rng(7)
+    quiet = write_items(tmp_path / "quiet.npz", ids, vectors + rng.normal(scale=0.005, size=vectors.shape))
+    scaled = write_items(tmp_path / "scaled.npz", ids, vectors * 1.6)
+    return quiet, scaled
+
+
+def _check(uri, version, current, window, end, *extra, expect=0):
+    return run_cli("check", "--model", "recsys", "--version", version, "--current", current, "--policy", POLICY,
+                   "--window-id", window, "--window-end", end, "--tracking-uri", uri, "--json", *extra,
+                   expect=expect)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "http"])
+def test_check_logs_metrics_on_the_version_and_tags_the_decision(backend, tmp_path, sqlite_uri, request):
+    uri = request.getfixturevalue("mlflow_server").uri if backend == "http" else sqlite_uri
+    version, _ = register_with_reference(uri, tmp_path, name=f"recsys-{backend}")
+    quiet, scaled = _windows(tmp_path)
+    outcomes = []
+    for i, (current, day) in enumerate([(quiet, "01"), (scaled, "02"), (scaled, "03")]):
+        result = run_cli("check", "--model", f"recsys-{backend}", "--version", version, "--current", current,
+                         "--policy", POLICY, "--window-id", f"day-{day}", "--window-end", f"2026-03-{day}T00:00:00Z",
+                         "--tracking-uri", uri, "--json")
+        outcomes.append(json.loads(result.stdout))
+
+    client = MlflowClient(uri)
+    mv = client.get_model_version(f"recsys-{backend}", version)
+    runs = client.search_runs([client.get_experiment_by_name("drift-decider").experiment_id],
+                              f"tags.`{tags.MODEL}` = 'recsys-{backend}'", order_by=["attributes.start_time"])
+    assert len(runs) == 3
+    assert {r.data.tags[tags.WINDOW_ID] for r in runs} == {"day-01", "day-02", "day-03"}
+    latest = outcomes[-1]
+    assert mv.tags[tags.DECISION] == latest["action"]
+    assert mv.tags[tags.RULE] == (latest["rule_id"] or "")
+    assert mv.tags[tags.WINDOW_ID] == "day-03"
+    assert mv.tags[tags.RUN_ID] == latest["run_id"]
+    assert mv.tags[tags.DECISION_ID] == latest["decision_id"]
+    # metrics are tied to the version's LoggedModel, with the window as the dataset
+    assert mv.source.startswith("models:/m-")   # open-source MLflow: the LoggedModel id lives in `source`
+    logged = client.get_logged_model(mv.source.split("/")[1])
+    keys = {m.key for m in logged.metrics}
+    assert {"mmd2", "norm_ratio", "domain_classifier.auc"} <= keys
+    norm = [m for m in logged.metrics if m.key == "norm_ratio" and m.run_id == latest["run_id"]]
+    assert norm and norm[0].dataset_name == "scaled" and norm[0].step == 3
+    assert norm[0].value == pytest.approx(1.6, rel=1e-3)
+    # the decision record artifact reconstructs the decision
+    record = json.loads(run_cli("audit", "--decision-id", latest["decision_id"], "--tracking-uri", uri,
+                                "--json").output)
+    assert record["decision"]["action"] == latest["action"]
+    assert record["decision"]["policy"]["name"] == "recommender-default"
+    assert record["evidence"]["values"]["norm_ratio"] == pytest.approx(1.6, rel=1e-3)
+
+
+def test_same_window_is_never_decided_twice(tmp_path, sqlite_uri):
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    quiet, _ = _windows(tmp_path)
+    first = json.loads(_check(sqlite_uri, version, quiet, "w1", "2026-03-01T00:00:00Z").stdout)
+    again = json.loads(_check(sqlite_uri, version, quiet, "w1", "2026-03-01T00:00:00Z").stdout)
+    assert again["already_recorded"] and again["run_id"] == first["run_id"]
+    assert again["decision_id"] == first["decision_id"]
+    client = MlflowClient(sqlite_uri)
+    assert len(client.search_runs([client.get_experiment_by_name("drift-decider").experiment_id])) == 1
+
+
+def test_dry_run_writes_nothing(tmp_path, sqlite_uri):
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    quiet, _ = _windows(tmp_path)
+    out = json.loads(_check(sqlite_uri, version, quiet, "w1", "2026-03-01T00:00:00Z", "--dry-run").stdout)
+    assert out["run_id"] is None
+    client = MlflowClient(sqlite_uri)
+    experiment = client.get_experiment_by_name("drift-decider")
+    assert client.search_runs([experiment.experiment_id]) == []
+    assert tags.DECISION not in client.get_model_version("recsys", version).tags
+
+
+def _snapshot(uri):
+    client = MlflowClient(uri)
+    experiments = client.search_experiments()
+    runs = client.search_runs([e.experiment_id for e in experiments]) if experiments else []
+    versions = client.search_model_versions("name = 'recsys'")
+    return len(runs), [dict(v.tags) for v in versions]
+
+
+@pytest.mark.parametrize("problem", ["nan", "dimension", "empty", "missing"])
+def test_invalid_input_exits_2_and_leaves_no_trace(problem, tmp_path, sqlite_uri):
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    path = tmp_path / f"{problem}.npz"
+    if problem == "nan":
+        bad = vectors.copy()
+        bad[17, 3] = np.nan
+        write_items(path, ids, bad)
+        expected = ["1 row(s) contain NaN or inf", "first at row 17"]
+    elif problem == "dimension":
+        write_items(path, ids, vectors[:, :16])
+        expected = ["dimension mismatch", "16"]
+    elif problem == "empty":
+        path.write_bytes(b"")
+        expected = ["file is empty"]
+    else:
+        expected = ["file not found"]
+    before = _snapshot(sqlite_uri)
+    result = _check(sqlite_uri, version, path, "bad", "2026-03-01T00:00:00Z", expect=2)
+    message = result.output
+    assert path.name in message and all(text in message for text in expected), message
+    assert _snapshot(sqlite_uri) == before
+
+
+def test_unreachable_server_fails_fast_with_exit_1(tmp_path):
+    from conftest import free_port
+
+    np.save(tmp_path / "cur.npy", np.zeros((5, 3), dtype=np.float32))
+    result = _check(f"http://127.0.0.1:{free_port()}", "1", tmp_path / "cur.npy", "w", "2026-03-01T00:00:00Z",
+                    expect=1)
+    assert "error: MLflow" in result.output and "127.0.0.1" in result.output
+
+
+def test_version_registered_from_run_artifacts_gets_a_logged_model(tmp_path, sqlite_uri):
+    client = MlflowClient(sqlite_uri)
+    experiment_id = client.create_experiment("training", artifact_location=str(tmp_path / "artifacts"))
+    run = client.create_run(experiment_id)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.txt").write_text("item tower")
+    client.log_artifacts(run.info.run_id, str(tmp_path / "model"), "model")
+    client.create_registered_model("from-run")
+    mv = client.create_model_version("from-run", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    ids, vectors = movielens_items()
+    reference = write_items(tmp_path / "ref.npz", ids, vectors)
+    run_cli("reference", "set", "--model", "from-run", "--version", mv.version, "--embeddings", reference,
+            "--tracking-uri", sqlite_uri)
+    result = json.loads(run_cli("check", "--model", "from-run", "--version", mv.version, "--current", reference,
+                                "--policy", POLICY, "--window-id", "w", "--tracking-uri", sqlite_uri, "--json").output)
+    model_id = client.get_model_version("from-run", mv.version).tags[tags.LOGGED_MODEL_ID]
+    assert {m.run_id for m in client.get_logged_model(model_id).metrics} == {result["run_id"]}

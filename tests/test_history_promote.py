@@ -1,0 +1,84 @@
+"""History table and plot, and alias promotion gated by a policy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from mlflow import MlflowClient
+
+from drift_decider.tracking import tags
+from support import POLICY, movielens_items, register_with_reference, run_cli, write_items
+
+GATE = POLICY.parent / "promotion-gate.yaml"
+
+
+def test_history_lists_checks_and_plots_markers(tmp_path, sqlite_uri):
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    rng = np.random.default_rng(3)
+    for day, scale in enumerate([1.0, 1.0, 1.6, 1.6], start=1):
+        current = write_items(tmp_path / f"d{day}.npz", ids,
+                              scale * vectors + rng.normal(scale=0.005, size=vectors.shape))
+        run_cli("check", "--model", "recsys", "--version", version, "--current", current, "--policy", POLICY,
+                "--window-id", f"d{day}", "--window-end", f"2026-04-0{day}T00:00:00Z", "--tracking-uri", sqlite_uri)
+    plot = tmp_path / "history.png"
+    rows = json.loads(run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri, "--json",
+                              "--plot", plot).stdout)
+    assert [r["window_id"] for r in rows] == ["d1", "d2", "d3", "d4"]
+    assert rows[2]["metrics"]["norm_ratio"] > 1.5 > rows[0]["metrics"]["norm_ratio"]
+    since = json.loads(run_cli("history", "--model", "recsys", "--since", "2026-04-03", "--tracking-uri",
+                               sqlite_uri, "--json").stdout)
+    assert [r["window_id"] for r in since] == ["d3", "d4"]
+    table = run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri).stdout
+    assert "norm_ratio" in table and all(r["run_id"][:8] in table for r in rows)
+
+    import matplotlib.image
+
+    image = matplotlib.image.imread(plot)
+    assert image.shape[0] > 300 and image.shape[1] > 600
+    rgb = image[..., :3]
+    # decision markers: green (none) must be drawn; the lines are grey
+    green = (rgb[..., 1] > 0.5) & (rgb[..., 0] < 0.3) & (rgb[..., 2] < 0.3)
+    assert green.sum() > 50
+    actions = {r["action"] for r in rows}
+    if "recalibrate" in actions:
+        orange = (rgb[..., 0] > 0.9) & (rgb[..., 1] > 0.4) & (rgb[..., 1] < 0.6) & (rgb[..., 2] < 0.2)
+        assert orange.sum() > 20
+
+
+def test_promotion_moves_alias_only_when_the_gate_passes(tmp_path, sqlite_uri):
+    client = MlflowClient(sqlite_uri)
+    champion, reference = register_with_reference(sqlite_uri, tmp_path)
+    client.set_registered_model_alias("recsys", "champion", champion)
+    ids, vectors = movielens_items()
+    # a candidate trained on data that no longer looks like production: blocked
+    drifted, _ = register_with_reference(sqlite_uri, tmp_path / "drifted")
+    shifted = write_items(tmp_path / "prod.npz", ids, vectors * 1.6 + 0.3)
+    blocked = json.loads(run_cli("promote", "--model", "recsys", "--candidate", drifted, "--current", shifted,
+                                 "--policy", GATE, "--tracking-uri", sqlite_uri, "--json").stdout)
+    assert not blocked["passed"] and not blocked["alias_moved"] and blocked["action"] != "none"
+    assert str(client.get_model_version_by_alias("recsys", "champion").version) == champion
+    tags_after = client.get_model_version("recsys", drifted).tags
+    assert tags_after["drift_decider.promotion.decision"] == blocked["action"]
+    assert tags_after["drift_decider.promotion.previous_holder"] == champion
+    assert tags_after["drift_decider.promotion.passed"] == "false"
+    run = client.get_run(blocked["run_id"])
+    assert run.data.tags[tags.KIND] == "promotion" and run.data.tags[tags.DECISION] == blocked["action"]
+    # the promotion gate fails closed without index evidence; with it, a candidate matching
+    # production passes and takes the alias
+    from drift_decider.ann_index import ServingIndex
+
+    ServingIndex.build(ids, vectors, kind="exact").save(tmp_path / "index")
+    good, _ = register_with_reference(sqlite_uri, tmp_path / "good")
+    dry = json.loads(run_cli("promote", "--model", "recsys", "--candidate", good, "--current", reference,
+                             "--index", tmp_path / "index", "--policy", GATE, "--tracking-uri", sqlite_uri,
+                             "--dry-run", "--json").stdout)
+    assert dry["passed"] and not dry["alias_moved"] and dry["run_id"] is None
+    assert str(client.get_model_version_by_alias("recsys", "champion").version) == champion
+    passed = json.loads(run_cli("promote", "--model", "recsys", "--candidate", good, "--current", reference,
+                                "--index", tmp_path / "index", "--policy", GATE, "--tracking-uri", sqlite_uri,
+                                "--json").stdout)
+    assert passed["passed"] and passed["alias_moved"], passed["decision"].get("explanation")
+    assert str(client.get_model_version_by_alias("recsys", "champion").version) == good
+    assert client.get_model_version("recsys", good).tags["drift_decider.promotion.previous_holder"] == champion

@@ -1,0 +1,112 @@
+"""EmbeddingProfile: exact moments, exact mergeable sample, safe persistence, bounded reading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drift_decider.errors import InputError
+from drift_decider.profile import EmbeddingProfile
+
+
+def _data(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, d)) * np.linspace(0.5, 2.0, d) + 1.0 + shift).astype(np.float32)
+
+
+def test_moments_match_numpy_on_all_rows():
+    x = _data(5_000, 12, 0)
+    p = EmbeddingProfile.from_array(x, seed=3, chunk_rows=700, sample_rows=100)
+    x64 = x.astype(np.float64)
+    assert p.count == 5_000 and p.dim == 12
+    np.testing.assert_allclose(p.mean, x64.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(p.covariance, np.cov(x64, rowvar=False, bias=True), rtol=1e-4, atol=1e-6)
+    assert p.mean_norm == pytest.approx(np.linalg.norm(x64, axis=1).mean(), rel=1e-9)
+    halves = [p.half(0), p.half(1)]
+    assert halves[0][0] + halves[1][0] == 5_000 and min(halves[0][0], halves[1][0]) > 2_300
+
+
+def test_sample_is_uniform_without_replacement():
+    x = np.arange(20_000, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    p = EmbeddingProfile.from_array(x, seed=11, chunk_rows=3_000, sample_rows=2_000)
+    picked = p.sample[:, 0]
+    assert len(np.unique(picked)) == 2_000
+    # each row is kept with probability 0.1: the deciles of the row index must hold ~200 each
+    counts = np.bincount((picked // 2_000).astype(int), minlength=10)
+    expected = 200
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 27.9  # chi-square(9) 0.999 quantile
+
+
+@pytest.mark.parametrize("split", [1, 1_234, 4_999])
+def test_merge_equals_profile_of_union(split):
+    x = _data(5_000, 8, 1)
+    a, b = x[:split], x[split:]
+    kwargs = dict(seed=5, chunk_rows=611, sample_rows=300)
+    merged = EmbeddingProfile.from_array(a, **kwargs).merge(EmbeddingProfile.from_array(b, **kwargs))
+    union = EmbeddingProfile.from_array(x[::-1].copy(), **kwargs)  # order and chunking do not matter
+    assert merged.count == union.count
+    np.testing.assert_array_equal(merged.half_counts, union.half_counts)
+    np.testing.assert_allclose(merged.half_means, union.half_means, rtol=1e-9, atol=1e-12)
+    # float32 products per chunk: agreement to float32 precision of the matrix's scale
+    np.testing.assert_allclose(merged.half_m2, union.half_m2, rtol=0, atol=1e-6 * np.abs(union.half_m2).max())
+    np.testing.assert_array_equal(merged.sample_keys, union.sample_keys)
+    np.testing.assert_array_equal(merged.sample, union.sample)
+    assert merged.norm_sum == pytest.approx(union.norm_sum, rel=1e-12)
+
+
+def test_merge_refuses_incompatible_profiles():
+    x = _data(100, 4, 2)
+    with pytest.raises(InputError, match="cannot be merged"):
+        EmbeddingProfile.from_array(x, seed=1).merge(EmbeddingProfile.from_array(x, seed=2))
+
+
+def test_save_load_roundtrip_without_pickle(tmp_path):
+    p = EmbeddingProfile.from_array(_data(1_000, 6, 3), seed=9, sample_rows=50)
+    path = p.save(tmp_path / "ref.profile")
+    q = EmbeddingProfile.load(path)
+    assert (q.count, q.dim, q.seed, q.sample_rows) == (p.count, p.dim, p.seed, p.sample_rows)
+    np.testing.assert_array_equal(q.half_m2, p.half_m2)
+    np.testing.assert_array_equal(q.sample, p.sample)
+    with np.load(path, allow_pickle=False) as data:  # readable by a plain, pickle-free reader
+        assert set(data.files) >= {"header", "sample"}
+
+
+def test_load_rejects_other_files(tmp_path):
+    bad = tmp_path / "x.npz"
+    np.savez(bad, a=np.zeros(3))
+    with pytest.raises(InputError, match="not a drift-decider profile"):
+        EmbeddingProfile.load(bad)
+    with pytest.raises(InputError, match="not found"):
+        EmbeddingProfile.load(tmp_path / "missing.npz")
+    (tmp_path / "junk").write_bytes(b"not a zip")
+    with pytest.raises(InputError):
+        EmbeddingProfile.load(tmp_path / "junk")
+
+
+def test_bad_input_is_an_input_error():
+    with pytest.raises(InputError, match="2-D"):
+        EmbeddingProfile.from_array(np.zeros(5), seed=0)
+    x = _data(50, 3, 4)
+    x[17, 1] = np.nan
+    with pytest.raises(InputError, match="row 17"):
+        EmbeddingProfile.from_array(x, seed=0, chunk_rows=8)
+
+
+def test_memmap_input_gives_the_same_profile(tmp_path):
+    x = _data(3_000, 5, 6)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    a = EmbeddingProfile.from_array(mapped, seed=1, chunk_rows=512)
+    b = EmbeddingProfile.from_array(x, seed=1, chunk_rows=512)
+    np.testing.assert_array_equal(a.half_m2, b.half_m2)
+    np.testing.assert_array_equal(a.sample, b.sample)
+
+
+def test_worker_count_does_not_change_the_profile():
+    x = _data(4_000, 6, 7)
+    one = EmbeddingProfile.from_array(x, seed=2, chunk_rows=300, sample_rows=200, workers=1)
+    three = EmbeddingProfile.from_array(x, seed=2, chunk_rows=300, sample_rows=200, workers=3)
+    np.testing.assert_array_equal(one.half_m2, three.half_m2)
+    np.testing.assert_array_equal(one.sample, three.sample)
+    assert one.norm_sum == three.norm_sum
