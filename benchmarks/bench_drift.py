@@ -122,40 +122,50 @@ def peers(sizes: list[int]) -> None:
 
 
 # -- scale ------------------------------------------------------------------------------------
-def _write_npy(path: Path, rows: int, dim: int, seed: int, shift: float) -> None:
-    rng = np.random.default_rng(seed)
-    mixing = np.random.default_rng(7).standard_normal((dim, dim)).astype(np.float32) / np.sqrt(dim)
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, dim))
-    for start in range(0, rows, 100_000):
-        block = rng.standard_normal((min(100_000, rows - start), dim), dtype=np.float32) @ mixing
-        out[start:start + len(block)] = block + np.float32(shift)
-    out.flush()
-    del out
+_WRITER = """
+import sys, numpy as np
+path, rows, dim, seed, shift = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+rng = np.random.default_rng(seed)
+mixing = np.random.default_rng(7).standard_normal((dim, dim)).astype(np.float32) / np.sqrt(dim)
+out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, dim))
+for start in range(0, rows, 100_000):
+    block = rng.standard_normal((min(100_000, rows - start), dim), dtype=np.float32) @ mixing
+    out[start:start + len(block)] = block + np.float32(shift)
+out.flush()
+"""
+
+_CHILD = """
+import json, resource, sys, time, numpy as np
+from drift_decider.measure import measure
+ref = np.load(sys.argv[1], mmap_mode="r"); cur = np.load(sys.argv[2], mmap_mode="r")
+t = time.perf_counter(); r = measure(ref, cur, seed=0, progress=True)
+print(json.dumps({"seconds": time.perf_counter() - t, "values": r.values(),
+                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
 
 
 def scale(rows: int, dim: int) -> None:
+    """Files are written by a separate process: a child's ru_maxrss starts from the high-water mark
+    of the process that spawned it, so the measuring parent must stay small."""
     SCALE_DIR.mkdir(exist_ok=True)
     ref_path, cur_path = SCALE_DIR / f"ref_{rows}x{dim}.npy", SCALE_DIR / f"cur_{rows}x{dim}.npy"
     for path, seed, shift in ((ref_path, 1, 0.0), (cur_path, 2, 0.01)):
         if not path.exists():
             print(f"writing {path} ...", file=sys.stderr)
-            _write_npy(path, rows, dim, seed, shift)
-    child = ("import json, sys, time, numpy as np\n"
-             "from drift_decider.measure import measure\n"
-             "ref = np.load(sys.argv[1], mmap_mode='r'); cur = np.load(sys.argv[2], mmap_mode='r')\n"
-             "t = time.perf_counter(); r = measure(ref, cur, seed=0, progress=True)\n"
-             "print(json.dumps({'seconds': time.perf_counter() - t, 'values': r.values(), 'inputs': r.inputs}))\n")
+            subprocess.run([sys.executable, "-c", _WRITER, str(path), str(rows), str(dim), str(seed), str(shift)],
+                           check=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", child, str(ref_path), str(cur_path)], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(ref_path), str(cur_path)], stdout=subprocess.PIPE,
+                          text=True, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        print(proc.stderr, file=sys.stderr)
         raise SystemExit(proc.returncode)
     out = json.loads(proc.stdout)
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
     print(f"scale: {rows:,} x {dim} float32 reference vs current (.npy, memory-mapped), {os.cpu_count()} cores")
-    print_table(["measure() seconds", "process wall seconds", "peak RSS GB"], [[out["seconds"], wall, peak_gb]])
+    print_table(["measure() seconds", "process wall seconds", "peak RSS GB (getrusage, child)"],
+                [[out["seconds"], wall, max(peak_gb, out["maxrss_kb"] / 1024 ** 2)]])
     print(json.dumps({k: round(v, 5) for k, v in out["values"].items()}))
 
 

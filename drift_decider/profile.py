@@ -4,7 +4,8 @@ A reference set is summarised once (per model version) and stored; checks then c
 embeddings against the summary instead of the raw vectors. The summary holds what the metrics
 need: the row count, the mean and centred second moments (exact, combined with Chan's parallel
 formulas) of each of two random halves of the rows (split by one hash bit, so metrics can fit on
-one half and evaluate on the other), the sum of L2 norms, and a uniform sample of rows for the tests that need rows.
+one half and evaluate on the other), the sum of L2 norms, and a uniform sample of rows for the
+tests that need rows.
 
 The sample is a bottom-k sample keyed by a seeded hash of each row's bytes: a row's key does not
 depend on where or in which chunk it was read, so ``merge(profile(A), profile(B))`` keeps exactly
@@ -19,11 +20,14 @@ from __future__ import annotations
 
 import json
 import mmap
-from collections.abc import Iterator
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from drift_decider.errors import InputError
 
@@ -91,34 +95,62 @@ class EmbeddingProfile:
     @classmethod
     def from_array(cls, x: np.ndarray, *, seed: int, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                    sample_rows: int = DEFAULT_SAMPLE_ROWS, progress: bool = False,
-                   name: str = "embeddings") -> "EmbeddingProfile":
-        """Summarise a 2-D array (or memory-mapped ``.npy``) chunk by chunk in bounded memory."""
+                   name: str = "embeddings", workers: int | None = None) -> "EmbeddingProfile":
+        """Summarise a 2-D array (or memory-mapped ``.npy``) chunk by chunk in bounded memory.
+
+        Chunks are summarised by ``workers`` threads (default: the CPU count, at most 4), each with
+        single-threaded BLAS, and merged in chunk order, so the result does not depend on
+        ``workers``; at most ``2 * workers`` chunks are in memory at once.
+        """
         x = _check_matrix(x, name)
         if chunk_rows < 1:
             raise InputError(f"chunk_rows must be at least 1, got {chunk_rows}")
+        workers = max(1, min(4, os.cpu_count() or 1)) if workers is None else max(1, workers)
         profile = cls.empty(x.shape[1], seed=seed, sample_rows=sample_rows)
         hasher = _RowHasher(x.shape[1], seed)
-        for start, chunk in _chunks(x, chunk_rows, progress=progress, name=name):
-            if not np.isfinite(chunk).all():
-                bad = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
-                raise InputError(f"{name}: row {bad} contains NaN or infinite values")
-            profile = profile._add_chunk(chunk, hasher)
+        starts = range(0, x.shape[0], chunk_rows)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(starts), desc=f"profiling {name}", unit="chunk", leave=False)
+        with threadpool_limits(1), ThreadPoolExecutor(max_workers=workers) as pool:
+            pending: deque[Future] = deque()
+            for start in starts:
+                pending.append(pool.submit(profile._chunk_profile, x, start, chunk_rows, hasher, name))
+                if len(pending) >= 2 * workers:
+                    profile = profile._merge_next(pending, x, bar)
+            while pending:
+                profile = profile._merge_next(pending, x, bar)
+        if bar is not None:
+            bar.close()
         return profile
 
-    def _add_chunk(self, chunk: np.ndarray, hasher: "_RowHasher") -> "EmbeddingProfile":
+    def _merge_next(self, pending: "deque[Future]", x: np.ndarray, bar) -> "EmbeddingProfile":
+        merged = self.merge(pending.popleft().result())
+        _release_pages(x)
+        if bar is not None:
+            bar.update(1)
+        return merged
+
+    def _chunk_profile(self, x: np.ndarray, start: int, rows: int, hasher: "_RowHasher",
+                       name: str) -> "EmbeddingProfile":
+        """Profile of rows [start, start + rows) of x, read as float32."""
+        chunk = np.ascontiguousarray(x[start:start + rows], dtype=np.float32)
+        if not np.isfinite(chunk).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
+            raise InputError(f"{name}: row {bad} contains NaN or infinite values")
         keys = hasher(chunk)
         counts, means, m2s = np.zeros(2, np.int64), np.zeros((2, self.dim)), np.zeros((2, self.dim, self.dim))
         for i in (0, 1):
-            rows = chunk[(keys & np.uint64(1)) == np.uint64(i)]
-            if len(rows):
-                counts[i] = len(rows)
-                means[i] = rows.mean(axis=0, dtype=np.float64)
-                centred = rows - means[i].astype(np.float32)
+            part = chunk[(keys & np.uint64(1)) == np.uint64(i)]
+            if len(part):
+                counts[i] = len(part)
+                means[i] = part.mean(axis=0, dtype=np.float64)
+                centred = part - means[i].astype(np.float32)
                 m2s[i] = centred.T @ centred
         norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64))
-        part = EmbeddingProfile(self.dim, self.seed, self.sample_rows, counts, means, m2s,
+        return EmbeddingProfile(self.dim, self.seed, self.sample_rows, counts, means, m2s,
                                 float(norms.sum()), *_bottom_k(chunk, keys, self.sample_rows))
-        return self.merge(part)
 
     def merge(self, other: "EmbeddingProfile") -> "EmbeddingProfile":
         """The profile of the union of both row sets (moments by Chan's formulas, sample exact)."""
@@ -201,20 +233,9 @@ def _check_matrix(x: object, name: str) -> np.ndarray:
     return x
 
 
-def _chunks(x: np.ndarray, chunk_rows: int, *, progress: bool, name: str) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield float32 row blocks; pages of a read-only memory map are released after each block,
-    so resident memory stays near one block even for files larger than RAM."""
-    starts = range(0, x.shape[0], chunk_rows)
-    if progress:
-        from tqdm import tqdm
-        starts = tqdm(starts, desc=f"profiling {name}", unit="chunk", leave=False)
-    for start in starts:
-        chunk = np.ascontiguousarray(x[start:start + chunk_rows], dtype=np.float32)
-        _release_pages(x)
-        yield start, chunk
-
-
 def _release_pages(x: np.ndarray) -> None:
+    """Drop the pages of a read-only memory map from this process (they stay in the page cache),
+    so resident memory stays near a few chunks even for files larger than RAM."""
     mapping = getattr(x, "_mmap", None)
     if isinstance(x, np.memmap) and x.mode == "r" and mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
         mapping.madvise(mmap.MADV_DONTNEED)

@@ -136,6 +136,8 @@ def generate_scenario(kind: str, strength: float, seed: int, *, dim: int = 32) -
         raise InputError(f"unknown scenario kind {kind!r}; expected one of {', '.join(SCENARIO_KINDS)}")
     if strength < 0:
         raise InputError(f"strength must be non-negative, got {strength}")
+    if kind in ("fold_in", "norm_change") and strength >= 1:
+        raise InputError(f"{kind} strength is a share or an exponent change below 1, got {strength}")
     factors, updated = fold_in_update(strength, dim) if kind == "fold_in" else (base_factors(dim), None)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(factors.item_ids))

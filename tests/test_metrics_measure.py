@@ -94,3 +94,12 @@ def test_bad_seed_and_options_are_input_errors():
         measure(ref, cur, seed=-1)
     with pytest.raises(InputError, match="mmd_permutations"):
         MeasureOptions(mmd_permutations=0)
+
+
+def test_progress_bar_only_when_asked(capsys):
+    ref, cur = _pair()
+    measure(ref, cur, options=MeasureOptions(chunk_rows=100))
+    assert capsys.readouterr().err == ""
+    measure(ref, cur, options=MeasureOptions(chunk_rows=100), progress=True)
+    err = capsys.readouterr().err
+    assert "profiling reference" in err and "profiling current" in err

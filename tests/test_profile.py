@@ -101,3 +101,12 @@ def test_memmap_input_gives_the_same_profile(tmp_path):
     b = EmbeddingProfile.from_array(x, seed=1, chunk_rows=512)
     np.testing.assert_array_equal(a.half_m2, b.half_m2)
     np.testing.assert_array_equal(a.sample, b.sample)
+
+
+def test_worker_count_does_not_change_the_profile():
+    x = _data(4_000, 6, 7)
+    one = EmbeddingProfile.from_array(x, seed=2, chunk_rows=300, sample_rows=200, workers=1)
+    three = EmbeddingProfile.from_array(x, seed=2, chunk_rows=300, sample_rows=200, workers=3)
+    np.testing.assert_array_equal(one.half_m2, three.half_m2)
+    np.testing.assert_array_equal(one.sample, three.sample)
+    assert one.norm_sum == three.norm_sum

@@ -88,7 +88,8 @@ def test_grid_covers_every_kind_and_strength():
     assert {kind for kind, _, _ in grid} == set(SCENARIO_KINDS)
 
 
-@pytest.mark.parametrize("kind, strength", [("drift", 0.1), ("none", -0.1), ("new_items", 0.5)])
+@pytest.mark.parametrize("kind, strength", [("drift", 0.1), ("none", -0.1), ("new_items", 0.5),
+                                             ("norm_change", 1.0), ("fold_in", 1.0)])
 def test_bad_scenario_arguments_are_input_errors(kind, strength):
     with pytest.raises(InputError):
         generate_scenario(kind, strength, 0)

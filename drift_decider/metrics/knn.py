@@ -54,9 +54,10 @@ def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, *, metric: Metric =
         block_rows = max(1, DEFAULT_BLOCK_BYTES // (4 * max(len(base), 1)))
     indices = np.empty((len(queries), k), dtype=np.int64)
     scores = np.empty((len(queries), k), dtype=np.float32)
+    buffer = np.empty((min(block_rows, len(queries)), len(base)), dtype=np.float32)  # reused: no page faults
     for start in range(0, len(queries), block_rows):
         stop = min(start + block_rows, len(queries))
-        block = queries[start:stop] @ base.T
+        block = np.matmul(queries[start:stop], base.T, out=buffer[:stop - start])
         if exclude is not None:
             rows = np.flatnonzero(exclude[start:stop] >= 0)
             block[rows, exclude[start:stop][rows]] = -np.inf
@@ -81,7 +82,8 @@ def top_k(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return np.take_along_axis(top, order, axis=1), np.take_along_axis(values, order, axis=1)
     bound = np.partition(block[:, :m], m - k, axis=1)[:, m - k]
     flat = (block >= bound[:, None]).reshape(-1)
-    flat = np.concatenate([flat, np.zeros((-flat.size) % 8, dtype=bool)])
+    if flat.size % 8:
+        flat = np.concatenate([flat, np.zeros(8 - flat.size % 8, dtype=bool)])
     words = np.flatnonzero(flat.view(np.uint64))
     positions = (words[:, None] * 8 + np.arange(8)).ravel()
     row, col = np.divmod(positions[flat[positions]], n)

@@ -14,6 +14,7 @@ from drift_decider.metrics.result import MetricResult
 
 BANDWIDTH_ROWS = 1_000   # pooled rows used for the median heuristic
 PERMUTATION_BATCH = 64
+KERNEL_BLOCK = 256      # rows of the kernel matrix built per block
 
 
 def median_bandwidth(z: np.ndarray, rng: np.random.Generator) -> float:
@@ -28,16 +29,20 @@ def median_bandwidth(z: np.ndarray, rng: np.random.Generator) -> float:
 
 
 def gaussian_kernel(z: np.ndarray, sigma: float) -> np.ndarray:
-    """(N, N) float32 exp(-||zi - zj||^2 / (2 sigma^2)), built in place from one Gram matrix."""
+    """(N, N) float32 exp(-||zi - zj||^2 / (2 sigma^2)), built from Gram products block by block
+    (each block's passes stay in cache)."""
     z = z - z.mean(axis=0)            # distances do not change; float32 cancellation does
     sq = np.einsum("ij,ij->i", z, z)
     gamma = np.float32(1.0 / (2.0 * sigma * sigma))
-    k = z @ z.T
-    k *= 2.0 * gamma
-    k -= (gamma * sq)[:, None]
-    k -= (gamma * sq)[None, :]
-    np.minimum(k, 0.0, out=k)
-    np.exp(k, out=k)
+    k = np.empty((len(z), len(z)), dtype=np.float32)
+    for start in range(0, len(z), KERNEL_BLOCK):
+        block = k[start:start + KERNEL_BLOCK]
+        np.matmul(z[start:start + KERNEL_BLOCK], z.T, out=block)
+        block *= 2.0 * gamma
+        block -= (gamma * sq[start:start + KERNEL_BLOCK])[:, None]
+        block -= (gamma * sq)[None, :]
+        np.minimum(block, 0.0, out=block)
+        np.exp(block, out=block)
     np.fill_diagonal(k, 1.0)
     return k
 

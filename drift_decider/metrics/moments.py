@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from drift_decider.metrics.linalg import descending_eigh
 from drift_decider.metrics.result import MetricResult
 
 
@@ -55,8 +56,7 @@ def norm_ratio(mean_norm_ref: float, mean_norm_cur: float) -> MetricResult:
 
 def _residual_fit(mean: np.ndarray, cov: np.ndarray, variance: float) -> tuple[np.ndarray, int, float]:
     """Orthonormal basis of the directions left out by a PCA keeping ``variance`` (at least one)."""
-    eigval, eigvec = np.linalg.eigh(cov)
-    eigval, eigvec = np.clip(eigval[::-1], 0.0, None), eigvec[:, ::-1]
+    eigval, eigvec = descending_eigh(cov)
     total = float(eigval.sum())
     k = min(int(np.searchsorted(np.cumsum(eigval) / max(total, 1e-300), variance) + 1), len(mean) - 1)
     return eigvec[:, k:], k, total
@@ -65,7 +65,7 @@ def _residual_fit(mean: np.ndarray, cov: np.ndarray, variance: float) -> tuple[n
 def _residual(rest: np.ndarray, centre: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> float:
     """E||(I-P)(x - centre)||^2 = tr(R'(C + dd')R) with d = mean - centre: exact from moments."""
     d = (mean - centre) @ rest
-    return float(np.einsum("ij,ik,kj->", rest, cov, rest) + d @ d)
+    return float(np.einsum("ij,ij->", cov @ rest, rest) + d @ d)
 
 
 def pca_recon_ratio(ref_halves: list[tuple[int, np.ndarray, np.ndarray]], mean_cur: np.ndarray,

@@ -11,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import ks_2samp
 
+from drift_decider.metrics.linalg import descending_eigh
 from drift_decider.metrics.result import MetricResult
 
 
 def principal_axes(cov: np.ndarray, k: int) -> np.ndarray:
     """(dim, k) top-k eigenvectors, signs fixed (largest |entry| positive) for reproducibility."""
-    eigval, eigvec = np.linalg.eigh(cov)
-    axes = eigvec[:, ::-1][:, :k]
+    axes = descending_eigh(cov)[1][:, :k]
     signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])])
     return axes * np.where(signs == 0, 1.0, signs)
 
