@@ -147,3 +147,20 @@ def test_version_registered_from_run_artifacts_gets_a_logged_model(tmp_path, sql
                                 "--policy", POLICY, "--window-id", "w", "--tracking-uri", sqlite_uri, "--json").output)
     model_id = client.get_model_version("from-run", mv.version).tags[tags.LOGGED_MODEL_ID]
     assert {m.run_id for m in client.get_logged_model(model_id).metrics} == {result["run_id"]}
+
+
+@pytest.mark.parametrize("uri", ["file:///tmp/mlruns", "./mlruns"])
+def test_deprecated_file_store_is_refused(uri, tmp_path):
+    np.save(tmp_path / "cur.npy", np.zeros((5, 3), dtype=np.float32))
+    result = _check(uri, "1", tmp_path / "cur.npy", "w", "2026-03-01T00:00:00Z", expect=2)
+    assert "deprecated file store" in result.output
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_bad_window_end_and_conflicting_version_flags_exit_2(tmp_path, sqlite_uri):
+    np.save(tmp_path / "cur.npy", np.zeros((5, 3), dtype=np.float32))
+    result = _check(sqlite_uri, "1", tmp_path / "cur.npy", "w", "yesterday", expect=2)
+    assert "--window-end 'yesterday' is not an ISO 8601" in result.output
+    both = run_cli("check", "--model", "recsys", "--version", "1", "--alias", "champion", "--current",
+                   tmp_path / "cur.npy", "--policy", POLICY, "--tracking-uri", sqlite_uri, expect=2)
+    assert "exactly one of --version or --alias" in both.output
