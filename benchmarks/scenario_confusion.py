@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="first scenario seed, to check results on seeds not looked at (default 0)")
     parser.add_argument("--index-kind", default="hnsw", choices=("hnsw", "faiss-hnsw", "exact"))
     parser.add_argument("--values", type=Path,
-                        help="JSON cache of the measured values: read if it exists, else written")
+                        help="JSON cache of the measured values: read if it exists (for the same seeds "
+                             "and index kind), else written")
     parser.add_argument("--persist", type=int, default=2,
                         help="consecutive checks that saw the same values, for the policy (default 2: "
                              "the shipped policy's retrain rules need two)")
@@ -164,12 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     decide_by_policy = policy_decider(args.policy, args.persist) if args.policy.exists() else None
     grid = scenario_grid(args.seeds, first_seed=args.first_seed)
     started = time.perf_counter()
+    run = {"seeds": args.seeds, "first_seed": args.first_seed, "index_kind": args.index_kind}
     if args.values and args.values.exists():
-        measured = [(kind, strength, values) for kind, strength, values in json.loads(args.values.read_text())]
+        cached = json.loads(args.values.read_text())
+        if cached.get("run") != run:
+            parser.error(f"{args.values} holds measurements of {cached.get('run')}, not of {run}")
+        measured = [(kind, strength, values) for kind, strength, values in cached["scenarios"]]
     else:
         measured = [(kind, strength, measure(kind, strength, seed, args.index_kind)) for kind, strength, seed in grid]
         if args.values:
-            args.values.write_text(json.dumps(measured))
+            args.values.write_text(json.dumps({"run": run, "scenarios": measured}))
     elapsed = time.perf_counter() - started
 
     cells = sum(map(len, STRENGTHS.values()))
