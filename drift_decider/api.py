@@ -118,6 +118,8 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
     from drift_decider.tracking.reference_store import load_reference
     from drift_decider.tracking.registry import find_experiment, resolve_version
 
+    if (version is None) == (alias is None):
+        raise InputError("give exactly one of --version or --alias")
     policy = load_policy(policy_path)
     current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path, index_path=index_path)
     window = make_window(current.embeddings, window_id, parse_window_end(window_end))

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from mlflow import MlflowClient
+from drift_decider.tracking.connection import connect
 
 from drift_decider.tracking import tags
 from support import POLICY, movielens_items, register_with_reference, run_cli, write_items
@@ -38,7 +38,7 @@ def test_check_logs_metrics_on_the_version_and_tags_the_decision(backend, tmp_pa
                          "--tracking-uri", uri, "--json")
         outcomes.append(json.loads(result.stdout))
 
-    client = MlflowClient(uri)
+    client = connect(uri)
     mv = client.get_model_version(f"recsys-{backend}", version)
     runs = client.search_runs([client.get_experiment_by_name("drift-decider").experiment_id],
                               f"tags.`{tags.MODEL}` = 'recsys-{backend}'", order_by=["attributes.start_time"])
@@ -73,7 +73,7 @@ def test_same_window_is_never_decided_twice(tmp_path, sqlite_uri):
     again = json.loads(_check(sqlite_uri, version, quiet, "w1", "2026-03-01T00:00:00Z").stdout)
     assert again["already_recorded"] and again["run_id"] == first["run_id"]
     assert again["decision_id"] == first["decision_id"]
-    client = MlflowClient(sqlite_uri)
+    client = connect(sqlite_uri)
     assert len(client.search_runs([client.get_experiment_by_name("drift-decider").experiment_id])) == 1
 
 
@@ -82,14 +82,14 @@ def test_dry_run_writes_nothing(tmp_path, sqlite_uri):
     quiet, _ = _windows(tmp_path)
     out = json.loads(_check(sqlite_uri, version, quiet, "w1", "2026-03-01T00:00:00Z", "--dry-run").stdout)
     assert out["run_id"] is None
-    client = MlflowClient(sqlite_uri)
+    client = connect(sqlite_uri)
     experiment = client.get_experiment_by_name("drift-decider")
     assert client.search_runs([experiment.experiment_id]) == []
     assert tags.DECISION not in client.get_model_version("recsys", version).tags
 
 
 def _snapshot(uri):
-    client = MlflowClient(uri)
+    client = connect(uri)
     experiments = client.search_experiments()
     runs = client.search_runs([e.experiment_id for e in experiments]) if experiments else []
     versions = client.search_model_versions("name = 'recsys'")
@@ -131,7 +131,7 @@ def test_unreachable_server_fails_fast_with_exit_1(tmp_path):
 
 
 def test_version_registered_from_run_artifacts_gets_a_logged_model(tmp_path, sqlite_uri):
-    client = MlflowClient(sqlite_uri)
+    client = connect(sqlite_uri)
     experiment_id = client.create_experiment("training", artifact_location=str(tmp_path / "artifacts"))
     run = client.create_run(experiment_id)
     (tmp_path / "model").mkdir()
@@ -147,3 +147,20 @@ def test_version_registered_from_run_artifacts_gets_a_logged_model(tmp_path, sql
                                 "--policy", POLICY, "--window-id", "w", "--tracking-uri", sqlite_uri, "--json").output)
     model_id = client.get_model_version("from-run", mv.version).tags[tags.LOGGED_MODEL_ID]
     assert {m.run_id for m in client.get_logged_model(model_id).metrics} == {result["run_id"]}
+
+
+@pytest.mark.parametrize("uri", ["file:///tmp/mlruns", "./mlruns"])
+def test_deprecated_file_store_is_refused(uri, tmp_path):
+    np.save(tmp_path / "cur.npy", np.zeros((5, 3), dtype=np.float32))
+    result = _check(uri, "1", tmp_path / "cur.npy", "w", "2026-03-01T00:00:00Z", expect=2)
+    assert "deprecated file store" in result.output
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_bad_window_end_and_conflicting_version_flags_exit_2(tmp_path, sqlite_uri):
+    np.save(tmp_path / "cur.npy", np.zeros((5, 3), dtype=np.float32))
+    result = _check(sqlite_uri, "1", tmp_path / "cur.npy", "w", "yesterday", expect=2)
+    assert "--window-end 'yesterday' is not an ISO 8601" in result.output
+    both = run_cli("check", "--model", "recsys", "--version", "1", "--alias", "champion", "--current",
+                   tmp_path / "cur.npy", "--policy", POLICY, "--tracking-uri", sqlite_uri, expect=2)
+    assert "exactly one of --version or --alias" in both.output

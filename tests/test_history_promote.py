@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from mlflow import MlflowClient
+from drift_decider.tracking.connection import connect
 
 from drift_decider.tracking import tags
 from support import POLICY, movielens_items, register_with_reference, run_cli, write_items
@@ -48,7 +48,7 @@ def test_history_lists_checks_and_plots_markers(tmp_path, sqlite_uri):
 
 
 def test_promotion_moves_alias_only_when_the_gate_passes(tmp_path, sqlite_uri):
-    client = MlflowClient(sqlite_uri)
+    client = connect(sqlite_uri)
     champion, reference = register_with_reference(sqlite_uri, tmp_path)
     client.set_registered_model_alias("recsys", "champion", champion)
     ids, vectors = movielens_items()

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from mlflow import MlflowClient
+from drift_decider.tracking.connection import connect
 
 from conftest import MlflowServer
 from drift_decider.tracking import tags
@@ -65,7 +65,7 @@ def test_server_killed_mid_check_spools_and_sync_lands_exactly_once(tmp_path):
         assert "saved to" in stderr and "drift-decider sync" in stderr, stderr
 
         server.start()
-        client = MlflowClient(server.uri)
+        client = connect(server.uri)
         runs = _window_runs(db, window)
         decision_tags = client.get_model_version("recsys", version).tags
         if not _complete(runs):   # nothing half-written is visible as a decision
@@ -102,7 +102,7 @@ def test_eight_concurrent_checks_all_land_and_tags_name_the_latest_window(tmp_pa
         out, err = process.communicate(timeout=600)
         assert process.returncode == 0, err
         outcomes.append(json.loads(out))
-    client = MlflowClient(mlflow_server.uri)
+    client = connect(mlflow_server.uri)
     experiment = client.get_experiment_by_name("drift-decider").experiment_id
     runs = client.search_runs([experiment], f"tags.`{tags.MODEL}` = 'concurrent'")
     assert sorted(r.data.tags[tags.WINDOW_ID] for r in runs) == [f"w{d}" for d in range(1, 9)]
@@ -117,7 +117,8 @@ def test_eight_concurrent_checks_all_land_and_tags_name_the_latest_window(tmp_pa
 def test_basic_auth_server_works_with_credentials_and_keeps_no_secret(tmp_path):
     password = "pw-" + secrets.token_hex(12)
     server = MlflowServer(tmp_path / "auth", extra_args=("--app-name", "basic-auth"),
-                          env={"MLFLOW_AUTH_ADMIN_PASSWORD": password}).start()
+                          env={"MLFLOW_AUTH_ADMIN_PASSWORD": password,
+                               "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}).start()
     credentials = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}
     try:
         ids, vectors = movielens_items()
@@ -136,10 +137,10 @@ def test_basic_auth_server_works_with_credentials_and_keeps_no_secret(tmp_path):
             out, err = check.communicate(timeout=300)
             assert check.returncode == 0, err
             run_id = json.loads(out)["run_id"]
-            client = MlflowClient(server.uri)
+            client = connect(server.uri)
             run = client.get_run(run_id)
             mv = client.get_model_version("recsys", version)
-            stored = json.dumps([run.data.tags, run.data.params, mv.tags, [m.key for m in run.data.metrics]])
+            stored = json.dumps([run.data.tags, run.data.params, mv.tags, sorted(run.data.metrics)])
             artifacts = ""
             for item in client.list_artifacts(run_id, "drift_decider"):
                 artifacts += open(client.download_artifacts(run_id, item.path, str(tmp_path / "dl"))).read()

@@ -8,6 +8,7 @@ The URI comes from ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else MLflow
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Iterator
 
 from drift_decider.errors import InputError, TrackingError
@@ -41,13 +42,19 @@ def mlflow_errors(action: str) -> Iterator[None]:
 
 def connect(tracking_uri: str | None = None):
     """An MlflowClient for tracking and registry, after a cheap request proves the server answers."""
-    from mlflow import MlflowClient
-
     uri = resolve_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = _client(uri)
     with mlflow_errors(f"connecting to {uri}"):
         client.search_experiments(max_results=1)
     return client
+
+
+@functools.lru_cache(maxsize=8)
+def _client(uri: str):
+    """One client per URI and process: a sqlite client checks the schema when created (seconds)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def _first_line(text: str) -> str:

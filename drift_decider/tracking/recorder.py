@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from datetime import timezone
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,13 +91,16 @@ def record_check(client, experiment_id: str, ref: VersionRef, window: Window, re
                               f"(window {window.window_id}): {_short(exc)}", orphan_run_id=orphan) from exc
 
 
-def publish_latest(client, ref: VersionRef, list_runs: Callable[[], list], attempts: int = 5) -> None:
+def publish_latest(client, ref: VersionRef, list_runs: Callable[[], list], attempts: int = 8) -> None:
     """Point the version's tags at the decision of its latest window (by window end, not write order).
 
-    Tags are last-write-wins and several checks may publish at once, so publish, read back and
-    repeat until the tags agree with the latest complete run.
+    Tags are last-write-wins and several checks may publish at once (MLflow's sqlite store even
+    rejects two simultaneous writes of one tag), so publish, read back and repeat until the tags
+    agree with the latest complete run.
     """
-    for _ in range(attempts):
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
         runs = list_runs()
         if not runs:
             return
@@ -109,8 +113,13 @@ def publish_latest(client, ref: VersionRef, list_runs: Callable[[], list], attem
         stale = {key: value for key, value in wanted.items() if present.get(key) != value}
         if not stale:
             return
-        for key, value in stale.items():
-            client.set_model_version_tag(ref.name, ref.version, key, value)
+        try:
+            for key, value in stale.items():
+                client.set_model_version_tag(ref.name, ref.version, key, value)
+        except MlflowException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))   # a concurrent writer won this round; read again
 
 
 def publish_promotion(client, ref: VersionRef, decision: dict[str, Any], run_id: str,

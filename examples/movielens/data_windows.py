@@ -32,6 +32,10 @@ class Window:
         return f"w{self.index:02d}"
 
     @property
+    def start_iso(self) -> str:
+        return datetime.fromtimestamp(self.start, tz=timezone.utc).isoformat()
+
+    @property
     def end_iso(self) -> str:
         return datetime.fromtimestamp(self.end, tz=timezone.utc).isoformat()
 

@@ -2,13 +2,15 @@
 
     python examples/movielens/study.py --workdir /tmp/movielens-study
 
-For each model version (trained at a fixed schedule of cutoffs, chosen before any result was seen):
-train SVD item factors on every rating before the cutoff; validate it on the next two windows,
-which give its quality baseline and its reference queries (users folded in from their recent
-ratings, out of sample, exactly as in serving); register the version in MLflow with that
-reference; then serve every later window: fold in the window's requests, run
-``drift_decider.api.check`` on those query embeddings, and measure recall@10 on the ratings the
-users actually gave next.
+For each model version (retrained on a fixed schedule of cutoffs, not on decisions): train SVD
+item factors on every rating before the cutoff and build an HNSW index over them; validate on the
+next two windows, which give the quality baseline and the reference queries (users folded in
+from their recent ratings, out of sample, as in serving); register the version in MLflow with
+its item factors and those queries as reference; then serve every later window: fold in the
+window's requests, run ``drift_decider.api.check`` on the catalogue as it is then, the queries
+and the index, and measure recall@10 on the ratings the users actually gave next. See
+docs/movielens.md for what it found.
+
 Writes ``results.json``, ``summary.md`` and ``movielens-study.png`` into the work directory; the
 MLflow store (``mlflow.db``, ``artifacts/``) is there too: ``mlflow ui --backend-store-uri
 sqlite:///DIR/mlflow.db``.
@@ -154,8 +156,8 @@ def _deploy(api, client, experiment_id: str, config: StudyConfig, ratings, reque
     np.save(queries_path, queries)
     version = tracking_setup.register_version(
         client, experiment_id, config.model_name, artifacts=model_dir,
-        params={"cutoff": _iso(cutoff), "validation_end": validation[-1].end_iso, "dim": str(config.dim),
-                "n_items": str(len(model.item_ids)), "seed": str(config.seed),
+        params={"cutoff": validation[0].start_iso, "validation_end": validation[-1].end_iso,
+                "dim": str(config.dim), "n_items": str(len(model.item_ids)), "seed": str(config.seed),
                 "reference_queries": str(len(queries))})
     uri = tracking_setup.tracking_uri(workdir)
     api.set_reference(config.model_name, version, items_path, queries_path=queries_path, tracking_uri=uri,
@@ -206,20 +208,13 @@ def _check(api, config: StudyConfig, deployed: Deployment, ratings, queries: np.
     np.save(queries_path, queries)
     outcome = api.check(config.model_name, catalog_path, config.policy, version=deployed.version,
                         tracking_uri=uri, window_id=window.window_id, window_end=window.end_iso,
-                        seed=config.seed,
-                        queries_path=queries_path, index_path=deployed.index_path)
+                        seed=config.seed, queries_path=queries_path, index_path=deployed.index_path)
     result.action = outcome.action
     result.rule_id = outcome.decision.get("rule_id")
     result.run_id = outcome.run_id
     result.metrics = dict(outcome.values)
     result.query_metrics = api.measure_files(deployed.reference_queries_path, queries_path,
                                              seed=config.seed).values()
-
-
-def _iso(ts: int) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
 
 
 def main(argv: list[str] | None = None) -> None:
