@@ -8,6 +8,7 @@ binomial 99% interval. Usage: python benchmarks/calibration.py [--trials 500] [-
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -30,6 +31,9 @@ def run(trials: int, sizes: list[int], alpha: float) -> None:
             values = measure(ref, cur, seed=trial).values()
             for name in TESTS:
                 rejections[name] += values[f"{name}.p_value"] <= alpha
+            if (trial + 1) % 50 == 0:
+                print(f"n={n} after {trial + 1} trials: " + ", ".join(
+                    f"{k} {v / (trial + 1):.3f}" for k, v in rejections.items()), file=sys.stderr, flush=True)
         seconds = time.perf_counter() - start
         for name in TESTS:
             ci = binomtest(rejections[name], trials).proportion_ci(0.99)

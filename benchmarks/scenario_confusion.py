@@ -1,13 +1,15 @@
 """Which action is decided on seeded drift scenarios with a known right action? A confusion matrix.
 
-    PYTHONPATH=. python benchmarks/scenario_confusion.py [--seeds 8] [--index-kind hnsw]
+    PYTHONPATH=. python benchmarks/scenario_confusion.py [--seeds 8] [--first-seed 0] [--persist 2]
 
 Runs every scenario kind at every strength (drift_decider.scenarios) for ``--seeds`` seeds
-(9 kinds x 3 strengths x 8 seeds = 216 scenarios), computes the structure, index-health and
-score metrics as a check would, and decides:
+(10 kinds x 3 strengths x 8 seeds = 240 scenarios), computes every metric a real check computes
+(distribution drift from ``drift_decider.measure.measure`` plus structure, index-health and score
+metrics) and decides:
 
-- with the shipped policy (``drift_decider.policy.load_policy`` / ``evaluate`` with an empty
-  history) when the policy engine is importable, and
+- with the shipped policy (``drift_decider.policy.load_policy`` / ``evaluate``), each scenario seen
+  by ``--persist`` consecutive daily checks of the same drift (the policy's ``for: 2`` rules need
+  two), when the policy engine is importable, and
 - always with the PROVISIONAL rule below, which exists to show that the metrics separate the
   actions. Its thresholds come from what each metric means, not from these scenarios; they are
   then checked here. It is not a policy and is not shipped.
@@ -30,12 +32,14 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from drift_decider.measure import measure as measure_drift
 from drift_decider.scenarios import SCENARIO_KINDS, STRENGTHS, generate_scenario, scenario_grid, scenario_metrics
 
 ACTIONS = ("none", "refresh-index", "recalibrate", "retrain")
 KEY_METRICS = ("knn_jaccard", "knn_turnover", "procrustes.moved_share", "procrustes.residual", "procrustes.scale",
                "movement.cosine_p50", "index.recall_at_k", "index.coverage", "index.stale_share", "scores.ks",
-               "scores.ks.p_value", "scores.mean_shift")
+               "scores.ks.p_value", "scores.mean_shift", "norm_ratio", "norm_ks.p_value", "domain_classifier.auc",
+               "mmd2.p_value")
 EPSILON = 0.1  # relative move that counts as "moved" (index_health.DEFAULT_EPSILON)
 
 # PROVISIONAL thresholds, each from the metric's meaning (value under no change in brackets).
@@ -68,20 +72,29 @@ def provisional_rule(values: Mapping[str, float]) -> str:
 def policy_decider(path: Path, persist: int) -> Callable[[Mapping[str, float]], str] | None:
     """The shipped policy as a decider, or None while the policy engine is not in this tree.
 
-    ``persist`` is how many consecutive daily checks saw the same values (this one included): 1 is
-    an empty history; rules that must hold on several checks (``for: 2``) need ``persist >= 2``.
+    A scenario is played as ``persist`` consecutive daily checks that all see the same drift, each
+    decision joining the history of the next exactly as the tracking layer records it. The
+    scenario's outcome is the first action taken (after it the drift would be repaired), or
+    ``none`` if no check acted. Rules that must hold on several checks (``for: 2``) need
+    ``persist >= 2``; 1 is a single check with an empty history.
     """
     try:
         from drift_decider.policy import CheckRecord, History, evaluate, load_policy
     except ImportError:
         return None
     policy = load_policy(path)
-    now = datetime(2026, 1, 4, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 4, tzinfo=timezone.utc)
 
     def decide(values: Mapping[str, float]) -> str:
-        earlier = [CheckRecord(f"day-{i}", now - timedelta(days=persist - i), dict(values))
-                   for i in range(1, persist)]
-        return evaluate(policy, values, History(checks=earlier), now).action
+        checks: list[CheckRecord] = []
+        for day in range(persist):
+            now = start + timedelta(days=day)
+            decision = evaluate(policy, values, History(checks=tuple(checks)), now)
+            if decision.action != "none":
+                return decision.action
+            checks.append(CheckRecord(f"day-{day}", now, dict(values), decision.action, decision.rule_id,
+                                      now, policy.mode))
+        return "none"
     return decide
 
 
@@ -123,8 +136,12 @@ def per_cell_accuracy(rows: list[tuple[str, float, str]]) -> str:
 
 
 def measure(kind: str, strength: float, seed: int, index_kind: str) -> dict[str, float]:
+    """Every metric of one check: distribution drift, structure, index health and scores."""
+    scenario = generate_scenario(kind, strength, seed)
     values: dict[str, float] = {}
-    for result in scenario_metrics(generate_scenario(kind, strength, seed), index_kind=index_kind, seed=seed):
+    for result in measure_drift(scenario.reference_vectors, scenario.current_vectors, seed=seed).results:
+        values.update(result.flat())
+    for result in scenario_metrics(scenario, index_kind=index_kind, seed=seed):
         values.update(result.flat())
     return values
 
@@ -132,28 +149,37 @@ def measure(kind: str, strength: float, seed: int, index_kind: str) -> dict[str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8, help="seeds per kind and strength (default 8)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="first scenario seed, to check results on seeds not looked at (default 0)")
     parser.add_argument("--index-kind", default="hnsw", choices=("hnsw", "faiss-hnsw", "exact"))
     parser.add_argument("--values", type=Path,
-                        help="JSON cache of the measured values: read if it exists, else written")
-    parser.add_argument("--persist", type=int, default=1,
-                        help="consecutive checks that saw the same values, for the policy (default 1)")
+                        help="JSON cache of the measured values: read if it exists (for the same seeds "
+                             "and index kind), else written")
+    parser.add_argument("--persist", type=int, default=2,
+                        help="consecutive checks that saw the same values, for the policy (default 2: "
+                             "the shipped policy's retrain rules need two)")
     parser.add_argument("--policy", type=Path,
                         default=Path(__file__).resolve().parents[1] / "policies" / "recommender-default.yaml")
     args = parser.parse_args(argv)
 
     decide_by_policy = policy_decider(args.policy, args.persist) if args.policy.exists() else None
-    grid = scenario_grid(args.seeds)
+    grid = scenario_grid(args.seeds, first_seed=args.first_seed)
     started = time.perf_counter()
+    run = {"seeds": args.seeds, "first_seed": args.first_seed, "index_kind": args.index_kind}
     if args.values and args.values.exists():
-        measured = [(kind, strength, values) for kind, strength, values in json.loads(args.values.read_text())]
+        cached = json.loads(args.values.read_text())
+        if cached.get("run") != run:
+            parser.error(f"{args.values} holds measurements of {cached.get('run')}, not of {run}")
+        measured = [(kind, strength, values) for kind, strength, values in cached["scenarios"]]
     else:
         measured = [(kind, strength, measure(kind, strength, seed, args.index_kind)) for kind, strength, seed in grid]
         if args.values:
-            args.values.write_text(json.dumps(measured))
+            args.values.write_text(json.dumps({"run": run, "scenarios": measured}))
     elapsed = time.perf_counter() - started
 
-    print(f"{len(measured)} scenarios ({args.seeds} seeds x {sum(map(len, STRENGTHS.values()))} kind/strength "
-          f"cells), index kind {args.index_kind}, {elapsed:.0f} s ({elapsed / len(measured):.2f} s per scenario)\n")
+    cells = sum(map(len, STRENGTHS.values()))
+    print(f"{len(measured)} scenarios ({args.seeds} seeds from {args.first_seed} x {cells} kind/strength cells), "
+          f"index kind {args.index_kind}, {elapsed:.0f} s ({elapsed / len(measured):.2f} s per scenario)\n")
     deciders = [("PROVISIONAL rule (metric meanings, not a policy)", provisional_rule)]
     if decide_by_policy is not None:
         deciders.insert(0, (f"policy {args.policy.name}, {args.persist} consecutive check(s)", decide_by_policy))

@@ -162,8 +162,8 @@ def _recorded_outcome(client, ref, window: Window, run) -> CheckOutcome:
                         dict(run.data.metrics), run_id=run.info.run_id, already_recorded=True)
 
 
-HEADLINE_METRICS = ("mmd2", "domain_classifier.auc", "norm_ratio", "knn_jaccard", "procrustes.residual",
-                    "scores.mean_shift", "index.recall_at_k", "index.coverage")
+HEADLINE_METRICS = ("mmd2", "norm_ratio", "knn_turnover", "procrustes.moved_share", "procrustes.scale",
+                    "scores.mean_shift", "index.coverage", "index.stale_share")
 
 
 def history(model: str, *, version: str | None = None, since: str | None = None,

@@ -31,8 +31,8 @@ SCHEDULE: tuple[tuple[str, str, float], ...] = (
     ("score-scale shift", "scale", 0.25), ("score-scale shift", "scale", 0.25),
     ("semantic shift", "new_cluster", 0.1), ("semantic shift", "new_cluster", 0.1),
 )
-TABLE_METRICS = ("mmd2.p_value", "norm_ratio", "knn_jaccard", "procrustes.residual", "scores.mean_shift",
-                 "index.coverage", "index.stale_share")
+TABLE_METRICS = ("mmd2.p_value", "knn_turnover", "procrustes.moved_share", "procrustes.scale",
+                 "scores.mean_shift", "index.coverage", "index.stale_share")
 
 
 @dataclass
@@ -48,7 +48,7 @@ class DemoResult:
 
         header = ["day", "phase", *TABLE_METRICS, "decision", "rule"]
         body = [[row["window_id"], row["phase"], *(_fmt(row["metrics"].get(m)) for m in TABLE_METRICS),
-                 row["action"], row["rule_id"] or "-"] for row in self.rows]
+                 row["action"], row["rule_id"] or _held(row)] for row in self.rows]
         return "\n".join([
             f"model {self.model} version {self.version}, policy {POLICY.name}, store {self.tracking_uri}", "",
             render_table(header, body), "",
@@ -102,6 +102,7 @@ def run_demo(workdir: str | Path, *, seed: int = 0, progress: bool = False) -> D
         result.rows.append({"window_id": outcome.window.window_id, "phase": phase, "scenario": kind,
                             "strength": strength, "action": outcome.action,
                             "rule_id": outcome.decision.get("rule_id"), "run_id": outcome.run_id,
+                            "suppressed": outcome.decision.get("suppressed", []),
                             "metrics": outcome.values})
     return result
 
@@ -112,6 +113,12 @@ def _progress(items, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(items, desc="checking windows", unit="window", leave=False)
+
+
+def _held(row: dict[str, Any]) -> str:
+    """Why nothing was done although a rule matched, e.g. ``held: retrain-semantic-change (not-sustained)``."""
+    held = [f"{item['rule']} ({item['reason']})" for item in row.get("suppressed", [])]
+    return "held: " + ", ".join(held) if held else "-"
 
 
 def _fmt(value: float | None) -> str:

@@ -64,8 +64,8 @@ def measure(reference: EmbeddingProfile | np.ndarray, current: np.ndarray, *, se
     ref = reference if isinstance(reference, EmbeddingProfile) else EmbeddingProfile.from_array(
         reference, seed=seed, chunk_rows=opts.chunk_rows, sample_rows=opts.sample_rows,
         progress=progress, name="reference")
-    # The current sample is hashed with a different seed than the reference's, so rows present in
-    # both sets are not preferentially picked on both sides.
+    # The current rows are keyed with another seed than the reference's, so that equal row numbers
+    # are not picked on both sides together.
     cur_seed = int(np.random.SeedSequence([seed, ref.seed, 1]).generate_state(1)[0])
     cur = EmbeddingProfile.from_array(current, seed=cur_seed, chunk_rows=opts.chunk_rows,
                                       sample_rows=opts.sample_rows, progress=progress, name="current")

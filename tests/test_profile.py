@@ -43,8 +43,9 @@ def test_merge_equals_profile_of_union(split):
     x = _data(5_000, 8, 1)
     a, b = x[:split], x[split:]
     kwargs = dict(seed=5, chunk_rows=611, sample_rows=300)
-    merged = EmbeddingProfile.from_array(a, **kwargs).merge(EmbeddingProfile.from_array(b, **kwargs))
-    union = EmbeddingProfile.from_array(x[::-1].copy(), **kwargs)  # order and chunking do not matter
+    merged = EmbeddingProfile.from_array(a, **kwargs).merge(
+        EmbeddingProfile.from_array(b, row_offset=split, **kwargs))
+    union = EmbeddingProfile.from_array(x, **{**kwargs, "chunk_rows": 1_000})  # chunking does not matter
     assert merged.count == union.count
     np.testing.assert_array_equal(merged.half_counts, union.half_counts)
     np.testing.assert_allclose(merged.half_means, union.half_means, rtol=1e-9, atol=1e-12)
@@ -53,6 +54,15 @@ def test_merge_equals_profile_of_union(split):
     np.testing.assert_array_equal(merged.sample_keys, union.sample_keys)
     np.testing.assert_array_equal(merged.sample, union.sample)
     assert merged.norm_sum == pytest.approx(union.norm_sum, rel=1e-12)
+
+
+def test_sample_of_repeated_rows_is_a_row_sample_not_a_value_sample():
+    """Each of 10 values repeated 100 times: a uniform row sample of 100 holds ~10 copies of each
+    value; a sample keyed by content would hold all 100 copies of one value or none."""
+    x = np.repeat(np.arange(10, dtype=np.float32), 100)[:, None] * np.ones((1, 4), np.float32)
+    p = EmbeddingProfile.from_array(x, seed=3, sample_rows=100, chunk_rows=64)
+    copies = np.bincount(p.sample[:, 0].astype(int), minlength=10)
+    assert copies.sum() == 100 and (copies >= 1).all() and copies.max() <= 30
 
 
 def test_merge_refuses_incompatible_profiles():
