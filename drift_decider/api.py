@@ -82,7 +82,7 @@ def set_reference(model: str, version: str, embeddings_path: str | Path, *, quer
         rows = seeded_rows(queries.n, QUERY_SAMPLE_ROWS, seed)
         reference = replace(reference, queries=np.asarray(queries.vectors[rows], dtype=np.float32))
     client = connect(tracking_uri)
-    return store_reference(client, resolve_version(client, model, version=version), reference)
+    return store_reference(client, resolve_version(client, model, version=version, attach=True), reference)
 
 
 def load_current(current_path: str | Path, *, catalog_path: str | Path | None = None,
@@ -97,8 +97,15 @@ def load_current(current_path: str | Path, *, catalog_path: str | Path | None = 
     for other in (current.catalog, current.queries):
         if other is not None:
             check_same_dim(embeddings.dim, other, str(embeddings.path))
-    if current.index is not None and current.items is None:
-        raise InputError(f"--index needs the item catalogue with ids: give --catalog, or --current with ids")
+    if current.index is not None:
+        if current.items is None:
+            raise InputError("--index needs the item catalogue with ids: give --catalog, or --current with ids")
+        if current.index.vectors.shape[1] != embeddings.dim:
+            raise InputError(f"{index_path}: dimension mismatch: the index holds {current.index.vectors.shape[1]}-d "
+                             f"vectors, {embeddings.path} has {embeddings.dim}")
+    if current.queries is not None and current.items is None:
+        raise InputError("--queries needs the item catalogue with ids (score metrics compare the same items): "
+                         "give --catalog, or --current with ids")
     return current
 
 
@@ -156,8 +163,15 @@ def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None
 
 
 def _recorded_outcome(client, ref, window: Window, run) -> CheckOutcome:
+    """The outcome of a window decided earlier, as it was recorded (its window end, its data)."""
+    from drift_decider.tracking.history import window_end_of
     from drift_decider.tracking.recorder import read_decision_record
 
+    recorded = next(iter(run.inputs.dataset_inputs), None) if run.inputs else None
+    window = Window(window.window_id, window_end_of(run),
+                    recorded.dataset.name if recorded else window.dataset_name,
+                    recorded.dataset.digest if recorded else window.dataset_digest,
+                    recorded.dataset.source if recorded else window.source)
     return CheckOutcome(ref.name, ref.version, window, read_decision_record(client, run.info.run_id),
                         dict(run.data.metrics), run_id=run.info.run_id, already_recorded=True)
 
@@ -174,7 +188,7 @@ def history(model: str, *, version: str | None = None, since: str | None = None,
     from drift_decider.tracking.connection import connect
     from drift_decider.tracking.registry import find_experiment
 
-    start = parse_window_end(since) if since else None
+    start = parse_window_end(since, option="--since") if since else None
     client = connect(tracking_uri)
     experiment_id = find_experiment(client)
     runs = tracking_history.search_checks(client, experiment_id, model=model, version=version) if experiment_id else []
@@ -193,7 +207,6 @@ def history(model: str, *, version: str | None = None, since: str | None = None,
 
 def audit(decision_id: str, *, tracking_uri: str | None = None) -> dict[str, Any]:
     """The full record of one decision: the decision, the evidence and where they live in MLflow."""
-    from drift_decider.errors import InputError
     from drift_decider.tracking import history as tracking_history
     from drift_decider.tracking import tags
     from drift_decider.tracking.connection import connect, mlflow_errors
@@ -245,6 +258,7 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
     the alias, for comparison. The gate passes when the policy's decision is ``none`` in enforce mode.
     The decision is recorded on the candidate; the alias moves only when the gate passes.
     """
+    from drift_decider.errors import TrackingError
     from drift_decider.tracking.connection import connect, mlflow_errors, resolve_tracking_uri
     from drift_decider.tracking.landing import land_check
     from drift_decider.tracking.recorder import CheckPayload, publish_promotion
@@ -265,11 +279,10 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
         check_same_dim(candidate_reference.profile.dim, current.embeddings,
                        f"the reference of {model} version {ref.version}")
         evidence = build_evidence(candidate_reference, current, seed=seed, now=window.window_end, progress=progress)
-        incumbent_values = None
+        incumbent_values, incumbent_note = None, "no other version holds the alias"
         if holder is not None and holder != ref.version:
-            incumbent = resolve_version(client, model, version=holder)
-            incumbent_reference = load_reference(client, uri, incumbent, Path(tmp) / "incumbent")
-            incumbent_values = build_evidence(incumbent_reference, current, seed=seed, now=window.window_end).values()
+            incumbent_values, incumbent_note = _incumbent_values(client, uri, model, holder, current, seed,
+                                                                 window.window_end, Path(tmp) / "incumbent")
     decision = evaluate(policy, evidence.values(), History(checks=[]), window.window_end,
                         context={"model": model, "candidate": ref.version, "alias": alias,
                                  "previous_holder": holder or "", "window_id": window.window_id})
@@ -278,7 +291,8 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
     if dry_run:
         return PromotionOutcome(model, ref.version, alias, holder, passed, False, record, evidence.values(),
                                 incumbent_values, None)
-    evidence_record = {**evidence.to_dict(), "incumbent": {"version": holder, "values": incumbent_values}}
+    evidence_record = {**evidence.to_dict(),
+                       "incumbent": {"version": holder, "values": incumbent_values, "note": incumbent_note}}
     payload = CheckPayload(values=evidence.values(), inputs=evidence.inputs, evidence=evidence_record,
                            decision=record)
     gate_tags = {"drift_decider.promotion.alias": alias, "drift_decider.promotion.previous_holder": holder or "",
@@ -287,7 +301,26 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
                         kind="promotion", extra_tags=gate_tags)
     with mlflow_errors(f"recording the promotion decision on {model} version {ref.version}"):
         publish_promotion(client, ref, record, run_id, gate_tags)
+        if passed and alias_holder(client, model, alias) != holder:
+            raise TrackingError(f"alias {alias!r} of {model!r} moved to another version while the gate was "
+                                f"evaluated; the decision is recorded (run {run_id}) but the alias was not moved")
         if passed:
             client.set_registered_model_alias(model, alias, ref.version)
     return PromotionOutcome(model, ref.version, alias, holder, passed, passed, record, evidence.values(),
                             incumbent_values, run_id)
+
+
+def _incumbent_values(client, uri: str, model: str, holder: str, current: CurrentData, seed: int, now,
+                      workdir: Path) -> tuple[dict[str, float] | None, str]:
+    """The alias holder's metrics on the same data, for comparison; skipped (with the reason) when it
+    has no reference or lives in another dimension, which must not block a new model's promotion."""
+    from drift_decider.tracking.reference_store import load_reference
+    from drift_decider.tracking.registry import resolve_version
+
+    try:
+        reference = load_reference(client, uri, resolve_version(client, model, version=holder), workdir)
+    except InputError as exc:
+        return None, f"not compared: {exc}"
+    if reference.profile.dim != current.embeddings.dim:
+        return None, f"not compared: version {holder} has {reference.profile.dim} dimensions, the data {current.embeddings.dim}"
+    return build_evidence(reference, current, seed=seed, now=now).values(), f"compared with version {holder}"

@@ -59,8 +59,9 @@ def evidence_options(command):
                      help="Current item catalogue with ids (.npz/.parquet). Default: --current, if it has ids. "
                           "Enables structure metrics (k-NN overlap, Procrustes, movement)."),
         click.option("--queries", default=None, type=click.Path(dir_okay=False),
-                     help="A sample of today's query embeddings. Enables score metrics (top-k similarity "
-                          "distribution) and makes index recall use real queries."),
+                     help="A sample of today's query embeddings. With item ids and reference queries (`reference "
+                          "set --queries`) it enables score metrics (top-k similarity distribution); it also makes "
+                          "index recall use real queries."),
         click.option("--index", default=None, type=click.Path(exists=False),
                      help="The serving ANN index directory (hnswlib/faiss, written by ServingIndex.save) or "
                           "a .npz snapshot of the ids and vectors it was built from. Enables index health."),
@@ -156,7 +157,8 @@ def reference_set(model: str, version: str, embeddings: str, queries: str | None
               "Default: derived from the data's digest.")
 @click.option("--window-end", default=None, metavar="ISO8601", help="End of the window (UTC if no offset). "
               "Default: now. Used as the metrics' timestamp and as the policy's clock.")
-@click.option("--dry-run", is_flag=True, help="Measure and decide, but write nothing to MLflow.")
+@click.option("--dry-run", is_flag=True, help="Measure and decide, but write nothing to MLflow (a window "
+              "decided before returns its recorded decision).")
 @click.option("--fail-on-action", is_flag=True, help="Exit 3 when the decision is not `none` (for CI gates).")
 @evidence_options
 @seed_option
@@ -250,6 +252,8 @@ def history_cmd(model: str, version: str | None, since: str | None, plot_path: s
     """Show every recorded check of a model: window, key metrics, decision, rule, run."""
     from drift_decider.api import HEADLINE_METRICS, history
 
+    from drift_decider.table import fmt, render_table
+
     rows = history(model, version=version, since=since, tracking_uri=tracking_uri)
     if plot_path:
         from drift_decider.plots import plot_history
@@ -261,7 +265,7 @@ def history_cmd(model: str, version: str | None, since: str | None, plot_path: s
     shown = [m for m in HEADLINE_METRICS if any(m in row["metrics"] for row in rows)]
     click.echo(render_table(["window end", "window", "v"] + shown + ["decision", "rule", "run"],
                             [[row["window_end"].strftime("%Y-%m-%d %H:%M"), row["window_id"], row["version"]]
-                             + [_fmt(row["metrics"].get(m)) for m in shown]
+                             + [fmt(row["metrics"].get(m)) for m in shown]
                              + [row["action"], row["rule_id"] or "-", row["run_id"][:8]] for row in rows]))
     if plot_path:
         click.echo(f"plot written to {plot_path}")
@@ -333,16 +337,6 @@ def promote(model: str, candidate: str, alias: str, current: str, policy_path: s
         click.echo("dry run: nothing recorded, alias not moved")
     else:
         click.echo(f"alias {alias!r} stays on version {outcome.previous_holder or '(unset)'}")
-
-
-def render_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)] if rows else [len(h) for h in header]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
 
 
 def _register_subcommands() -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from drift_decider.ann_index import ServingIndex
 from drift_decider.errors import InputError
 from drift_decider.scenarios import generate_scenario
+from drift_decider.table import fmt, render_table
 
 MODEL_NAME = "movielens-recommender"
 POLICY = Path(__file__).resolve().parents[1] / "policies" / "recommender-default.yaml"
@@ -44,10 +45,8 @@ class DemoResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def table(self) -> str:
-        from drift_decider.cli import render_table
-
         header = ["day", "phase", *TABLE_METRICS, "decision", "rule"]
-        body = [[row["window_id"], row["phase"], *(_fmt(row["metrics"].get(m)) for m in TABLE_METRICS),
+        body = [[row["window_id"], row["phase"], *(fmt(row["metrics"].get(m)) for m in TABLE_METRICS),
                  row["action"], row["rule_id"] or _held(row)] for row in self.rows]
         return "\n".join([
             f"model {self.model} version {self.version}, policy {POLICY.name}, store {self.tracking_uri}", "",
@@ -119,7 +118,3 @@ def _held(row: dict[str, Any]) -> str:
     """Why nothing was done although a rule matched, e.g. ``held: retrain-semantic-change (not-sustained)``."""
     held = [f"{item['rule']} ({item['reason']})" for item in row.get("suppressed", [])]
     return "held: " + ", ".join(held) if held else "-"
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"

@@ -6,12 +6,14 @@ saved here whole and `drift-decider sync` lands it later, exactly once (the wind
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 DEFAULT_SPOOL_DIR = Path(".drift-decider") / "spool"
 SPOOL_ENV = "DRIFT_DECIDER_SPOOL_DIR"
@@ -54,6 +56,18 @@ def read_entries(directory: Path) -> list[tuple[Path, SpoolEntry]]:
     if not directory.is_dir():
         return []
     return [(path, SpoolEntry(**json.loads(path.read_text()))) for path in sorted(directory.glob("*.json"))]
+
+
+@contextlib.contextmanager
+def spool_lock(directory: Path) -> Iterator[None]:
+    """An exclusive lock on the spool, so two `sync` runs never replay the same entry at once."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _safe(text: str) -> str:

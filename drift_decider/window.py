@@ -38,14 +38,14 @@ def embeddings_digest(embeddings: EmbeddingSet) -> str:
     return digest.hexdigest()[:16]
 
 
-def parse_window_end(text: str | None) -> datetime:
+def parse_window_end(text: str | None, option: str = "--window-end") -> datetime:
     """ISO 8601 to an aware UTC datetime; naive times are taken as UTC; None means now."""
     if text is None:
         return datetime.now(timezone.utc).replace(microsecond=0)
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise InputError(f"--window-end {text!r} is not an ISO 8601 date-time (e.g. 2026-11-25T00:00:00Z)") from exc
+        raise InputError(f"{option} {text!r} is not an ISO 8601 date-time (e.g. 2026-11-25T00:00:00Z)") from exc
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 

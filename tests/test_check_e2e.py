@@ -164,3 +164,19 @@ def test_bad_window_end_and_conflicting_version_flags_exit_2(tmp_path, sqlite_ur
     both = run_cli("check", "--model", "recsys", "--version", "1", "--alias", "champion", "--current",
                    tmp_path / "cur.npy", "--policy", POLICY, "--tracking-uri", sqlite_uri, expect=2)
     assert "exactly one of --version or --alias" in both.output
+
+
+def test_index_of_another_dimension_is_refused_before_mlflow(tmp_path):
+    from drift_decider.ann_index import ServingIndex
+
+    ids, vectors = movielens_items()
+    ServingIndex.build(ids[:200], vectors[:200, :8], kind="exact").save(tmp_path / "index")
+    current = write_items(tmp_path / "cur.npz", ids, vectors)
+    result = run_cli("check", "--model", "recsys", "--version", "1", "--current", current, "--index",
+                     tmp_path / "index", "--policy", POLICY, "--tracking-uri", "http://127.0.0.1:9", expect=2)
+    assert "dimension mismatch: the index holds 8-d vectors" in result.output
+
+
+def test_history_since_names_its_own_option(sqlite_uri):
+    result = run_cli("history", "--model", "recsys", "--since", "yesterday", "--tracking-uri", sqlite_uri, expect=2)
+    assert "--since 'yesterday' is not an ISO 8601" in result.output

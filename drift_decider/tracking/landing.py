@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 
 from drift_decider.errors import TrackingError
-from drift_decider.spool import SpoolEntry, read_entries, write_entry
+from drift_decider.spool import SpoolEntry, read_entries, spool_lock, write_entry
 from drift_decider.tracking.connection import mlflow_errors
 from drift_decider.tracking.history import check_runs
 from drift_decider.tracking.recorder import (CheckPayload, RecordingFailed, discard_orphan, publish_latest,
@@ -32,28 +32,38 @@ def land_check(client, ref: VersionRef, window: Window, payload: CheckPayload, s
 
 
 def sync_spool(client, spool_dir: Path) -> list[dict[str, str]]:
-    """Land every spooled check exactly once; returns what happened to each entry."""
-    outcomes = []
-    for path, entry in read_entries(spool_dir):
-        ref = VersionRef(name=entry.model, version=entry.version, model_id=entry.model_id, tags={})
-        window = Window(**{**entry.window, "window_end": datetime.fromisoformat(entry.window["window_end"])})
-        with mlflow_errors(f"syncing {path.name}"):
-            if entry.orphan_run_id:
-                discard_orphan(client, entry.orphan_run_id)
-            experiment_id = ensure_experiment(client)
-        already = check_runs(client, experiment_id, ref, kind=entry.kind, window_id=window.window_id)
-        if already:
+    """Land every spooled check exactly once; returns what happened to each entry.
+
+    One sync at a time per spool (a lock file), so two syncs never record the same window twice.
+    """
+    with spool_lock(spool_dir):
+        return [_sync_entry(client, path, entry) for path, entry in read_entries(spool_dir)]
+
+
+def _sync_entry(client, path: Path, entry: SpoolEntry) -> dict[str, str]:
+    ref = VersionRef(name=entry.model, version=entry.version, model_id=entry.model_id, tags={})
+    window = Window(**{**entry.window, "window_end": datetime.fromisoformat(entry.window["window_end"])})
+    with mlflow_errors(f"syncing {path.name}"):
+        if entry.orphan_run_id:
+            discard_orphan(client, entry.orphan_run_id)
+        experiment_id = ensure_experiment(client)
+    already = check_runs(client, experiment_id, ref, kind=entry.kind, window_id=window.window_id)
+    if already:
+        if entry.kind == "check":
             with mlflow_errors(f"publishing the latest decision of {ref.name} version {ref.version}"):
-                publish_latest(client, ref, lambda: check_runs(client, experiment_id, ref, kind=entry.kind))
-            run_id, status = already[-1].info.run_id, "already recorded"
-        else:
+                publish_latest(client, ref, lambda: check_runs(client, experiment_id, ref))
+        run_id, status = already[-1].info.run_id, "already recorded"
+    else:
+        try:
             run_id = _record_and_publish(client, ref, window, CheckPayload(**entry.payload), entry.step,
                                          entry.kind, entry.extra_tags)
-            status = "recorded"
-        path.unlink()
-        outcomes.append({"entry": path.name, "status": status, "run_id": run_id,
-                         "decision": entry.payload["decision"]["action"]})
-    return outcomes
+        except RecordingFailed as exc:   # keep the entry, now naming the run this attempt left behind
+            write_entry(path.parent, replace(entry, orphan_run_id=exc.orphan_run_id, reason=str(exc)))
+            raise
+        status = "recorded"
+    path.unlink()
+    return {"entry": path.name, "status": status, "run_id": run_id,
+            "decision": entry.payload["decision"]["action"]}
 
 
 def _record_and_publish(client, ref: VersionRef, window: Window, payload: CheckPayload, step: int, kind: str,

@@ -21,12 +21,16 @@ class VersionRef:
 
     name: str
     version: str
-    model_id: str
+    model_id: str | None      # None only for a runs:/ version that was never given a reference
     tags: dict[str, str]
 
 
-def resolve_version(client, name: str, version: str | None = None, alias: str | None = None) -> VersionRef:
-    """Look up ``name`` at ``version`` or ``alias``; attach a LoggedModel if the version has none."""
+def resolve_version(client, name: str, version: str | None = None, alias: str | None = None, *,
+                    attach: bool = False) -> VersionRef:
+    """Look up ``name`` at ``version`` or ``alias``, read-only unless ``attach``.
+
+    ``attach`` (used by `reference set`) gives a version without a LoggedModel one, once.
+    """
     from mlflow.exceptions import MlflowException
 
     if (version is None) == (alias is None):
@@ -39,11 +43,11 @@ def resolve_version(client, name: str, version: str | None = None, alias: str | 
             what = f"version {version}" if version is not None else f"alias {alias!r}"
             raise InputError(f"registered model {name!r} has no {what}") from exc
         raise TrackingError(f"MLflow failed while looking up model {name!r}: {exc}") from exc
-    return VersionRef(name=mv.name, version=str(mv.version), model_id=_logged_model_id(client, mv),
+    return VersionRef(name=mv.name, version=str(mv.version), model_id=_logged_model_id(client, mv, attach),
                       tags=dict(mv.tags or {}))
 
 
-def _logged_model_id(client, mv) -> str:
+def _logged_model_id(client, mv, attach: bool) -> str | None:
     """The version's LoggedModel id: ``model_id``, else parsed from ``source``, else one we attached.
 
     Versions registered from a run's artifacts (``runs:/…``) have no LoggedModel; we create an
@@ -55,7 +59,7 @@ def _logged_model_id(client, mv) -> str:
     if match:
         return match.group(1)
     existing = (mv.tags or {}).get(tags.LOGGED_MODEL_ID)
-    if existing:
+    if existing or not attach:
         return existing
     with mlflow_errors(f"attaching a LoggedModel to {mv.name} version {mv.version}"):
         experiment_id = ensure_experiment(client)
