@@ -26,14 +26,14 @@ import math
 import sys
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
 
-from drift_decider.measure import measure as measure_drift
-from drift_decider.scenarios import SCENARIO_KINDS, STRENGTHS, generate_scenario, scenario_grid, scenario_metrics
+from drift_decider.policy import load_policy
+from drift_decider.scenarios import (SCENARIO_KINDS, STRENGTHS, check_values, first_action, generate_scenario,
+                                     scenario_grid)
 
 ACTIONS = ("none", "refresh-index", "recalibrate", "retrain")
 KEY_METRICS = ("knn_jaccard", "knn_turnover", "procrustes.moved_share", "procrustes.residual", "procrustes.scale",
@@ -69,33 +69,11 @@ def provisional_rule(values: Mapping[str, float]) -> str:
     return "none"
 
 
-def policy_decider(path: Path, persist: int) -> Callable[[Mapping[str, float]], str] | None:
-    """The shipped policy as a decider, or None while the policy engine is not in this tree.
-
-    A scenario is played as ``persist`` consecutive daily checks that all see the same drift, each
-    decision joining the history of the next exactly as the tracking layer records it. The
-    scenario's outcome is the first action taken (after it the drift would be repaired), or
-    ``none`` if no check acted. Rules that must hold on several checks (``for: 2``) need
-    ``persist >= 2``; 1 is a single check with an empty history.
-    """
-    try:
-        from drift_decider.policy import CheckRecord, History, evaluate, load_policy
-    except ImportError:
-        return None
+def policy_decider(path: Path, persist: int) -> Callable[[Mapping[str, float]], str]:
+    """The shipped policy as a decider: each scenario played as ``persist`` consecutive daily checks
+    of the same drift (``scenarios.first_action``); 1 is a single check with an empty history."""
     policy = load_policy(path)
-    start = datetime(2026, 1, 4, tzinfo=timezone.utc)
-
-    def decide(values: Mapping[str, float]) -> str:
-        checks: list[CheckRecord] = []
-        for day in range(persist):
-            now = start + timedelta(days=day)
-            decision = evaluate(policy, values, History(checks=tuple(checks)), now)
-            if decision.action != "none":
-                return decision.action
-            checks.append(CheckRecord(f"day-{day}", now, dict(values), decision.action, decision.rule_id,
-                                      now, policy.mode))
-        return "none"
-    return decide
+    return lambda values: first_action(policy, dict(values), checks=persist)
 
 
 def confusion_table(pairs: list[tuple[str, str]]) -> str:
@@ -137,13 +115,7 @@ def per_cell_accuracy(rows: list[tuple[str, float, str]]) -> str:
 
 def measure(kind: str, strength: float, seed: int, index_kind: str) -> dict[str, float]:
     """Every metric of one check: distribution drift, structure, index health and scores."""
-    scenario = generate_scenario(kind, strength, seed)
-    values: dict[str, float] = {}
-    for result in measure_drift(scenario.reference_vectors, scenario.current_vectors, seed=seed).results:
-        values.update(result.flat())
-    for result in scenario_metrics(scenario, index_kind=index_kind, seed=seed):
-        values.update(result.flat())
-    return values
+    return check_values(generate_scenario(kind, strength, seed), index_kind=index_kind, seed=seed)
 
 
 def main(argv: list[str] | None = None) -> int:

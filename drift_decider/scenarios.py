@@ -241,3 +241,35 @@ def scenario_metrics(scenario: Scenario, *, index_kind: str = "hnsw", k: int = 1
         *score_metrics(scenario.reference_vectors, scenario.current_vectors, scenario.queries_reference,
                        scenario.queries_current, k=k, seed=seed),
     ]
+
+
+def check_values(scenario: Scenario, *, index_kind: str = "hnsw", seed: int = 0) -> dict[str, float]:
+    """Every metric value a real check of this scenario sees: distribution drift, structure,
+    index health and scores."""
+    from drift_decider.measure import measure
+
+    values: dict[str, float] = {}
+    for result in [*measure(scenario.reference_vectors, scenario.current_vectors, seed=seed).results,
+                   *scenario_metrics(scenario, index_kind=index_kind, seed=seed)]:
+        values.update(result.flat())
+    return values
+
+
+def first_action(policy, values: dict[str, float], *, checks: int = 2,
+                 start: datetime = BUILT_AT + timedelta(days=3)) -> str:
+    """Play ``checks`` consecutive daily checks that all see ``values``; the first action taken.
+
+    Each decision joins the history of the next as the tracking layer records it, so rules that
+    must be sustained (``for: 2``) can fire; after the first action the drift would be repaired.
+    """
+    from drift_decider.policy import CheckRecord, History, evaluate
+
+    history: list[CheckRecord] = []
+    for day in range(checks):
+        now = start + timedelta(days=day)
+        decision = evaluate(policy, values, History(checks=tuple(history)), now)
+        if decision.action != "none":
+            return decision.action
+        history.append(CheckRecord(f"day-{day}", now, dict(values), decision.action, decision.rule_id, now,
+                                   policy.mode))
+    return "none"
