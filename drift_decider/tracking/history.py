@@ -24,12 +24,14 @@ def check_runs(client, experiment_id: str, ref: VersionRef, *, kind: str = "chec
 
 
 def search_checks(client, experiment_id: str, *, model: str | None = None, version: str | None = None,
-                  kind: str | None = "check", window_id: str | None = None, decision_id: str | None = None) -> list:
-    """Complete drift-decider runs matching the given tags, oldest window first."""
+                  kind: str | None = "check", window_id: str | None = None, decision_id: str | None = None,
+                  complete_only: bool = True) -> list:
+    """Complete (or, with ``complete_only=False``, all active) drift-decider runs matching the tags,
+    oldest window first."""
     from mlflow.entities import ViewType
 
     wanted = {tags.MODEL: model, tags.VERSION: version, tags.KIND: kind, tags.WINDOW_ID: window_id,
-              tags.DECISION_ID: decision_id, tags.COMPLETE: "true"}
+              tags.DECISION_ID: decision_id, tags.COMPLETE: "true" if complete_only else None}
     conditions = [f"tags.`{key}` = {_quote(value)}" for key, value in wanted.items() if value is not None]
     runs, token = [], None
     with mlflow_errors("reading the check history" + (f" of {model}" if model else "")):

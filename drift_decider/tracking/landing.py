@@ -9,7 +9,7 @@ from pathlib import Path
 from drift_decider.errors import TrackingError
 from drift_decider.spool import SpoolEntry, read_entries, spool_lock, write_entry
 from drift_decider.tracking.connection import mlflow_errors
-from drift_decider.tracking.history import check_runs
+from drift_decider.tracking.history import check_runs, search_checks
 from drift_decider.tracking.recorder import (CheckPayload, RecordingFailed, discard_orphan, publish_latest,
                                              record_check)
 from drift_decider.tracking.registry import VersionRef, ensure_experiment
@@ -47,6 +47,10 @@ def _sync_entry(client, path: Path, entry: SpoolEntry) -> dict[str, str]:
         if entry.orphan_run_id:
             discard_orphan(client, entry.orphan_run_id)
         experiment_id = ensure_experiment(client)
+        # a server that died while answering create_run leaves a run whose id the check never learnt
+        for run in search_checks(client, experiment_id, model=ref.name, version=ref.version, kind=entry.kind,
+                                 window_id=window.window_id, complete_only=False):
+            discard_orphan(client, run.info.run_id)
     already = check_runs(client, experiment_id, ref, kind=entry.kind, window_id=window.window_id)
     if already:
         if entry.kind == "check":
