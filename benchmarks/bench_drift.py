@@ -106,9 +106,9 @@ def _evidently(ref, cur, rows: list) -> None:
             rows.append([f"Evidently {name}", "failed", "", f"MemoryError {exc}"[:60], ""])
 
 
-def peers(sizes: list[int]) -> None:
+def peers(sizes: list[int], pairs: list[str]) -> None:
     for n in sizes:
-        for drift in (False, True):
+        for drift in (pair == "shifted" for pair in pairs):
             ref, cur = _data(n, drift, seed=n)
             rows: list[list[object]] = []
             ours_seconds = _ours(ref, cur, rows)
@@ -175,8 +175,10 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2_000, 10_000])
+    parser.add_argument("--pairs", nargs="+", choices=["no-drift", "shifted"], default=["no-drift", "shifted"],
+                        help="which reference/current pairs to run at each size (each costs minutes at 10,000)")
     args = parser.parse_args()
     if args.scale:
         scale(args.rows, args.dim)
     else:
-        peers(args.sizes)
+        peers(args.sizes, args.pairs)
