@@ -25,11 +25,15 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec("mean_shift.euclidean", "euclidean distance between centroids over the reference's RMS "
                "distance to its centroid"),
     MetricSpec("mmd2", "squared MMD, Gaussian kernel, median-heuristic bandwidth", test=True),
+    MetricSpec("mmd2_rff", "squared MMD over all rows from random Fourier feature means (Gaussian kernel, "
+               "reference bandwidth), unbiased; p-value: Hotelling T-squared on the features", test=True),
     MetricSpec("domain_classifier.auc", "cross-validated ROC AUC of a classifier telling current from reference",
                test=True),
     MetricSpec("pc_drift_share", "share of reference principal components whose KS test rejects after "
                "Benjamini-Hochberg; p-value is the Bonferroni-corrected minimum", test=True),
     MetricSpec("sliced_wasserstein", "mean 1-D Wasserstein distance over random projections"),
+    MetricSpec("sliced_wasserstein_sketch", "mean 1-D Wasserstein distance over random projections of all "
+               "rows, from projection histograms (within one bin width)"),
     MetricSpec("pca_recon_ratio", "PCA reconstruction error of current over reference (PCA fit on one random "
                "half of the reference, scored on the other half and on current)"),
     MetricSpec("norm_ks", "KS statistic between L2-norm distributions", test=True),

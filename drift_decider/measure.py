@@ -2,8 +2,9 @@
 
 Both sides are first summarised into EmbeddingProfiles (chunked, bounded memory). Metrics that
 need only moments use all rows exactly; tests that need rows use the profiles' uniform samples,
-which keeps their p-values valid (a uniform subsample of an i.i.d. sample is an i.i.d. sample),
-and every result states the rows it used.
+which keeps their p-values valid (a uniform subsample of an i.i.d. sample is an i.i.d. sample);
+the sketch metrics see all rows through the profiles' random-feature and projection sketches.
+Every result states the rows it used.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from drift_decider.metrics.moments import mean_shift, norm_ratio, pca_recon_rati
 from drift_decider.metrics.norms import norm_ks
 from drift_decider.metrics.pc_ks import pc_drift, principal_axes
 from drift_decider.metrics.result import MetricResult
+from drift_decider.metrics.sketched import mmd2_rff, sliced_wasserstein_sketch
 from drift_decider.metrics.sliced import sliced_wasserstein
 from drift_decider.profile import DEFAULT_CHUNK_ROWS, DEFAULT_SAMPLE_ROWS, EmbeddingProfile, combine_moments
 
-TESTS = ("mmd2", "domain_classifier.auc", "pc_drift_share", "norm_ks")
+TESTS = ("mmd2", "mmd2_rff", "domain_classifier.auc", "pc_drift_share", "norm_ks")
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,8 @@ def measure(reference: EmbeddingProfile | np.ndarray, current: np.ndarray, *, se
     # are not picked on both sides together.
     cur_seed = int(np.random.SeedSequence([seed, ref.seed, 1]).generate_state(1)[0])
     cur = EmbeddingProfile.from_array(current, seed=cur_seed, chunk_rows=opts.chunk_rows,
-                                      sample_rows=opts.sample_rows, progress=progress, name="current")
+                                      sample_rows=opts.sample_rows, progress=progress, name="current",
+                                      sketch_spec=None if ref.sketch is None else ref.sketch.spec)
     if ref.dim != cur.dim:
         raise InputError(f"dimension mismatch: reference vectors have {ref.dim} dimensions, "
                          f"current vectors {cur.dim}")
@@ -101,6 +104,7 @@ def _metrics(ref: EmbeddingProfile, cur: EmbeddingProfile, xs: np.ndarray, ys: n
     results.append(_test_or_insufficient(
         "mmd2", xs, ys, opts, lambda a, b: mmd2_test(
             a[:opts.mmd_rows], b[:opts.mmd_rows], permutations=opts.mmd_permutations, rng=rngs["mmd2"])))
+    results.append(_sketch_metric("mmd2_rff", ref, cur, opts, mmd2_rff))
     results.append(_test_or_insufficient(
         "domain_classifier.auc", xs, ys, opts, lambda a, b: domain_classifier(
             a[:opts.classifier_rows], b[:opts.classifier_rows], rng=rngs["domain_classifier.auc"])))
@@ -111,6 +115,7 @@ def _metrics(ref: EmbeddingProfile, cur: EmbeddingProfile, xs: np.ndarray, ys: n
     results.append(_test_or_insufficient(
         "sliced_wasserstein", xs, ys, opts, lambda a, b: sliced_wasserstein(
             a, b, projections=opts.sliced_projections, rng=rngs["sliced_wasserstein"])))
+    results.append(_sketch_metric("sliced_wasserstein_sketch", ref, cur, opts, sliced_wasserstein_sketch))
     results.append(pca_recon_ratio([ref.half(0), ref.half(1)], cur.mean, cur.covariance,
                                    variance=opts.recon_variance))
     results.append(_test_or_insufficient("norm_ks", xs, ys, opts, norm_ks))
@@ -129,6 +134,18 @@ def _test_or_insufficient(name, xs, ys, opts, compute) -> MetricResult:
                                          f"{len(xs)} reference and {len(ys)} current",
                                          rows_per_side=[len(xs), len(ys)])
     return compute(xs, ys)
+
+
+def _sketch_metric(name, ref: EmbeddingProfile, cur: EmbeddingProfile, opts: MeasureOptions,
+                   compute) -> MetricResult:
+    if ref.sketch is None:
+        return MetricResult.insufficient(name, "the reference profile has no sketches (saved before profile "
+                                         "format 2); set the reference again to compute it")
+    if min(ref.count, cur.count) < opts.min_rows:
+        return MetricResult.insufficient(name, f"needs at least {opts.min_rows} rows per side, got "
+                                         f"{ref.count} reference and {cur.count} current",
+                                         rows_per_side=[ref.count, cur.count])
+    return compute(ref.sketch, cur.sketch)
 
 
 def _pooled_moments(a: EmbeddingProfile, b: EmbeddingProfile) -> tuple[np.ndarray, np.ndarray]:

@@ -4,8 +4,9 @@ A reference set is summarised once (per model version) and stored; checks then c
 embeddings against the summary instead of the raw vectors. The summary holds what the metrics
 need: the row count, the mean and centred second moments (exact, combined with Chan's parallel
 formulas) of each of two random halves of the rows (split by one hash bit, so metrics can fit on
-one half and evaluate on the other), the sum of L2 norms, and a uniform sample of rows for the
-tests that need rows.
+one half and evaluate on the other), the sum of L2 norms, a uniform sample of rows for the
+tests that need rows, and random-feature and projection sketches over every row
+(drift_decider.sketch).
 
 The sample is a bottom-k sample keyed by a seeded hash of each row's *position* (its global row
 number, counted from ``row_offset``): a row's key does not depend on the chunk it was read in or
@@ -28,23 +29,26 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from drift_decider.errors import InputError
+from drift_decider.sketch import FeatureSketch, SketchSpec
 
 FORMAT = "drift-decider.profile"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 2 added the sketches; version 1 files still load, without them
 DEFAULT_SAMPLE_ROWS = 10_000
 DEFAULT_CHUNK_ROWS = 16_384
 
 _ARRAYS = ("half_counts", "half_means", "half_m2", "sample", "sample_keys")
+_SKETCH_ARRAYS = ("feature_mean", "feature_m2", "histograms", "tail_sums")
 
 
 @dataclass(frozen=True, eq=False)
 class EmbeddingProfile:
-    """Summary of ``count`` vectors of dimension ``dim``: moments, norm sum and a row sample."""
+    """Summary of ``count`` vectors of dimension ``dim``: moments, norm sum, a row sample and sketches."""
 
     dim: int
     seed: int                 # seed of the row keys; profiles merge only with the same seed
@@ -55,6 +59,7 @@ class EmbeddingProfile:
     norm_sum: float           # sum of L2 norms
     sample: np.ndarray        # (min(count, sample_rows), dim) float32, ordered by key
     sample_keys: np.ndarray   # (len(sample),) uint64, ascending
+    sketch: FeatureSketch | None = None   # None only for profiles saved before format 2
 
     # -- derived quantities -------------------------------------------------------------------
     @property
@@ -88,29 +93,40 @@ class EmbeddingProfile:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def empty(cls, dim: int, *, seed: int, sample_rows: int = DEFAULT_SAMPLE_ROWS) -> "EmbeddingProfile":
+    def empty(cls, dim: int, *, seed: int, sample_rows: int = DEFAULT_SAMPLE_ROWS,
+              sketch_spec: SketchSpec | None = None) -> "EmbeddingProfile":
         if sample_rows < 1:
             raise InputError(f"sample_rows must be at least 1, got {sample_rows}")
         return cls(int(dim), int(seed), int(sample_rows), np.zeros(2, np.int64), np.zeros((2, dim)),
-                   np.zeros((2, dim, dim)), 0.0, np.zeros((0, dim), np.float32), np.zeros(0, np.uint64))
+                   np.zeros((2, dim, dim)), 0.0, np.zeros((0, dim), np.float32), np.zeros(0, np.uint64),
+                   None if sketch_spec is None else FeatureSketch.empty(sketch_spec))
 
     @classmethod
     def from_array(cls, x: np.ndarray, *, seed: int, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                    sample_rows: int = DEFAULT_SAMPLE_ROWS, progress: bool = False,
-                   name: str = "embeddings", workers: int | None = None,
-                   row_offset: int = 0) -> "EmbeddingProfile":
+                   name: str = "embeddings", workers: int | None = None, row_offset: int = 0,
+                   sketch_spec: SketchSpec | Literal["auto"] | None = "auto") -> "EmbeddingProfile":
         """Summarise a 2-D array (or memory-mapped ``.npy``) chunk by chunk in bounded memory.
 
         Chunks are summarised by ``workers`` threads (default: the CPU count, at most 4), each with
         single-threaded BLAS, and merged in chunk order, so the result does not depend on
         ``workers``; at most ``2 * workers`` chunks are in memory at once. Rows are numbered from
         ``row_offset`` (give later parts of a set their offset to merge them exactly).
+
+        ``sketch_spec="auto"`` derives the sketches' spec from a pilot of these rows (a reference);
+        a set compared with a reference, or a part merged with another, takes that profile's
+        ``sketch.spec``; None builds no sketches.
         """
         x = _check_matrix(x, name)
         if chunk_rows < 1:
             raise InputError(f"chunk_rows must be at least 1, got {chunk_rows}")
         workers = max(1, min(4, os.cpu_count() or 1)) if workers is None else max(1, workers)
-        profile = cls.empty(x.shape[1], seed=seed, sample_rows=sample_rows)
+        if isinstance(sketch_spec, str):
+            sketch_spec = SketchSpec.from_pilot(x, seed=seed, name=name)
+        elif sketch_spec is not None and sketch_spec.dim != x.shape[1]:
+            raise InputError(f"dimension mismatch: reference vectors have {sketch_spec.dim} dimensions, "
+                             f"{name} vectors {x.shape[1]}")
+        profile = cls.empty(x.shape[1], seed=seed, sample_rows=sample_rows, sketch_spec=sketch_spec)
         if row_offset < 0:
             raise InputError(f"row_offset must be non-negative, got {row_offset}")
         keyer = _RowKeys(seed, row_offset)
@@ -155,17 +171,21 @@ class EmbeddingProfile:
                 centred = part - means[i].astype(np.float32)
                 m2s[i] = centred.T @ centred
         norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64))
+        sketch = None if self.sketch is None else FeatureSketch.of_rows(self.sketch.spec, chunk)
         return EmbeddingProfile(self.dim, self.seed, self.sample_rows, counts, means, m2s,
-                                float(norms.sum()), *_bottom_k(chunk, keys, self.sample_rows))
+                                float(norms.sum()), *_bottom_k(chunk, keys, self.sample_rows), sketch)
 
     def merge(self, other: "EmbeddingProfile") -> "EmbeddingProfile":
-        """The profile of the union of both row sets (moments by Chan's formulas, sample exact)."""
+        """The profile of the union of both row sets (moments by Chan's formulas, sample exact,
+        sketches summed)."""
         if not isinstance(other, EmbeddingProfile):
             raise InputError(f"can only merge an EmbeddingProfile, got {type(other).__name__}")
         if (self.dim, self.seed, self.sample_rows) != (other.dim, other.seed, other.sample_rows):
             raise InputError("profiles differ in dim, seed or sample_rows and cannot be merged: "
                              f"{(self.dim, self.seed, self.sample_rows)} vs "
                              f"{(other.dim, other.seed, other.sample_rows)}")
+        if (self.sketch is None) != (other.sketch is None):
+            raise InputError("only one of the profiles has sketches (a format-1 profile); they cannot be merged")
         counts, means, m2s = self.half_counts + other.half_counts, np.empty_like(self.half_means), \
             np.empty_like(self.half_m2)
         for i in (0, 1):
@@ -173,17 +193,22 @@ class EmbeddingProfile:
                                         other.half_counts[i], other.half_means[i], other.half_m2[i])
         sample, keys = _bottom_k(np.concatenate([self.sample, other.sample]),
                                  np.concatenate([self.sample_keys, other.sample_keys]), self.sample_rows)
+        sketch = None if self.sketch is None else self.sketch.merge(other.sketch)
         return EmbeddingProfile(self.dim, self.seed, self.sample_rows, counts, means, m2s,
-                                self.norm_sum + other.norm_sum, sample, keys)
+                                self.norm_sum + other.norm_sum, sample, keys, sketch)
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the profile to ``path`` (an ``.npz`` file with a JSON header; no pickle)."""
         path = Path(path)
         header = {"format": FORMAT, "version": FORMAT_VERSION, "count": self.count, "dim": self.dim,
-                  "seed": self.seed, "sample_rows": self.sample_rows, "norm_sum": self.norm_sum}
+                  "seed": self.seed, "sample_rows": self.sample_rows, "norm_sum": self.norm_sum,
+                  "sketch": None if self.sketch is None else self.sketch.spec.to_json()}
+        arrays = {k: getattr(self, k) for k in _ARRAYS}
+        if self.sketch is not None:
+            arrays.update({f"sketch_{k}": getattr(self.sketch, k) for k in _SKETCH_ARRAYS})
         with path.open("wb") as fh:
-            np.savez(fh, header=np.array(json.dumps(header)), **{k: getattr(self, k) for k in _ARRAYS})
+            np.savez(fh, header=np.array(json.dumps(header)), **arrays)
         return path
 
     @classmethod
@@ -194,12 +219,13 @@ class EmbeddingProfile:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(str(data["header"][()]))
                 arrays = {k: data[k] for k in _ARRAYS}
+                sketch = _load_sketch(header, data, int(header["count"])) if header.get("sketch") else None
         except FileNotFoundError:
             raise InputError(f"{path}: profile file not found") from None
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, InputError) as exc:
             raise InputError(f"{path}: not a drift-decider profile ({exc})") from None
-        if header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
-            raise InputError(f"{path}: not a drift-decider profile of version {FORMAT_VERSION}")
+        if header.get("format") != FORMAT or header.get("version") not in (1, FORMAT_VERSION):
+            raise InputError(f"{path}: not a drift-decider profile of version 1 or {FORMAT_VERSION}")
         dim = int(header["dim"])
         if (arrays["half_counts"].shape != (2,) or arrays["half_means"].shape != (2, dim)
                 or arrays["half_m2"].shape != (2, dim, dim)
@@ -210,10 +236,23 @@ class EmbeddingProfile:
         return cls(dim, int(header["seed"]), int(header["sample_rows"]),
                    arrays["half_counts"].astype(np.int64), arrays["half_means"].astype(np.float64),
                    arrays["half_m2"].astype(np.float64), float(header["norm_sum"]),
-                   arrays["sample"].astype(np.float32), arrays["sample_keys"].astype(np.uint64))
+                   arrays["sample"].astype(np.float32), arrays["sample_keys"].astype(np.uint64), sketch)
 
 
 # -- helpers ----------------------------------------------------------------------------------
+def _load_sketch(header: dict, data, count: int) -> FeatureSketch:
+    spec = SketchSpec.from_json(header["sketch"])
+    f, p = 2 * spec.frequencies, spec.projections
+    arrays = {k: data[f"sketch_{k}"] for k in _SKETCH_ARRAYS}
+    if (spec.dim != int(header["dim"]) or arrays["feature_mean"].shape != (f,)
+            or arrays["feature_m2"].shape != (f, f) or arrays["histograms"].shape != (p, spec.bins + 2)
+            or arrays["tail_sums"].shape != (p, 2) or int(arrays["histograms"][0].sum()) != count):
+        raise ValueError("sketch arrays do not match the header")
+    return FeatureSketch(spec, count, arrays["feature_mean"].astype(np.float64),
+                         arrays["feature_m2"].astype(np.float64), arrays["histograms"].astype(np.int64),
+                         arrays["tail_sums"].astype(np.float64))
+
+
 def combine_moments(n_a: int, mean_a: np.ndarray, m2_a: np.ndarray,
              n_b: int, mean_b: np.ndarray, m2_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and centred second moment of two row sets together (Chan et al.)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -42,10 +44,11 @@ def test_sample_is_uniform_without_replacement():
 def test_merge_equals_profile_of_union(split):
     x = _data(5_000, 8, 1)
     a, b = x[:split], x[split:]
-    kwargs = dict(seed=5, chunk_rows=611, sample_rows=300)
+    union = EmbeddingProfile.from_array(x, seed=5, chunk_rows=1_000, sample_rows=300)
+    # the parts share the union's sketch spec, as every set compared with one reference does
+    kwargs = dict(seed=5, chunk_rows=611, sample_rows=300, sketch_spec=union.sketch.spec)
     merged = EmbeddingProfile.from_array(a, **kwargs).merge(
         EmbeddingProfile.from_array(b, row_offset=split, **kwargs))
-    union = EmbeddingProfile.from_array(x, **{**kwargs, "chunk_rows": 1_000})  # chunking does not matter
     assert merged.count == union.count
     np.testing.assert_array_equal(merged.half_counts, union.half_counts)
     np.testing.assert_allclose(merged.half_means, union.half_means, rtol=1e-9, atol=1e-12)
@@ -54,6 +57,13 @@ def test_merge_equals_profile_of_union(split):
     np.testing.assert_array_equal(merged.sample_keys, union.sample_keys)
     np.testing.assert_array_equal(merged.sample, union.sample)
     assert merged.norm_sum == pytest.approx(union.norm_sum, rel=1e-12)
+    sa, su = merged.sketch, union.sketch
+    assert sa.count == su.count == 5_000
+    # features come from float32 products: equal to float32 precision of their scale
+    np.testing.assert_allclose(sa.feature_mean, su.feature_mean, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(sa.feature_m2, su.feature_m2, rtol=0, atol=1e-6 * np.abs(su.feature_m2).max())
+    np.testing.assert_array_equal(sa.histograms, su.histograms)
+    np.testing.assert_allclose(sa.tail_sums, su.tail_sums, rtol=1e-12, atol=1e-9)
 
 
 def test_sample_of_repeated_rows_is_a_row_sample_not_a_value_sample():
@@ -78,6 +88,9 @@ def test_save_load_roundtrip_without_pickle(tmp_path):
     assert (q.count, q.dim, q.seed, q.sample_rows) == (p.count, p.dim, p.seed, p.sample_rows)
     np.testing.assert_array_equal(q.half_m2, p.half_m2)
     np.testing.assert_array_equal(q.sample, p.sample)
+    assert q.sketch.spec == p.sketch.spec and q.sketch.count == p.sketch.count
+    np.testing.assert_array_equal(q.sketch.feature_m2, p.sketch.feature_m2)
+    np.testing.assert_array_equal(q.sketch.histograms, p.sketch.histograms)
     with np.load(path, allow_pickle=False) as data:  # readable by a plain, pickle-free reader
         assert set(data.files) >= {"header", "sample"}
 
@@ -120,3 +133,31 @@ def test_worker_count_does_not_change_the_profile():
     np.testing.assert_array_equal(one.half_m2, three.half_m2)
     np.testing.assert_array_equal(one.sample, three.sample)
     assert one.norm_sum == three.norm_sum
+    np.testing.assert_array_equal(one.sketch.feature_m2, three.sketch.feature_m2)
+    np.testing.assert_array_equal(one.sketch.histograms, three.sketch.histograms)
+
+
+def test_format_1_profile_loads_without_sketches(tmp_path):
+    """A profile saved before sketches existed still loads; merging it with a sketched one is refused."""
+    p = EmbeddingProfile.from_array(_data(500, 4, 8), seed=1, sample_rows=50, sketch_spec=None)
+    header = {"format": "drift-decider.profile", "version": 1, "count": p.count, "dim": p.dim, "seed": p.seed,
+              "sample_rows": p.sample_rows, "norm_sum": p.norm_sum}
+    path = tmp_path / "old.profile"
+    with path.open("wb") as fh:
+        np.savez(fh, header=np.array(json.dumps(header)), half_counts=p.half_counts, half_means=p.half_means,
+                 half_m2=p.half_m2, sample=p.sample, sample_keys=p.sample_keys)
+    old = EmbeddingProfile.load(path)
+    assert old.sketch is None and old.count == 500
+    with pytest.raises(InputError, match="format-1"):
+        old.merge(EmbeddingProfile.from_array(_data(10, 4, 9), seed=1, sample_rows=50))
+
+
+def test_load_rejects_a_sketch_that_does_not_match_its_header(tmp_path):
+    p = EmbeddingProfile.from_array(_data(500, 4, 8), seed=1, sample_rows=50)
+    path = p.save(tmp_path / "p.profile")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["sketch_histograms"] = arrays["sketch_histograms"][:, :-1]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(InputError, match="not a drift-decider profile"):
+        EmbeddingProfile.load(tmp_path / "bad.npz")
