@@ -1,6 +1,7 @@
 """drift-decider vs alibi-detect MMDDrift and Evidently's embedding-drift methods, and a scale run.
 
     PYTHONPATH=. /work/bench-venv/bin/python benchmarks/bench_drift.py            # peers, n = 2,000 and 10,000
+    ... bench_drift.py --sizes 10000 --pairs shifted                             # one pair (~15 min at 10,000)
     PYTHONPATH=. /work/venv/bin/python benchmarks/bench_drift.py --scale          # 1,000,000 x 384 per side
 
 Peers: same data (MovieLens item factors, dim 128, drawn with replacement), no-drift and shifted

@@ -13,6 +13,7 @@ permutation and is run only up to --alibi-mmd-max rows per side.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 
@@ -60,6 +61,8 @@ def run(trials: int, sizes: list[int], alibi_mmd_max: int) -> None:
                 for name, hit in decisions.items():
                     hits[name] += hit
                     runs[name] += 1
+                print(f"{kind} n={n} trial {trial}: " + ", ".join(f"{k}={int(v)}" for k, v in decisions.items()),
+                      file=sys.stderr, flush=True)
             rows.append([kind, strength, n] + [f"{hits[c] / runs[c]:.2f}" if runs[c] else "-" for c in columns])
             print(f"done {kind} n={n}", flush=True)
     print(f"\nDetection rate at alpha={ALPHA}, {trials} trials per cell (MovieLens item factors, dim 32)")
