@@ -30,6 +30,8 @@ DEFAULT_FREQUENCIES = 64      # features are the cos and sin of each: 128 per ro
 DEFAULT_PROJECTIONS = 64
 DEFAULT_BINS = 1_024
 MAX_FREQUENCIES = 2_048      # the features' second moment is (2 x 2,048)^2 float64 = 128 MB
+MAX_PROJECTIONS = 1_024      # with MAX_BINS, histograms stay under 512 MB (a hostile file cannot ask for more)
+MAX_BINS = 65_536
 GRID_HALF_WIDTH = 8.0         # the grid spans the pilot's median +- this many robust SDs
 
 
@@ -49,11 +51,11 @@ class SketchSpec:
     directions: np.ndarray = field(init=False, repr=False, compare=False)   # (dim, projections)
 
     def __post_init__(self) -> None:
-        if (min(self.frequencies, self.projections, self.bins) < 1 or not self.bandwidth > 0
-                or self.frequencies > MAX_FREQUENCIES):
-            raise InputError(f"invalid sketch spec: {self.frequencies} frequencies (at most {MAX_FREQUENCIES}), "
-                             f"{self.projections} "
-                             f"projections, {self.bins} bins, bandwidth {self.bandwidth}")
+        if not (1 <= self.frequencies <= MAX_FREQUENCIES and 1 <= self.projections <= MAX_PROJECTIONS
+                and 1 <= self.bins <= MAX_BINS and self.bandwidth > 0):
+            raise InputError(f"invalid sketch spec: {self.frequencies} frequencies (1..{MAX_FREQUENCIES}), "
+                             f"{self.projections} projections (1..{MAX_PROJECTIONS}), {self.bins} bins "
+                             f"(1..{MAX_BINS}), bandwidth {self.bandwidth} (> 0)")
         if not (len(self.grid_low) == len(self.grid_high) == self.projections):
             raise InputError("invalid sketch spec: one grid range per projection is needed")
         omega, directions = _random_maps(self.dim, self.seed, self.frequencies, self.projections)

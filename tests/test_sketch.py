@@ -114,3 +114,6 @@ def test_spec_guards():
     with pytest.raises(InputError, match="different specs"):
         FeatureSketch.of_rows(spec, x).merge(FeatureSketch.of_rows(other, x))
     assert SketchSpec.from_json(spec.to_json()) == spec
+    for field, value in (("frequencies", 0), ("frequencies", 10**6), ("bins", 10**9), ("bandwidth", 0.0)):
+        with pytest.raises(InputError, match="invalid sketch spec"):
+            SketchSpec.from_json({**spec.to_json(), field: value})
