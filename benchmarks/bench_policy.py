@@ -100,7 +100,7 @@ def _worker(task: tuple[int, int, bool]) -> tuple[float, dict[str, int]]:
 def _forget(histories: list[History]) -> None:
     """Drop per-History caches so every row starts from the same state."""
     for history in histories:
-        history.__dict__.pop("_series", None)
+        history.__dict__.pop("_past", None)
         history.__dict__.pop("_digest", None)
 
 

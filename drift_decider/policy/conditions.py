@@ -13,53 +13,49 @@ import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from drift_decider.policy.past import Past
+
 OPS: dict[str, Callable[[float, float], bool]] = {
     "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le,
     "eq": operator.eq, "ne": operator.ne,
 }
 OP_SYMBOL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "==", "ne": "!="}
-SECONDS_PER_DAY = 86400.0
 
 
 class Frame:
     """One check as conditions see it: its metric values, its time and the checks before it."""
 
-    __slots__ = ("metrics", "time", "times", "history_metrics", "end", "trace", "memo")
+    __slots__ = ("metrics", "time", "past", "end", "trace")
 
-    def __init__(self, metrics: Mapping[str, float], time: float, times: Sequence[float],
-                 history_metrics: Sequence[Mapping[str, float]], end: int, trace: list | None,
-                 memo: dict | None = None) -> None:
+    def __init__(self, metrics: Mapping[str, float], time: float, past: Past, end: int,
+                 trace: list | None = None) -> None:
         self.metrics = metrics
         self.time = time                          # days since the epoch
-        self.times = times                        # days since the epoch of each history check
-        self.history_metrics = history_metrics    # metric dicts of the history, oldest first
-        self.end = end                            # checks history[:end] precede this one
+        self.past = past                          # the history, with its memoised derived data
+        self.end = end                            # checks past[:end] precede this one
         self.trace = trace                        # list to append leaf results to, or None
-        self.memo = {} if memo is None else memo  # per-History cache of prefix statistics
 
-    def last(self, metric: str, n: int) -> list[tuple[float, float]] | None:
-        """The last ``n`` checks' (time, value) of a metric, this one included; None if any is missing."""
-        if n - 1 > self.end or metric not in self.metrics:
+    def last(self, metric: str, n: int) -> tuple[list[float], list[float]] | None:
+        """Times and values of the last ``n`` checks of a metric, this one included; None if any is missing."""
+        current = self.metrics.get(metric)
+        if n - 1 > self.end or current is None:
             return None
-        points = []
-        for i in range(self.end - n + 1, self.end):
-            value = self.history_metrics[i].get(metric)
-            if value is None:
-                return None
-            points.append((self.times[i], value))
-        points.append((self.time, self.metrics[metric]))
-        return points
+        start = self.end - n + 1
+        values = self.past.series(metric)[start:self.end]
+        if None in values:
+            return None
+        values.append(current)
+        times = self.past.times[start:self.end]
+        times.append(self.time)
+        return times, values
 
     def folded(self, leaf: "Ewma | Cusum") -> tuple[Any, int]:
         """(state, count) of a recursive statistic after the checks before this one.
 
-        Prefix states are computed once per History and leaf (History is immutable), so EWMA and
-        CUSUM cost O(1) per evaluation, also when ``for`` recomputes earlier checks.
+        Prefix states are computed once per History and statistic (History is immutable), so EWMA
+        and CUSUM cost O(1) per evaluation, also when ``for`` recomputes earlier checks.
         """
-        states = self.memo.get(leaf)
-        if states is None:
-            states = self.memo[leaf] = leaf.prefix_states(self.history_metrics)
-        return states[self.end]
+        return self.past.states(leaf.state_key, leaf.metric, leaf.prefix_states)[self.end]
 
 
 def _record(frame: Frame, leaf: "Leaf", value: float | None, threshold: float | None,
@@ -216,16 +212,19 @@ class Missing(Leaf):
         return f"{self.metric} is {'missing' if self.missing else 'present'}"
 
 
-def slope_per_day(points: Sequence[tuple[float, float]]) -> float | None:
-    """Least-squares slope (units per day) of (time in days, value) points; None if times coincide."""
-    n = len(points)
+def slope_per_day(times: Sequence[float], values: Sequence[float]) -> float | None:
+    """Least-squares slope (units per day) of values over times in days; None if the times coincide.
+
+    Sums run left to right in plain loops, so the result does not depend on how ``sum`` adds.
+    """
+    n = len(times)
     sum_t = sum_v = 0.0
-    for t, v in points:
+    for t, v in zip(times, values):
         sum_t += t
         sum_v += v
     mean_t, mean_v = sum_t / n, sum_v / n
     sxx = sxy = 0.0
-    for t, v in points:
+    for t, v in zip(times, values):
         dt = t - mean_t
         sxx += dt * dt
         sxy += dt * (v - mean_v)
@@ -245,7 +244,7 @@ class Slope(Leaf):
 
     def evaluate(self, frame: Frame) -> bool | None:
         points = frame.last(self.metric, self.window)
-        slope = None if points is None else slope_per_day(points)
+        slope = None if points is None else slope_per_day(*points)
         outcome = None if slope is None else OPS[self.op](slope, self.value)
         return _record(frame, self, slope, self.value, outcome)
 
@@ -274,10 +273,10 @@ class Projected(Leaf):
 
     def evaluate(self, frame: Frame) -> bool | None:
         points = frame.last(self.metric, self.window)
-        slope = None if points is None else slope_per_day(points)
+        slope = None if points is None else slope_per_day(*points)
         if slope is None:
             return _record(frame, self, None, self.value, None)
-        current = points[-1][1]
+        current = points[1][-1]
         projected = current + slope * self.within_days
         outcome = OPS[self.op](current, self.value) or OPS[self.op](projected, self.value)
         detail = None
@@ -311,13 +310,17 @@ class Ewma(Leaf):
 
     kind = "ewma"
 
-    def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]) -> list[tuple[float, int]]:
-        """(z, count) after each prefix of the history; checks lacking the metric are skipped."""
-        lam, keep, metric = self.lam, 1.0 - self.lam, self.metric
+    def __post_init__(self) -> None:
+        # what the prefix states depend on (not L or side), so equal charts share them; hex keeps
+        # -0.0 and 0.0 apart, which start charts whose zero values differ in sign
+        object.__setattr__(self, "state_key", ("ewma", self.metric, self.lam, self.target.hex()))
+
+    def prefix_states(self, values: Sequence[float | None]) -> list[tuple[float, int]]:
+        """(z, count) after each prefix of the metric's history; checks lacking the metric are skipped."""
+        lam, keep = self.lam, 1.0 - self.lam
         z, count = self.target, 0
         states = [(z, count)]
-        for metrics in history_metrics:
-            x = metrics.get(metric)
+        for x in values:
             if x is not None:
                 z, count = lam * x + keep * z, count + 1
             states.append((z, count))
@@ -357,15 +360,18 @@ class Cusum(Leaf):
 
     kind = "cusum"
 
-    def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]
-                      ) -> list[tuple[tuple[float, float], int]]:
-        """((upper sum, lower sum), count) after each prefix of the history; missing values are skipped."""
-        target, sigma, k, metric = self.target, self.sigma, self.k, self.metric
+    def __post_init__(self) -> None:
+        # what the prefix sums depend on (not h or side), so equal charts share them
+        object.__setattr__(self, "state_key", ("cusum", self.metric, self.target.hex(), self.sigma, self.k))
+
+    def prefix_states(self, values: Sequence[float | None]) -> list[tuple[tuple[float, float], int]]:
+        """((upper sum, lower sum), count) after each prefix of the metric's history; missing values
+        are skipped."""
+        target, sigma, k = self.target, self.sigma, self.k
         hi = lo = 0.0
         count = 0
         states = [((hi, lo), count)]
-        for metrics in history_metrics:
-            x = metrics.get(metric)
+        for x in values:
             if x is not None:
                 u = (x - target) / sigma
                 hi = hi + u - k

@@ -84,7 +84,7 @@ class Decision:
         trace: list[tuple] = []
         if self.frame is not None:
             f = self.frame
-            rule.when.evaluate(Frame(f.metrics, f.time, f.times, f.history_metrics, f.end, trace, f.memo))
+            rule.when.evaluate(Frame(f.metrics, f.time, f.past, f.end, trace))
         text = detail() if callable(detail) else detail
         return RuleOutcome(rule.id, rule.action, rule.priority, rule.severity, status, tuple(trace),
                            reason, text)

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from drift_decider.errors import InputError
+from drift_decider.policy.past import Past
 
 ACTIONS = ("none", "refresh-index", "recalibrate", "retrain")   # lightest to heaviest
 ACTION_WEIGHT = {name: rank for rank, name in enumerate(ACTIONS)}
@@ -127,6 +128,14 @@ class History:
 
     def to_dicts(self) -> list[dict[str, Any]]:
         return [check.to_dict() for check in self.checks]
+
+    def past(self) -> Past:
+        """The derived views conditions read (time axis, series, trend states), made once per History."""
+        cached = self.__dict__.get("_past")
+        if cached is None:
+            cached = Past(self.checks)
+            object.__setattr__(self, "_past", cached)
+        return cached
 
     def digest(self) -> str:
         """sha256 over a canonical encoding of every check: part of every decision id."""

@@ -10,12 +10,13 @@ from typing import Any
 
 from drift_decider.catalog import metric_keys
 from drift_decider.errors import PolicyError
-from drift_decider.policy.conditions import (OPS, SECONDS_PER_DAY, All, Any_, Compare, Cusum, Ewma, Leaf,
-                                            Missing, Node, Not, Projected, Slope)
+from drift_decider.policy.conditions import (OPS, All, Any_, Compare, Cusum, Ewma, Leaf, Missing, Node, Not,
+                                            Projected, Slope)
 from drift_decider.policy.expr import ExprError, parse_expression
 from drift_decider.policy.fields import Fields, shift, suggest, type_name
 from drift_decider.policy.history import ACTIONS, canonical_json
 from drift_decider.policy.model import SEVERITIES, Policy, Rule
+from drift_decider.policy.past import SECONDS_PER_DAY
 from drift_decider.policy.template import check_template
 from drift_decider.policy.yamlsafe import Located, LocatedList, load_yaml, plain, read_text
 
