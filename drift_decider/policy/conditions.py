@@ -13,7 +13,7 @@ import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from drift_decider.policy.past import Past
+from drift_decider.policy.past import SECONDS_PER_DAY, Past
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le,
@@ -40,13 +40,15 @@ class Frame:
         current = self.metrics.get(metric)
         if n - 1 > self.end or current is None:
             return None
-        start = self.end - n + 1
-        values = self.past.series(metric)[start:self.end]
-        if None in values:
-            return None
-        values.append(current)
-        times = self.past.times[start:self.end]
+        times, values = [], []
+        for check in self.past.checks[self.end - n + 1:self.end]:
+            value = check.metrics.get(metric)
+            if value is None:
+                return None
+            times.append(check._seconds[1] / SECONDS_PER_DAY)
+            values.append(value)
         times.append(self.time)
+        values.append(current)
         return times, values
 
     def folded(self, leaf: "Ewma | Cusum") -> tuple[Any, int]:
@@ -55,7 +57,7 @@ class Frame:
         Prefix states are computed once per History and statistic (History is immutable), so EWMA
         and CUSUM cost O(1) per evaluation, also when ``for`` recomputes earlier checks.
         """
-        return self.past.states(leaf.state_key, leaf.metric, leaf.prefix_states)[self.end]
+        return self.past.states(leaf.state_key, leaf.prefix_states)[self.end]
 
 
 def _record(frame: Frame, leaf: "Leaf", value: float | None, threshold: float | None,
@@ -315,12 +317,13 @@ class Ewma(Leaf):
         # -0.0 and 0.0 apart, which start charts whose zero values differ in sign
         object.__setattr__(self, "state_key", ("ewma", self.metric, self.lam, self.target.hex()))
 
-    def prefix_states(self, values: Sequence[float | None]) -> list[tuple[float, int]]:
-        """(z, count) after each prefix of the metric's history; checks lacking the metric are skipped."""
-        lam, keep = self.lam, 1.0 - self.lam
+    def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]) -> list[tuple[float, int]]:
+        """(z, count) after each prefix of the history; checks lacking the metric are skipped."""
+        lam, keep, metric = self.lam, 1.0 - self.lam, self.metric
         z, count = self.target, 0
         states = [(z, count)]
-        for x in values:
+        for metrics in history_metrics:
+            x = metrics.get(metric)
             if x is not None:
                 z, count = lam * x + keep * z, count + 1
             states.append((z, count))
@@ -364,14 +367,15 @@ class Cusum(Leaf):
         # what the prefix sums depend on (not h or side), so equal charts share them
         object.__setattr__(self, "state_key", ("cusum", self.metric, self.target.hex(), self.sigma, self.k))
 
-    def prefix_states(self, values: Sequence[float | None]) -> list[tuple[tuple[float, float], int]]:
-        """((upper sum, lower sum), count) after each prefix of the metric's history; missing values
-        are skipped."""
-        target, sigma, k = self.target, self.sigma, self.k
+    def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]
+                      ) -> list[tuple[tuple[float, float], int]]:
+        """((upper sum, lower sum), count) after each prefix of the history; missing values are skipped."""
+        target, sigma, k, metric = self.target, self.sigma, self.k, self.metric
         hi = lo = 0.0
         count = 0
         states = [((hi, lo), count)]
-        for x in values:
+        for metrics in history_metrics:
+            x = metrics.get(metric)
             if x is not None:
                 u = (x - target) / sigma
                 hi = hi + u - k

@@ -9,10 +9,10 @@ from typing import Mapping
 
 from drift_decider.policy.conditions import Frame
 from drift_decider.policy.decision import Decision, Detail
-from drift_decider.policy.history import (ACTION_WEIGHT, CheckRecord, History, _iso, clean_metrics,
+from drift_decider.policy.history import (ACTION_WEIGHT, History, _iso, clean_metrics,
                                           encode_fields, encode_metrics, parse_time)
 from drift_decider.policy.model import Policy, Rule
-from drift_decider.policy.past import SECONDS_PER_DAY, Past
+from drift_decider.policy.past import SECONDS_PER_DAY, Past, any_within
 from drift_decider.policy.template import render
 
 
@@ -34,7 +34,7 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
         if not held:
             verdicts.append((rule, "unknown" if held is None else "not-matched", None, None))
             continue
-        reason, detail = _suppression(rule, frame, now_s)
+        reason, detail = _suppression(rule, frame, now_s) if rule.holds_back else (None, None)
         if reason is None:
             if winner is None:
                 winner = rule
@@ -43,9 +43,8 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
             reason, detail = "outranked", f"rule {winner.id} ({winner.action}) takes precedence"
         verdicts.append((rule, "suppressed", reason, detail))
     history_sha256 = history.digest()
-    digest = hashlib.sha256(encode_fields([policy.sha256, history_sha256, _iso(now)]))
-    digest.update(encode_metrics(current))
-    digest.update(encode_fields([f"{k}={v}" for k, v in sorted(ctx.items())]))
+    digest = hashlib.sha256(encode_fields([policy.sha256, history_sha256, _iso(now)]) + encode_metrics(current)
+                            + encode_fields([f"{k}={v}" for k, v in sorted(ctx.items())]))
     return Decision(
         action=winner.action if winner else "none", rule_id=winner.id if winner else None,
         decision_id=digest.hexdigest(), policy_name=policy.name, policy_version=policy.version,
@@ -61,12 +60,15 @@ def _held_at(rule: Rule, past: Past, index: int) -> bool:
     key = (rule.when, index)
     held = past.held.get(key)
     if held is None:
-        earlier = Frame(past.metrics[index], past.times[index], past, index)
+        earlier = Frame(past.metrics(index), past.time(index), past, index)
         held = past.held[key] = rule.when.evaluate(earlier) is True
     return held
 
 
-def _cooldown_detail(check: CheckRecord, cooldown_seconds: float) -> str:
+def _cooldown_detail(past: Past, weight: int, since: float, now_s: float, cooldown_seconds: float) -> str:
+    """Names the newest enforced check (in history order) that keeps the rule in cooldown."""
+    check = next(c for c in reversed(past.checks) if c.mode == "enforce" and ACTION_WEIGHT[c.action] >= weight
+                 and since < c._seconds[1] <= now_s)
     until = check.decided_at + timedelta(seconds=cooldown_seconds)
     return (f"{check.action} enforced at {_iso(check.decided_at)} (window {check.window_id}); "
             f"cooldown until {_iso(until)}")
@@ -89,7 +91,6 @@ def _suppression(rule: Rule, frame: Frame, now_s: float) -> tuple[str | None, De
     if rule.cooldown_seconds:
         since = now_s - rule.cooldown_seconds
         weight = ACTION_WEIGHT[rule.action]
-        for action_weight, decided, index in past.enforced(ACTION_WEIGHT):
-            if action_weight >= weight and since < decided <= now_s:
-                return "cooldown", partial(_cooldown_detail, past.checks[index], rule.cooldown_seconds)
+        if any_within(past.enforced_times(weight, ACTION_WEIGHT), since, now_s):
+            return "cooldown", partial(_cooldown_detail, past, weight, since, now_s, rule.cooldown_seconds)
     return None, None

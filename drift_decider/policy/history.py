@@ -39,7 +39,7 @@ def parse_time(value: Any, what: str) -> datetime:
 
 def clean_metrics(raw: Any, what: str) -> dict[str, float]:
     """Metric values as floats; non-finite values are kept out (they count as missing data)."""
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):     # the ABC check is slow: dicts first
         raise InputError(f"{what}: expected a mapping of metric name to number, got {type(raw).__name__}")
     out: dict[str, float] = {}
     for name, value in raw.items():
@@ -142,7 +142,7 @@ class History:
         cached = self.__dict__.get("_digest")
         if cached is None:
             # each record's encoding is length-prefixed throughout, so the concatenation is unambiguous
-            cached = hashlib.sha256(b"".join(c._encoded for c in self.checks)).hexdigest()
+            cached = hashlib.sha256(b"".join([c._encoded for c in self.checks])).hexdigest()
             object.__setattr__(self, "_digest", cached)
         return cached
 
@@ -158,8 +158,16 @@ def encode_fields(fields: list[Any]) -> bytes:
 
 def encode_metrics(metrics: Mapping[str, float]) -> bytes:
     """Sorted names (as a length-prefixed JSON list) and their exact float64 values."""
-    names = tuple(sorted(metrics))
-    return _encode_names(names) + struct.pack(f"<{len(names)}d", *[metrics[n] for n in names])
+    names, head, values = _metrics_layout(tuple(metrics))
+    return head + values.pack(*map(metrics.__getitem__, names))
+
+
+@lru_cache(maxsize=256)
+def _metrics_layout(keys: tuple[str, ...]) -> tuple[tuple[str, ...], bytes, struct.Struct]:
+    """Sorted names, their encoding and the packer of their values, per key order seen (checks of one
+    deployment report the same metrics in the same order)."""
+    names = tuple(sorted(keys))
+    return names, _encode_names(names), struct.Struct(f"<{len(names)}d")
 
 
 @lru_cache(maxsize=256)

@@ -24,6 +24,10 @@ class Rule:
     pos: str = ""
     order: int = 0                    # position in the file, the last tie-breaker
 
+    def __post_init__(self) -> None:
+        # whether a match can be held back by ``for`` or ``cooldown``: read for every match
+        object.__setattr__(self, "holds_back", self.sustain > 1 or bool(self.cooldown_seconds))
+
     def precedence(self) -> tuple[int, int, int]:
         """Sort key: higher priority first, then heavier action, then earlier in the file."""
         return (-self.priority, -ACTION_WEIGHT[self.action], self.order)

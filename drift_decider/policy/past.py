@@ -1,54 +1,62 @@
 """What conditions and suppressions read from a History, derived once per History and only on demand.
 
-A History is immutable, so everything here is a pure function of it: the time axis, one value
-series per metric (shared by every leaf on that metric), prefix states of recursive trend
-statistics (keyed by the parameters they depend on, so equal leaves in different rules share them),
-whether a rule held on an earlier check, and the enforced actions that start cooldowns.
+A History is immutable, so everything here is a pure function of it: prefix states of recursive
+trend statistics (keyed by the parameters they depend on, so equal charts in different rules share
+them), whether a rule held on an earlier check, and when enforced actions started cooldowns.
+Nothing is derived up front: a decision that needs no trend and no cooldown touches no check.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable, Sequence
+from bisect import bisect_right
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 SECONDS_PER_DAY = 86400.0
 
 
 class Past:
-    """Derived, memoised views of the checks of one History, oldest first."""
+    """Memoised views of the checks of one History, oldest first."""
 
-    __slots__ = ("checks", "times", "metrics", "n", "_series", "_states", "held", "_enforced")
+    __slots__ = ("checks", "n", "_metrics", "_states", "held", "_actions", "_enforced")
 
     def __init__(self, checks: Sequence[Any]) -> None:
         self.checks = checks
-        self.times = [c._seconds[1] / SECONDS_PER_DAY for c in checks]   # decided_at, days since epoch
-        self.metrics = [c.metrics for c in checks]
         self.n = len(checks)
-        self._series: dict[str, list[float | None]] = {}
+        self._metrics: list[Mapping[str, float]] | None = None
         self._states: dict[Hashable, list] = {}
         self.held: dict[tuple[object, int], bool] = {}     # (condition tree, check index) -> held
-        self._enforced: list[tuple[int, float, int]] | None = None
+        self._actions: list[tuple[float, int]] | None = None
+        self._enforced: dict[int, list[float]] = {}
 
-    def series(self, metric: str) -> list[float | None]:
-        """The metric's value at each check (None where it is missing)."""
-        values = self._series.get(metric)
-        if values is None:
-            values = self._series[metric] = [m.get(metric) for m in self.metrics]
-        return values
+    def time(self, index: int) -> float:
+        """decided_at of check ``index`` in days since the epoch (the time axis of trends)."""
+        return self.checks[index]._seconds[1] / SECONDS_PER_DAY
 
-    def states(self, key: Hashable, metric: str, fold: Callable[[list[float | None]], list]) -> list:
-        """``fold(series(metric))``: the state of a recursive statistic after each prefix, made once per key."""
+    def metrics(self, index: int) -> Mapping[str, float]:
+        return self.checks[index].metrics
+
+    def states(self, key: Hashable, fold: Callable[[Sequence[Mapping[str, float]]], list]) -> list:
+        """``fold(metric dicts)``: the state of a recursive statistic after each prefix, once per key."""
         found = self._states.get(key)
         if found is None:
-            found = self._states[key] = fold(self.series(metric))
+            if self._metrics is None:
+                self._metrics = [c.metrics for c in self.checks]
+            found = self._states[key] = fold(self._metrics)
         return found
 
-    def enforced(self, weight_of: dict[str, int]) -> list[tuple[int, float, int]]:
-        """(action weight, decided_at in epoch seconds, index), newest first, of the enforced checks
-        that took an action; seconds keep cooldown boundaries exact."""
-        if self._enforced is None:
-            checks = self.checks
-            self._enforced = [(weight_of[c.action], c._seconds[1], i) for i, c in
-                              ((i, checks[i]) for i in range(self.n - 1, -1, -1))
-                              if c.mode == "enforce" and c.action != "none"]
-        return self._enforced
+    def enforced_times(self, weight: int, weight_of: Mapping[str, int]) -> list[float]:
+        """Sorted decided_at (epoch seconds, exact at cooldown boundaries) of the enforced checks whose
+        action weighs at least ``weight``."""
+        found = self._enforced.get(weight)
+        if found is None:
+            if self._actions is None:      # one pass over the checks serves every weight
+                self._actions = [(c._seconds[1], weight_of[c.action]) for c in self.checks
+                                 if c.mode == "enforce" and c.action != "none"]
+            found = self._enforced[weight] = sorted([t for t, w in self._actions if w >= weight])
+        return found
 
+
+def any_within(times: list[float], since: float, until: float) -> bool:
+    """Whether a sorted list of times has one in ``(since, until]``."""
+    i = bisect_right(times, since)
+    return i < len(times) and times[i] <= until
