@@ -35,24 +35,20 @@ class Frame:
         self.end = end                            # checks past[:end] precede this one
         self.trace = trace                        # list to append leaf results to, or None
 
-    def last(self, metric: str, n: int) -> tuple[list[float], list[float]] | None:
-        """Times and values of the last ``n`` checks of a metric, this one included; None if any is missing."""
+    def slope(self, metric: str, window: int) -> tuple[float | None, float] | None:
+        """(least-squares slope per day over the last ``window`` checks, this one included, this check's
+        value); None when one of them lacks the metric or the history is too short."""
         current = self.metrics.get(metric)
-        if n - 1 > self.end or current is None:
+        if current is None:
             return None
-        times, values = [], []
-        for check in self.past.checks[self.end - n + 1:self.end]:
-            value = check.metrics.get(metric)
-            if value is None:
-                return None
-            times.append(check._seconds[1] / SECONDS_PER_DAY)
-            values.append(value)
-        times.append(self.time)
-        values.append(current)
-        return times, values
+        earlier = self.past.window(metric, window - 1, self.end)
+        if earlier is None:
+            return None
+        return slope_per_day(*earlier, self.time, current), current
 
-    def folded(self, leaf: "Ewma | Cusum") -> tuple[Any, int]:
-        """(state, count) of a recursive statistic after the checks before this one.
+    def folded(self, leaf: "Ewma | Cusum") -> tuple:
+        """State of a recursive statistic after the checks before this one (its last item: the count
+        of checks that had the metric).
 
         Prefix states are computed once per History and statistic (History is immutable), so EWMA
         and CUSUM cost O(1) per evaluation, also when ``for`` recomputes earlier checks.
@@ -214,22 +210,22 @@ class Missing(Leaf):
         return f"{self.metric} is {'missing' if self.missing else 'present'}"
 
 
-def slope_per_day(times: Sequence[float], values: Sequence[float]) -> float | None:
-    """Least-squares slope (units per day) of values over times in days; None if the times coincide.
-
-    Sums run left to right in plain loops, so the result does not depend on how ``sum`` adds.
-    """
-    n = len(times)
-    sum_t = sum_v = 0.0
-    for t, v in zip(times, values):
-        sum_t += t
-        sum_v += v
-    mean_t, mean_v = sum_t / n, sum_v / n
+def slope_per_day(times: Sequence[float], values: Sequence[float], sum_t: float, sum_v: float,
+                  time: float, value: float) -> float | None:
+    """Least-squares slope (units per day) of earlier (time in days, value) points plus one last
+    point; None if the times coincide. ``sum_t``/``sum_v`` are the earlier points' sums, added left to
+    right from 0.0 (Past.window keeps them per History): every sum runs in one fixed order, so the
+    slope is the same float whichever way the points were gathered."""
+    n = len(times) + 1
+    mean_t, mean_v = (sum_t + time) / n, (sum_v + value) / n
     sxx = sxy = 0.0
     for t, v in zip(times, values):
         dt = t - mean_t
         sxx += dt * dt
         sxy += dt * (v - mean_v)
+    dt = time - mean_t
+    sxx += dt * dt
+    sxy += dt * (value - mean_v)
     return None if sxx <= 1e-18 else sxy / sxx
 
 
@@ -245,8 +241,8 @@ class Slope(Leaf):
     kind = "slope"
 
     def evaluate(self, frame: Frame) -> bool | None:
-        points = frame.last(self.metric, self.window)
-        slope = None if points is None else slope_per_day(*points)
+        found = frame.slope(self.metric, self.window)
+        slope = None if found is None else found[0]
         outcome = None if slope is None else OPS[self.op](slope, self.value)
         return _record(frame, self, slope, self.value, outcome)
 
@@ -274,11 +270,10 @@ class Projected(Leaf):
     kind = "projected"
 
     def evaluate(self, frame: Frame) -> bool | None:
-        points = frame.last(self.metric, self.window)
-        slope = None if points is None else slope_per_day(*points)
-        if slope is None:
+        found = frame.slope(self.metric, self.window)
+        if found is None or found[0] is None:
             return _record(frame, self, None, self.value, None)
-        current = points[1][-1]
+        slope, current = found
         projected = current + slope * self.within_days
         outcome = OPS[self.op](current, self.value) or OPS[self.op](projected, self.value)
         detail = None
@@ -367,13 +362,12 @@ class Cusum(Leaf):
         # what the prefix sums depend on (not h or side), so equal charts share them
         object.__setattr__(self, "state_key", ("cusum", self.metric, self.target.hex(), self.sigma, self.k))
 
-    def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]
-                      ) -> list[tuple[tuple[float, float], int]]:
-        """((upper sum, lower sum), count) after each prefix of the history; missing values are skipped."""
+    def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]) -> list[tuple[float, float, int]]:
+        """(upper sum, lower sum, count) after each prefix of the history; missing values are skipped."""
         target, sigma, k, metric = self.target, self.sigma, self.k, self.metric
         hi = lo = 0.0
         count = 0
-        states = [((hi, lo), count)]
+        states = [(hi, lo, count)]
         for metrics in history_metrics:
             x = metrics.get(metric)
             if x is not None:
@@ -383,14 +377,14 @@ class Cusum(Leaf):
                 lo = lo - u - k
                 lo = lo if lo > 0.0 else 0.0
                 count += 1
-            states.append(((hi, lo), count))
+            states.append((hi, lo, count))
         return states
 
     def evaluate(self, frame: Frame) -> bool | None:
         current = frame.metrics.get(self.metric)
         if current is None:
             return _record(frame, self, None, None, None)
-        (hi, lo), count = frame.folded(self)
+        hi, lo, count = frame.folded(self)
         u = (current - self.target) / self.sigma
         hi, lo = max(0.0, hi + u - self.k), max(0.0, lo - u - self.k)
         outcome = _side_alarm(self.side, hi > self.h, lo > self.h)

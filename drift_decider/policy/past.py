@@ -12,18 +12,20 @@ from bisect import bisect_right
 from typing import Any, Callable, Hashable, Mapping, Sequence
 
 SECONDS_PER_DAY = 86400.0
+Window = tuple[list[float], list[float], float, float]     # times, values, sum of times, sum of values
 
 
 class Past:
     """Memoised views of the checks of one History, oldest first."""
 
-    __slots__ = ("checks", "n", "_metrics", "_states", "held", "_actions", "_enforced")
+    __slots__ = ("checks", "n", "_metrics", "_states", "_windows", "held", "_actions", "_enforced")
 
     def __init__(self, checks: Sequence[Any]) -> None:
         self.checks = checks
         self.n = len(checks)
         self._metrics: list[Mapping[str, float]] | None = None
         self._states: dict[Hashable, list] = {}
+        self._windows: dict[tuple[str, int, int], Window | None] = {}
         self.held: dict[tuple[object, int], bool] = {}     # (condition tree, check index) -> held
         self._actions: list[tuple[float, int]] | None = None
         self._enforced: dict[int, list[float]] = {}
@@ -42,6 +44,30 @@ class Past:
             if self._metrics is None:
                 self._metrics = [c.metrics for c in self.checks]
             found = self._states[key] = fold(self._metrics)
+        return found
+
+    def window(self, metric: str, n: int, end: int) -> Window | None:
+        """The ``n`` checks before check ``end`` as a trend reads them: times (days), values, and the sums
+        of both added left to right from 0.0. None if the history is too short or one lacks the metric."""
+        key = (metric, n, end)
+        if key in self._windows:
+            return self._windows[key]
+        found: Window | None = None
+        if n <= end:
+            times, values = [], []
+            sum_t = sum_v = 0.0
+            for check in self.checks[end - n:end]:
+                value = check.metrics.get(metric)
+                if value is None:
+                    break
+                t = check._seconds[1] / SECONDS_PER_DAY
+                times.append(t)
+                values.append(value)
+                sum_t += t
+                sum_v += value
+            else:
+                found = (times, values, sum_t, sum_v)
+        self._windows[key] = found
         return found
 
     def enforced_times(self, weight: int, weight_of: Mapping[str, int]) -> list[float]:
