@@ -29,6 +29,7 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
     frame = Frame(current, now_s / SECONDS_PER_DAY, past, past.n)
     verdicts: list[tuple[Rule, str, str | None, Detail]] = []
     winner: Rule | None = None
+    outranked = ""                    # the detail every rule behind the winner shares
     for rule in policy.rules:
         held = rule.when.evaluate(frame)
         if not held:
@@ -38,9 +39,10 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
         if reason is None:
             if winner is None:
                 winner = rule
+                outranked = f"rule {rule.id} ({rule.action}) takes precedence"
                 verdicts.append((rule, "fired", None, None))
                 continue
-            reason, detail = "outranked", f"rule {winner.id} ({winner.action}) takes precedence"
+            reason, detail = "outranked", outranked
         verdicts.append((rule, "suppressed", reason, detail))
     history_sha256 = history.digest()
     digest = hashlib.sha256(encode_fields([policy.sha256, history_sha256, _iso(now)]) + encode_metrics(current)
