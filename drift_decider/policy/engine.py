@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Mapping
 
 from drift_decider.policy.conditions import Frame
-from drift_decider.policy.decision import Decision, Detail
+from drift_decider.policy.decision import Decision, Detail, kept_note, kept_record
 from drift_decider.policy.history import (ACTION_WEIGHT, History, _iso, clean_metrics,
                                           encode_fields, encode_metrics, parse_time)
 from drift_decider.policy.model import Policy, Rule
@@ -28,14 +28,23 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
     now_s = now.timestamp()
     frame = Frame(current, now_s / SECONDS_PER_DAY, past, past.n)
     verdicts: list[tuple[Rule, str, str | None, Detail]] = []
+    kept: dict[str, int] = {}
     winner: Rule | None = None
     outranked = ""                    # the detail every rule behind the winner shares
     for rule in policy.rules:
         held = rule.when.evaluate(frame)
+        reason, detail = (_not_sustained(rule, past) if held and rule.sustain > 1 else (None, None))
+        if rule.keep_firing_for and (reason or not held):
+            # still alive: kept for K checks after it last fired; holding again within them fires at once
+            last = _last_firing(rule, past)
+            if last is not None and past.n - last <= rule.keep_firing_for + (1 if held else 0):
+                kept[rule.id] = last
+                held, reason, detail = True, None, None
         if not held:
             verdicts.append((rule, "unknown" if held is None else "not-matched", None, None))
             continue
-        reason, detail = _suppression(rule, frame, now_s) if rule.holds_back else (None, None)
+        if reason is None and rule.cooldown_seconds:
+            reason, detail = _cooldown(rule, past, now_s)
         if reason is None:
             if winner is None:
                 winner = rule
@@ -44,17 +53,21 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
                 continue
             reason, detail = "outranked", outranked
         verdicts.append((rule, "suppressed", reason, detail))
+    explanation = render(winner.explain, current, policy.params) if winner and winner.explain else None
+    if winner and winner.id in kept:
+        note = kept_note(kept_record(past, kept[winner.id]))
+        explanation = f"{explanation} ({note})" if explanation else note
     history_sha256 = history.digest()
-    digest = hashlib.sha256(encode_fields([policy.sha256, history_sha256, _iso(now)]) + encode_metrics(current)
+    digest = hashlib.sha256(encode_fields([policy.sha256, history_sha256, _iso(now)])
+                            + encode_metrics(current)
                             + encode_fields([f"{k}={v}" for k, v in sorted(ctx.items())]))
     return Decision(
         action=winner.action if winner else "none", rule_id=winner.id if winner else None,
         decision_id=digest.hexdigest(), policy_name=policy.name, policy_version=policy.version,
         policy_sha256=policy.sha256, mode=policy.mode, decided_at=now,
         severity=winner.severity if winner else None,
-        explanation=render(winner.explain, current, policy.params) if winner and winner.explain else None,
-        verdicts=tuple(verdicts), frame=frame, metrics=current, context=ctx, history_checks=past.n,
-        history_sha256=history_sha256)
+        explanation=explanation, verdicts=tuple(verdicts), frame=frame, metrics=current, context=ctx,
+        history_checks=past.n, history_sha256=history_sha256, kept=kept)
 
 
 def _held_at(rule: Rule, past: Past, index: int) -> bool:
@@ -76,23 +89,52 @@ def _cooldown_detail(past: Past, weight: int, since: float, now_s: float, cooldo
             f"cooldown until {_iso(until)}")
 
 
-def _suppression(rule: Rule, frame: Frame, now_s: float) -> tuple[str | None, Detail]:
-    """Why a rule whose condition holds now must not fire yet: not sustained, or in cooldown.
+def _not_sustained(rule: Rule, past: Past) -> tuple[str | None, Detail]:
+    """``for: N``: a rule holding now must also have held on each of the N-1 most recent checks."""
+    held = 1
+    for index in range(past.n - 1, max(past.n - rule.sustain, -1), -1):
+        if not _held_at(rule, past, index):
+            break
+        held += 1
+    if held < rule.sustain:
+        return "not-sustained", f"held on {held} of {rule.sustain} consecutive checks"
+    return None, None
 
-    The detail text is returned unformatted (a callable) when formatting it costs more than deciding.
+
+def _last_firing(rule: Rule, past: Past) -> int | None:
+    """The last history check at which a rule with ``keep_firing_for: K`` was firing, or None.
+
+    Firing at a check: the condition held there, and it held on the for - 1 checks before it or the
+    rule was still alive at the check before (firing, or kept: within K checks after it last fired).
+    Alive-ness is a fold over the history; it starts after the newest K + 1 consecutive checks on
+    which the condition did not hold (nothing before them can keep the rule alive), so usually only
+    the last few checks are evaluated. Memoised per History and rule.
     """
-    past = frame.past
-    if rule.sustain > 1:
-        held = 1
-        for index in range(frame.end - 1, max(frame.end - rule.sustain, -1), -1):
-            if not _held_at(rule, past, index):
-                break
-            held += 1
-        if held < rule.sustain:
-            return "not-sustained", f"held on {held} of {rule.sustain} consecutive checks"
-    if rule.cooldown_seconds:
-        since = now_s - rule.cooldown_seconds
-        weight = ACTION_WEIGHT[rule.action]
-        if any_within(past.enforced_times(weight, ACTION_WEIGHT), since, now_s):
-            return "cooldown", partial(_cooldown_detail, past, weight, since, now_s, rule.cooldown_seconds)
+    if rule in past.firing:
+        return past.firing[rule]
+    keep, start, quiet = rule.keep_firing_for, 0, 0
+    for index in range(past.n - 1, -1, -1):
+        quiet = 0 if _held_at(rule, past, index) else quiet + 1
+        if quiet > keep:
+            start = index + quiet
+            break
+    last, run = None, 0
+    for index in range(start, past.n):
+        if _held_at(rule, past, index):
+            run += 1
+            if run >= rule.sustain or (last is not None and index - 1 - last <= keep):
+                last = index
+        else:
+            run = 0
+    past.firing[rule] = last
+    return last
+
+
+def _cooldown(rule: Rule, past: Past, now_s: float) -> tuple[str | None, Detail]:
+    """A match must wait while an enforced check with the same or a heavier action lies inside the
+    cooldown. The detail is returned unformatted (a callable): formatting it costs more than deciding."""
+    since = now_s - rule.cooldown_seconds
+    weight = ACTION_WEIGHT[rule.action]
+    if any_within(past.enforced_times(weight, ACTION_WEIGHT), since, now_s):
+        return "cooldown", partial(_cooldown_detail, past, weight, since, now_s, rule.cooldown_seconds)
     return None, None

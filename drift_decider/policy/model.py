@@ -18,15 +18,12 @@ class Rule:
     priority: int = 0
     sustain: int = 1                  # the ``for`` of the file: consecutive checks that must hold
     cooldown_seconds: float | None = None
+    keep_firing_for: int = 0          # checks a sustained match stays matched after it stops holding
     severity: str = "warning"
     explain: str | None = None
     description: str | None = None
     pos: str = ""
     order: int = 0                    # position in the file, the last tie-breaker
-
-    def __post_init__(self) -> None:
-        # whether a match can be held back by ``for`` or ``cooldown``: read for every match
-        object.__setattr__(self, "holds_back", self.sustain > 1 or bool(self.cooldown_seconds))
 
     def precedence(self) -> tuple[int, int, int]:
         """Sort key: higher priority first, then heavier action, then earlier in the file."""

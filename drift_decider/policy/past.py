@@ -18,7 +18,7 @@ Window = tuple[list[float], list[float], float, float]     # times, values, sum 
 class Past:
     """Memoised views of the checks of one History, oldest first."""
 
-    __slots__ = ("checks", "n", "_metrics", "_states", "_windows", "held", "_actions", "_enforced")
+    __slots__ = ("checks", "n", "_metrics", "_states", "_windows", "held", "firing", "_actions", "_enforced")
 
     def __init__(self, checks: Sequence[Any]) -> None:
         self.checks = checks
@@ -27,6 +27,7 @@ class Past:
         self._states: dict[Hashable, list] = {}
         self._windows: dict[tuple[str, int, int], Window | None] = {}
         self.held: dict[tuple[object, int], bool] = {}     # (condition tree, check index) -> held
+        self.firing: dict[object, int | None] = {}          # rule -> last check it fired at (keep_firing_for)
         self._actions: list[tuple[float, int]] | None = None
         self._enforced: dict[int, list[float]] = {}
 

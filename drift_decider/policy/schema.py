@@ -91,8 +91,8 @@ def _params(doc: Fields) -> dict[str, float]:
 
 
 def _rule(node: Any, where: str, order: int, builder: "_ConditionBuilder") -> Rule:
-    f = Fields(node, where, "rule", ("id", "action", "priority", "when", "for", "cooldown", "severity",
-                                      "explain", "description"), ("id", "action", "when"))
+    f = Fields(node, where, "rule", ("id", "action", "priority", "when", "for", "cooldown", "keep_firing_for",
+                                      "severity", "explain", "description"), ("id", "action", "when"))
     rule_id = f.string("id", pattern=_ID)
     f.what = f"rule {rule_id!r}"
     explain = f.string("explain")
@@ -105,9 +105,17 @@ def _rule(node: Any, where: str, order: int, builder: "_ConditionBuilder") -> Ru
                 when=builder.node(f.raw("when"), f.at("when"), 0),
                 priority=f.integer("priority", 0, low=-1000, high=1000),
                 sustain=f.integer("for", 1, low=1, high=1000),
-                cooldown_seconds=f.duration_seconds("cooldown"),
+                cooldown_seconds=f.duration_seconds("cooldown"), keep_firing_for=_keep_firing_for(f),
                 severity=f.choice("severity", SEVERITIES, "warning"), explain=explain,
                 description=f.string("description"), pos=where, order=order)
+
+
+def _keep_firing_for(f: Fields) -> int:
+    """Counted in checks, like ``for`` (a duration is a likely slip: in Prometheus it is time)."""
+    value = f.raw("keep_firing_for")
+    if isinstance(value, str):
+        raise f.fail("keep_firing_for", f"counts checks, like 'for': expected an integer, got {value!r}")
+    return f.integer("keep_firing_for", 0, low=0, high=1000)
 
 
 class _ConditionBuilder:
