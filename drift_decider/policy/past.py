@@ -78,7 +78,7 @@ class Past:
         if found is None:
             if self._actions is None:      # one pass over the checks serves every weight
                 self._actions = [(c._seconds[1], weight_of[c.action]) for c in self.checks
-                                 if c.mode == "enforce" and c.action != "none"]
+                                 if c.action != "none" and c.mode == "enforce"]
             found = self._enforced[weight] = sorted([t for t, w in self._actions if w >= weight])
         return found
 
