@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from drift_decider.policy import CheckRecord, History, evaluate, parse_policy
+from drift_decider.policy.conditions import Frame
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 POLICY = parse_policy("""\
@@ -178,3 +179,42 @@ def test_a_shared_history_gives_the_records_of_fresh_ones_in_any_order() -> None
         shared[i] = evaluate(POLICY, metrics, history, now).to_dict()
     for i, (metrics, now) in enumerate(cases):
         assert shared[i] == evaluate(POLICY, metrics, History(history.checks), now).to_dict()
+
+
+MIXED = parse_policy("""\
+apiVersion: drift-decider/v1
+kind: Policy
+metadata: {name: mixed, version: "1"}
+rules:
+  - {id: a, action: retrain, when: {all: [{metric: norm_ratio, cusum: {target: 1.0, sigma: 0.02}},
+                                         'index.recall_at_k < 0.5']}}
+  - {id: b, action: retrain, when: {any: [{metric: knn_jaccard, slope: {window: 3}, op: lt, value: 0},
+                                         {not: 'index.recall_at_k < 0.3'}]}}
+  - {id: c, action: retrain, when: {all: [{any: [{metric: norm_ratio,
+                                                  ewma: {lambda: 0.3, target: 1, sigma: 0.02}},
+                                                 {metric: knn_jaccard, missing: true}]},
+                                         {metric: knn_jaccard, projected: {window: 3, within: 7d}, op: lt,
+                                          value: 0.4},
+                                         'norm_ratio > 1.01']}}
+""")
+
+
+def test_cheap_children_first_gives_the_result_of_file_order() -> None:
+    """Without a trace, and/or try cheap children first; the outcome must equal the traced
+    evaluation, which takes every child in file order."""
+    assert all(rule.when.quick != rule.when.children for rule in MIXED.rules)     # order really differs
+    rng = np.random.default_rng(12)
+    outcomes = set()
+    for _ in range(150):
+        history = random_history(rng, int(rng.integers(0, 8)))
+        metrics = {k: v for k, v in {"knn_jaccard": float(rng.uniform(0.2, 0.8)),
+                                     "norm_ratio": float(rng.normal(1.03, 0.03)),
+                                     "index.recall_at_k": float(rng.uniform(0, 1))}.items()
+                   if rng.random() > 0.1}
+        past = history.past()
+        for rule in MIXED.rules:
+            quick = rule.when.evaluate(Frame(metrics, days(T0), past, past.n))
+            traced = rule.when.evaluate(Frame(metrics, days(T0), past, past.n, []))
+            assert quick is traced
+            outcomes.add(traced)
+    assert outcomes == {True, False, None}

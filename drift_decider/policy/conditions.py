@@ -80,6 +80,8 @@ def outcome_label(outcome: bool | None) -> str:
 class Node:
     """A node of a condition tree."""
 
+    cost = 1        # rough cost of evaluating it; trends (which read the history) cost more
+
     def evaluate(self, frame: Frame) -> bool | None:
         raise NotImplementedError
 
@@ -90,13 +92,23 @@ class Node:
         raise NotImplementedError
 
 
+def _by_cost(node: "All | Any_") -> None:
+    """Kleene and/or do not depend on the order of children, so without a trace the cheap ones go
+    first: a false threshold then spares a trend its history work. The trace keeps the file order."""
+    object.__setattr__(node, "cost", sum(child.cost for child in node.children))
+    object.__setattr__(node, "quick", tuple(sorted(node.children, key=lambda child: child.cost)))
+
+
 @dataclass(frozen=True, eq=False)
 class All(Node):
     children: tuple[Node, ...]
 
+    def __post_init__(self) -> None:
+        _by_cost(self)
+
     def evaluate(self, frame: Frame) -> bool | None:
         result: bool | None = True
-        for child in self.children:
+        for child in self.quick if frame.trace is None else self.children:
             outcome = child.evaluate(frame)
             if outcome is False:
                 if frame.trace is None:
@@ -117,9 +129,12 @@ class All(Node):
 class Any_(Node):
     children: tuple[Node, ...]
 
+    def __post_init__(self) -> None:
+        _by_cost(self)
+
     def evaluate(self, frame: Frame) -> bool | None:
         result: bool | None = False
-        for child in self.children:
+        for child in self.quick if frame.trace is None else self.children:
             outcome = child.evaluate(frame)
             if outcome is True:
                 if frame.trace is None:
@@ -139,6 +154,9 @@ class Any_(Node):
 @dataclass(frozen=True, eq=False)
 class Not(Node):
     child: Node
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cost", self.child.cost)
 
     def evaluate(self, frame: Frame) -> bool | None:
         outcome = self.child.evaluate(frame)
@@ -239,6 +257,7 @@ class Slope(Leaf):
     param: str | None = None
 
     kind = "slope"
+    cost = 8
 
     def evaluate(self, frame: Frame) -> bool | None:
         found = frame.slope(self.metric, self.window)
@@ -268,6 +287,7 @@ class Projected(Leaf):
     param: str | None = None
 
     kind = "projected"
+    cost = 8
 
     def evaluate(self, frame: Frame) -> bool | None:
         found = frame.slope(self.metric, self.window)
@@ -306,6 +326,7 @@ class Ewma(Leaf):
     side: str
 
     kind = "ewma"
+    cost = 5
 
     def __post_init__(self) -> None:
         # what the prefix states depend on (not L or side), so equal charts share them; hex keeps
@@ -357,6 +378,7 @@ class Cusum(Leaf):
     side: str
 
     kind = "cusum"
+    cost = 5
 
     def __post_init__(self) -> None:
         # what the prefix sums depend on (not h or side), so equal charts share them
