@@ -2,8 +2,10 @@
 
 A History is immutable, so everything here is a pure function of it: prefix states of recursive
 trend statistics (keyed by the parameters they depend on, so equal charts in different rules share
-them), whether a rule held on an earlier check, and when enforced actions started cooldowns.
-Nothing is derived up front: a decision that needs no trend and no cooldown touches no check.
+them), trend windows with their sums, whether a rule held on an earlier check (``for``) and when a
+``keep_firing_for`` rule last fired, and when enforced actions started cooldowns. Nothing is
+derived up front: a decision that needs no trend and no cooldown touches no check. Nothing here
+refers back to the History or to frames, so a Past is freed with its History (no reference cycles).
 """
 
 from __future__ import annotations
