@@ -13,53 +13,47 @@ import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from drift_decider.policy.past import SECONDS_PER_DAY, Past
+
 OPS: dict[str, Callable[[float, float], bool]] = {
     "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le,
     "eq": operator.eq, "ne": operator.ne,
 }
 OP_SYMBOL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "==", "ne": "!="}
-SECONDS_PER_DAY = 86400.0
 
 
 class Frame:
     """One check as conditions see it: its metric values, its time and the checks before it."""
 
-    __slots__ = ("metrics", "time", "times", "history_metrics", "end", "trace", "memo")
+    __slots__ = ("metrics", "time", "past", "end", "trace")
 
-    def __init__(self, metrics: Mapping[str, float], time: float, times: Sequence[float],
-                 history_metrics: Sequence[Mapping[str, float]], end: int, trace: list | None,
-                 memo: dict | None = None) -> None:
+    def __init__(self, metrics: Mapping[str, float], time: float, past: Past, end: int,
+                 trace: list | None = None) -> None:
         self.metrics = metrics
         self.time = time                          # days since the epoch
-        self.times = times                        # days since the epoch of each history check
-        self.history_metrics = history_metrics    # metric dicts of the history, oldest first
-        self.end = end                            # checks history[:end] precede this one
+        self.past = past                          # the history, with its memoised derived data
+        self.end = end                            # checks past[:end] precede this one
         self.trace = trace                        # list to append leaf results to, or None
-        self.memo = {} if memo is None else memo  # per-History cache of prefix statistics
 
-    def last(self, metric: str, n: int) -> list[tuple[float, float]] | None:
-        """The last ``n`` checks' (time, value) of a metric, this one included; None if any is missing."""
-        if n - 1 > self.end or metric not in self.metrics:
+    def slope(self, metric: str, window: int) -> tuple[float | None, float] | None:
+        """(least-squares slope per day over the last ``window`` checks, this one included, this check's
+        value); None when one of them lacks the metric or the history is too short."""
+        current = self.metrics.get(metric)
+        if current is None:
             return None
-        points = []
-        for i in range(self.end - n + 1, self.end):
-            value = self.history_metrics[i].get(metric)
-            if value is None:
-                return None
-            points.append((self.times[i], value))
-        points.append((self.time, self.metrics[metric]))
-        return points
+        earlier = self.past.window(metric, window - 1, self.end)
+        if earlier is None:
+            return None
+        return slope_per_day(*earlier, self.time, current), current
 
-    def folded(self, leaf: "Ewma | Cusum") -> tuple[Any, int]:
-        """(state, count) of a recursive statistic after the checks before this one.
+    def folded(self, leaf: "Ewma | Cusum") -> tuple:
+        """State of a recursive statistic after the checks before this one (its last item: the count
+        of checks that had the metric).
 
-        Prefix states are computed once per History and leaf (History is immutable), so EWMA and
-        CUSUM cost O(1) per evaluation, also when ``for`` recomputes earlier checks.
+        Prefix states are computed once per History and statistic (History is immutable), so EWMA
+        and CUSUM cost O(1) per evaluation, also when ``for`` recomputes earlier checks.
         """
-        states = self.memo.get(leaf)
-        if states is None:
-            states = self.memo[leaf] = leaf.prefix_states(self.history_metrics)
-        return states[self.end]
+        return self.past.states(leaf.state_key, leaf.prefix_states)[self.end]
 
 
 def _record(frame: Frame, leaf: "Leaf", value: float | None, threshold: float | None,
@@ -86,6 +80,8 @@ def outcome_label(outcome: bool | None) -> str:
 class Node:
     """A node of a condition tree."""
 
+    cost = 1        # rough cost of evaluating it; trends (which read the history) cost more
+
     def evaluate(self, frame: Frame) -> bool | None:
         raise NotImplementedError
 
@@ -96,13 +92,23 @@ class Node:
         raise NotImplementedError
 
 
+def _by_cost(node: "All | Any_") -> None:
+    """Kleene and/or do not depend on the order of children, so without a trace the cheap ones go
+    first: a false threshold then spares a trend its history work. The trace keeps the file order."""
+    object.__setattr__(node, "cost", sum(child.cost for child in node.children))
+    object.__setattr__(node, "quick", tuple(sorted(node.children, key=lambda child: child.cost)))
+
+
 @dataclass(frozen=True, eq=False)
 class All(Node):
     children: tuple[Node, ...]
 
+    def __post_init__(self) -> None:
+        _by_cost(self)
+
     def evaluate(self, frame: Frame) -> bool | None:
         result: bool | None = True
-        for child in self.children:
+        for child in self.quick if frame.trace is None else self.children:
             outcome = child.evaluate(frame)
             if outcome is False:
                 if frame.trace is None:
@@ -123,9 +129,12 @@ class All(Node):
 class Any_(Node):
     children: tuple[Node, ...]
 
+    def __post_init__(self) -> None:
+        _by_cost(self)
+
     def evaluate(self, frame: Frame) -> bool | None:
         result: bool | None = False
-        for child in self.children:
+        for child in self.quick if frame.trace is None else self.children:
             outcome = child.evaluate(frame)
             if outcome is True:
                 if frame.trace is None:
@@ -145,6 +154,9 @@ class Any_(Node):
 @dataclass(frozen=True, eq=False)
 class Not(Node):
     child: Node
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cost", self.child.cost)
 
     def evaluate(self, frame: Frame) -> bool | None:
         outcome = self.child.evaluate(frame)
@@ -216,19 +228,22 @@ class Missing(Leaf):
         return f"{self.metric} is {'missing' if self.missing else 'present'}"
 
 
-def slope_per_day(points: Sequence[tuple[float, float]]) -> float | None:
-    """Least-squares slope (units per day) of (time in days, value) points; None if times coincide."""
-    n = len(points)
-    sum_t = sum_v = 0.0
-    for t, v in points:
-        sum_t += t
-        sum_v += v
-    mean_t, mean_v = sum_t / n, sum_v / n
+def slope_per_day(times: Sequence[float], values: Sequence[float], sum_t: float, sum_v: float,
+                  time: float, value: float) -> float | None:
+    """Least-squares slope (units per day) of earlier (time in days, value) points plus one last
+    point; None if the times coincide. ``sum_t``/``sum_v`` are the earlier points' sums, added left to
+    right from 0.0 (Past.window keeps them per History): every sum runs in one fixed order, so the
+    slope is the same float whichever way the points were gathered."""
+    n = len(times) + 1
+    mean_t, mean_v = (sum_t + time) / n, (sum_v + value) / n
     sxx = sxy = 0.0
-    for t, v in points:
+    for t, v in zip(times, values):
         dt = t - mean_t
         sxx += dt * dt
         sxy += dt * (v - mean_v)
+    dt = time - mean_t
+    sxx += dt * dt
+    sxy += dt * (value - mean_v)
     return None if sxx <= 1e-18 else sxy / sxx
 
 
@@ -242,10 +257,11 @@ class Slope(Leaf):
     param: str | None = None
 
     kind = "slope"
+    cost = 8
 
     def evaluate(self, frame: Frame) -> bool | None:
-        points = frame.last(self.metric, self.window)
-        slope = None if points is None else slope_per_day(points)
+        found = frame.slope(self.metric, self.window)
+        slope = None if found is None else found[0]
         outcome = None if slope is None else OPS[self.op](slope, self.value)
         return _record(frame, self, slope, self.value, outcome)
 
@@ -271,13 +287,13 @@ class Projected(Leaf):
     param: str | None = None
 
     kind = "projected"
+    cost = 8
 
     def evaluate(self, frame: Frame) -> bool | None:
-        points = frame.last(self.metric, self.window)
-        slope = None if points is None else slope_per_day(points)
-        if slope is None:
+        found = frame.slope(self.metric, self.window)
+        if found is None or found[0] is None:
             return _record(frame, self, None, self.value, None)
-        current = points[-1][1]
+        slope, current = found
         projected = current + slope * self.within_days
         outcome = OPS[self.op](current, self.value) or OPS[self.op](projected, self.value)
         detail = None
@@ -310,6 +326,12 @@ class Ewma(Leaf):
     side: str
 
     kind = "ewma"
+    cost = 5
+
+    def __post_init__(self) -> None:
+        # what the prefix states depend on (not L or side), so equal charts share them; hex keeps
+        # -0.0 and 0.0 apart, which start charts whose zero values differ in sign
+        object.__setattr__(self, "state_key", ("ewma", self.metric, self.lam, self.target.hex()))
 
     def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]) -> list[tuple[float, int]]:
         """(z, count) after each prefix of the history; checks lacking the metric are skipped."""
@@ -356,14 +378,18 @@ class Cusum(Leaf):
     side: str
 
     kind = "cusum"
+    cost = 5
 
-    def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]
-                      ) -> list[tuple[tuple[float, float], int]]:
-        """((upper sum, lower sum), count) after each prefix of the history; missing values are skipped."""
+    def __post_init__(self) -> None:
+        # what the prefix sums depend on (not h or side), so equal charts share them
+        object.__setattr__(self, "state_key", ("cusum", self.metric, self.target.hex(), self.sigma, self.k))
+
+    def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]) -> list[tuple[float, float, int]]:
+        """(upper sum, lower sum, count) after each prefix of the history; missing values are skipped."""
         target, sigma, k, metric = self.target, self.sigma, self.k, self.metric
         hi = lo = 0.0
         count = 0
-        states = [((hi, lo), count)]
+        states = [(hi, lo, count)]
         for metrics in history_metrics:
             x = metrics.get(metric)
             if x is not None:
@@ -373,14 +399,14 @@ class Cusum(Leaf):
                 lo = lo - u - k
                 lo = lo if lo > 0.0 else 0.0
                 count += 1
-            states.append(((hi, lo), count))
+            states.append((hi, lo, count))
         return states
 
     def evaluate(self, frame: Frame) -> bool | None:
         current = frame.metrics.get(self.metric)
         if current is None:
             return _record(frame, self, None, None, None)
-        (hi, lo), count = frame.folded(self)
+        hi, lo, count = frame.folded(self)
         u = (current - self.target) / self.sigma
         hi, lo = max(0.0, hi + u - self.k), max(0.0, lo - u - self.k)
         outcome = _side_alarm(self.side, hi > self.h, lo > self.h)

@@ -25,6 +25,7 @@ class RuleOutcome:
     trace: tuple[tuple, ...]           # raw leaf results; see conditions.condition_dict
     reason: str | None = None          # for suppressed: not-sustained | cooldown | outranked
     detail: str | None = None
+    kept_firing: dict[str, Any] | None = None   # matched by keep_firing_for: the check it last held at
 
     @property
     def conditions(self) -> list[dict[str, Any]]:
@@ -36,6 +37,8 @@ class RuleOutcome:
                "severity": self.severity, "status": self.status, "conditions": self.conditions}
         if self.reason:
             out["reason"], out["detail"] = self.reason, self.detail
+        if self.kept_firing:
+            out["kept_firing"] = self.kept_firing
         return out
 
 
@@ -61,6 +64,7 @@ class Decision:
     context: dict[str, str] = field(default_factory=dict)
     history_checks: int = 0
     history_sha256: str = ""
+    kept: dict[str, int] = field(default_factory=dict)   # rule id -> history index it last held at (kept)
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -84,10 +88,19 @@ class Decision:
         trace: list[tuple] = []
         if self.frame is not None:
             f = self.frame
-            rule.when.evaluate(Frame(f.metrics, f.time, f.times, f.history_metrics, f.end, trace, f.memo))
+            rule.when.evaluate(Frame(f.metrics, f.time, f.past, f.end, trace))
         text = detail() if callable(detail) else detail
         return RuleOutcome(rule.id, rule.action, rule.priority, rule.severity, status, tuple(trace),
-                           reason, text)
+                           reason, text, self._kept_firing(rule.id))
+
+    def _kept_firing(self, rule_id: str) -> dict[str, Any] | None:
+        index = self.kept.get(rule_id)
+        return None if index is None or self.frame is None else kept_record(self.frame.past, index)
+
+    @property
+    def kept_firing(self) -> bool:
+        """Whether the winning rule fired by ``keep_firing_for`` rather than by holding now."""
+        return self.rule_id is not None and self.rule_id in self.kept
 
     @property
     def suppressed(self) -> list[RuleOutcome]:
@@ -113,7 +126,8 @@ class Decision:
             "policy": {"name": self.policy_name, "version": self.policy_version,
                        "sha256": self.policy_sha256},
             "matched": self.matched,
-            "suppressed": [{"rule": r.rule_id, "action": r.action, "reason": r.reason, "detail": r.detail}
+            "suppressed": [{"rule": r.rule_id, "action": r.action, "reason": r.reason, "detail": r.detail,
+                            **({"kept_firing": r.kept_firing} if r.kept_firing else {})}
                            for r in self.suppressed],
             "conditions": [dict(c, rule=r.rule_id) for r in self.rules for c in r.conditions],
             "rules": [r.to_dict() for r in self.rules],
@@ -138,12 +152,26 @@ class Decision:
         lines.append("Rules, in order of precedence:")
         for rule in self.rules:
             status = rule.status.upper()
+            if rule.kept_firing:
+                status += f", {kept_note(rule.kept_firing)}"
             if rule.reason:
                 status += f" ({rule.reason}: {rule.detail})"
             lines.append(f"  [{status}] {rule.rule_id} -> {rule.action} (priority {rule.priority})")
             for cond in rule.conditions:
                 lines.append(f"      {cond['outcome']:>7}  {cond['text']}   value={_num(cond['value'])}")
         return "\n".join(lines)
+
+
+def kept_record(past: Any, index: int) -> dict[str, Any]:
+    """The check a kept match last truly held at (held and sustained), as the record states it."""
+    check = past.checks[index]
+    return {"window_id": check.window_id, "decided_at": _iso(check.decided_at), "checks_ago": past.n - index}
+
+
+def kept_note(kept: dict[str, Any]) -> str:
+    ago = kept["checks_ago"]
+    return (f"kept firing: last held at window {kept['window_id']} ({kept['decided_at']}), "
+            f"{ago} check{'s' if ago > 1 else ''} ago")
 
 
 def _num(value: Any) -> str:

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from drift_decider.errors import InputError
+from drift_decider.policy.past import Past
 
 ACTIONS = ("none", "refresh-index", "recalibrate", "retrain")   # lightest to heaviest
 ACTION_WEIGHT = {name: rank for rank, name in enumerate(ACTIONS)}
@@ -36,10 +37,17 @@ def parse_time(value: Any, what: str) -> datetime:
     return value.astimezone(timezone.utc)
 
 
+_FLOAT, _STR = {float}, {str}
+
+
 def clean_metrics(raw: Any, what: str) -> dict[str, float]:
     """Metric values as floats; non-finite values are kept out (they count as missing data)."""
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):     # the ABC check is slow: dicts first
         raise InputError(f"{what}: expected a mapping of metric name to number, got {type(raw).__name__}")
+    if _FLOAT <= set(map(type, raw.values())) <= _FLOAT and set(map(type, raw)) <= _STR:
+        total = sum(raw.values())       # the common case at C speed: only finite floats by name
+        if total - total == 0.0:        # finite (a sum with an inf or nan in it is not)
+            return dict(raw)
     out: dict[str, float] = {}
     for name, value in raw.items():
         if type(value) is float and type(name) is str:     # the common case, checked cheaply
@@ -128,12 +136,20 @@ class History:
     def to_dicts(self) -> list[dict[str, Any]]:
         return [check.to_dict() for check in self.checks]
 
+    def past(self) -> Past:
+        """The derived views conditions read (time axis, series, trend states), made once per History."""
+        cached = self.__dict__.get("_past")
+        if cached is None:
+            cached = Past(self.checks)
+            object.__setattr__(self, "_past", cached)
+        return cached
+
     def digest(self) -> str:
         """sha256 over a canonical encoding of every check: part of every decision id."""
         cached = self.__dict__.get("_digest")
         if cached is None:
             # each record's encoding is length-prefixed throughout, so the concatenation is unambiguous
-            cached = hashlib.sha256(b"".join(c._encoded for c in self.checks)).hexdigest()
+            cached = hashlib.sha256(b"".join([c._encoded for c in self.checks])).hexdigest()
             object.__setattr__(self, "_digest", cached)
         return cached
 
@@ -149,8 +165,16 @@ def encode_fields(fields: list[Any]) -> bytes:
 
 def encode_metrics(metrics: Mapping[str, float]) -> bytes:
     """Sorted names (as a length-prefixed JSON list) and their exact float64 values."""
-    names = tuple(sorted(metrics))
-    return _encode_names(names) + struct.pack(f"<{len(names)}d", *[metrics[n] for n in names])
+    names, head, values = _metrics_layout(tuple(metrics))
+    return head + values.pack(*map(metrics.__getitem__, names))
+
+
+@lru_cache(maxsize=256)
+def _metrics_layout(keys: tuple[str, ...]) -> tuple[tuple[str, ...], bytes, struct.Struct]:
+    """Sorted names, their encoding and the packer of their values, per key order seen (checks of one
+    deployment report the same metrics in the same order)."""
+    names = tuple(sorted(keys))
+    return names, _encode_names(names), struct.Struct(f"<{len(names)}d")
 
 
 @lru_cache(maxsize=256)

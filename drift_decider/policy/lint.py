@@ -125,6 +125,8 @@ def _shadows(earlier: Rule, later: Rule) -> bool:
         return False
     if earlier.sustain > later.sustain:
         return False
+    if later.keep_firing_for > earlier.keep_firing_for:     # later can be kept firing after earlier stops
+        return False
     if earlier.cooldown_seconds and (not later.cooldown_seconds
                                      or earlier.cooldown_seconds > later.cooldown_seconds
                                      or ACTION_WEIGHT[earlier.action] < ACTION_WEIGHT[later.action]):

@@ -18,6 +18,7 @@ class Rule:
     priority: int = 0
     sustain: int = 1                  # the ``for`` of the file: consecutive checks that must hold
     cooldown_seconds: float | None = None
+    keep_firing_for: int = 0          # checks a sustained match stays matched after it stops holding
     severity: str = "warning"
     explain: str | None = None
     description: str | None = None

@@ -10,12 +10,13 @@ from typing import Any
 
 from drift_decider.catalog import metric_keys
 from drift_decider.errors import PolicyError
-from drift_decider.policy.conditions import (OPS, SECONDS_PER_DAY, All, Any_, Compare, Cusum, Ewma, Leaf,
-                                            Missing, Node, Not, Projected, Slope)
+from drift_decider.policy.conditions import (OPS, All, Any_, Compare, Cusum, Ewma, Leaf, Missing, Node, Not,
+                                            Projected, Slope)
 from drift_decider.policy.expr import ExprError, parse_expression
 from drift_decider.policy.fields import Fields, shift, suggest, type_name
 from drift_decider.policy.history import ACTIONS, canonical_json
 from drift_decider.policy.model import SEVERITIES, Policy, Rule
+from drift_decider.policy.past import SECONDS_PER_DAY
 from drift_decider.policy.template import check_template
 from drift_decider.policy.yamlsafe import Located, LocatedList, load_yaml, plain, read_text
 
@@ -90,8 +91,8 @@ def _params(doc: Fields) -> dict[str, float]:
 
 
 def _rule(node: Any, where: str, order: int, builder: "_ConditionBuilder") -> Rule:
-    f = Fields(node, where, "rule", ("id", "action", "priority", "when", "for", "cooldown", "severity",
-                                      "explain", "description"), ("id", "action", "when"))
+    f = Fields(node, where, "rule", ("id", "action", "priority", "when", "for", "cooldown", "keep_firing_for",
+                                      "severity", "explain", "description"), ("id", "action", "when"))
     rule_id = f.string("id", pattern=_ID)
     f.what = f"rule {rule_id!r}"
     explain = f.string("explain")
@@ -104,9 +105,17 @@ def _rule(node: Any, where: str, order: int, builder: "_ConditionBuilder") -> Ru
                 when=builder.node(f.raw("when"), f.at("when"), 0),
                 priority=f.integer("priority", 0, low=-1000, high=1000),
                 sustain=f.integer("for", 1, low=1, high=1000),
-                cooldown_seconds=f.duration_seconds("cooldown"),
+                cooldown_seconds=f.duration_seconds("cooldown"), keep_firing_for=_keep_firing_for(f),
                 severity=f.choice("severity", SEVERITIES, "warning"), explain=explain,
                 description=f.string("description"), pos=where, order=order)
+
+
+def _keep_firing_for(f: Fields) -> int:
+    """Counted in checks, like ``for`` (a duration is a likely slip: in Prometheus it is time)."""
+    value = f.raw("keep_firing_for")
+    if isinstance(value, str):
+        raise f.fail("keep_firing_for", f"counts checks, like 'for': expected an integer, got {value!r}")
+    return f.integer("keep_firing_for", 0, low=0, high=1000)
 
 
 class _ConditionBuilder:

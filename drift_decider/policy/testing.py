@@ -33,6 +33,7 @@ class Expectation:
     rule: str | None           # None: not checked
     suppressed: frozenset[tuple[str, str]] | None    # None: not checked; else exact (rule, reason) set
     pos: str
+    kept_firing: bool | None = None     # None: not checked; else whether the winner fired by keep_firing_for
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,9 @@ def _differences(expect: Expectation, decision: Decision) -> list[str]:
         lines.append(f"action:     expected {expect.action:<16} got {decision.action}")
     if expect.rule is not None and decision.rule_id != expect.rule:
         lines.append(f"rule:       expected {expect.rule:<16} got {decision.rule_id or '-'}")
+    if expect.kept_firing is not None and decision.kept_firing != expect.kept_firing:
+        lines.append(f"kept firing: expected {str(expect.kept_firing).lower():<15} "
+                     f"got {str(decision.kept_firing).lower()}")
     if expect.suppressed is not None:
         got = decision.suppressed_reasons
         for rule, reason in sorted(expect.suppressed - got):
@@ -191,14 +195,31 @@ def _step(node: Any, where: str, policy: Policy) -> Step:
     f = Fields(node, where, "step", ("metrics", "at", "repeat", "expect"))
     expect = None
     if f.has("expect"):
-        e = f.sub("expect", "expect", ("action", "rule", "suppressed"), ("action",))
+        e = f.sub("expect", "expect", ("action", "rule", "suppressed", "kept_firing"), ("action",))
         action = e.choice("action", ACTIONS)
         rule = e.string("rule")
         if rule is not None and rule not in {r.id for r in policy.rules}:
             raise e.fail("rule", f"policy has no rule {rule!r}")
-        expect = Expectation(action, rule, _suppressed(e, policy), e.pos)
+        expect = Expectation(action, rule, _suppressed(e, policy), e.pos,
+                             _kept_firing(e, policy, action, rule))
     return Step(metrics=_metrics(f, "metrics", allow_null=True), at=_time(f, "at") if f.has("at") else None,
                 repeat=f.integer("repeat", 1, low=1, high=MAX_STEPS), expect=expect)
+
+
+def _kept_firing(e: Fields, policy: Policy, action: str, rule: str | None) -> bool | None:
+    """``kept_firing: true`` asserts the winner fired by keep_firing_for; only possible for such a rule."""
+    if not e.has("kept_firing"):
+        return None
+    value = e.raw("kept_firing")
+    if not isinstance(value, bool):
+        raise e.fail("kept_firing", f"expected true or false, got {type_name(value)}")
+    if value and action == "none":
+        raise e.fail("kept_firing", "a 'none' decision has no winning rule to be kept firing")
+    keeping = {r.id for r in policy.rules if r.keep_firing_for}
+    if value and (rule not in keeping if rule is not None else not keeping):
+        owner = f"rule {rule!r}" if rule else "the policy"
+        raise e.fail("kept_firing", f"{owner} has no keep_firing_for")
+    return value
 
 
 def _suppressed(e: Fields, policy: Policy) -> frozenset[tuple[str, str]] | None:
