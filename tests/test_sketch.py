@@ -70,6 +70,8 @@ def test_tested_feature_count_follows_the_row_count_only():
     spec = SketchSpec.from_pilot(x, seed=0)
     small = mmd2_rff(FeatureSketch.of_rows(spec, x), FeatureSketch.of_rows(spec, y))
     assert small.detail["features_tested"] == 4            # 100 rows: 2 frequencies, 20 rows per feature
+    one_row = mmd2_rff(FeatureSketch.of_rows(spec, x[:1]), FeatureSketch.of_rows(spec, y))
+    assert one_row.status == "insufficient_data" and one_row.value is None
 
 
 def test_sliced_wasserstein_sketch_is_within_one_bin_of_the_exact_distance_over_all_rows():

@@ -26,6 +26,9 @@ ROWS_PER_FEATURE = 20
 
 def mmd2_rff(reference: FeatureSketch, current: FeatureSketch) -> MetricResult:
     n, m = reference.count, current.count
+    if min(n, m) < 2:
+        return MetricResult.insufficient("mmd2_rff", f"needs at least 2 rows per side, got {n} and {m}",
+                                         rows_per_side=[n, m])
     total = n + m
     freqs = reference.spec.frequencies
     delta = reference.feature_mean - current.feature_mean
