@@ -13,7 +13,7 @@ import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from drift_decider.policy.past import SECONDS_PER_DAY, Past
+from drift_decider.policy.past import Past
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le,
