@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from drift_decider.combine import combine_moments
 from drift_decider.errors import InputError
 from drift_decider.evidence import EvidenceReport
 from drift_decider.metrics.classifier import domain_classifier
@@ -24,7 +25,7 @@ from drift_decider.metrics.pc_ks import pc_drift, principal_axes
 from drift_decider.metrics.result import MetricResult
 from drift_decider.metrics.sketched import mmd2_rff, sliced_wasserstein_sketch
 from drift_decider.metrics.sliced import sliced_wasserstein
-from drift_decider.profile import DEFAULT_CHUNK_ROWS, DEFAULT_SAMPLE_ROWS, EmbeddingProfile, combine_moments
+from drift_decider.profile import DEFAULT_CHUNK_ROWS, DEFAULT_SAMPLE_ROWS, EmbeddingProfile
 
 TESTS = ("mmd2", "mmd2_rff", "domain_classifier.auc", "pc_drift_share", "norm_ks")
 

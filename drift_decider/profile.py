@@ -28,12 +28,14 @@ import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from drift_decider.combine import combine_moments
 from drift_decider.errors import InputError
 from drift_decider.sketch import FeatureSketch, SketchSpec
 
@@ -72,15 +74,19 @@ class EmbeddingProfile:
         n = int(self.half_counts[i])
         return n, self.half_means[i], self.half_m2[i] / max(n, 1)
 
+    @cached_property
+    def _whole(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and centred second moment of all rows: the two halves combined once."""
+        return combine_moments(self.half_counts[0], self.half_means[0], self.half_m2[0],
+                               self.half_counts[1], self.half_means[1], self.half_m2[1])
+
     @property
     def mean(self) -> np.ndarray:
-        return combine_moments(self.half_counts[0], self.half_means[0], self.half_m2[0],
-                        self.half_counts[1], self.half_means[1], self.half_m2[1])[0]
+        return self._whole[0]
 
     @property
     def m2(self) -> np.ndarray:
-        return combine_moments(self.half_counts[0], self.half_means[0], self.half_m2[0],
-                        self.half_counts[1], self.half_means[1], self.half_m2[1])[1]
+        return self._whole[1]
 
     @property
     def covariance(self) -> np.ndarray:
@@ -251,16 +257,6 @@ def _load_sketch(header: dict, data, count: int) -> FeatureSketch:
     return FeatureSketch(spec, count, arrays["feature_mean"].astype(np.float64),
                          arrays["feature_m2"].astype(np.float64), arrays["histograms"].astype(np.int64),
                          arrays["tail_sums"].astype(np.float64))
-
-
-def combine_moments(n_a: int, mean_a: np.ndarray, m2_a: np.ndarray,
-             n_b: int, mean_b: np.ndarray, m2_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and centred second moment of two row sets together (Chan et al.)."""
-    n = n_a + n_b
-    if n_a == 0 or n_b == 0:
-        return (mean_b, m2_b) if n_a == 0 else (mean_a, m2_a)
-    delta = mean_b - mean_a
-    return mean_a + delta * (n_b / n), m2_a + m2_b + np.outer(delta, delta) * (n_a * n_b / n)
 
 
 def _check_matrix(x: object, name: str) -> np.ndarray:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from drift_decider.combine import combine_moments
 from drift_decider.errors import InputError
 from drift_decider.metrics.mmd import median_bandwidth
 
@@ -146,15 +147,9 @@ class FeatureSketch:
         if self.spec != other.spec:
             raise InputError("sketches were built with different specs (bandwidth, seed or grid) and cannot "
                              "be merged; build both with the same SketchSpec")
-        n = self.count + other.count
-        if self.count == 0 or other.count == 0:
-            mean, m2 = (other.feature_mean, other.feature_m2) if self.count == 0 else \
-                (self.feature_mean, self.feature_m2)
-        else:
-            delta = other.feature_mean - self.feature_mean
-            mean = self.feature_mean + delta * (other.count / n)
-            m2 = self.feature_m2 + other.feature_m2 + np.outer(delta, delta) * (self.count * other.count / n)
-        return FeatureSketch(self.spec, n, mean, m2, self.histograms + other.histograms,
+        mean, m2 = combine_moments(self.count, self.feature_mean, self.feature_m2,
+                                   other.count, other.feature_mean, other.feature_m2)
+        return FeatureSketch(self.spec, self.count + other.count, mean, m2, self.histograms + other.histograms,
                              self.tail_sums + other.tail_sums)
 
 
