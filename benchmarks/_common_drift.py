@@ -15,6 +15,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drift_decider.datasets.movielens import item_factors  # noqa: E402
+from drift_decider.table import render_table  # noqa: E402
 
 
 def real_pool(dim: int = 32) -> np.ndarray:
@@ -62,12 +63,8 @@ def timer(out: dict, key: str):
 
 
 def print_table(headers: list[str], rows: list[list[object]]) -> None:
-    cells = [[_fmt(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    """The project's terminal table, with floats to four significant digits."""
+    print(render_table(headers, [[_fmt(c) for c in row] for row in rows]))
 
 
 def _fmt(value: object) -> str:

@@ -9,7 +9,7 @@ metrics) and decides:
 
 - with the shipped policy (``drift_decider.policy.load_policy`` / ``evaluate``), each scenario seen
   by ``--persist`` consecutive daily checks of the same drift (the policy's ``for: 2`` rules need
-  two), when the policy engine is importable, and
+  two), when the policy file exists, and
 - always with the PROVISIONAL rule below, which exists to show that the metrics separate the
   actions. Its thresholds come from what each metric means, not from these scenarios; they are
   then checked here. It is not a policy and is not shipped.
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if decide_by_policy is not None:
         deciders.insert(0, (f"policy {args.policy.name}, {args.persist} consecutive check(s)", decide_by_policy))
     else:
-        print(f"policy engine not importable here: {args.policy.name} not evaluated\n")
+        print(f"policy file {args.policy} not found: not evaluated\n")
     for title, decide in deciders:
         decided = [(kind, strength, decide(values)) for kind, strength, values in measured]
         print(f"== {title}")

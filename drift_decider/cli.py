@@ -59,9 +59,9 @@ def evidence_options(command):
                      help="Current item catalogue with ids (.npz/.parquet). Default: --current, if it has ids. "
                           "Enables structure metrics (k-NN overlap, Procrustes, movement)."),
         click.option("--queries", default=None, type=click.Path(dir_okay=False),
-                     help="A sample of today's query embeddings. With item ids and reference queries (`reference "
-                          "set --queries`) it enables score metrics (top-k similarity distribution); it also makes "
-                          "index recall use real queries."),
+                     help="A sample of today's query embeddings; needs item ids (--catalog, or --current with "
+                          "ids). With reference queries (`reference set --queries`) it enables score metrics "
+                          "(top-k similarity distribution); it also makes index recall use real queries."),
         click.option("--index", default=None, type=click.Path(exists=False),
                      help="The serving ANN index directory (hnswlib/faiss, written by ServingIndex.save) or "
                           "a .npz snapshot of the ids and vectors it was built from. Enables index health."),

@@ -15,9 +15,10 @@ sys.path.insert(0, str(STUDY_DIR))
 import analysis  # noqa: E402
 from data_windows import Requests, build_requests, equal_count_windows, in_window  # noqa: E402
 from recommender import fold_in, recall_at_k, train  # noqa: E402
-from shadow import current_catalog, similarity_transform  # noqa: E402
+from shadow import current_catalog  # noqa: E402
 
 from drift_decider.datasets.movielens import factorize, load_ratings  # noqa: E402
+from drift_decider.metrics.structure import procrustes_fit  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +112,11 @@ def test_correlations_rank_a_monotone_metric_first():
     assert [c.metric for c in result] == ["a", "b"]
 
 
-def test_similarity_transform_recovers_a_known_rotation_and_scale():
+def test_procrustes_fit_recovers_a_known_rotation_and_scale():
     rng = np.random.default_rng(3)
     source = rng.standard_normal((200, 8))
     rotation, _ = np.linalg.qr(rng.standard_normal((8, 8)))
-    found, scale = similarity_transform(source, 2.5 * source @ rotation)
+    found, scale = procrustes_fit(source, 2.5 * source @ rotation)
     np.testing.assert_allclose(found, rotation, atol=1e-8)
     assert scale == pytest.approx(2.5)
 

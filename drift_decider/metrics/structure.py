@@ -70,8 +70,9 @@ def structure_metrics(reference_vectors: np.ndarray, reference_ids: np.ndarray,
     if a.shape[1] != b.shape[1]:
         reason = f"dimensions differ ({a.shape[1]} vs {b.shape[1]}): no rotation maps one onto the other"
         return results + [MetricResult.insufficient(name, reason) for name in STRUCTURE_METRICS[2:]]
-    movement = 1.0 - np.sum(unit_rows(a) * unit_rows(b), axis=1)
-    return results + _procrustes(a, b, moved_epsilon, common) + [
+    ua, ub = unit_rows(a), unit_rows(b)
+    movement = 1.0 - np.sum(ua * ub, axis=1)
+    return results + _procrustes(a, b, ua, ub, moved_epsilon, common) + [
         MetricResult(f"movement.cosine_p{q}", float(np.percentile(movement, q)), detail=dict(common))
         for q in (50, 90)]
 
@@ -95,13 +96,18 @@ def _neighbourhoods(a: np.ndarray, b: np.ndarray, *, k: int, n_queries: int, see
     ]
 
 
-def _procrustes(a: np.ndarray, b: np.ndarray, moved_epsilon: float, common: dict) -> list[MetricResult]:
-    """Best ``s, R`` minimising ``||s a R - b||`` (R orthogonal), and what it leaves unexplained."""
+def procrustes_fit(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
+    """Orthogonal ``R`` and scale ``s`` minimising ``||s a R - b||`` (a, b float64, rows paired)."""
     u, sigma, vt = np.linalg.svd(a.T @ b)
-    rotation = u @ vt
-    scale = float(sigma.sum() / np.sum(a * a))
+    return u @ vt, float(sigma.sum() / np.sum(a * a))
+
+
+def _procrustes(a: np.ndarray, b: np.ndarray, ua: np.ndarray, ub: np.ndarray, moved_epsilon: float,
+                common: dict) -> list[MetricResult]:
+    """Best ``s, R`` for ``a`` onto ``b``, and what it leaves unexplained (``ua``/``ub``: their unit rows)."""
+    rotation, scale = procrustes_fit(a, b)
     residual = float(np.linalg.norm(scale * a @ rotation - b) / np.linalg.norm(b))
-    ua, ub = unit_rows(a).astype(np.float64), unit_rows(b).astype(np.float64)
+    ua, ub = ua.astype(np.float64), ub.astype(np.float64)
     du, _, dvt = np.linalg.svd(ua.T @ ub)
     aligned = ua @ (du @ dvt)  # a rotation keeps unit rows unit
     moved = 1.0 - np.sum(aligned * ub, axis=1)

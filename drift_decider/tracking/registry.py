@@ -48,7 +48,8 @@ def resolve_version(client, name: str, version: str | None = None, alias: str | 
 
 
 def _logged_model_id(client, mv, attach: bool) -> str | None:
-    """The version's LoggedModel id: ``model_id``, else parsed from ``source``, else one we attached.
+    """The version's LoggedModel id: ``model_id``, else parsed from ``source``, else the one we attached
+    earlier (tagged on the version), else a new one when ``attach`` (None otherwise).
 
     Versions registered from a run's artifacts (``runs:/…``) have no LoggedModel; we create an
     external one for them once and remember it in a version tag, so metrics still land on a model.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drift_decider.datasets.movielens import Ratings, factorize
+from drift_decider.metrics.structure import procrustes_fit
 
 from recommender import Model
 
@@ -30,18 +31,10 @@ def current_catalog(ratings: Ratings, model: Model, end: int, *, seed: int = 0) 
     factors = factorize(ratings.before(end), dim=model.item_vectors.shape[1], seed=seed)
     rows = model.known(factors.item_ids)
     shared = rows >= 0
-    rotation, scale = similarity_transform(factors.item_vectors[shared], model.item_vectors[rows[shared]])
+    rotation, scale = procrustes_fit(factors.item_vectors[shared].astype(np.float64),
+                                     model.item_vectors[rows[shared]].astype(np.float64))
     aligned = (factors.item_vectors.astype(np.float64) @ rotation) * scale
     return Catalog(factors.item_ids, aligned.astype(np.float32), end)
-
-
-def similarity_transform(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
-    """Orthogonal R and scale s minimising ||s * source @ R - target|| (Procrustes with scale)."""
-    a = source.astype(np.float64)
-    b = target.astype(np.float64)
-    u, sigma, vt = np.linalg.svd(a.T @ b)
-    rotation = u @ vt
-    return rotation, float(sigma.sum() / np.einsum("ij,ij->", a, a))
 
 
 def same_period_refit(ratings: Ratings, model: Model, *, share: float = 0.8, seed: int = 0) -> Catalog:
