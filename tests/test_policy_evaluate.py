@@ -4,30 +4,21 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import numpy as np
 import pytest
 
 from drift_decider.errors import InputError
 from drift_decider.policy import CheckRecord, History, evaluate, parse_policy
+from policy_support import T0, weekly
 
-T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 EMPTY = History()
 
 
 def make(rules: str, params: str = "", mode: str = "enforce"):
     return parse_policy(f"apiVersion: drift-decider/v1\nkind: Policy\nmetadata: {{name: t, version: '1'}}\n"
                         f"mode: {mode}\nparams: {{{params}}}\nrules:\n{rules}")
-
-
-def weekly(values: list[dict[str, float]], actions: list[str] | None = None,
-           mode: str = "enforce") -> History:
-    """History of weekly checks ending one week before T0."""
-    n = len(values)
-    actions = actions or ["none"] * n
-    return History(tuple(CheckRecord(f"w{i}", T0 - timedelta(days=7 * (n - i)), v, actions[i], None, None,
-                                     mode) for i, v in enumerate(values)))
 
 
 def test_no_rule_fires_gives_none() -> None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from drift_decider.errors import PolicyError
-from drift_decider.policy import CheckRecord, History, evaluate, lint, parse_policy
+from drift_decider.policy import evaluate, lint, parse_policy
 from drift_decider.policy.testing import run_test_file
+from policy_support import T0, weekly
 
-T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 DATA = Path(__file__).parent / "data"
 BAD, GOOD = {"knn_jaccard": 0.4}, {"knn_jaccard": 0.9}
 
@@ -21,13 +20,6 @@ def make(extra: str, when: str = "'knn_jaccard < 0.5'") -> object:
     extra = f", {extra}" if extra else ""
     return parse_policy("apiVersion: drift-decider/v1\nkind: Policy\nmetadata: {name: t, version: '1'}\n"
                         f"rules:\n  - {{id: r, action: retrain, when: {when}{extra}}}\n", "k.yaml")
-
-
-def weekly(values: list[dict[str, float]], actions: list[str] | None = None) -> History:
-    n = len(values)
-    actions = actions or ["none"] * n
-    return History(tuple(CheckRecord(f"w{i}", T0 - timedelta(days=7 * (n - i)), v, actions[i])
-                         for i, v in enumerate(values)))
 
 
 def rule_record(decision) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Callable, Union
 
 from drift_decider.policy.conditions import Frame, condition_dict
@@ -22,15 +23,10 @@ class RuleOutcome:
     priority: int
     severity: str
     status: str
-    trace: tuple[tuple, ...]           # raw leaf results; see conditions.condition_dict
+    conditions: list[dict[str, Any]]   # every condition evaluated: metric, op, value, threshold, outcome, text
     reason: str | None = None          # for suppressed: not-sustained | cooldown | outranked
     detail: str | None = None
     kept_firing: dict[str, Any] | None = None   # matched by keep_firing_for: the check it last held at
-
-    @property
-    def conditions(self) -> list[dict[str, Any]]:
-        """Every condition evaluated for this rule: metric, op, value, threshold, outcome, text."""
-        return [condition_dict(entry) for entry in self.trace]
 
     def to_dict(self) -> dict[str, Any]:
         out = {"rule": self.rule_id, "action": self.action, "priority": self.priority,
@@ -75,14 +71,10 @@ class Decision:
     def dry_run(self) -> bool:
         return self.mode == "dry-run"
 
-    @property
+    @cached_property
     def rules(self) -> tuple[RuleOutcome, ...]:
         """Every rule in order of precedence with its status and evaluated conditions."""
-        cached = self.__dict__.get("_rules")
-        if cached is None:
-            cached = tuple(self._outcome(*verdict) for verdict in self.verdicts)
-            object.__setattr__(self, "_rules", cached)
-        return cached
+        return tuple(self._outcome(*verdict) for verdict in self.verdicts)
 
     def _outcome(self, rule: Any, status: str, reason: str | None, detail: Detail) -> RuleOutcome:
         trace: list[tuple] = []
@@ -90,7 +82,8 @@ class Decision:
             f = self.frame
             rule.when.evaluate(Frame(f.metrics, f.time, f.past, f.end, trace))
         text = detail() if callable(detail) else detail
-        return RuleOutcome(rule.id, rule.action, rule.priority, rule.severity, status, tuple(trace),
+        return RuleOutcome(rule.id, rule.action, rule.priority, rule.severity, status,
+                           [condition_dict(entry) for entry in trace],
                            reason, text, self._kept_firing(rule.id))
 
     def _kept_firing(self, rule_id: str) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import partial
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Mapping
 
 from drift_decider.policy.conditions import Frame
@@ -20,8 +20,7 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
              context: Mapping[str, str] | None = None) -> Decision:
     """Decide. No rule firing gives ``none``; among rules that fire, the first in precedence order
     (priority, then heavier action, then file order) wins; the others are reported as outranked."""
-    if not (isinstance(now, datetime) and now.tzinfo is timezone.utc):
-        now = parse_time(now, "now")
+    now = parse_time(now, "now")
     current = clean_metrics(metrics, "metrics")
     ctx = {str(k): str(v) for k, v in (context or {}).items()}
     past = history.past()

@@ -25,6 +25,8 @@ MODES = ("enforce", "dry-run")
 
 def parse_time(value: Any, what: str) -> datetime:
     """A timezone-aware UTC datetime from a datetime or ISO-8601 string; naive times are taken as UTC."""
+    if type(value) is datetime and value.tzinfo is timezone.utc:    # already what we want (the hot path)
+        return value
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -92,10 +94,10 @@ class CheckRecord:
         # derived once per record: the time axis and the history digest read them on every evaluation
         seconds = (self.window_end.timestamp(), self.decided_at.timestamp())
         object.__setattr__(self, "_seconds", seconds)
-        names = tuple(sorted(self.metrics))
+        names, head, values = _metrics_layout(tuple(self.metrics))
         object.__setattr__(self, "_encoded", encode_fields([self.window_id, self.action, self.rule_id or "",
-                                                           self.mode]) + _encode_names(names)
-                           + struct.pack(f"<{2 + len(names)}d", *seconds, *[self.metrics[n] for n in names]))
+                                                           self.mode]) + head + struct.pack("<2d", *seconds)
+                           + values.pack(*map(self.metrics.__getitem__, names)))
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], index: int = 0) -> "CheckRecord":
@@ -137,7 +139,8 @@ class History:
         return [check.to_dict() for check in self.checks]
 
     def past(self) -> Past:
-        """The derived views conditions read (time axis, series, trend states), made once per History."""
+        """The derived views conditions and suppressions read (trend windows and states, earlier
+        verdicts, enforced times; see policy.past), made once per History."""
         cached = self.__dict__.get("_past")
         if cached is None:
             cached = Past(self.checks)
@@ -174,13 +177,7 @@ def _metrics_layout(keys: tuple[str, ...]) -> tuple[tuple[str, ...], bytes, stru
     """Sorted names, their encoding and the packer of their values, per key order seen (checks of one
     deployment report the same metrics in the same order)."""
     names = tuple(sorted(keys))
-    return names, _encode_names(names), struct.Struct(f"<{len(names)}d")
-
-
-@lru_cache(maxsize=256)
-def _encode_names(names: tuple[str, ...]) -> bytes:
-    """Checks of one deployment share their metric names, so the encoding is reused."""
-    return encode_fields([canonical_json(list(names))])
+    return names, encode_fields([canonical_json(list(names))]), struct.Struct(f"<{len(names)}d")
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
