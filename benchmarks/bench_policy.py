@@ -44,10 +44,10 @@ def policy_text(n_rules: int) -> str:
     ]
     rules = []
     for i in range(n_rules):
+        cooldown = f"    cooldown: {7 * (i % 3)}d\n" if i % 3 else ""
         rules.append(f"  - id: rule-{i:02d}\n    action: {ACTIONS[i % 3]}\n    priority: {i % 5}\n"
-                     f"    for: {1 + i % 3}\n    cooldown: {7 * (i % 3)}d\n    {kinds[i % len(kinds)]}\n"
+                     f"    for: {1 + i % 3}\n{cooldown}    {kinds[i % len(kinds)]}\n"
                      f"    explain: 'knn_jaccard={{knn_jaccard:.3f}}'\n")
-    rules = [r.replace("cooldown: 0d\n    ", "") for r in rules]
     return ("apiVersion: drift-decider/v1\nkind: Policy\nmetadata: {name: bench, version: '1'}\n"
             "params: {low: 0.5, high: 0.3}\nrules:\n" + "".join(rules))
 
