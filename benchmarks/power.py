@@ -13,7 +13,9 @@ permutation and is run only up to --alibi-mmd-max rows per side.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -36,7 +38,33 @@ def _alibi(ref: np.ndarray, cur: np.ndarray, with_mmd: bool, seed: int) -> dict[
     return out
 
 
-def run(trials: int, sizes: list[int], alibi_mmd_max: int, weaker: float, kinds: list[str]) -> None:
+def _trial(pool: np.ndarray, kind: str, strength: float, n: int, trial: int, alibi_mmd: bool,
+           have_alibi: bool) -> dict[str, bool]:
+    """One seeded trial: every test's decision on the same reference/current pair."""
+    rng = np.random.default_rng([n, trial, len(kind)])
+    ref, cur, _ = null_split(pool, n, rng)
+    if kind != "none":
+        cur = shifted(cur, kind, strength, rng, ref)
+    values = measure(ref, cur, seed=trial, options=MeasureOptions(mmd_permutations=100)).values()
+    decisions = {name: values.get(f"{name}.p_value", 1.0) <= ALPHA for name in TESTS}
+    if have_alibi:
+        decisions.update(_alibi(ref, cur, with_mmd=alibi_mmd, seed=trial))
+    return decisions
+
+
+def _load_cache(path: Path | None) -> dict[str, dict[str, bool]]:
+    """Decisions of trials an earlier (possibly interrupted) run finished, by trial key."""
+    if path is None or not path.exists():
+        return {}
+    return {entry["key"]: entry["decisions"] for entry in map(json.loads, path.read_text().splitlines())}
+
+
+def run(trials: int, sizes: list[int], alibi_mmd_max: int, weaker: float, kinds: list[str],
+        cache_path: Path | None) -> None:
+    """Trials run round by round (trial 0 of every cell, then trial 1, ...), so an interrupted run
+    leaves every cell with nearly the same count; with ``cache_path`` each finished trial is
+    appended there and a rerun picks up where the last one stopped (the data and seeds depend only
+    on the trial key)."""
     pool = real_pool()
     try:
         import alibi_detect  # noqa: F401
@@ -44,27 +72,27 @@ def run(trials: int, sizes: list[int], alibi_mmd_max: int, weaker: float, kinds:
     except ImportError:
         have_alibi = False
     columns = [*TESTS, "alibi MMDDrift", "alibi KSDrift"]
+    cells = [(kind, SHIFTS[kind] / weaker, n) for kind in kinds for n in sizes]
+    cache = _load_cache(cache_path)
+    results: dict[tuple[str, float, int], list[dict[str, bool]]] = {cell: [] for cell in cells}
+    for trial in range(trials):
+        for kind, strength, n in cells:
+            key = f"{kind}|{strength}|{n}|{trial}"
+            needed = set(TESTS) | ({"alibi KSDrift"} if have_alibi else set())
+            needed |= {"alibi MMDDrift"} if have_alibi and n <= alibi_mmd_max else set()
+            decisions = cache.get(key)
+            if decisions is None or not needed <= decisions.keys():
+                decisions = _trial(pool, kind, strength, n, trial, n <= alibi_mmd_max, have_alibi)
+                if cache_path is not None:
+                    with cache_path.open("a") as out:
+                        out.write(json.dumps({"key": key, "decisions": decisions}) + "\n")
+            results[(kind, strength, n)].append(decisions)
+            print(f"{kind} n={n} trial {trial}: " + ", ".join(f"{k}={int(v)}" for k, v in decisions.items()),
+                  file=sys.stderr, flush=True)
     rows = []
-    for kind, strength in ((k, SHIFTS[k] / weaker) for k in kinds):
-        for n in sizes:
-            hits = dict.fromkeys(columns, 0)
-            runs = dict.fromkeys(columns, 0)
-            for trial in range(trials):
-                rng = np.random.default_rng([n, trial, len(kind)])
-                ref, cur, _ = null_split(pool, n, rng)
-                if kind != "none":
-                    cur = shifted(cur, kind, strength, rng, ref)
-                values = measure(ref, cur, seed=trial, options=MeasureOptions(mmd_permutations=100)).values()
-                decisions = {name: values.get(f"{name}.p_value", 1.0) <= ALPHA for name in TESTS}
-                if have_alibi:
-                    decisions.update(_alibi(ref, cur, with_mmd=n <= alibi_mmd_max, seed=trial))
-                for name, hit in decisions.items():
-                    hits[name] += hit
-                    runs[name] += 1
-                print(f"{kind} n={n} trial {trial}: " + ", ".join(f"{k}={int(v)}" for k, v in decisions.items()),
-                      file=sys.stderr, flush=True)
-            rows.append([kind, strength, n] + [f"{hits[c] / runs[c]:.2f}" if runs[c] else "-" for c in columns])
-            print(f"done {kind} n={n}", flush=True)
+    for (kind, strength, n), outcomes in results.items():
+        counts = [[d[c] for d in outcomes if c in d] for c in columns]
+        rows.append([kind, strength, n] + [f"{sum(hit) / len(hit):.2f}" if hit else "-" for hit in counts])
     print(f"\nDetection rate at alpha={ALPHA}, {trials} trials per cell (MovieLens item factors, dim 32)")
     print_table(["shift", "strength", "n/side", *columns], rows)
 
@@ -77,5 +105,7 @@ if __name__ == "__main__":
     parser.add_argument("--shifts", nargs="+", choices=list(SHIFTS), default=list(SHIFTS))
     parser.add_argument("--weaker", type=float, default=1.0,
                         help="divide every shift's strength by this (weak shifts show what all rows buy at large n)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="JSON-lines file of finished trials: appended to, and reused by a rerun")
     args = parser.parse_args()
-    run(args.trials, args.sizes, args.alibi_mmd_max, args.weaker, args.shifts)
+    run(args.trials, args.sizes, args.alibi_mmd_max, args.weaker, args.shifts, args.cache)
