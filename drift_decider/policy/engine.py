@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 from functools import partial
 from datetime import datetime, timedelta
 from typing import Mapping
@@ -57,7 +58,7 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
         note = kept_note(kept_record(past, kept[winner.id]))
         explanation = f"{explanation} ({note})" if explanation else note
     history_sha256 = history.digest()
-    digest = hashlib.sha256(encode_fields([policy.sha256, history_sha256, _iso(now)])
+    digest = hashlib.sha256(encode_fields([policy.sha256, history_sha256]) + struct.pack("<d", now_s)
                             + encode_metrics(current)
                             + encode_fields([f"{k}={v}" for k, v in sorted(ctx.items())]))
     return Decision(

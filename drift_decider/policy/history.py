@@ -94,10 +94,11 @@ class CheckRecord:
         # derived once per record: the time axis and the history digest read them on every evaluation
         seconds = (self.window_end.timestamp(), self.decided_at.timestamp())
         object.__setattr__(self, "_seconds", seconds)
+        # the record's own sha256 (a History digest hashes these, not every record's bytes again)
         names, head, values = _metrics_layout(tuple(self.metrics))
-        object.__setattr__(self, "_encoded", encode_fields([self.window_id, self.action, self.rule_id or "",
-                                                           self.mode]) + head + struct.pack("<2d", *seconds)
-                           + values.pack(*map(self.metrics.__getitem__, names)))
+        encoded = (encode_fields([self.window_id, self.action, self.rule_id or "", self.mode]) + head
+                   + struct.pack("<2d", *seconds) + values.pack(*map(self.metrics.__getitem__, names)))
+        object.__setattr__(self, "_sha256", hashlib.sha256(encoded).digest())
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], index: int = 0) -> "CheckRecord":
@@ -148,11 +149,12 @@ class History:
         return cached
 
     def digest(self) -> str:
-        """sha256 over a canonical encoding of every check: part of every decision id."""
+        """sha256 over the checks' own sha256s in order (each over a canonical, length-prefixed
+        encoding of the record): part of every decision id. Hashing 32 bytes per check instead of
+        every check's names and values makes it cheap for a History that is built per decision."""
         cached = self.__dict__.get("_digest")
         if cached is None:
-            # each record's encoding is length-prefixed throughout, so the concatenation is unambiguous
-            cached = hashlib.sha256(b"".join([c._encoded for c in self.checks])).hexdigest()
+            cached = hashlib.sha256(b"".join([c._sha256 for c in self.checks])).hexdigest()
             object.__setattr__(self, "_digest", cached)
         return cached
 
