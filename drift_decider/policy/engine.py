@@ -13,7 +13,7 @@ from drift_decider.policy.decision import Decision, Detail, kept_note, kept_reco
 from drift_decider.policy.history import (ACTION_WEIGHT, History, _iso, clean_metrics,
                                           encode_fields, encode_metrics, parse_time)
 from drift_decider.policy.model import Policy, Rule
-from drift_decider.policy.past import SECONDS_PER_DAY, Past, any_within
+from drift_decider.policy.past import SECONDS_PER_DAY, Past
 from drift_decider.policy.template import render
 
 
@@ -72,11 +72,13 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
 
 def _held_at(rule: Rule, past: Past, index: int) -> bool:
     """Did the rule's condition hold on history check ``index``? Depends on the history alone: memoised."""
-    key = (rule.when, index)
-    held = past.held.get(key)
+    flags = past.held.get(rule.when)
+    if flags is None:
+        flags = past.held[rule.when] = [None] * past.n
+    held = flags[index]
     if held is None:
         earlier = Frame(past.metrics(index), past.time(index), past, index)
-        held = past.held[key] = rule.when.evaluate(earlier) is True
+        held = flags[index] = rule.when.evaluate(earlier) is True
     return held
 
 
@@ -135,6 +137,6 @@ def _cooldown(rule: Rule, past: Past, now_s: float) -> tuple[str | None, Detail]
     cooldown. The detail is returned unformatted (a callable): formatting it costs more than deciding."""
     since = now_s - rule.cooldown_seconds
     weight = ACTION_WEIGHT[rule.action]
-    if any_within(past.enforced_times(weight, ACTION_WEIGHT), since, now_s):
+    if past.enforced_within(weight, since, now_s, ACTION_WEIGHT):
         return "cooldown", partial(_cooldown_detail, past, weight, since, now_s, rule.cooldown_seconds)
     return None, None

@@ -20,7 +20,7 @@ Window = tuple[list[float], list[float], float, float]     # times, values, sum 
 class Past:
     """Memoised views of the checks of one History, oldest first."""
 
-    __slots__ = ("checks", "n", "_metrics", "_states", "_windows", "held", "firing", "_actions", "_enforced")
+    __slots__ = ("checks", "n", "_metrics", "_states", "_windows", "held", "firing", "_enforced")
 
     def __init__(self, checks: Sequence[Any]) -> None:
         self.checks = checks
@@ -28,10 +28,9 @@ class Past:
         self._metrics: list[Mapping[str, float]] | None = None
         self._states: dict[Hashable, list] = {}
         self._windows: dict[tuple[str, int, int], Window | None] = {}
-        self.held: dict[tuple[object, int], bool] = {}     # (condition tree, check index) -> held
+        self.held: dict[object, list[bool | None]] = {}    # condition tree -> held at each check (None: not yet known)
         self.firing: dict[object, int | None] = {}          # rule -> last check it fired at (keep_firing_for)
-        self._actions: list[tuple[float, int]] | None = None
-        self._enforced: dict[int, list[float]] = {}
+        self._enforced: tuple[list[float], list[int]] | None = None
 
     def time(self, index: int) -> float:
         """decided_at of check ``index`` in days since the epoch (the time axis of trends)."""
@@ -73,19 +72,17 @@ class Past:
         self._windows[key] = found
         return found
 
-    def enforced_times(self, weight: int, weight_of: Mapping[str, int]) -> list[float]:
-        """Sorted decided_at (epoch seconds, exact at cooldown boundaries) of the enforced checks whose
-        action weighs at least ``weight``."""
-        found = self._enforced.get(weight)
-        if found is None:
-            if self._actions is None:      # one pass over the checks serves every weight
-                self._actions = [(c._seconds[1], weight_of[c.action]) for c in self.checks
-                                 if c.action != "none" and c.mode == "enforce"]
-            found = self._enforced[weight] = sorted([t for t, w in self._actions if w >= weight])
-        return found
-
-
-def any_within(times: list[float], since: float, until: float) -> bool:
-    """Whether a sorted list of times has one in ``(since, until]``."""
-    i = bisect_right(times, since)
-    return i < len(times) and times[i] <= until
+    def enforced_within(self, weight: int, since: float, until: float, weight_of: Mapping[str, int]) -> bool:
+        """Whether an enforced check whose action weighs at least ``weight`` was decided in
+        ``(since, until]`` (epoch seconds, exact at cooldown boundaries)."""
+        if self._enforced is None:     # enforced actions sorted by time, once per History
+            found = sorted((c._seconds[1], weight_of[c.action]) for c in self.checks
+                           if c.action != "none" and c.mode == "enforce")
+            self._enforced = ([t for t, _ in found], [w for _, w in found])
+        times, weights = self._enforced
+        i = bisect_right(times, since)
+        while i < len(times) and times[i] <= until:     # the few checks inside one cooldown
+            if weights[i] >= weight:
+                return True
+            i += 1
+        return False
