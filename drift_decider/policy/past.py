@@ -10,6 +10,7 @@ refers back to the History or to frames, so a Past is freed with its History (no
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from typing import Any, Callable, Hashable, Mapping, Sequence
 
@@ -30,7 +31,7 @@ class Past:
         self._windows: dict[tuple[str, int, int], Window | None] = {}
         self.held: dict[object, list[bool | None]] = {}    # condition tree -> held at each check (None: not yet known)
         self.firing: dict[object, int | None] = {}          # rule -> last check it fired at (keep_firing_for)
-        self._enforced: tuple[list[float], list[int]] | None = None
+        self._enforced: list[tuple[float, int]] | None = None
 
     def time(self, index: int) -> float:
         """decided_at of check ``index`` in days since the epoch (the time axis of trends)."""
@@ -75,14 +76,13 @@ class Past:
     def enforced_within(self, weight: int, since: float, until: float, weight_of: Mapping[str, int]) -> bool:
         """Whether an enforced check whose action weighs at least ``weight`` was decided in
         ``(since, until]`` (epoch seconds, exact at cooldown boundaries)."""
-        if self._enforced is None:     # enforced actions sorted by time, once per History
-            found = sorted((c._seconds[1], weight_of[c.action]) for c in self.checks
-                           if c.action != "none" and c.mode == "enforce")
-            self._enforced = ([t for t, _ in found], [w for _, w in found])
-        times, weights = self._enforced
-        i = bisect_right(times, since)
-        while i < len(times) and times[i] <= until:     # the few checks inside one cooldown
-            if weights[i] >= weight:
+        if self._enforced is None:     # (time, weight) of the enforced actions, sorted once per History
+            self._enforced = sorted([(c._seconds[1], weight_of[c.action]) for c in self.checks
+                                     if c.mode == "enforce" and c.action != "none"])
+        enforced = self._enforced
+        i = bisect_right(enforced, (since, math.inf))
+        while i < len(enforced) and enforced[i][0] <= until:     # the few checks inside one cooldown
+            if enforced[i][1] >= weight:
                 return True
             i += 1
         return False
