@@ -2,8 +2,8 @@
 
 Run: PYTHONPATH=. python benchmarks/bench_policy.py [--decisions N] [--workers W] [--seed S]
 Target (issue 4): at least 10,000 decisions/s on 2 cores. Decisions are independent, so "2 cores"
-is measured as 2 worker processes, each building the same seeded data itself and timing half of
-the decisions, started together (rows "x2"); the single-process rows give the per-core cost. The headline is the cold case: in real use every check evaluates
+is measured as 2 worker processes each taking half of the decisions (rows "x2"); the single-process
+rows give the per-core cost. The headline is the cold case: in real use every check evaluates
 against its own freshly loaded History, so nothing derived from a History carries over. Times are
 CPU seconds of the evaluating processes, so other load on a shared machine inflates them less than
 wall time would; the Python loop reference and the load average show how busy the machine was.
@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from drift_decider.catalog import metric_keys
-from drift_decider.policy import CheckRecord, History, Policy, evaluate, load_policy
+from drift_decider.policy import CheckRecord, History, evaluate, load_policy
 
 ACTIONS = ("retrain", "recalibrate", "refresh-index")
-NOW = datetime(2026, 3, 2, tzinfo=timezone.utc)
 
 
 def policy_text(n_rules: int) -> str:
@@ -92,56 +91,12 @@ def loop_reference() -> float:
     return time.process_time() - start
 
 
-def build(args: argparse.Namespace) -> tuple[Policy, list[History], list[tuple[dict[str, float], History]], float]:
-    """The policy (and its load time in ms), the histories and the jobs, the same for every seed."""
-    rng = np.random.default_rng(args.seed)
-    histories = [make_history(rng, args.history, NOW) for _ in range(args.histories)]
-    jobs = [(random_metrics(rng), histories[i % len(histories)]) for i in range(args.decisions)]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.yaml"
-        path.write_text(policy_text(args.rules))
-        t0 = time.perf_counter()
-        policy = load_policy(path)
-        load_ms = (time.perf_counter() - t0) * 1000
-    return policy, histories, jobs, load_ms
+_SHARED: dict = {}     # set before forking workers, so jobs are inherited rather than pickled
 
 
-def share(args: argparse.Namespace, index: int, workers: int, fresh: bool, ready=None
-          ) -> tuple[float, dict[str, int]]:
-    """Time this process's share of the decisions (every ``workers``-th job from ``index``) on data
-    built in this process, after a 500-decision warm-up. A worker builds its own data rather than
-    reading the parent's through fork: the first write to each inherited page (every reference
-    count the evaluation touches) would copy it, and those page faults cost a forked worker a
-    quarter to a half of its time on this VM, which no deciding process pays."""
-    policy, histories, jobs, _ = build(args)
-    mine = jobs[index::workers]
-    run(policy, mine[:500], NOW, fresh=True)
-    _forget(histories)
-    if ready is not None:
-        ready.wait()                       # start timing together, so the processes run side by side
-    return run(policy, mine, NOW, fresh)
-
-
-def _worker(args: argparse.Namespace, index: int, workers: int, fresh: bool, ready, results) -> None:
-    results.put(share(args, index, workers, fresh, ready))
-
-
-def side_by_side(args: argparse.Namespace, fresh: bool) -> tuple[float, dict[str, int]]:
-    """``args.workers`` processes deciding at once; the slowest one's CPU seconds set the throughput."""
-    ctx = multiprocessing.get_context("fork")
-    ready, results = ctx.Barrier(args.workers), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(args, i, args.workers, fresh, ready, results))
-             for i in range(args.workers)]
-    for proc in procs:
-        proc.start()
-    parts = [results.get() for _ in procs]
-    for proc in procs:
-        proc.join()
-    merged: dict[str, int] = {}
-    for _, counts in parts:
-        for action, n in counts.items():
-            merged[action] = merged.get(action, 0) + n
-    return max(seconds for seconds, _ in parts), merged
+def _worker(task: tuple[int, int, bool]) -> tuple[float, dict[str, int]]:
+    index, workers, fresh = task
+    return run(_SHARED["policy"], _SHARED["jobs"][index::workers], _SHARED["now"], fresh)
 
 
 def _forget(histories: list[History]) -> None:
@@ -162,15 +117,33 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    policy, _, _, load_ms = build(args)
+    rng = np.random.default_rng(args.seed)
+    now = datetime(2026, 3, 2, tzinfo=timezone.utc)
+    histories = [make_history(rng, args.history, now) for _ in range(args.histories)]
+    jobs = [(random_metrics(rng), histories[i % len(histories)]) for i in range(args.decisions)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.yaml"
+        path.write_text(policy_text(args.rules))
+        t0 = time.perf_counter()
+        policy = load_policy(path)
+        load_ms = (time.perf_counter() - t0) * 1000
+    _SHARED.update(policy=policy, jobs=jobs, now=now)
+    run(policy, jobs[:500], now, fresh=True)                           # warm-up
     rows = []
-    for label, fresh in (("cold: new History per decision", True),
-                         (f"warm: {args.histories} Histories reused", False)):
-        seconds, counts = share(args, 0, 1, fresh)
+    for label, fresh in (("cold: new History per decision", True), (f"warm: {args.histories} Histories reused", False)):
+        _forget(histories)
+        seconds, counts = run(policy, jobs, now, fresh)
         rows.append((f"{label} x1", args.decisions, seconds, counts))
         if args.workers > 1:
-            seconds, counts = side_by_side(args, fresh)
-            rows.append((f"{label} x{args.workers}", args.decisions, seconds, counts))
+            _forget(histories)
+            with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+                results = pool.map(_worker, [(i, args.workers, fresh) for i in range(args.workers)])
+            merged: dict[str, int] = {}
+            for _, part in results:
+                for action, n in part.items():
+                    merged[action] = merged.get(action, 0) + n
+            # the processes run side by side: the slowest one sets the throughput
+            rows.append((f"{label} x{args.workers}", args.decisions, max(sec for sec, _ in results), merged))
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"policy: {len(policy.rules)} rules, history {args.history} checks, load+compile {load_ms:.1f} ms; "
           f"python reference: 10^6 loop iterations in {loop_reference() * 1000:.0f} ms; load average {load}")
