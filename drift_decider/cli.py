@@ -234,9 +234,13 @@ def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None
         click.echo(json.dumps(outcomes, indent=2))
         return
     for outcome in outcomes:
-        click.echo(f"{outcome['entry']}: {outcome['status']} as run {outcome['run_id']} "
-                   f"(decision {outcome['decision']})")
-    click.echo(f"{len(outcomes)} spooled check(s) synced")
+        if outcome["status"] == "deferred":
+            click.echo(f"{outcome['entry']}: deferred, {outcome['reason']} (run {outcome['run_id']})")
+        else:
+            click.echo(f"{outcome['entry']}: {outcome['status']} as run {outcome['run_id']} "
+                       f"(decision {outcome['decision']})")
+    landed = sum(outcome["status"] != "deferred" for outcome in outcomes)
+    click.echo(f"{landed} spooled check(s) synced, {len(outcomes) - landed} deferred")
 
 
 @cli.command("history", epilog=EXIT_CODES)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 
 from drift_decider.errors import TrackingError
 from drift_decider.spool import SpoolEntry, read_entries, spool_lock, write_entry
+from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
 from drift_decider.tracking.history import check_runs, search_checks
 from drift_decider.tracking.recorder import (CheckPayload, RecordingFailed, discard_orphan, publish_latest,
@@ -40,23 +42,42 @@ def sync_spool(client, spool_dir: Path) -> list[dict[str, str]]:
         return [_sync_entry(client, path, entry) for path, entry in read_entries(spool_dir)]
 
 
+# An incomplete run this old belongs to a check that died, whoever started it: no check writes for an hour.
+IN_FLIGHT_SECONDS = 3600
+
+
 def _sync_entry(client, path: Path, entry: SpoolEntry) -> dict[str, str]:
+    """Land one spooled check unless its window is recorded already, or another check is writing it now.
+
+    Incomplete runs of the window that started before this entry was written (the spooled check's
+    own, or one whose id the check never learnt because the server died while answering
+    create_run) are deleted. One that started later, less than an hour ago, is a concurrent check
+    still writing: it is left alone and the entry waits for the next sync ("deferred").
+    """
     ref = VersionRef(name=entry.model, version=entry.version, model_id=entry.model_id, tags={})
     window = Window(**{**entry.window, "window_end": datetime.fromisoformat(entry.window["window_end"])})
+    written_ms = path.stat().st_mtime * 1000
     with mlflow_errors(f"syncing {path.name}"):
-        if entry.orphan_run_id:
-            discard_orphan(client, entry.orphan_run_id)
         experiment_id = ensure_experiment(client)
-        # a server that died while answering create_run leaves a run whose id the check never learnt
-        for run in search_checks(client, experiment_id, model=ref.name, version=ref.version, kind=entry.kind,
-                                 window_id=window.window_id, complete_only=False):
-            discard_orphan(client, run.info.run_id)
-    already = check_runs(client, experiment_id, ref, kind=entry.kind, window_id=window.window_id)
-    if already:
-        if entry.kind == "check":
-            with mlflow_errors(f"publishing the latest decision of {ref.name} version {ref.version}"):
-                publish_latest(client, ref, lambda: check_runs(client, experiment_id, ref))
-        run_id, status = already[-1].info.run_id, "already recorded"
+        runs = search_checks(client, experiment_id, model=ref.name, version=ref.version, kind=entry.kind,
+                             window_id=window.window_id, complete_only=False)
+        complete = [run for run in runs if run.data.tags.get(tags.COMPLETE) == "true"]
+        in_flight = []
+        for run in runs:
+            if run.data.tags.get(tags.COMPLETE) == "true":
+                continue
+            if _in_flight(run.info.start_time, written_ms):
+                in_flight.append(run)
+            else:
+                discard_orphan(client, run.info.run_id)
+        if complete and entry.kind == "check":
+            publish_latest(client, ref, lambda: check_runs(client, experiment_id, ref))
+    if complete:
+        run_id, status = complete[-1].info.run_id, "already recorded"
+    elif in_flight:
+        return {"entry": path.name, "status": "deferred", "run_id": in_flight[-1].info.run_id,
+                "decision": entry.payload["decision"]["action"],
+                "reason": "another check is writing this window now; the entry stays for the next sync"}
     else:
         try:
             run_id = _record_and_publish(client, ref, window, CheckPayload(**entry.payload), entry.step,
@@ -68,6 +89,10 @@ def _sync_entry(client, path: Path, entry: SpoolEntry) -> dict[str, str]:
     path.unlink()
     return {"entry": path.name, "status": status, "run_id": run_id,
             "decision": entry.payload["decision"]["action"]}
+
+
+def _in_flight(start_ms: int, written_ms: float) -> bool:
+    return start_ms > written_ms and time.time() * 1000 - start_ms < IN_FLIGHT_SECONDS * 1000
 
 
 def _record_and_publish(client, ref: VersionRef, window: Window, payload: CheckPayload, step: int, kind: str,
