@@ -40,6 +40,7 @@ def parse_time(value: Any, what: str) -> datetime:
 
 
 _FLOAT, _STR = {float}, {str}
+_NEW_NAMES, _SAME_NAMES = b"\x00", b"\x01"     # History.digest: names follow / names as the check before
 
 
 def clean_metrics(raw: Any, what: str) -> dict[str, float]:
@@ -94,11 +95,11 @@ class CheckRecord:
         # derived once per record: the time axis and the history digest read them on every evaluation
         seconds = (self.window_end.timestamp(), self.decided_at.timestamp())
         object.__setattr__(self, "_seconds", seconds)
-        # the record's own sha256 (a History digest hashes these, not every record's bytes again)
+        # the record's canonical encoding in three parts: fields and times, metric names, values
         names, head, values = _metrics_layout(tuple(self.metrics))
-        encoded = (encode_fields([self.window_id, self.action, self.rule_id or "", self.mode]) + head
-                   + struct.pack("<2d", *seconds) + values.pack(*map(self.metrics.__getitem__, names)))
-        object.__setattr__(self, "_sha256", hashlib.sha256(encoded).digest())
+        object.__setattr__(self, "_encoded", (
+            encode_fields([self.window_id, self.action, self.rule_id or "", self.mode])
+            + struct.pack("<2d", *seconds), head, values.pack(*map(self.metrics.__getitem__, names))))
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], index: int = 0) -> "CheckRecord":
@@ -149,12 +150,20 @@ class History:
         return cached
 
     def digest(self) -> str:
-        """sha256 over the checks' own sha256s in order (each over a canonical, length-prefixed
-        encoding of the record): part of every decision id. Hashing 32 bytes per check instead of
-        every check's names and values makes it cheap for a History that is built per decision."""
+        """sha256 over a canonical encoding of every check: part of every decision id.
+
+        Each check is its length-prefixed fields and times, then its metric names (marker 0 and the
+        names) or marker 1 when they are the names of the check before, then its values. Checks of one
+        deployment report the same metrics, so the names are hashed once rather than once per check
+        (a third of the bytes); the encoding stays unambiguous because the names fix the values' length.
+        """
         cached = self.__dict__.get("_digest")
         if cached is None:
-            cached = hashlib.sha256(b"".join([c._sha256 for c in self.checks])).hexdigest()
+            parts, previous = [], None
+            for fields, head, values in [c._encoded for c in self.checks]:
+                parts += (fields, _SAME_NAMES if head == previous else _NEW_NAMES + head, values)
+                previous = head
+            cached = hashlib.sha256(b"".join(parts)).hexdigest()
             object.__setattr__(self, "_digest", cached)
         return cached
 
