@@ -155,7 +155,8 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
 
 
 def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None) -> list[dict[str, str]]:
-    """Land the checks spooled while MLflow was unavailable."""
+    """Land the checks spooled while MLflow was unavailable; an entry whose window another check is
+    writing now is left in the spool with status ``deferred``."""
     from drift_decider.tracking.connection import connect
     from drift_decider.tracking.landing import sync_spool
 

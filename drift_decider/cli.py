@@ -19,6 +19,7 @@ Exit codes:
   1  runtime failure (e.g. MLflow unreachable or refused a write)
   2  bad input or usage (missing file, NaN rows, dimension mismatch, invalid policy)
   3  `check --fail-on-action` and the decision is not `none`
+  4  `sync` deferred an entry: another check is writing its window now; run `sync` again later
 """
 
 
@@ -226,21 +227,27 @@ def demo(workdir: str, seed: int, as_json: bool) -> None:
 @spool_option
 @json_option
 def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None:
-    """Land checks that were spooled while MLflow was unreachable (each exactly once)."""
+    """Land checks that were spooled while MLflow was unreachable (each exactly once).
+
+    An entry whose window another check is writing right now (an incomplete run less than an hour
+    old that none of the entry's attempts made) is left in the spool as `deferred`, with exit code 4.
+    """
     from drift_decider.api import sync as run_sync
 
     outcomes = run_sync(tracking_uri=tracking_uri, spool_dir=spool_dir)
+    deferred = sum(outcome["status"] == "deferred" for outcome in outcomes)
     if as_json:
         click.echo(json.dumps(outcomes, indent=2))
-        return
-    for outcome in outcomes:
-        if outcome["status"] == "deferred":
-            click.echo(f"{outcome['entry']}: deferred, {outcome['reason']} (run {outcome['run_id']})")
-        else:
-            click.echo(f"{outcome['entry']}: {outcome['status']} as run {outcome['run_id']} "
-                       f"(decision {outcome['decision']})")
-    landed = sum(outcome["status"] != "deferred" for outcome in outcomes)
-    click.echo(f"{landed} spooled check(s) synced, {len(outcomes) - landed} deferred")
+    else:
+        for outcome in outcomes:
+            if outcome["status"] == "deferred":
+                click.echo(f"{outcome['entry']}: deferred, {outcome['reason']} (run {outcome['run_id']})")
+            else:
+                click.echo(f"{outcome['entry']}: {outcome['status']} as run {outcome['run_id']} "
+                           f"(decision {outcome['decision']})")
+        click.echo(f"{len(outcomes) - deferred} spooled check(s) synced, {deferred} deferred")
+    if deferred:
+        sys.exit(4)
 
 
 @cli.command("history", epilog=EXIT_CODES)

@@ -11,7 +11,7 @@ import fcntl
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -36,6 +36,7 @@ class SpoolEntry:
     extra_tags: dict[str, str]
     orphan_run_id: str | None
     reason: str
+    attempts: list[str] = field(default_factory=list)   # attempt ids of every write that failed (tags.ATTEMPT)
 
     @property
     def key(self) -> str:

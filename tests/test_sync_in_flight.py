@@ -1,12 +1,13 @@
-"""`sync` deletes what a dead check left behind, never a run another check is still writing.
+"""`sync` deletes what a failed check left behind, never a run another check is still writing.
 
-A spooled check is replayed against a real sqlite store. An incomplete run of the same window that
-started after the entry was spooled (and recently) belongs to a concurrent check: sync must leave it
-and wait; one that started before the entry was written, or long ago, is an orphan and goes.
+A spooled check is replayed against a real sqlite store. An incomplete run of its window made by one
+of the entry's own write attempts (tagged with the attempt id from its creation) or abandoned over an
+hour ago is deleted; any other incomplete run is a concurrent check still writing, and the entry waits.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from datetime import datetime, timezone
@@ -16,16 +17,25 @@ from mlflow import MlflowClient
 
 from drift_decider.errors import TrackingError
 from drift_decider.policy import History, evaluate, load_policy
+from drift_decider.spool import read_entries
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
 from drift_decider.tracking.history import search_checks
 from drift_decider.tracking.landing import IN_FLIGHT_SECONDS, land_check, sync_spool
-from drift_decider.tracking.recorder import CheckPayload
+from drift_decider.tracking.recorder import CheckPayload, discard_orphan
 from drift_decider.tracking.registry import ensure_experiment, resolve_version
 from drift_decider.window import Window
-from support import POLICY, register_with_reference
+from support import POLICY, register_with_reference, run_cli
 
 END = datetime(2026, 5, 1, tzinfo=timezone.utc)
+WINDOW = "w-1"
+
+
+@pytest.fixture
+def version_ref(sqlite_uri, tmp_path):
+    version, _ = register_with_reference(sqlite_uri, tmp_path / "ref")
+    client = connect(sqlite_uri)
+    return client, resolve_version(client, "recsys", version)
 
 
 def _dead_uri() -> str:
@@ -35,69 +45,92 @@ def _dead_uri() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def _spool_one(ref, window_id: str, spool) -> None:
-    """A check whose MLflow was unreachable: a real decision, saved whole to the spool."""
+def _spool_one(ref, spool) -> str:
+    """A check whose MLflow was unreachable: a real decision, saved whole to the spool. Returns the
+    attempt id the entry keeps."""
     metrics = {"knn_jaccard": 0.4, "domain_classifier.auc": 0.9, "norm_ratio": 1.0}
     decision = evaluate(load_policy(POLICY), metrics, History(), END)
     payload = CheckPayload(values=metrics, inputs={"note": "spooled in a test"}, evidence={},
                            decision=decision.to_dict())
-    window = Window(window_id, END, "current", "d1g3st", "test")
+    window = Window(WINDOW, END, "current", "d1g3st", "test")
     with pytest.raises(TrackingError, match="saved to"):      # mlflow's own client, no connect() probe
         land_check(MlflowClient(_dead_uri()), ref, window, payload, 0, spool_dir=spool)
+    ((_, entry),) = read_entries(spool)
+    (attempt,) = entry.attempts
+    return attempt
 
 
-def _writer_run(client, ref, window_id: str, start_time: int | None = None) -> str:
-    """An incomplete run for the window, tagged as a check writes it before completing."""
-    run = client.create_run(ensure_experiment(client), start_time=start_time, tags={
-        tags.MODEL: ref.name, tags.VERSION: ref.version, tags.WINDOW_ID: window_id,
-        tags.WINDOW_END: END.isoformat(), tags.KIND: "check"})
-    return run.info.run_id
+def _incomplete_run(client, ref, *, attempt: str | None = None, age_s: float = 0.0) -> str:
+    """An incomplete run for the window, tagged as record_check tags it when creating the run."""
+    run_tags = {tags.MODEL: ref.name, tags.VERSION: ref.version, tags.WINDOW_ID: WINDOW,
+                tags.WINDOW_END: END.isoformat(), tags.KIND: "check"}
+    if attempt:
+        run_tags[tags.ATTEMPT] = attempt
+    start = int((time.time() - age_s) * 1000)
+    return client.create_run(ensure_experiment(client), start_time=start, tags=run_tags).info.run_id
 
 
-def _runs(client, ref, window_id: str) -> list:
+def _runs(client, ref) -> list:
     return search_checks(client, ensure_experiment(client), model=ref.name, version=ref.version,
-                         window_id=window_id, complete_only=False)
+                         window_id=WINDOW, complete_only=False)
 
 
-def test_sync_waits_for_a_check_still_writing_the_window(sqlite_uri, tmp_path):
-    version, _ = register_with_reference(sqlite_uri, tmp_path / "ref")
-    client = connect(sqlite_uri)
-    ref = resolve_version(client, "recsys", version)
+@pytest.mark.parametrize("age_s", [0.0, IN_FLIGHT_SECONDS - 60])
+def test_sync_waits_for_a_check_still_writing_the_window(version_ref, tmp_path, age_s):
+    client, ref = version_ref
     spool = tmp_path / "spool"
-    _spool_one(ref, "w-busy", spool)
-    time.sleep(0.01)
-    writer = _writer_run(client, ref, "w-busy")
+    _spool_one(ref, spool)
+    writer = _incomplete_run(client, ref, attempt="another-check", age_s=age_s)
 
     (outcome,) = sync_spool(client, spool)
     assert outcome["status"] == "deferred" and outcome["run_id"] == writer
-    assert list(spool.glob("*.json")), "the entry must stay for the next sync"
+    assert len(read_entries(spool)) == 1, "the entry must stay for the next sync"
     assert client.get_run(writer).info.lifecycle_stage == "active"
 
     client.set_tag(writer, tags.COMPLETE, "true")          # the concurrent check finishes
     (outcome,) = sync_spool(client, spool)
     assert outcome["status"] == "already recorded" and outcome["run_id"] == writer
-    assert not list(spool.glob("*.json"))
-    assert [run.info.run_id for run in _runs(client, ref, "w-busy")] == [writer]
+    assert read_entries(spool) == []
+    assert [run.info.run_id for run in _runs(client, ref)] == [writer]
 
 
-@pytest.mark.parametrize("when", ["before the entry", "over an hour ago"])
-def test_sync_deletes_incomplete_runs_no_live_check_can_own(sqlite_uri, tmp_path, when):
-    version, _ = register_with_reference(sqlite_uri, tmp_path / "ref")
-    client = connect(sqlite_uri)
-    ref = resolve_version(client, "recsys", version)
+@pytest.mark.parametrize("case", ["made by the entry's attempt", "abandoned over an hour ago"])
+def test_sync_deletes_incomplete_runs_no_live_check_owns(version_ref, tmp_path, case):
+    client, ref = version_ref
     spool = tmp_path / "spool"
-    if when == "before the entry":
-        stale = _writer_run(client, ref, "w-dead")
-        time.sleep(0.01)
-        _spool_one(ref, "w-dead", spool)
+    attempt = _spool_one(ref, spool)
+    if case == "made by the entry's attempt":      # the server created the run, the check never learnt it
+        stale = _incomplete_run(client, ref, attempt=attempt)
     else:
-        _spool_one(ref, "w-dead", spool)
-        stale = _writer_run(client, ref, "w-dead", int((time.time() - IN_FLIGHT_SECONDS - 60) * 1000))
+        stale = _incomplete_run(client, ref, attempt="a-dead-check", age_s=IN_FLIGHT_SECONDS + 60)
 
     (outcome,) = sync_spool(client, spool)
     assert outcome["status"] == "recorded" and outcome["run_id"] != stale
     assert client.get_run(stale).info.lifecycle_stage == "deleted"
-    runs = _runs(client, ref, "w-dead")
+    runs = _runs(client, ref)
     assert [run.info.run_id for run in runs] == [outcome["run_id"]]
-    assert runs[0].data.tags[tags.COMPLETE] == "true"
-    assert client.get_model_version("recsys", version).tags[tags.WINDOW_ID] == "w-dead"
+    assert runs[0].data.tags[tags.COMPLETE] == "true" and runs[0].data.tags[tags.ATTEMPT] != attempt
+    assert client.get_model_version("recsys", ref.version).tags[tags.WINDOW_ID] == WINDOW
+
+
+def test_an_orphan_that_completed_after_all_is_kept(version_ref):
+    client, ref = version_ref
+    run = _incomplete_run(client, ref)
+    client.set_tag(run, tags.COMPLETE, "true")
+    assert discard_orphan(client, run) is True
+    assert client.get_run(run).info.lifecycle_stage == "active"
+    other = _incomplete_run(client, ref)
+    assert discard_orphan(client, other) is False
+    assert client.get_run(other).info.lifecycle_stage == "deleted"
+
+
+def test_cli_sync_exits_4_while_an_entry_is_deferred(version_ref, sqlite_uri, tmp_path):
+    client, ref = version_ref
+    spool = tmp_path / "spool"
+    _spool_one(ref, spool)
+    writer = _incomplete_run(client, ref, attempt="another-check")
+    result = run_cli("sync", "--tracking-uri", sqlite_uri, "--spool-dir", spool, "--json", expect=4)
+    assert [o["status"] for o in json.loads(result.output)] == ["deferred"]
+    client.set_tag(writer, tags.COMPLETE, "true")
+    result = run_cli("sync", "--tracking-uri", sqlite_uri, "--spool-dir", spool, expect=0)
+    assert "1 spooled check(s) synced, 0 deferred" in result.output

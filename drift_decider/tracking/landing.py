@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
@@ -21,22 +22,27 @@ from drift_decider.window import Window
 def land_check(client, ref: VersionRef, window: Window, payload: CheckPayload, step: int, *, spool_dir: Path,
                kind: str = "check", extra_tags: dict[str, str] | None = None) -> str:
     """Record the check and publish the version's latest decision; on failure spool it and raise."""
+    attempt = uuid.uuid4().hex
     try:
-        return _record_and_publish(client, ref, window, payload, step, kind, extra_tags or {})
+        return _record_and_publish(client, ref, window, payload, step, kind, extra_tags or {}, attempt)
     except TrackingError as exc:
         entry = SpoolEntry(model=ref.name, version=ref.version, model_id=ref.model_id, kind=kind,
                            window={**asdict(window), "window_end": window.window_end.isoformat()},
                            payload=asdict(payload), step=step, extra_tags=extra_tags or {},
-                           orphan_run_id=getattr(exc, "orphan_run_id", None), reason=str(exc))
-        path = write_entry(spool_dir, entry)
+                           orphan_run_id=getattr(exc, "orphan_run_id", None), reason=str(exc),
+                           attempts=[attempt])
+        with spool_lock(spool_dir):      # never while a sync reads and removes entries
+            path = write_entry(spool_dir, entry)
         raise TrackingError(f"{exc}\nThe complete check (metrics and decision {payload.decision['action']!r}) "
                             f"was saved to {path}; run `drift-decider sync` once MLflow is back.") from exc
 
 
 def sync_spool(client, spool_dir: Path) -> list[dict[str, str]]:
-    """Land every spooled check exactly once; returns what happened to each entry.
+    """Land every spooled check exactly once (or defer it, see _sync_entry); returns what happened to
+    each entry.
 
-    One sync at a time per spool (a lock file), so two syncs never record the same window twice.
+    One sync at a time per spool (a lock file), so two syncs never record the same window twice; a
+    check that fails meanwhile writes its entry under the same lock, after the sync is done.
     """
     with spool_lock(spool_dir):
         return [_sync_entry(client, path, entry) for path, entry in read_entries(spool_dir)]
@@ -49,27 +55,27 @@ IN_FLIGHT_SECONDS = 3600
 def _sync_entry(client, path: Path, entry: SpoolEntry) -> dict[str, str]:
     """Land one spooled check unless its window is recorded already, or another check is writing it now.
 
-    Incomplete runs of the window that started before this entry was written (the spooled check's
-    own, or one whose id the check never learnt because the server died while answering
-    create_run) are deleted. One that started later, less than an hour ago, is a concurrent check
-    still writing: it is left alone and the entry waits for the next sync ("deferred").
+    An incomplete run of the window is this entry's own failed write when it carries one of the
+    entry's attempt ids (set when the run was created, so also on a run whose id the check never
+    learnt) or is the run it named; then, and for any incomplete run over an hour old, it is
+    deleted. A younger one without those marks is a concurrent check still writing: it is left
+    alone and the entry waits for the next sync ("deferred").
     """
     ref = VersionRef(name=entry.model, version=entry.version, model_id=entry.model_id, tags={})
     window = Window(**{**entry.window, "window_end": datetime.fromisoformat(entry.window["window_end"])})
-    written_ms = path.stat().st_mtime * 1000
     with mlflow_errors(f"syncing {path.name}"):
         experiment_id = ensure_experiment(client)
         runs = search_checks(client, experiment_id, model=ref.name, version=ref.version, kind=entry.kind,
                              window_id=window.window_id, complete_only=False)
-        complete = [run for run in runs if run.data.tags.get(tags.COMPLETE) == "true"]
-        in_flight = []
+        complete, in_flight = [], []
         for run in runs:
             if run.data.tags.get(tags.COMPLETE) == "true":
-                continue
-            if _in_flight(run.info.start_time, written_ms):
-                in_flight.append(run)
+                complete.append(run)
+            elif _ours_or_dead(run, entry):
+                if discard_orphan(client, run.info.run_id):     # it completed since the search
+                    complete.append(run)
             else:
-                discard_orphan(client, run.info.run_id)
+                in_flight.append(run)
         if complete and entry.kind == "check":
             publish_latest(client, ref, lambda: check_runs(client, experiment_id, ref))
     if complete:
@@ -79,11 +85,13 @@ def _sync_entry(client, path: Path, entry: SpoolEntry) -> dict[str, str]:
                 "decision": entry.payload["decision"]["action"],
                 "reason": "another check is writing this window now; the entry stays for the next sync"}
     else:
+        attempt = uuid.uuid4().hex
         try:
             run_id = _record_and_publish(client, ref, window, CheckPayload(**entry.payload), entry.step,
-                                         entry.kind, entry.extra_tags)
-        except RecordingFailed as exc:   # keep the entry, now naming the run this attempt left behind
-            write_entry(path.parent, replace(entry, orphan_run_id=exc.orphan_run_id, reason=str(exc)))
+                                         entry.kind, entry.extra_tags, attempt)
+        except RecordingFailed as exc:   # keep the entry, now naming this attempt too
+            write_entry(path.parent, replace(entry, orphan_run_id=exc.orphan_run_id, reason=str(exc),
+                                             attempts=[*entry.attempts, attempt]))
             raise
         status = "recorded"
     path.unlink()
@@ -91,15 +99,19 @@ def _sync_entry(client, path: Path, entry: SpoolEntry) -> dict[str, str]:
             "decision": entry.payload["decision"]["action"]}
 
 
-def _in_flight(start_ms: int, written_ms: float) -> bool:
-    return start_ms > written_ms and time.time() * 1000 - start_ms < IN_FLIGHT_SECONDS * 1000
+def _ours_or_dead(run, entry: SpoolEntry) -> bool:
+    """An incomplete run sync may delete: written by one of the entry's attempts, or abandoned."""
+    if run.data.tags.get(tags.ATTEMPT) in entry.attempts or run.info.run_id == entry.orphan_run_id:
+        return True
+    return time.time() * 1000 - run.info.start_time > IN_FLIGHT_SECONDS * 1000
 
 
 def _record_and_publish(client, ref: VersionRef, window: Window, payload: CheckPayload, step: int, kind: str,
-                        extra_tags: dict[str, str]) -> str:
+                        extra_tags: dict[str, str], attempt: str) -> str:
     with mlflow_errors(f"preparing to record {ref.name} version {ref.version}"):
         experiment_id = ensure_experiment(client)
-    run_id = record_check(client, experiment_id, ref, window, payload, step, kind=kind, extra_tags=extra_tags)
+    run_id = record_check(client, experiment_id, ref, window, payload, step, attempt=attempt, kind=kind,
+                          extra_tags=extra_tags)
     with mlflow_errors(f"publishing the latest decision of {ref.name} version {ref.version}"):
         if kind == "check":
             publish_latest(client, ref, lambda: check_runs(client, experiment_id, ref))

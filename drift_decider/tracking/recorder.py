@@ -57,8 +57,12 @@ class CheckPayload:
 
 
 def record_check(client, experiment_id: str, ref: VersionRef, window: Window, record: CheckPayload, step: int,
-                 *, kind: str = "check", extra_tags: dict[str, str] | None = None) -> str:
-    """Log the check as one complete run and return its id; raise TrackingError leaving nothing behind."""
+                 *, attempt: str, kind: str = "check", extra_tags: dict[str, str] | None = None) -> str:
+    """Log the check as one complete run and return its id; raise TrackingError leaving nothing behind.
+
+    ``attempt`` (a random id chosen before the run exists) is a tag of the run from its creation, so
+    a run the server created while the check never learnt its id can still be told apart from a
+    run another check is writing."""
     from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
     from mlflow.entities.logged_model_input import LoggedModelInput
     from mlflow.exceptions import MlflowException
@@ -69,6 +73,7 @@ def record_check(client, experiment_id: str, ref: VersionRef, window: Window, re
         run = client.create_run(experiment_id, run_name=f"{ref.name}-v{ref.version}-{window.window_id}", tags={
             tags.MODEL: ref.name, tags.VERSION: ref.version, tags.WINDOW_ID: window.window_id,
             tags.WINDOW_END: window.window_end.astimezone(timezone.utc).isoformat(), tags.KIND: kind,
+            tags.ATTEMPT: attempt,
         })
         run_id = run.info.run_id
         metrics = [Metric(key, value, timestamp, step, model_id=ref.model_id, dataset_name=window.dataset_name,
@@ -165,16 +170,20 @@ def _discard(client, run) -> str | None:
         return run.info.run_id
 
 
-def discard_orphan(client, run_id: str) -> None:
-    """Delete a run left incomplete by a failed check (called by sync once the server is back)."""
+def discard_orphan(client, run_id: str) -> bool:
+    """Delete a run left incomplete by a failed check (called by sync once the server is back);
+    returns True if the run turned out to be complete after all (then it stays)."""
     from mlflow.exceptions import MlflowException
 
     try:
         run = client.get_run(run_id)
     except MlflowException:
-        return
-    if run.data.tags.get(tags.COMPLETE) != "true" and run.info.lifecycle_stage == "active":
+        return False
+    if run.data.tags.get(tags.COMPLETE) == "true":
+        return True
+    if run.info.lifecycle_stage == "active":
         client.delete_run(run_id)
+    return False
 
 
 def _short(exc: BaseException) -> str:

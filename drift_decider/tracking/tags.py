@@ -19,6 +19,7 @@ WINDOW_ID = PREFIX + "window_id"
 WINDOW_END = PREFIX + "window_end"
 KIND = PREFIX + "kind"                  # "check" | "promotion"
 COMPLETE = PREFIX + "complete"          # "true" once metrics, artifact and decision are all written
+ATTEMPT = PREFIX + "attempt"            # random id of the write attempt, set when the run is created
 
 # on model versions only
 LOGGED_MODEL_ID = PREFIX + "logged_model_id"
