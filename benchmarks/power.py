@@ -24,6 +24,8 @@ from drift_decider.measure import TESTS, MeasureOptions, measure
 
 ALPHA = 0.05
 SHIFTS = {"none": 0.0, "mean": 0.05, "noise": 0.3, "subpop": 0.2}
+PERMUTATIONS, DIM = 100, 32
+SETTINGS = {"alpha": ALPHA, "permutations": PERMUTATIONS, "dim": DIM, "tests": list(TESTS)}   # of a --cache
 
 
 def _alibi(ref: np.ndarray, cur: np.ndarray, with_mmd: bool, seed: int) -> dict[str, bool]:
@@ -33,7 +35,7 @@ def _alibi(ref: np.ndarray, cur: np.ndarray, with_mmd: bool, seed: int) -> dict[
     torch.manual_seed(seed)
     out = {"alibi KSDrift": bool(KSDrift(ref, p_val=ALPHA).predict(cur)["data"]["is_drift"])}
     if with_mmd:
-        detector = MMDDrift(ref, backend="pytorch", p_val=ALPHA, n_permutations=100, device="cpu")
+        detector = MMDDrift(ref, backend="pytorch", p_val=ALPHA, n_permutations=PERMUTATIONS, device="cpu")
         out["alibi MMDDrift"] = bool(detector.predict(cur)["data"]["is_drift"])
     return out
 
@@ -45,7 +47,7 @@ def _trial(pool: np.ndarray, kind: str, strength: float, n: int, trial: int, ali
     ref, cur, _ = null_split(pool, n, rng)
     if kind != "none":
         cur = shifted(cur, kind, strength, rng, ref)
-    values = measure(ref, cur, seed=trial, options=MeasureOptions(mmd_permutations=100)).values()
+    values = measure(ref, cur, seed=trial, options=MeasureOptions(mmd_permutations=PERMUTATIONS)).values()
     decisions = {name: values.get(f"{name}.p_value", 1.0) <= ALPHA for name in TESTS}
     if have_alibi:
         decisions.update(_alibi(ref, cur, with_mmd=alibi_mmd, seed=trial))
@@ -53,10 +55,31 @@ def _trial(pool: np.ndarray, kind: str, strength: float, n: int, trial: int, ali
 
 
 def _load_cache(path: Path | None) -> dict[str, dict[str, bool]]:
-    """Decisions of trials an earlier (possibly interrupted) run finished, by trial key."""
+    """Decisions of trials an earlier (possibly interrupted) run finished, by trial key. A cache
+    written under other settings is refused; a line cut short by a killed run is skipped."""
     if path is None or not path.exists():
         return {}
-    return {entry["key"]: entry["decisions"] for entry in map(json.loads, path.read_text().splitlines())}
+    cache = {}
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "settings" in entry:
+            if entry["settings"] != SETTINGS:
+                raise SystemExit(f"{path} holds trials run with {entry['settings']}, not {SETTINGS}")
+        else:
+            cache[entry["key"]] = entry["decisions"]
+    return cache
+
+
+def _append(path: Path, entry: dict) -> None:
+    """One JSON line; the settings line first in a new file, and a newline after a cut-short line."""
+    head = "" if path.exists() else json.dumps({"settings": SETTINGS}) + "\n"
+    if path.exists() and not path.read_bytes().endswith(b"\n"):
+        head = "\n"
+    with path.open("a") as out:
+        out.write(head + json.dumps(entry) + "\n")
 
 
 def run(trials: int, sizes: list[int], alibi_mmd_max: int, weaker: float, kinds: list[str],
@@ -65,7 +88,7 @@ def run(trials: int, sizes: list[int], alibi_mmd_max: int, weaker: float, kinds:
     leaves every cell with nearly the same count; with ``cache_path`` each finished trial is
     appended there and a rerun picks up where the last one stopped (the data and seeds depend only
     on the trial key)."""
-    pool = real_pool()
+    pool = real_pool(DIM)
     try:
         import alibi_detect  # noqa: F401
         have_alibi = True
@@ -84,8 +107,8 @@ def run(trials: int, sizes: list[int], alibi_mmd_max: int, weaker: float, kinds:
             if decisions is None or not needed <= decisions.keys():
                 decisions = _trial(pool, kind, strength, n, trial, n <= alibi_mmd_max, have_alibi)
                 if cache_path is not None:
-                    with cache_path.open("a") as out:
-                        out.write(json.dumps({"key": key, "decisions": decisions}) + "\n")
+                    _append(cache_path, {"key": key, "decisions": decisions})
+            decisions = {name: hit for name, hit in decisions.items() if name in needed}
             results[(kind, strength, n)].append(decisions)
             print(f"{kind} n={n} trial {trial}: " + ", ".join(f"{k}={int(v)}" for k, v in decisions.items()),
                   file=sys.stderr, flush=True)
@@ -106,6 +129,7 @@ if __name__ == "__main__":
     parser.add_argument("--weaker", type=float, default=1.0,
                         help="divide every shift's strength by this (weak shifts show what all rows buy at large n)")
     parser.add_argument("--cache", type=Path, default=None,
-                        help="JSON-lines file of finished trials: appended to, and reused by a rerun")
+                        help="JSON-lines file of finished trials: appended to, and reused by a rerun with the "
+                             "same settings (a cache belongs to one version of the code: delete it after a change)")
     args = parser.parse_args()
     run(args.trials, args.sizes, args.alibi_mmd_max, args.weaker, args.shifts, args.cache)
