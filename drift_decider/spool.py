@@ -40,7 +40,10 @@ class SpoolEntry:
 
     @property
     def key(self) -> str:
-        return _safe(f"{self.kind}-{self.model}-v{self.version}-{self.window['window_id']}")
+        """The file name: the window, and the first attempt, so two failed checks of one window keep
+        two entries (sync lands one and finds the window recorded for the other)."""
+        first = f"-{self.attempts[0][:12]}" if self.attempts else ""
+        return _safe(f"{self.kind}-{self.model}-v{self.version}-{self.window['window_id']}{first}")
 
 
 def write_entry(directory: Path, entry: SpoolEntry) -> Path:

@@ -53,9 +53,10 @@ def _spool_one(ref, spool) -> str:
     payload = CheckPayload(values=metrics, inputs={"note": "spooled in a test"}, evidence={},
                            decision=decision.to_dict())
     window = Window(WINDOW, END, "current", "d1g3st", "test")
+    before = {path for path, _ in read_entries(spool)}
     with pytest.raises(TrackingError, match="saved to"):      # mlflow's own client, no connect() probe
         land_check(MlflowClient(_dead_uri()), ref, window, payload, 0, spool_dir=spool)
-    ((_, entry),) = read_entries(spool)
+    ((_, entry),) = [(path, entry) for path, entry in read_entries(spool) if path not in before]
     (attempt,) = entry.attempts
     return attempt
 
@@ -113,15 +114,48 @@ def test_sync_deletes_incomplete_runs_no_live_check_owns(version_ref, tmp_path, 
     assert client.get_model_version("recsys", ref.version).tags[tags.WINDOW_ID] == WINDOW
 
 
-def test_an_orphan_that_completed_after_all_is_kept(version_ref):
+def test_two_failed_checks_of_one_window_land_once(version_ref, tmp_path):
     client, ref = version_ref
-    run = _incomplete_run(client, ref)
-    client.set_tag(run, tags.COMPLETE, "true")
-    assert discard_orphan(client, run) is True
-    assert client.get_run(run).info.lifecycle_stage == "active"
+    spool = tmp_path / "spool"
+    first, second = _spool_one(ref, spool), _spool_one(ref, spool)
+    assert len(read_entries(spool)) == 2                  # the second failure does not overwrite the first
+    orphans = [_incomplete_run(client, ref, attempt=a) for a in (first, second)]
+
+    outcomes = sync_spool(client, spool)
+    assert sorted(o["status"] for o in outcomes) == ["already recorded", "recorded"]
+    assert read_entries(spool) == []
+    assert all(client.get_run(run).info.lifecycle_stage == "deleted" for run in orphans)
+    assert [run.data.tags[tags.COMPLETE] for run in _runs(client, ref)] == ["true"]
+
+
+def test_an_old_entry_names_its_orphan_by_run_id(version_ref, tmp_path):
+    """Spool files written before attempt ids: the run the entry names is its orphan, however young."""
+    client, ref = version_ref
+    spool = tmp_path / "spool"
+    _spool_one(ref, spool)
+    orphan = _incomplete_run(client, ref)
+    ((path, _),) = read_entries(spool)
+    old = json.loads(path.read_text())
+    del old["attempts"]
+    path.write_text(json.dumps({**old, "orphan_run_id": orphan}))
+
+    (outcome,) = sync_spool(client, spool)
+    assert outcome["status"] == "recorded"
+    assert client.get_run(orphan).info.lifecycle_stage == "deleted"
+
+
+def test_discard_orphan_keeps_only_a_run_that_records_the_window(version_ref):
+    client, ref = version_ref
+    done = _incomplete_run(client, ref)
+    client.set_tag(done, tags.COMPLETE, "true")
+    assert discard_orphan(client, done) is True
+    assert client.get_run(done).info.lifecycle_stage == "active"
+    client.delete_run(done)                                # complete but deleted records nothing
+    assert discard_orphan(client, done) is False
     other = _incomplete_run(client, ref)
     assert discard_orphan(client, other) is False
     assert client.get_run(other).info.lifecycle_stage == "deleted"
+    assert discard_orphan(client, "0" * 32) is False       # gone altogether
 
 
 def test_cli_sync_exits_4_while_an_entry_is_deferred(version_ref, sqlite_uri, tmp_path):

@@ -31,35 +31,41 @@ def land_check(client, ref: VersionRef, window: Window, payload: CheckPayload, s
                            payload=asdict(payload), step=step, extra_tags=extra_tags or {},
                            orphan_run_id=getattr(exc, "orphan_run_id", None), reason=str(exc),
                            attempts=[attempt])
-        with spool_lock(spool_dir):      # never while a sync reads and removes entries
-            path = write_entry(spool_dir, entry)
-        raise TrackingError(f"{exc}\nThe complete check (metrics and decision {payload.decision['action']!r}) "
-                            f"was saved to {path}; run `drift-decider sync` once MLflow is back.") from exc
+        path = write_entry(spool_dir, entry)
+        then = ("run `drift-decider sync` once MLflow is back" if kind == "check" else
+                "`drift-decider sync` records the gate's run once MLflow is back, but neither tags the candidate "
+                "nor moves the alias: run `promote` again then")
+        raise TrackingError(f"{exc}\nThe complete {kind} (metrics and decision {payload.decision['action']!r}) "
+                            f"was saved to {path}; {then}.") from exc
 
 
 def sync_spool(client, spool_dir: Path) -> list[dict[str, str]]:
     """Land every spooled check exactly once (or defer it, see _sync_entry); returns what happened to
     each entry.
 
-    One sync at a time per spool (a lock file), so two syncs never record the same window twice; a
-    check that fails meanwhile writes its entry under the same lock, after the sync is done.
+    One sync at a time per spool (a lock file), so two syncs never record the same window twice.
+    Every write attempt named in the spool failed, so a run made by any of them is dead, whichever
+    entry names it (two failed checks of one window leave two entries).
     """
     with spool_lock(spool_dir):
-        return [_sync_entry(client, path, entry) for path, entry in read_entries(spool_dir)]
+        entries = read_entries(spool_dir)
+        dead = {name for _, entry in entries for name in [*entry.attempts, entry.orphan_run_id] if name}
+        return [_sync_entry(client, path, entry, dead) for path, entry in entries]
 
 
 # An incomplete run this old belongs to a check that died, whoever started it: no check writes for an hour.
 IN_FLIGHT_SECONDS = 3600
 
 
-def _sync_entry(client, path: Path, entry: SpoolEntry) -> dict[str, str]:
+def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str]) -> dict[str, str]:
     """Land one spooled check unless its window is recorded already, or another check is writing it now.
 
-    An incomplete run of the window is this entry's own failed write when it carries one of the
-    entry's attempt ids (set when the run was created, so also on a run whose id the check never
-    learnt) or is the run it named; then, and for any incomplete run over an hour old, it is
-    deleted. A younger one without those marks is a concurrent check still writing: it is left
-    alone and the entry waits for the next sync ("deferred").
+    An incomplete run of the window is a failed write when ``dead`` (attempt ids and run ids the
+    spool names) holds its attempt id (set when the run was created, so also on a run whose id the
+    check never learnt) or its run id; then, and when it is over an hour old (its start time by the
+    writer's clock against this host's: clocks are assumed to agree within the hour), it is
+    deleted. Any other is a concurrent check still writing: it is left alone and the entry waits
+    for the next sync ("deferred").
     """
     ref = VersionRef(name=entry.model, version=entry.version, model_id=entry.model_id, tags={})
     window = Window(**{**entry.window, "window_end": datetime.fromisoformat(entry.window["window_end"])})
@@ -71,7 +77,7 @@ def _sync_entry(client, path: Path, entry: SpoolEntry) -> dict[str, str]:
         for run in runs:
             if run.data.tags.get(tags.COMPLETE) == "true":
                 complete.append(run)
-            elif _ours_or_dead(run, entry):
+            elif _dead(run, dead):
                 if discard_orphan(client, run.info.run_id):     # it completed since the search
                     complete.append(run)
             else:
@@ -99,9 +105,9 @@ def _sync_entry(client, path: Path, entry: SpoolEntry) -> dict[str, str]:
             "decision": entry.payload["decision"]["action"]}
 
 
-def _ours_or_dead(run, entry: SpoolEntry) -> bool:
-    """An incomplete run sync may delete: written by one of the entry's attempts, or abandoned."""
-    if run.data.tags.get(tags.ATTEMPT) in entry.attempts or run.info.run_id == entry.orphan_run_id:
+def _dead(run, dead: set[str]) -> bool:
+    """An incomplete run sync may delete: made by a failed write attempt, or abandoned."""
+    if run.data.tags.get(tags.ATTEMPT) in dead or run.info.run_id in dead:
         return True
     return time.time() * 1000 - run.info.start_time > IN_FLIGHT_SECONDS * 1000
 

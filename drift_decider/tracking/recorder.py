@@ -172,17 +172,22 @@ def _discard(client, run) -> str | None:
 
 def discard_orphan(client, run_id: str) -> bool:
     """Delete a run left incomplete by a failed check (called by sync once the server is back);
-    returns True if the run turned out to be complete after all (then it stays)."""
+    returns True if it turned out to be complete and active after all (then it stays and records
+    the window). A run that no longer exists is False; any other error is raised."""
     from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
     try:
         run = client.get_run(run_id)
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return False
+        raise
+    if run.info.lifecycle_stage != "active":
         return False
     if run.data.tags.get(tags.COMPLETE) == "true":
         return True
-    if run.info.lifecycle_stage == "active":
-        client.delete_run(run_id)
+    client.delete_run(run_id)
     return False
 
 
