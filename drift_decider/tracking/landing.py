@@ -96,8 +96,10 @@ def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str]) -> dict[s
             run_id = _record_and_publish(client, ref, window, CheckPayload(**entry.payload), entry.step,
                                          entry.kind, entry.extra_tags, attempt)
         except RecordingFailed as exc:   # keep the entry, now naming this attempt too
-            write_entry(path.parent, replace(entry, orphan_run_id=exc.orphan_run_id, reason=str(exc),
-                                             attempts=[*entry.attempts, attempt]))
+            kept = write_entry(path.parent, replace(entry, orphan_run_id=exc.orphan_run_id or entry.orphan_run_id,
+                                                    reason=str(exc), attempts=[*entry.attempts, attempt]))
+            if kept != path:             # an entry from before attempt ids gets its new name
+                path.unlink()
             raise
         status = "recorded"
     path.unlink()
