@@ -116,7 +116,7 @@ def run(trials: int, sizes: list[int], alibi_mmd_max: int, weaker: float, kinds:
     for (kind, strength, n), outcomes in results.items():
         counts = [[d[c] for d in outcomes if c in d] for c in columns]
         rows.append([kind, strength, n] + [f"{sum(hit) / len(hit):.2f}" if hit else "-" for hit in counts])
-    print(f"\nDetection rate at alpha={ALPHA}, {trials} trials per cell (MovieLens item factors, dim 32)")
+    print(f"\nDetection rate at alpha={ALPHA}, {trials} trials per cell (MovieLens item factors, dim {DIM})")
     print_table(["shift", "strength", "n/side", *columns], rows)
 
 

@@ -13,8 +13,8 @@ from drift_decider.spool import SpoolEntry, read_entries, spool_lock, write_entr
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
 from drift_decider.tracking.history import check_runs, search_checks
-from drift_decider.tracking.recorder import (CheckPayload, RecordingFailed, discard_orphan, publish_latest,
-                                             record_check)
+from drift_decider.tracking.recorder import (CheckPayload, RecordingFailed, discard_orphan, is_complete,
+                                             publish_latest, record_check)
 from drift_decider.tracking.registry import VersionRef, ensure_experiment
 from drift_decider.window import Window
 
@@ -24,7 +24,10 @@ def land_check(client, ref: VersionRef, window: Window, payload: CheckPayload, s
     """Record the check and publish the version's latest decision; on failure spool it and raise."""
     attempt = uuid.uuid4().hex
     try:
-        return _record_and_publish(client, ref, window, payload, step, kind, extra_tags or {}, attempt)
+        with mlflow_errors(f"preparing to record {ref.name} version {ref.version}"):
+            experiment_id = ensure_experiment(client)
+        return _record_and_publish(client, experiment_id, ref, window, payload, step, kind, extra_tags or {},
+                                   attempt)
     except TrackingError as exc:
         entry = SpoolEntry(model=ref.name, version=ref.version, model_id=ref.model_id, kind=kind,
                            window={**asdict(window), "window_end": window.window_end.isoformat()},
@@ -75,15 +78,15 @@ def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str]) -> dict[s
                              window_id=window.window_id, complete_only=False)
         complete, in_flight = [], []
         for run in runs:
-            if run.data.tags.get(tags.COMPLETE) == "true":
+            if is_complete(run):
                 complete.append(run)
             elif _dead(run, dead):
                 if discard_orphan(client, run.info.run_id):     # it completed since the search
                     complete.append(run)
             else:
                 in_flight.append(run)
-        if complete and entry.kind == "check":
-            publish_latest(client, ref, lambda: check_runs(client, experiment_id, ref))
+        if complete:
+            _publish(client, experiment_id, ref, entry.kind)
     if complete:
         run_id, status = complete[-1].info.run_id, "already recorded"
     elif in_flight:
@@ -93,8 +96,8 @@ def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str]) -> dict[s
     else:
         attempt = uuid.uuid4().hex
         try:
-            run_id = _record_and_publish(client, ref, window, CheckPayload(**entry.payload), entry.step,
-                                         entry.kind, entry.extra_tags, attempt)
+            run_id = _record_and_publish(client, experiment_id, ref, window, CheckPayload(**entry.payload),
+                                         entry.step, entry.kind, entry.extra_tags, attempt)
         except RecordingFailed as exc:   # keep the entry, now naming this attempt too
             kept = write_entry(path.parent, replace(entry, orphan_run_id=exc.orphan_run_id or entry.orphan_run_id,
                                                     reason=str(exc), attempts=[*entry.attempts, attempt]))
@@ -114,13 +117,16 @@ def _dead(run, dead: set[str]) -> bool:
     return time.time() * 1000 - run.info.start_time > IN_FLIGHT_SECONDS * 1000
 
 
-def _record_and_publish(client, ref: VersionRef, window: Window, payload: CheckPayload, step: int, kind: str,
-                        extra_tags: dict[str, str], attempt: str) -> str:
-    with mlflow_errors(f"preparing to record {ref.name} version {ref.version}"):
-        experiment_id = ensure_experiment(client)
+def _record_and_publish(client, experiment_id: str, ref: VersionRef, window: Window, payload: CheckPayload,
+                        step: int, kind: str, extra_tags: dict[str, str], attempt: str) -> str:
     run_id = record_check(client, experiment_id, ref, window, payload, step, attempt=attempt, kind=kind,
                           extra_tags=extra_tags)
     with mlflow_errors(f"publishing the latest decision of {ref.name} version {ref.version}"):
-        if kind == "check":
-            publish_latest(client, ref, lambda: check_runs(client, experiment_id, ref))
+        _publish(client, experiment_id, ref, kind)
     return run_id
+
+
+def _publish(client, experiment_id: str, ref: VersionRef, kind: str) -> None:
+    """A recorded check moves the version's latest-decision tags; a promotion run does not."""
+    if kind == "check":
+        publish_latest(client, ref, lambda: check_runs(client, experiment_id, ref))

@@ -170,22 +170,26 @@ def _discard(client, run) -> str | None:
         return run.info.run_id
 
 
+def is_complete(run) -> bool:
+    """Whether every part of the check was written (readers trust nothing else)."""
+    return run.data.tags.get(tags.COMPLETE) == "true"
+
+
 def discard_orphan(client, run_id: str) -> bool:
     """Delete a run left incomplete by a failed check (called by sync once the server is back);
     returns True if it turned out to be complete and active after all (then it stays and records
     the window). A run that no longer exists is False; any other error is raised."""
     from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
     try:
         run = client.get_run(run_id)
     except MlflowException as exc:
-        if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return False
         raise
     if run.info.lifecycle_stage != "active":
         return False
-    if run.data.tags.get(tags.COMPLETE) == "true":
+    if is_complete(run):
         return True
     client.delete_run(run_id)
     return False
