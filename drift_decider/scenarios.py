@@ -264,12 +264,12 @@ def first_action(policy, values: dict[str, float], *, checks: int = 2,
     """
     from drift_decider.policy import CheckRecord, History, evaluate
 
-    history: list[CheckRecord] = []
+    history = History()
     for day in range(checks):
         now = start + timedelta(days=day)
-        decision = evaluate(policy, values, History(checks=tuple(history)), now)
+        decision = evaluate(policy, values, history, now)
         if decision.action != "none":
             return decision.action
-        history.append(CheckRecord(f"day-{day}", now, dict(values), decision.action, decision.rule_id, now,
-                                   policy.mode))
+        history = history.append(CheckRecord(f"day-{day}", now, dict(values), decision.action,
+                                             decision.rule_id, now, policy.mode))
     return "none"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from drift_decider.policy import CheckRecord, History, evaluate, parse_policy
 from drift_decider.policy.conditions import All, Any_, Compare, Frame, Node, Not
 from drift_decider.policy.expr import parse_expression
-from drift_decider.policy.past import Past
+
 
 METRICS = ("knn_jaccard", "norm_ratio", "index.recall_at_k")
 VALUES = (0.1, 0.5, 0.9)          # exact under %g, so describe() round-trips
@@ -27,7 +27,7 @@ metric_values = st.dictionaries(st.sampled_from(METRICS),
 
 
 def run(node: Node, metrics: dict[str, float], trace: bool = True) -> bool | None:
-    return node.evaluate(Frame(metrics, 0.0, Past(()), 0, [] if trace else None))
+    return node.evaluate(Frame(metrics, 0.0, History().past(), 0, [] if trace else None))
 
 
 def kleene_not(x: bool | None) -> bool | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from drift_decider.policy.past import Past
 
@@ -50,10 +50,11 @@ class Frame:
         """State of a recursive statistic after the checks before this one (its last item: the count
         of checks that had the metric).
 
-        Prefix states are computed once per History and statistic (History is immutable), so EWMA
-        and CUSUM cost O(1) per evaluation, also when ``for`` recomputes earlier checks.
+        Prefix states are computed once per statistic for a History and the histories appended to
+        it (see policy.past), so EWMA and CUSUM cost O(1) per evaluation, also when ``for``
+        recomputes earlier checks.
         """
-        return self.past.states(leaf.state_key, leaf.prefix_states)[self.end]
+        return self.past.states(leaf.state_key, leaf.fold)[self.end]
 
 
 def _record(frame: Frame, leaf: "Leaf", value: float | None, threshold: float | None,
@@ -333,17 +334,18 @@ class Ewma(Leaf):
         # -0.0 and 0.0 apart, which start charts whose zero values differ in sign
         object.__setattr__(self, "state_key", ("ewma", self.metric, self.lam, self.target.hex()))
 
-    def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]) -> list[tuple[float, int]]:
-        """(z, count) after each prefix of the history; checks lacking the metric are skipped."""
+    def fold(self, states: list[tuple[float, int]], history_metrics: Iterable[Mapping[str, float]]) -> None:
+        """Append (z, count) after each further check (after none first, if ``states`` is empty);
+        checks lacking the metric are skipped."""
         lam, keep, metric = self.lam, 1.0 - self.lam, self.metric
-        z, count = self.target, 0
-        states = [(z, count)]
+        if not states:
+            states.append((self.target, 0))
+        z, count = states[-1]
         for metrics in history_metrics:
             x = metrics.get(metric)
             if x is not None:
                 z, count = lam * x + keep * z, count + 1
             states.append((z, count))
-        return states
 
     def evaluate(self, frame: Frame) -> bool | None:
         current = frame.metrics.get(self.metric)
@@ -384,12 +386,14 @@ class Cusum(Leaf):
         # what the prefix sums depend on (not h or side), so equal charts share them
         object.__setattr__(self, "state_key", ("cusum", self.metric, self.target.hex(), self.sigma, self.k))
 
-    def prefix_states(self, history_metrics: Sequence[Mapping[str, float]]) -> list[tuple[float, float, int]]:
-        """(upper sum, lower sum, count) after each prefix of the history; missing values are skipped."""
+    def fold(self, states: list[tuple[float, float, int]],
+             history_metrics: Iterable[Mapping[str, float]]) -> None:
+        """Append (upper sum, lower sum, count) after each further check (after none first, if
+        ``states`` is empty); missing values are skipped."""
         target, sigma, k, metric = self.target, self.sigma, self.k, self.metric
-        hi = lo = 0.0
-        count = 0
-        states = [(hi, lo, count)]
+        if not states:
+            states.append((0.0, 0.0, 0))
+        hi, lo, count = states[-1]
         for metrics in history_metrics:
             x = metrics.get(metric)
             if x is not None:
@@ -400,7 +404,6 @@ class Cusum(Leaf):
                 lo = lo if lo > 0.0 else 0.0
                 count += 1
             states.append((hi, lo, count))
-        return states
 
     def evaluate(self, frame: Frame) -> bool | None:
         current = frame.metrics.get(self.metric)

@@ -31,8 +31,11 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
     kept: dict[str, int] = {}
     winner: Rule | None = None
     outranked = ""                    # the detail every rule behind the winner shares
+    looked_back: list[tuple[object, bool]] = []     # held now, for rules that read earlier checks
     for rule in policy.rules:
         held = rule.when.evaluate(frame)
+        if rule.sustain > 1 or rule.keep_firing_for:
+            looked_back.append((rule.when, held is True))
         reason, detail = (_not_sustained(rule, past) if held and rule.sustain > 1 else (None, None))
         if rule.keep_firing_for and (reason or not held):
             # still alive: kept for K checks after it last fired; holding again within them fires at once
@@ -53,6 +56,7 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
                 continue
             reason, detail = "outranked", outranked
         verdicts.append((rule, "suppressed", reason, detail))
+    past.decided = (dict(current), now_s, looked_back)      # a copy: the Decision hands out ``current``
     explanation = render(winner.explain, current, policy.params) if winner and winner.explain else None
     if winner and winner.id in kept:
         note = kept_note(kept_record(past, kept[winner.id]))
@@ -72,9 +76,7 @@ def evaluate(policy: Policy, metrics: Mapping[str, float], history: History, now
 
 def _held_at(rule: Rule, past: Past, index: int) -> bool:
     """Did the rule's condition hold on history check ``index``? Depends on the history alone: memoised."""
-    flags = past.held.get(rule.when)
-    if flags is None:
-        flags = past.held[rule.when] = [None] * past.n
+    flags = past.held(rule.when)
     held = flags[index]
     if held is None:
         earlier = Frame(past.metrics(index), past.time(index), past, index)
@@ -137,6 +139,6 @@ def _cooldown(rule: Rule, past: Past, now_s: float) -> tuple[str | None, Detail]
     cooldown. The detail is returned unformatted (a callable): formatting it costs more than deciding."""
     since = now_s - rule.cooldown_seconds
     weight = ACTION_WEIGHT[rule.action]
-    if past.enforced_within(weight, since, now_s, ACTION_WEIGHT):
+    if past.enforced_within(weight, since, now_s):
         return "cooldown", partial(_cooldown_detail, past, weight, since, now_s, rule.cooldown_seconds)
     return None, None

@@ -140,35 +140,61 @@ class History:
     def to_dicts(self) -> list[dict[str, Any]]:
         return [check.to_dict() for check in self.checks]
 
+    def append(self, check: CheckRecord) -> "History":
+        """This history followed by one newer check. What was derived from this history carries over
+        (its digest's hash state, trend states, verdicts on earlier checks, enforced times, and which
+        conditions held at the last decision made on it, if the new check records that decision), so
+        replaying a series check by check (``policy test``, backtests) does each step's history work
+        once rather than again for every later decision."""
+        if not isinstance(check, CheckRecord):
+            raise InputError(f"History.append takes a CheckRecord, got {type(check).__name__}")
+        longer = History(self.checks + (check,))
+        hasher, names = self._hash_state()
+        object.__setattr__(longer, "_hashed", _hash_checks(hasher.copy(), names, (check,)))
+        object.__setattr__(longer, "_past", self.past().extended(longer.checks))
+        return longer
+
     def past(self) -> Past:
         """The derived views conditions and suppressions read (trend windows and states, earlier
         verdicts, enforced times; see policy.past), made once per History."""
         cached = self.__dict__.get("_past")
         if cached is None:
-            cached = Past(self.checks)
+            cached = Past(self.checks, ACTION_WEIGHT)
             object.__setattr__(self, "_past", cached)
         return cached
 
     def digest(self) -> str:
-        """sha256 over a canonical encoding of every check: part of every decision id.
-
-        Each check is its length-prefixed fields and times, then its metric names (marker 0 and the
-        names) or marker 1 when they are the names of the check before, then its values. Checks of one
-        deployment report the same metrics, so the names are hashed once rather than once per check
-        (a third of the bytes); the encoding stays unambiguous because the names fix the values' length.
-        """
+        """sha256 over a canonical encoding of every check: part of every decision id (see _hash_checks)."""
         cached = self.__dict__.get("_digest")
         if cached is None:
-            parts, previous = [], None
-            for fields, head, values in [c._encoded for c in self.checks]:
-                parts += (fields, _SAME_NAMES if head == previous else _NEW_NAMES + head, values)
-                previous = head
-            cached = hashlib.sha256(b"".join(parts)).hexdigest()
+            cached = self._hash_state()[0].hexdigest()
             object.__setattr__(self, "_digest", cached)
+        return cached
+
+    def _hash_state(self) -> tuple[Any, bytes | None]:
+        """The sha256 object fed with every check, and the last check's metric names (what append continues)."""
+        cached = self.__dict__.get("_hashed")
+        if cached is None:
+            cached = _hash_checks(hashlib.sha256(), None, self.checks)
+            object.__setattr__(self, "_hashed", cached)
         return cached
 
     def __len__(self) -> int:
         return len(self.checks)
+
+
+def _hash_checks(hasher: Any, names: bytes | None, checks: Iterable[CheckRecord]) -> tuple[Any, bytes | None]:
+    """Feed ``hasher`` each check: its length-prefixed fields and times, then its metric names (marker
+    0 and the names) or marker 1 when they are the names of the check before (``names``), then its
+    values. Checks of one deployment report the same metrics, so the names are hashed once rather
+    than once per check (a third of the bytes); the encoding stays unambiguous because the names fix
+    the values' length. Returns the hasher and the last check's names."""
+    parts = []
+    for fields, head, values in [c._encoded for c in checks]:
+        parts += (fields, _SAME_NAMES if head == names else _NEW_NAMES + head, values)
+        names = head
+    hasher.update(b"".join(parts))
+    return hasher, names
 
 
 def encode_fields(fields: list[Any]) -> bytes:

@@ -1,37 +1,83 @@
-"""What conditions and suppressions read from a History, derived once per History and only on demand.
+"""What conditions and suppressions read from a History, derived once and only on demand.
 
-A History is immutable, so everything here is a pure function of it: prefix states of recursive
-trend statistics (keyed by the parameters they depend on, so equal charts in different rules share
-them), trend windows with their sums, whether a rule held on an earlier check (``for``) and when a
-``keep_firing_for`` rule last fired, and when enforced actions started cooldowns. Nothing is
-derived up front: a decision that needs no trend and no cooldown touches no check. Nothing here
-refers back to the History or to frames, so a Past is freed with its History (no reference cycles).
+A History is immutable, so everything here is a pure function of its checks: prefix states of
+recursive trend statistics (keyed by the parameters they depend on, so equal charts in different
+rules share them), trend windows with their sums, whether a rule held on an earlier check (``for``)
+and when a ``keep_firing_for`` rule last fired, and when enforced actions started cooldowns. Nothing
+is derived up front: a decision that needs no trend and no cooldown touches no check.
+
+Most of it depends on a prefix of the checks only. That part lives in a Memo which a History made by
+``History.append`` (the same checks plus a newer one) takes over, so replaying a series check by
+check derives each check's part once instead of once per later decision. Nothing here refers back
+to the History or to frames, so a Past is freed with its History (no reference cycles).
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
-from typing import Any, Callable, Hashable, Mapping, Sequence
+from bisect import bisect_right, insort
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 SECONDS_PER_DAY = 86400.0
 Window = tuple[list[float], list[float], float, float]     # times, values, sum of times, sum of values
+Fold = Callable[[list, Iterable[Mapping[str, float]]], None]
+
+
+class Memo:
+    """What depends on a prefix of the checks only, shared along a chain of appended histories.
+
+    Every entry is keyed or indexed so that a history reads only the checks it has, and only the
+    newest history of the chain (``tip`` checks long) may hand the memo on: a history appended to an
+    older one would disagree with the newer checks already derived, so it starts a memo of its own.
+    """
+
+    __slots__ = ("states", "held", "tip")
+
+    def __init__(self) -> None:
+        self.states: dict[Hashable, list] = {}                       # state after each prefix
+        self.held: dict[object, list[bool | None]] = {}    # condition tree -> held at each check (None: not yet known)
+        self.tip = 0
 
 
 class Past:
     """Memoised views of the checks of one History, oldest first."""
 
-    __slots__ = ("checks", "n", "_metrics", "_states", "_windows", "held", "firing", "_enforced")
+    __slots__ = ("checks", "n", "_memo", "_weight_of", "_windows", "firing", "_enforced", "decided")
 
-    def __init__(self, checks: Sequence[Any]) -> None:
+    def __init__(self, checks: Sequence[Any], weight_of: Mapping[str, int], memo: Memo | None = None) -> None:
         self.checks = checks
         self.n = len(checks)
-        self._metrics: list[Mapping[str, float]] | None = None
-        self._states: dict[Hashable, list] = {}
+        self._memo = Memo() if memo is None else memo
+        self._memo.tip = self.n
+        self._weight_of = weight_of                          # action -> weight, for cooldowns
+        # trend windows are shared by the rules of a decision; a replay's next decision reads windows
+        # ending later, so they stay with this History rather than pile up in the memo
         self._windows: dict[tuple[str, int, int], Window | None] = {}
-        self.held: dict[object, list[bool | None]] = {}    # condition tree -> held at each check (None: not yet known)
         self.firing: dict[object, int | None] = {}          # rule -> last check it fired at (keep_firing_for)
         self._enforced: list[tuple[float, int]] | None = None
+        # the last decision made on this history: its metrics, time (epoch seconds) and which
+        # condition trees held then, for the trees that ``for`` and ``keep_firing_for`` read back
+        self.decided: tuple[Mapping[str, float], float, list[tuple[object, bool]]] | None = None
+
+    def extended(self, checks: Sequence[Any]) -> "Past":
+        """The Past of ``checks``, which are this Past's checks followed by newer ones."""
+        longer = Past(checks, self._weight_of, self._memo if self._memo.tip == self.n else None)
+        if self.decided is not None and len(checks) == self.n + 1:
+            # the new check is the last decision's, as a replay records it: what held then holds at it
+            metrics, seconds, held = self.decided
+            check = checks[self.n]
+            if check._seconds[1] == seconds and check.metrics == metrics:
+                for tree, flag in held:
+                    longer.held(tree)[self.n] = flag
+        if self._enforced is not None:
+            added = self._enforced_of(checks[self.n:])
+            if added:
+                longer._enforced = self._enforced.copy()
+                for item in added:
+                    insort(longer._enforced, item)
+            else:
+                longer._enforced = self._enforced
+        return longer
 
     def time(self, index: int) -> float:
         """decided_at of check ``index`` in days since the epoch (the time axis of trends)."""
@@ -40,21 +86,33 @@ class Past:
     def metrics(self, index: int) -> Mapping[str, float]:
         return self.checks[index].metrics
 
-    def states(self, key: Hashable, fold: Callable[[Sequence[Mapping[str, float]]], list]) -> list:
-        """``fold(metric dicts)``: the state of a recursive statistic after each prefix, once per key."""
-        found = self._states.get(key)
+    def held(self, tree: object) -> list[bool | None]:
+        """Whether ``tree`` held at each check (None: not evaluated yet), for the caller to fill in."""
+        flags = self._memo.held.get(tree)
+        if flags is None:
+            flags = self._memo.held[tree] = [None] * self.n
+        elif len(flags) < self.n:
+            flags += [None] * (self.n - len(flags))
+        return flags
+
+    def states(self, key: Hashable, fold: Fold) -> list:
+        """The state of a recursive statistic after each prefix of the checks (at least ``n + 1`` of
+        them), once per key: ``fold(states, metric dicts)`` appends the state after each further check,
+        starting with the initial state when ``states`` is empty."""
+        found = self._memo.states.get(key)
         if found is None:
-            if self._metrics is None:
-                self._metrics = [c.metrics for c in self.checks]
-            found = self._states[key] = fold(self._metrics)
+            found = self._memo.states[key] = []
+        if len(found) <= self.n:
+            fold(found, [c.metrics for c in self.checks[max(len(found) - 1, 0):self.n]])
         return found
 
     def window(self, metric: str, n: int, end: int) -> Window | None:
         """The ``n`` checks before check ``end`` as a trend reads them: times (days), values, and the sums
         of both added left to right from 0.0. None if the history is too short or one lacks the metric."""
         key = (metric, n, end)
-        if key in self._windows:
-            return self._windows[key]
+        windows = self._windows
+        if key in windows:
+            return windows[key]
         found: Window | None = None
         if n <= end:
             times, values = [], []
@@ -70,15 +128,14 @@ class Past:
                 sum_v += value
             else:
                 found = (times, values, sum_t, sum_v)
-        self._windows[key] = found
+        windows[key] = found
         return found
 
-    def enforced_within(self, weight: int, since: float, until: float, weight_of: Mapping[str, int]) -> bool:
+    def enforced_within(self, weight: int, since: float, until: float) -> bool:
         """Whether an enforced check whose action weighs at least ``weight`` was decided in
         ``(since, until]`` (epoch seconds, exact at cooldown boundaries)."""
         if self._enforced is None:     # (time, weight) of the enforced actions, sorted once per History
-            self._enforced = sorted([(c._seconds[1], weight_of[c.action]) for c in self.checks
-                                     if c.mode == "enforce" and c.action != "none"])
+            self._enforced = sorted(self._enforced_of(self.checks))
         enforced = self._enforced
         i = bisect_right(enforced, (since, math.inf))
         while i < len(enforced) and enforced[i][0] <= until:     # the few checks inside one cooldown
@@ -86,3 +143,7 @@ class Past:
                 return True
             i += 1
         return False
+
+    def _enforced_of(self, checks: Iterable[Any]) -> list[tuple[float, int]]:
+        weight_of = self._weight_of
+        return [(c._seconds[1], weight_of[c.action]) for c in checks if c.mode == "enforce" and c.action != "none"]

@@ -122,7 +122,7 @@ def run_test_file(path: str | Path) -> TestFileResult:
 
 def run_scenario(policy: Policy, scenario: Scenario) -> list[Failure]:
     """Play the steps in order, feeding each decision into the history, and compare expectations."""
-    checks = list(scenario.history)
+    history = History(tuple(scenario.history))
     failures: list[Failure] = []
     now = scenario.start
     number = 0
@@ -134,15 +134,15 @@ def run_scenario(policy: Policy, scenario: Scenario) -> list[Failure]:
             elif number > 1:
                 now = now + scenario.interval
             metrics = {k: v for k, v in {**scenario.defaults, **step.metrics}.items() if v is not None}
-            decision = evaluate(policy, metrics, History(tuple(checks)), now, context=scenario.context)
+            decision = evaluate(policy, metrics, history, now, context=scenario.context)
             if step.expect is not None and repetition == step.repeat - 1:
                 lines = _differences(step.expect, decision)
                 if lines:
                     failures.append(Failure(scenario.name, number, now, step.expect.pos, lines,
                                             decision.explain()))
-            checks.append(CheckRecord(window_id=f"step-{number}", window_end=now, metrics=metrics,
-                                      action=decision.action, rule_id=decision.rule_id, decided_at=now,
-                                      mode=decision.mode))
+            history = history.append(CheckRecord(window_id=f"step-{number}", window_end=now, metrics=metrics,
+                                                 action=decision.action, rule_id=decision.rule_id,
+                                                 decided_at=now, mode=decision.mode))
     return failures
 
 
