@@ -1,6 +1,6 @@
-"""``drift-decider policy validate|test|explain``: review, test and dry-run decision policies.
+"""``drift-decider policy validate|test|explain|backtest``: review, test and dry-run decision policies.
 
-Exit codes (all three commands): 0 ok; 2 invalid policy, failing policy test or bad input;
+Exit codes (all four commands): 0 ok; 2 invalid policy, failing policy test or bad input;
 1 unexpected runtime failure.
 """
 
@@ -17,7 +17,9 @@ import click
 from drift_decider.errors import DriftDeciderError, InputError, PolicyError
 from drift_decider.policy import History, evaluate, lint, load_policy
 from drift_decider.policy.history import parse_time
+from drift_decider.policy.backtest import checks_from_rows, replay, summary
 from drift_decider.policy.testing import run_test_file
+from drift_decider.table import render_table
 
 EXIT_HELP = "Exit codes: 0 ok; 2 invalid policy, failing policy test or bad input; 1 unexpected failure."
 MAX_INPUT_BYTES = 50_000_000
@@ -44,7 +46,7 @@ def _emit_error(message: str, code: int, as_json: bool) -> None:
     sys.exit(code)
 
 
-@click.group("policy", help=f"Validate, test and explain decision policies.\n\n{EXIT_HELP}")
+@click.group("policy", help=f"Validate, test, explain and backtest decision policies.\n\n{EXIT_HELP}")
 def policy_group() -> None:
     """Command group; the subcommands do the work."""
 
@@ -148,6 +150,48 @@ def explain_cmd(policy_path: str, metrics_path: str, history_path: str | None, n
         click.echo(json.dumps(decision.to_dict(), indent=2) if as_json else decision.explain())
         return 0
     _guard(body, as_json)
+
+
+@policy_group.command("backtest", help=f"Replay recorded checks through a policy: what it would have decided.\n\n"
+                      f"HISTORY is a JSON list of check records, oldest first (as `drift-decider history "
+                      f"--json` prints them, or as `policy explain --history` takes them). Each check is decided "
+                      f"on its own metrics at its own time; the history it sees holds the decisions replayed "
+                      f"before it, so cooldowns and `for` follow what this policy would have enforced. Checks "
+                      f"before --since are taken as recorded. Try a new policy version on last quarter before "
+                      f"it goes live:\n\n"
+                      f"\b\n  drift-decider history --model recsys --json > h.json\n"
+                      f"  drift-decider policy backtest --policy v2.yaml --history h.json --since 2026-09-01\n\n"
+                      f"{EXIT_HELP}")
+@click.option("--policy", "policy_path", required=True, type=FILE, help="Policy YAML file.")
+@click.option("--history", "history_path", required=True, type=FILE, help="History JSON (list of checks).")
+@click.option("--since", help="Replay checks decided at or after this ISO-8601 time (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print every replayed decision and the summary as JSON.")
+def backtest_cmd(policy_path: str, history_path: str, since: str | None, as_json: bool) -> None:
+    def body() -> int:
+        policy = load_policy(policy_path)
+        before, checks = checks_from_rows(_read_json(history_path, "history"),
+                                          parse_time(since, "--since") if since else None)
+        steps = [step.to_dict() for step in replay(policy, checks, history=before)]
+        totals = summary(steps)
+        if as_json:
+            click.echo(json.dumps({"ok": True, "policy": {"name": policy.name, "version": policy.version,
+                                                          "sha256": policy.sha256},
+                                   "history_checks": len(before), "summary": totals, "steps": steps}, indent=2))
+            return 0
+        click.echo(render_table(["decided at", "window", "recorded", "backtest", "rule"],
+                                [[row["decided_at"], row["window_id"], row["recorded_action"],
+                                  row["action"] + ("" if row["action"] == row["recorded_action"] else "  *"),
+                                  row["rule_id"] or "-"] for row in steps]))
+        click.echo(f"{policy.name} v{policy.version} over {totals['checks']} checks "
+                   f"(after {len(before)} recorded): {_counts(totals['actions'])}; recorded: "
+                   f"{_counts(totals['recorded_actions'])}; same action on {totals['agree']} "
+                   f"(* marks the others)")
+        return 0
+    _guard(body, as_json)
+
+
+def _counts(actions: dict[str, int]) -> str:
+    return ", ".join(f"{action} {n}" for action, n in actions.items()) or "none"
 
 
 def _read_json(path: str, what: str) -> Any:

@@ -26,7 +26,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_help_documents_exit_codes() -> None:
-    for command in ([], ["validate"], ["test"], ["explain"]):
+    for command in ([], ["validate"], ["test"], ["explain"], ["backtest"]):
         result = invoke(*command, "--help")
         assert result.exit_code == 0 and "Exit codes: 0 ok; 2 invalid policy" in result.output
 
