@@ -93,3 +93,17 @@ def test_cli_table_json_and_errors(tmp_path: Path) -> None:
     history.write_text("[{\"window_end\": \"yesterday\"}]")
     result = CliRunner().invoke(policy_group, ["backtest", "--policy", str(policy), "--history", str(history)])
     assert result.exit_code == 2 and "not an ISO-8601 time" in result.output
+
+
+def test_with_decision_is_the_record_built_anew() -> None:
+    (check,) = checks_from_rows(rows(1))[1]
+    decided = check.with_decision("retrain", "shift", "dry-run")
+    built = CheckRecord(check.window_id, check.window_end, dict(check.metrics), "retrain", "shift",
+                        check.decided_at, "dry-run")
+    assert decided == built and decided._encoded == built._encoded and decided._seconds == built._seconds
+    assert History((decided,)).digest() == History((built,)).digest() != History((check,)).digest()
+    assert check.action == "none"                   # the original is untouched
+    with pytest.raises(InputError, match="unknown action 'redeploy'"):
+        check.with_decision("redeploy", None, "enforce")
+    with pytest.raises(InputError, match="unknown mode"):
+        check.with_decision("none", None, "shadow")

@@ -49,9 +49,7 @@ def replay(policy: Policy, checks: Iterable[CheckRecord], *, history: History | 
         decision = evaluate(policy, check.metrics, current, check.decided_at,
                             context={**(context or {}), "window_id": check.window_id})
         yield Step(check, decision)
-        current = current.append(CheckRecord(check.window_id, check.window_end, decision.metrics,
-                                             decision.action, decision.rule_id, check.decided_at,
-                                             decision.mode))
+        current = current.append(check.with_decision(decision.action, decision.rule_id, decision.mode))
 
 
 def checks_from_rows(rows: Any, since: datetime | None = None) -> tuple[History, list[CheckRecord]]:

@@ -82,11 +82,7 @@ class CheckRecord:
     mode: str = "enforce"
 
     def __post_init__(self) -> None:
-        if self.action not in ACTION_WEIGHT:
-            raise InputError(f"history check {self.window_id!r}: unknown action {self.action!r} "
-                             f"(expected one of {', '.join(ACTIONS)})")
-        if self.mode not in MODES:
-            raise InputError(f"history check {self.window_id!r}: unknown mode {self.mode!r}")
+        self._check_decision()
         object.__setattr__(self, "window_end",
                            parse_time(self.window_end, f"check {self.window_id!r} window_end"))
         decided = self.window_end if self.decided_at is None else self.decided_at
@@ -97,9 +93,28 @@ class CheckRecord:
         object.__setattr__(self, "_seconds", seconds)
         # the record's canonical encoding in three parts: fields and times, metric names, values
         names, head, values = _metrics_layout(tuple(self.metrics))
-        object.__setattr__(self, "_encoded", (
-            encode_fields([self.window_id, self.action, self.rule_id or "", self.mode])
-            + struct.pack("<2d", *seconds), head, values.pack(*map(self.metrics.__getitem__, names))))
+        object.__setattr__(self, "_encoded", (self._fields_part(), head,
+                                              values.pack(*map(self.metrics.__getitem__, names))))
+
+    def with_decision(self, action: str, rule_id: str | None, mode: str) -> "CheckRecord":
+        """This check once decided: the same window, times and metrics, with the action taken. Only the
+        decision is checked and encoded anew (a backtest appends one such record per check)."""
+        record = object.__new__(CheckRecord)
+        record.__dict__.update(self.__dict__, action=action, rule_id=rule_id, mode=mode)
+        record._check_decision()
+        object.__setattr__(record, "_encoded", (record._fields_part(), *self._encoded[1:]))
+        return record
+
+    def _check_decision(self) -> None:
+        if self.action not in ACTION_WEIGHT:
+            raise InputError(f"history check {self.window_id!r}: unknown action {self.action!r} "
+                             f"(expected one of {', '.join(ACTIONS)})")
+        if self.mode not in MODES:
+            raise InputError(f"history check {self.window_id!r}: unknown mode {self.mode!r}")
+
+    def _fields_part(self) -> bytes:
+        return (encode_fields([self.window_id, self.action, self.rule_id or "", self.mode])
+                + struct.pack("<2d", *self._seconds))
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], index: int = 0) -> "CheckRecord":
