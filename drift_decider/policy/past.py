@@ -67,8 +67,13 @@ class Past:
             metrics, seconds, held = self.decided
             check = checks[self.n]
             if check._seconds[1] == seconds and check.metrics == metrics:
+                known = longer._memo.held
                 for tree, flag in held:
-                    longer.held(tree)[self.n] = flag
+                    flags = known.get(tree)
+                    if flags is not None and len(flags) == self.n:     # the usual step of a replay
+                        flags.append(flag)
+                    else:
+                        longer.held(tree)[self.n] = flag
         if self._enforced is not None:
             added = self._enforced_of(checks[self.n:])
             if added:
