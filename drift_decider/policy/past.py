@@ -15,6 +15,7 @@ to the History or to frames, so a Past is freed with its History (no reference c
 from __future__ import annotations
 
 import math
+import threading
 from bisect import bisect_right, insort
 from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
@@ -29,14 +30,17 @@ class Memo:
     Every entry is keyed or indexed so that a history reads only the checks it has, and only the
     newest history of the chain (``tip`` checks long) may hand the memo on: a history appended to an
     older one would disagree with the newer checks already derived, so it starts a memo of its own.
+    Lists grow in place, so growing them (and claiming the tip) takes the lock: histories of one chain
+    may be evaluated from several threads.
     """
 
-    __slots__ = ("states", "held", "tip")
+    __slots__ = ("states", "held", "tip", "lock")
 
-    def __init__(self) -> None:
+    def __init__(self, tip: int) -> None:
         self.states: dict[Hashable, list] = {}                       # state after each prefix
         self.held: dict[object, list[bool | None]] = {}    # condition tree -> held at each check (None: not yet known)
-        self.tip = 0
+        self.tip = tip
+        self.lock = threading.Lock()
 
 
 class Past:
@@ -44,11 +48,10 @@ class Past:
 
     __slots__ = ("checks", "n", "_memo", "_weight_of", "_windows", "firing", "_enforced", "decided")
 
-    def __init__(self, checks: Sequence[Any], weight_of: Mapping[str, int], memo: Memo | None = None) -> None:
+    def __init__(self, checks: Sequence[Any], weight_of: Mapping[str, int]) -> None:
         self.checks = checks
         self.n = len(checks)
-        self._memo = Memo() if memo is None else memo
-        self._memo.tip = self.n
+        self._memo = Memo(self.n)
         self._weight_of = weight_of                          # action -> weight, for cooldowns
         # trend windows are shared by the rules of a decision; a replay's next decision reads windows
         # ending later, so they stay with this History rather than pile up in the memo
@@ -61,19 +64,13 @@ class Past:
 
     def extended(self, checks: Sequence[Any]) -> "Past":
         """The Past of ``checks``, which are this Past's checks followed by newer ones."""
-        longer = Past(checks, self._weight_of, self._memo if self._memo.tip == self.n else None)
-        if self.decided is not None and len(checks) == self.n + 1:
-            # the new check is the last decision's, as a replay records it: what held then holds at it
-            metrics, seconds, held = self.decided
-            check = checks[self.n]
-            if check._seconds[1] == seconds and check.metrics == metrics:
-                known = longer._memo.held
-                for tree, flag in held:
-                    flags = known.get(tree)
-                    if flags is not None and len(flags) == self.n:     # the usual step of a replay
-                        flags.append(flag)
-                    else:
-                        longer.held(tree)[self.n] = flag
+        longer = Past(checks, self._weight_of)
+        memo = self._memo
+        with memo.lock:
+            if memo.tip == self.n:          # the newest of its chain: the longer Past takes the memo on
+                memo.tip, longer._memo = longer.n, memo
+            if self.decided is not None and longer.n == self.n + 1:
+                self._carry_decided(longer)
         if self._enforced is not None:
             added = self._enforced_of(checks[self.n:])
             if added:
@@ -83,6 +80,22 @@ class Past:
             else:
                 longer._enforced = self._enforced
         return longer
+
+    def _carry_decided(self, longer: "Past") -> None:
+        """If the new check is the last decision's, as a replay records it, what held then holds at it."""
+        metrics, seconds, held = self.decided
+        check = longer.checks[self.n]
+        if check._seconds[1] != seconds or check.metrics != metrics:
+            return
+        known, n = longer._memo.held, self.n
+        for tree, flag in held:
+            flags = known.setdefault(tree, [])
+            if len(flags) < n:
+                flags += [None] * (n - len(flags))
+            if len(flags) == n:
+                flags.append(flag)
+            else:
+                flags[n] = flag
 
     def time(self, index: int) -> float:
         """decided_at of check ``index`` in days since the epoch (the time axis of trends)."""
@@ -94,10 +107,11 @@ class Past:
     def held(self, tree: object) -> list[bool | None]:
         """Whether ``tree`` held at each check (None: not evaluated yet), for the caller to fill in."""
         flags = self._memo.held.get(tree)
-        if flags is None:
-            flags = self._memo.held[tree] = [None] * self.n
-        elif len(flags) < self.n:
-            flags += [None] * (self.n - len(flags))
+        if flags is None or len(flags) < self.n:
+            with self._memo.lock:
+                flags = self._memo.held.setdefault(tree, [])
+                if len(flags) < self.n:
+                    flags += [None] * (self.n - len(flags))
         return flags
 
     def states(self, key: Hashable, fold: Fold) -> list:
@@ -105,10 +119,11 @@ class Past:
         them), once per key: ``fold(states, metric dicts)`` appends the state after each further check,
         starting with the initial state when ``states`` is empty."""
         found = self._memo.states.get(key)
-        if found is None:
-            found = self._memo.states[key] = []
-        if len(found) <= self.n:
-            fold(found, [c.metrics for c in self.checks[max(len(found) - 1, 0):self.n]])
+        if found is None or len(found) <= self.n:
+            with self._memo.lock:
+                found = self._memo.states.setdefault(key, [])
+                if len(found) <= self.n:
+                    fold(found, [c.metrics for c in self.checks[max(len(found) - 1, 0):self.n]])
         return found
 
     def window(self, metric: str, n: int, end: int) -> Window | None:
