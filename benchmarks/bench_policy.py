@@ -32,7 +32,7 @@ import numpy as np
 
 from drift_decider.catalog import metric_keys
 from drift_decider.policy import CheckRecord, History, evaluate, load_policy
-from drift_decider.policy.backtest import checks_from_rows, replay
+from drift_decider.policy.backtest import Recorded, recorded_from_rows, replay
 
 ACTIONS = ("retrain", "recalibrate", "refresh-index")
 
@@ -93,39 +93,41 @@ def run(policy, jobs: list[tuple[dict[str, float], History]], now, fresh: bool
 
 
 def backtest_series(jobs: list[tuple[dict[str, float], History]], now: datetime
-                    ) -> list[tuple[History, list[CheckRecord]]]:
+                    ) -> list[tuple[History, list[Recorded]]]:
     """The jobs as backtest input: per distinct History, its jobs' metrics as recorded checks one day
     apart after it (checks as a backtest loads them from a file: parsed before the clock starts)."""
-    series: dict[int, tuple[History, list[CheckRecord]]] = {}
+    series: dict[int, tuple[History, list[Recorded]]] = {}
     for m, history in jobs:
         checks = series.setdefault(id(history), (history, []))[1]
         moment = now + timedelta(days=len(checks))
-        checks.append(CheckRecord(f"r{len(checks)}", moment, m, "none", None, moment, "enforce"))
+        checks.append(Recorded(CheckRecord(f"r{len(checks)}", moment, m, "none", None, moment, "enforce"),
+                               model="bench", version="1"))
     return list(series.values())
 
 
-def run_backtest(policy, series: list[tuple[History, list[CheckRecord]]]) -> tuple[float, dict[str, int]]:
+def run_backtest(policy, series: list[tuple[History, list[Recorded]]]) -> tuple[float, dict[str, int]]:
     """``policy backtest`` on each series in turn: every check decided on the History before it plus
     the decisions replayed so far, each replayed decision's record built and appended (History.append)
     inside the timed loop. No two decisions see the same History."""
     counts: dict[str, int] = {}
     start = time.process_time()
     for history, checks in series:
-        for step in replay(policy, checks, history=History(history.checks), context={"model": "bench"}):
+        for step in replay(policy, checks, history=History(history.checks)):
             counts[step.decision.action] = counts.get(step.decision.action, 0) + 1
     return time.process_time() - start, counts
 
 
-def run_backtest_rows(policy, series: list[tuple[History, list[CheckRecord]]]) -> tuple[float, dict[str, int]]:
+def run_backtest_rows(policy, series: list[tuple[History, list[Recorded]]]) -> tuple[float, dict[str, int]]:
     """The backtest with its input parsed inside the timed loop, as ``policy backtest`` reads a history
-    file (from dicts, times as ISO strings): what a backtest costs end to end, bar JSON decoding."""
-    rows = [[*history.to_dicts(), *(check.to_dict() for check in checks)] for history, checks in series]
-    since = [checks[0].decided_at for _, checks in series]
+    file (rows of plain dicts, times as ISO strings; JSON decoding and output excluded)."""
+    rows = [[*history.to_dicts(), *({**entry.check.to_dict(), "model": entry.model, "version": entry.version}
+                                    for entry in checks)] for history, checks in series]
+    since = [checks[0].check.decided_at for _, checks in series]
     counts: dict[str, int] = {}
     start = time.process_time()
     for data, first in zip(rows, since):
-        before, checks = checks_from_rows(data, first)
-        for step in replay(policy, checks, history=before, context={"model": "bench"}):
+        before, recorded = recorded_from_rows(data, first)
+        for step in replay(policy, recorded, history=before):
             counts[step.decision.action] = counts.get(step.decision.action, 0) + 1
     return time.process_time() - start, counts
 

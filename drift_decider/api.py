@@ -198,7 +198,7 @@ def history(model: str, *, version: str | None = None, since: str | None = None,
         window_end = tracking_history.window_end_of(run)
         if start is not None and window_end < start:
             continue
-        rows.append({"window_end": window_end, "window_id": run.data.tags[tags.WINDOW_ID],
+        rows.append({"window_end": window_end, "window_id": run.data.tags[tags.WINDOW_ID], "model": model,
                      "version": run.data.tags[tags.VERSION], "action": run.data.tags[tags.DECISION],
                      "rule_id": run.data.tags.get(tags.RULE) or None, "mode": run.data.tags.get(tags.MODE),
                      "decision_id": run.data.tags[tags.DECISION_ID], "run_id": run.info.run_id,

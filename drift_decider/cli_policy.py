@@ -17,7 +17,7 @@ import click
 from drift_decider.errors import DriftDeciderError, InputError, PolicyError
 from drift_decider.policy import History, evaluate, lint, load_policy
 from drift_decider.policy.history import parse_time
-from drift_decider.policy.backtest import checks_from_rows, replay, summary
+from drift_decider.policy.backtest import recorded_from_rows, replay, summary
 from drift_decider.policy.testing import run_test_file
 from drift_decider.table import render_table
 
@@ -153,13 +153,15 @@ def explain_cmd(policy_path: str, metrics_path: str, history_path: str | None, n
 
 
 @policy_group.command("backtest", help=f"Replay recorded checks through a policy: what it would have decided.\n\n"
-                      f"HISTORY is a JSON list of check records, oldest first (as `drift-decider history "
-                      f"--json` prints them, or as `policy explain --history` takes them). Each check is decided "
-                      f"on its own metrics at its own time; the history it sees holds the decisions replayed "
-                      f"before it, so cooldowns and `for` follow what this policy would have enforced. Checks "
-                      f"before --since are taken as recorded. Try a new policy version on last quarter before "
-                      f"it goes live:\n\n"
-                      f"\b\n  drift-decider history --model recsys --json > h.json\n"
+                      f"HISTORY is a JSON list of one model version's check records, oldest first (as "
+                      f"`drift-decider history --model M --version V --json` prints them, or as `policy explain "
+                      f"--history` takes them). Each check is decided on its own metrics at its own time and "
+                      f"with the context a live check uses; the history it sees holds the decisions replayed "
+                      f"before it, counted as enforced, so cooldowns and `for` follow what this policy would have "
+                      f"done in charge. Checks before --since are taken as recorded. A `*` marks checks whose "
+                      f"action (or recorded rule) differs. The policy that recorded a history gives back every "
+                      f"recorded decision id. Try a new policy version on last quarter before it goes live:\n\n"
+                      f"\b\n  drift-decider history --model recsys --version 3 --json > h.json\n"
                       f"  drift-decider policy backtest --policy v2.yaml --history h.json --since 2026-09-01\n\n"
                       f"{EXIT_HELP}")
 @click.option("--policy", "policy_path", required=True, type=FILE, help="Policy YAML file.")
@@ -169,29 +171,35 @@ def explain_cmd(policy_path: str, metrics_path: str, history_path: str | None, n
 def backtest_cmd(policy_path: str, history_path: str, since: str | None, as_json: bool) -> None:
     def body() -> int:
         policy = load_policy(policy_path)
-        before, checks = checks_from_rows(_read_json(history_path, "history"),
-                                          parse_time(since, "--since") if since else None)
-        steps = [step.to_dict() for step in replay(policy, checks, history=before)]
+        before, recorded = recorded_from_rows(_read_json(history_path, "history"),
+                                              parse_time(since, "--since") if since else None)
+        steps = [step.to_dict() for step in replay(policy, recorded, history=before)]
         totals = summary(steps)
         if as_json:
             click.echo(json.dumps({"ok": True, "policy": {"name": policy.name, "version": policy.version,
                                                           "sha256": policy.sha256},
                                    "history_checks": len(before), "summary": totals, "steps": steps}, indent=2))
             return 0
+        if not steps:
+            click.echo(f"warning: no check to replay ({len(before)} recorded before --since)", err=True)
         click.echo(render_table(["decided at", "window", "recorded", "backtest", "rule"],
-                                [[row["decided_at"], row["window_id"], row["recorded_action"],
-                                  row["action"] + ("" if row["action"] == row["recorded_action"] else "  *"),
-                                  row["rule_id"] or "-"] for row in steps]))
-        click.echo(f"{policy.name} v{policy.version} over {totals['checks']} checks "
+                                [[row["decided_at"], row["window_id"], row["recorded"]["action"],
+                                  row["action"] + ("" if row["same"] else "  *"), row["rule_id"] or "-"]
+                                 for row in steps]))
+        click.echo(f"{policy.name} v{policy.version} over {_plural(totals['checks'], 'check')} "
                    f"(after {len(before)} recorded): {_counts(totals['actions'])}; recorded: "
-                   f"{_counts(totals['recorded_actions'])}; same action on {totals['agree']} "
-                   f"(* marks the others)")
+                   f"{_counts(totals['recorded_actions'])}; same decision on {totals['same']}, same decision "
+                   f"id on {totals['same_decision_id']}")
         return 0
     _guard(body, as_json)
 
 
 def _counts(actions: dict[str, int]) -> str:
     return ", ".join(f"{action} {n}" for action, n in actions.items()) or "none"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _read_json(path: str, what: str) -> Any:

@@ -44,14 +44,15 @@ def test_demo_records_every_window_and_is_reproducible(tmp_path):
     assert again["action"] == day["action"] and again["rule_id"] == day["rule_id"]
 
     # MLflow alone suffices to reproduce every decision: the recorded history (`history --json`)
-    # backtested through the same policy gives the recorded actions and rules
+    # backtested through the same policy gives back every recorded action, rule and decision id
     history_file = tmp_path / "history.json"
-    history_file.write_text(run_cli("history", "--model", MODEL_NAME, "--json", "--tracking-uri", uri).stdout)
+    history_file.write_text(run_cli("history", "--model", MODEL_NAME, "--version", result["version"], "--json",
+                                    "--tracking-uri", uri).stdout)
     replayed = json.loads(run_cli("policy", "backtest", "--policy", POLICY, "--history", history_file,
                                   "--json").stdout)
     assert [(s["window_id"], s["action"], s["rule_id"]) for s in replayed["steps"]] == \
         [(w["window_id"], w["action"], w["rule_id"]) for w in windows]
-    assert replayed["summary"]["agree"] == len(windows)
+    assert replayed["summary"]["same"] == replayed["summary"]["same_decision_id"] == len(windows)
 
 
 def _window_end(client, run_id: str) -> str:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from drift_decider.cli_policy import policy_group
 from drift_decider.errors import InputError
 from drift_decider.policy import CheckRecord, History, evaluate, parse_policy
-from drift_decider.policy.backtest import checks_from_rows, replay, summary
+from drift_decider.policy.backtest import recorded_from_rows, replay, summary
 from policy_support import T0
 
 POLICY_TEXT = """\
@@ -36,45 +36,82 @@ def rows(n: int = 20) -> list[dict]:
 
 
 def test_replay_decides_each_check_on_the_decisions_replayed_before_it() -> None:
-    before, checks = checks_from_rows(rows())
-    steps = list(replay(POLICY, checks, history=before))
+    before, recorded = recorded_from_rows(rows())
+    steps = list(replay(POLICY, recorded, history=before))
     history: list[CheckRecord] = []
-    for check, step in zip(checks, steps):
+    for entry, step in zip(recorded, steps):
+        check = entry.check
         expected = evaluate(POLICY, check.metrics, History(tuple(history)), check.decided_at,
-                            context={"window_id": check.window_id})
+                            context={"window_id": check.window_id, "version": "1"})
         assert step.decision.to_dict() == expected.to_dict()
         history.append(CheckRecord(check.window_id, check.window_end, check.metrics, expected.action,
-                                   expected.rule_id, check.decided_at, expected.mode))
+                                   expected.rule_id, check.decided_at, "enforce"))
     actions = [step.decision.action for step in steps]
     # sustained from day 9; the 5-day cooldown of the *replayed* retrain holds its repeats back to day
     # 14 and 19; the norm-ratio trend (from day 15) recalibrates in between
     assert actions == ["none"] * 9 + ["retrain"] + ["none"] * 4 + ["retrain"] + ["recalibrate"] * 4 + ["retrain"]
     assert steps[8].decision.suppressed_reasons == {("shift", "not-sustained")}
     assert steps[11].decision.suppressed_reasons == {("shift", "cooldown")}
-    assert summary(step.to_dict() for step in steps) == {"checks": 20, "actions": {"none": 13, "recalibrate": 4, "retrain": 3},
-                              "recorded_actions": {"none": 20}, "agree": 13}
+    assert summary(step.to_dict() for step in steps) == {
+        "checks": 20, "actions": {"none": 13, "recalibrate": 4, "retrain": 3}, "recorded_actions": {"none": 20},
+        "same": 13, "same_decision_id": 0}
+
+
+def test_a_dry_run_policy_is_replayed_as_if_in_charge() -> None:
+    dry = parse_policy(POLICY_TEXT.replace("rules:", "mode: dry-run\nrules:"))
+    before, recorded = recorded_from_rows(rows())
+    assert [s.decision.action for s in replay(dry, recorded, history=before)] == \
+        [s.decision.action for s in replay(POLICY, recorded, history=before)]
+
+
+def test_the_recording_policy_gives_back_every_recorded_decision_id() -> None:
+    """Rows recorded the way a live check decides (context model, version, window id; the history of
+    its earlier decisions) are reproduced bit for bit."""
+    data, history = rows(), History()
+    for row in data:
+        check = CheckRecord.from_dict({k: v for k, v in row.items() if k not in ("version", "run_id", "decision_id")})
+        decision = evaluate(POLICY, check.metrics, history, check.decided_at,
+                            context={"model": "recs", "version": "1", "window_id": check.window_id})
+        row.update(model="recs", action=decision.action, rule_id=decision.rule_id, decision_id=decision.decision_id)
+        history = history.append(check.with_decision(decision.action, decision.rule_id, "enforce"))
+    totals = summary(step.to_dict() for step in replay(POLICY, recorded_from_rows(data)[1]))
+    assert totals["same"] == totals["same_decision_id"] == 20 and totals["actions"] == totals["recorded_actions"]
+    data[3]["version"] = "2"                            # a version the check of day 3 was not made for
+    assert summary(s.to_dict() for s in replay(POLICY, recorded_from_rows(data[3:4])[1]))["same_decision_id"] == 0
 
 
 def test_since_takes_earlier_checks_as_recorded() -> None:
     data = rows()
     data[9]["action"] = "retrain"                  # recorded: retrained on day 9
-    before, checks = checks_from_rows(data, T0 + timedelta(days=10))
-    assert len(before) == 10 and checks[0].window_id == "d10"
-    steps = list(replay(POLICY, checks, history=before))
+    before, recorded = recorded_from_rows(data, T0 + timedelta(days=10))
+    assert len(before) == 10 and recorded[0].check.window_id == "d10"
+    steps = list(replay(POLICY, recorded, history=before))
     # the recorded retrain of day 9 keeps the replayed days 10-13 in cooldown
     assert [s.decision.action for s in steps[:4]] == ["none"] * 4
     assert steps[4].decision.action == "retrain"
 
 
-def test_rows_must_be_oldest_first_and_well_formed() -> None:
+def test_rows_must_be_one_version_oldest_first_and_well_formed() -> None:
     data = rows(3)
     data[1], data[2] = data[2], data[1]
-    with pytest.raises(InputError, match="entry 2 .* decided before entry 1"):
-        checks_from_rows(data)
+    with pytest.raises(InputError, match="entry 2 .* not decided after entry 1"):
+        recorded_from_rows(data)
+    data = rows(3)
+    data[2]["window_end"] = data[1]["window_end"]
+    with pytest.raises(InputError, match="one per moment"):
+        recorded_from_rows(data)
+    data = rows(3)
+    data[1]["version"] = "2"
+    with pytest.raises(InputError, match="mixes checks of versions 1, 2"):
+        recorded_from_rows(data)
     with pytest.raises(InputError, match="unknown keys"):
-        checks_from_rows([{**rows(1)[0], "extra": 1}])
+        recorded_from_rows([{**rows(1)[0], "extra": 1}])
     with pytest.raises(InputError, match="JSON list"):
-        checks_from_rows({"not": "a list"})
+        recorded_from_rows({"not": "a list"})
+    with pytest.raises(InputError, match="entry 0: expected a mapping"):
+        recorded_from_rows([3])
+    (untagged,) = recorded_from_rows([{**rows(1)[0], "mode": None}])[1]   # a run without a mode tag
+    assert untagged.check.mode == "enforce"
 
 
 def test_cli_table_json_and_errors(tmp_path: Path) -> None:
@@ -85,18 +122,23 @@ def test_cli_table_json_and_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(policy_group, ["backtest", "--policy", str(policy), "--history", str(history)])
     assert result.exit_code == 0, result.output
     assert "d9" in result.output and "retrain  *" in result.output
-    assert "over 20 checks (after 0 recorded)" in result.output
+    assert "over 20 checks (after 0 recorded)" in result.output and "same decision on 13" in result.output
     report = json.loads(CliRunner().invoke(policy_group, ["backtest", "--policy", str(policy), "--history",
                                                           str(history), "--json"]).output)
     assert report["summary"]["checks"] == 20 and report["steps"][9]["action"] == "retrain"
+    assert report["steps"][9]["recorded"] == {"action": "none", "rule_id": None, "mode": "enforce",
+                                              "decision_id": "id9"}
     assert report["steps"][11]["suppressed"] == ["shift:cooldown"]
+    result = CliRunner().invoke(policy_group, ["backtest", "--policy", str(policy), "--history", str(history),
+                                               "--since", "2030-01-01"])
+    assert result.exit_code == 0 and "no check to replay (20 recorded before --since)" in result.output
     history.write_text("[{\"window_end\": \"yesterday\"}]")
     result = CliRunner().invoke(policy_group, ["backtest", "--policy", str(policy), "--history", str(history)])
     assert result.exit_code == 2 and "not an ISO-8601 time" in result.output
 
 
 def test_with_decision_is_the_record_built_anew() -> None:
-    (check,) = checks_from_rows(rows(1))[1]
+    (check,) = (entry.check for entry in recorded_from_rows(rows(1))[1])
     decided = check.with_decision("retrain", "shift", "dry-run")
     built = CheckRecord(check.window_id, check.window_end, dict(check.metrics), "retrain", "shift",
                         check.decided_at, "dry-run")

@@ -99,8 +99,8 @@ class CheckRecord:
     def with_decision(self, action: str, rule_id: str | None, mode: str) -> "CheckRecord":
         """This check once decided: the same window, times and metrics, with the action taken. Only the
         decision is checked and encoded anew (a backtest appends one such record per check)."""
-        record = object.__new__(CheckRecord)
-        record.__dict__.update(self.__dict__, action=action, rule_id=rule_id, mode=mode)
+        record = object.__new__(type(self))
+        record.__dict__.update(self.__dict__, action=action, rule_id=rule_id, mode=mode)     # metrics shared: read-only
         record._check_decision()
         object.__setattr__(record, "_encoded", (record._fields_part(), *self._encoded[1:]))
         return record
@@ -129,7 +129,7 @@ class CheckRecord:
         return cls(window_id=str(raw.get("window_id", index)), window_end=raw["window_end"],
                    metrics=raw.get("metrics") or {}, action=raw.get("action", "none"),
                    rule_id=raw.get("rule_id"), decided_at=raw.get("decided_at"),
-                   mode=raw.get("mode", "enforce"))
+                   mode="enforce" if raw.get("mode") is None else raw["mode"])     # as history_from_runs reads an untagged run
 
     def to_dict(self) -> dict[str, Any]:
         return {"window_id": self.window_id, "window_end": _iso(self.window_end),
