@@ -193,11 +193,9 @@ def measure_parallel(mode: str, workers: int) -> tuple[float, dict[str, int]]:
 
 
 def _forget(histories: list[History]) -> None:
-    """Drop per-History caches so every row starts from the same state."""
+    """Drop what each History derived (digest, memos) so every row starts from the same state."""
     for history in histories:
-        history.__dict__.pop("_past", None)
-        history.__dict__.pop("_digest", None)
-        history.__dict__.pop("_hashed", None)
+        history._past = history._hashed = history._digest = None
 
 
 def main() -> None:

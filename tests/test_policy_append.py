@@ -88,3 +88,14 @@ def test_histories_branching_off_one_history_do_not_share_their_newest_check(pol
 def test_append_takes_a_check_record() -> None:
     with pytest.raises(InputError, match="CheckRecord"):
         History().append({"window_end": T0})
+
+
+def test_histories_of_one_chain_each_keep_their_own_checks() -> None:
+    records = [CheckRecord(f"c{i}", T0 + timedelta(days=i), {"knn_jaccard": 0.5}) for i in range(4)]
+    first = History(records[:2])
+    longer = first.append(records[2])
+    branch = first.append(records[3])                   # appended to an older History: copies the checks
+    assert first.checks == tuple(records[:2]) and len(first) == 2
+    assert longer.checks == tuple(records[:3]) and branch.checks == (*records[:2], records[3])
+    assert longer == History(records[:3]) and longer != branch
+    assert longer.append(records[3]).checks == tuple(records) and longer.checks == tuple(records[:3])

@@ -86,7 +86,7 @@ def _held_at(rule: Rule, past: Past, index: int) -> bool:
 
 def _cooldown_detail(past: Past, weight: int, since: float, now_s: float, cooldown_seconds: float) -> str:
     """Names the newest enforced check (in history order) that keeps the rule in cooldown."""
-    check = next(c for c in reversed(past.checks) if c.mode == "enforce" and ACTION_WEIGHT[c.action] >= weight
+    check = next(c for c in reversed(past.checks[:past.n]) if c.mode == "enforce" and ACTION_WEIGHT[c.action] >= weight
                  and since < c._seconds[1] <= now_s)
     until = check.decided_at + timedelta(seconds=cooldown_seconds)
     return (f"{check.action} enforced at {_iso(check.decided_at)} (window {check.window_id}); "

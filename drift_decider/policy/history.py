@@ -10,7 +10,8 @@ import hashlib
 import json
 import math
 import struct
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
@@ -137,23 +138,38 @@ class CheckRecord:
                 "rule_id": self.rule_id, "decided_at": _iso(self.decided_at), "mode": self.mode}
 
 
-@dataclass(frozen=True)
 class History:
-    """Previous checks, oldest first. Immutable, so its digest is computed once."""
+    """Previous checks, oldest first. Immutable: what is derived from it is computed once (see past()).
 
-    checks: tuple[CheckRecord, ...] = field(default_factory=tuple)
+    A History made by ``append`` shares one growing list of checks with the History it extends, each
+    reading its first ``len`` entries, so a replay appends in O(1); only the newest History of a list
+    may grow it (one appended to an older one copies). ``checks`` builds the tuple on first use.
+    """
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "checks", tuple(self.checks))
+    __slots__ = ("_list", "_n", "_checks", "_past", "_hashed", "_digest")
+
+    def __init__(self, checks: Iterable[CheckRecord] = ()) -> None:
+        self._list: list[CheckRecord] = list(checks)
+        self._n = len(self._list)
+        self._checks: tuple[CheckRecord, ...] | None = None
+        self._past: Past | None = None
+        self._hashed: tuple[Any, bytes | None] | None = None
+        self._digest: str | None = None
 
     @classmethod
     def from_dicts(cls, rows: Iterable[Mapping[str, Any]]) -> "History":
         if isinstance(rows, (str, bytes, Mapping)):
             raise InputError("history must be a list of check records")
-        return cls(tuple(CheckRecord.from_dict(row, i) for i, row in enumerate(rows)))
+        return cls(CheckRecord.from_dict(row, i) for i, row in enumerate(rows))
+
+    @property
+    def checks(self) -> tuple[CheckRecord, ...]:
+        if self._checks is None:
+            self._checks = tuple(self._list[:self._n])
+        return self._checks
 
     def to_dicts(self) -> list[dict[str, Any]]:
-        return [check.to_dict() for check in self.checks]
+        return [check.to_dict() for check in self._list[:self._n]]
 
     def append(self, check: CheckRecord) -> "History":
         """This history followed by one newer check. What was derived from this history carries over
@@ -163,39 +179,51 @@ class History:
         once rather than again for every later decision."""
         if not isinstance(check, CheckRecord):
             raise InputError(f"History.append takes a CheckRecord, got {type(check).__name__}")
-        longer = History(self.checks + (check,))
+        with _APPEND_LOCK:              # two appends to one History: one grows the list, the other copies
+            checks = self._list
+            if len(checks) == self._n:
+                checks.append(check)
+            else:
+                checks = checks[:self._n] + [check]
+        longer = History()
+        longer._list, longer._n = checks, self._n + 1
         hasher, names = self._hash_state()
-        object.__setattr__(longer, "_hashed", _hash_checks(hasher.copy(), names, (check,)))
-        object.__setattr__(longer, "_past", self.past().extended(longer.checks))
+        longer._hashed = _hash_checks(hasher.copy(), names, (check,))
+        longer._past = self.past().extended(checks, longer._n)
         return longer
 
     def past(self) -> Past:
         """The derived views conditions and suppressions read (trend windows and states, earlier
         verdicts, enforced times; see policy.past), made once per History."""
-        cached = self.__dict__.get("_past")
-        if cached is None:
-            cached = Past(self.checks, ACTION_WEIGHT)
-            object.__setattr__(self, "_past", cached)
-        return cached
+        if self._past is None:
+            self._past = Past(self._list, self._n, ACTION_WEIGHT)
+        return self._past
 
     def digest(self) -> str:
         """sha256 over a canonical encoding of every check: part of every decision id (see _hash_checks)."""
-        cached = self.__dict__.get("_digest")
-        if cached is None:
-            cached = self._hash_state()[0].hexdigest()
-            object.__setattr__(self, "_digest", cached)
-        return cached
+        if self._digest is None:
+            self._digest = self._hash_state()[0].hexdigest()
+        return self._digest
 
     def _hash_state(self) -> tuple[Any, bytes | None]:
         """The sha256 object fed with every check, and the last check's metric names (what append continues)."""
-        cached = self.__dict__.get("_hashed")
-        if cached is None:
-            cached = _hash_checks(hashlib.sha256(), None, self.checks)
-            object.__setattr__(self, "_hashed", cached)
-        return cached
+        if self._hashed is None:
+            self._hashed = _hash_checks(hashlib.sha256(), None, self._list[:self._n])
+        return self._hashed
 
     def __len__(self) -> int:
-        return len(self.checks)
+        return self._n
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, History) and self.checks == other.checks
+
+    __hash__ = None     # type: ignore[assignment]  # records hold metric dicts: unhashable, as before
+
+    def __repr__(self) -> str:
+        return f"History({self._n} checks)"
+
+
+_APPEND_LOCK = threading.Lock()
 
 
 def _hash_checks(hasher: Any, names: bytes | None, checks: Iterable[CheckRecord]) -> tuple[Any, bytes | None]:

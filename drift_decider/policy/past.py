@@ -48,9 +48,9 @@ class Past:
 
     __slots__ = ("checks", "n", "_memo", "_weight_of", "_windows", "firing", "_enforced", "decided")
 
-    def __init__(self, checks: Sequence[Any], weight_of: Mapping[str, int]) -> None:
-        self.checks = checks
-        self.n = len(checks)
+    def __init__(self, checks: Sequence[Any], n: int, weight_of: Mapping[str, int]) -> None:
+        self.checks = checks                # the first n are this History's (the list may be a longer chain's)
+        self.n = n
         self._memo = Memo(self.n)
         self._weight_of = weight_of                          # action -> weight, for cooldowns
         # trend windows are shared by the rules of a decision; a replay's next decision reads windows
@@ -62,9 +62,9 @@ class Past:
         # condition trees held then, for the trees that ``for`` and ``keep_firing_for`` read back
         self.decided: tuple[Mapping[str, float], float, list[tuple[object, bool]]] | None = None
 
-    def extended(self, checks: Sequence[Any]) -> "Past":
-        """The Past of ``checks``, which are this Past's checks followed by newer ones."""
-        longer = Past(checks, self._weight_of)
+    def extended(self, checks: Sequence[Any], n: int) -> "Past":
+        """The Past of the first ``n`` of ``checks``: this Past's checks followed by newer ones."""
+        longer = Past(checks, n, self._weight_of)
         memo = self._memo
         with memo.lock:
             if memo.tip == self.n:          # the newest of its chain: the longer Past takes the memo on
@@ -72,7 +72,7 @@ class Past:
             if self.decided is not None and longer.n == self.n + 1:
                 self._carry_decided(longer)
         if self._enforced is not None:
-            added = self._enforced_of(checks[self.n:])
+            added = self._enforced_of(checks[self.n:n])
             if added:
                 longer._enforced = self._enforced.copy()
                 for item in added:
@@ -155,7 +155,7 @@ class Past:
         """Whether an enforced check whose action weighs at least ``weight`` was decided in
         ``(since, until]`` (epoch seconds, exact at cooldown boundaries)."""
         if self._enforced is None:     # (time, weight) of the enforced actions, sorted once per History
-            self._enforced = sorted(self._enforced_of(self.checks))
+            self._enforced = sorted(self._enforced_of(self.checks[:self.n]))
         enforced = self._enforced
         i = bisect_right(enforced, (since, math.inf))
         while i < len(enforced) and enforced[i][0] <= until:     # the few checks inside one cooldown
