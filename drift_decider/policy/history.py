@@ -20,6 +20,9 @@ from drift_decider.errors import InputError
 from drift_decider.policy.past import Past
 
 ACTIONS = ("none", "refresh-index", "recalibrate", "retrain")   # lightest to heaviest
+# keys of `drift-decider history --json` rows that say where a check lives in MLflow, not what it
+# was: a check record read from such a row ignores them (a backtest reads them, see policy.backtest)
+REFERENCE_KEYS = ("model", "version", "decision_id", "run_id")
 ACTION_WEIGHT = {name: rank for rank, name in enumerate(ACTIONS)}
 MODES = ("enforce", "dry-run")
 
@@ -121,7 +124,7 @@ class CheckRecord:
     def from_dict(cls, raw: Mapping[str, Any], index: int = 0) -> "CheckRecord":
         if not isinstance(raw, Mapping):
             raise InputError(f"history entry {index}: expected a mapping, got {type(raw).__name__}")
-        known = {"window_id", "window_end", "metrics", "action", "rule_id", "decided_at", "mode"}
+        known = {"window_id", "window_end", "metrics", "action", "rule_id", "decided_at", "mode", *REFERENCE_KEYS}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise InputError(f"history entry {index}: unknown keys {unknown}")
@@ -215,9 +218,16 @@ class History:
         return self._n
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, History) and self.checks == other.checks
+        return self.checks == other.checks if isinstance(other, History) else NotImplemented
 
-    __hash__ = None     # type: ignore[assignment]  # records hold metric dicts: unhashable, as before
+    def __getstate__(self) -> tuple[CheckRecord, ...]:
+        """Only the checks: what was derived is derived again (a hash object cannot be pickled)."""
+        return self.checks
+
+    def __setstate__(self, checks: tuple[CheckRecord, ...]) -> None:
+        self.__init__(checks)
+
+    __hash__ = None     # type: ignore[assignment]  # records hold metric dicts, so hashing failed before too
 
     def __repr__(self) -> str:
         return f"History({self._n} checks)"

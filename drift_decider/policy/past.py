@@ -20,6 +20,7 @@ from bisect import bisect_right, insort
 from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 SECONDS_PER_DAY = 86400.0
+_ENFORCED_LOCK = threading.Lock()     # guards growing an enforced-actions list that Pasts share
 Window = tuple[list[float], list[float], float, float]     # times, values, sum of times, sum of values
 Fold = Callable[[list, Iterable[Mapping[str, float]]], None]
 
@@ -42,11 +43,19 @@ class Memo:
         self.tip = tip
         self.lock = threading.Lock()
 
+    def __getstate__(self) -> tuple:
+        """A decision keeps its Past (its trace is rebuilt from it): pickling one needs the memo, not its lock."""
+        return self.states, self.held, self.tip
+
+    def __setstate__(self, state: tuple) -> None:
+        self.states, self.held, self.tip = state
+        self.lock = threading.Lock()
+
 
 class Past:
     """Memoised views of the checks of one History, oldest first."""
 
-    __slots__ = ("checks", "n", "_memo", "_weight_of", "_windows", "firing", "_enforced", "decided")
+    __slots__ = ("checks", "n", "_memo", "_weight_of", "_windows", "firing", "_enforced", "_enforced_n", "decided")
 
     def __init__(self, checks: Sequence[Any], n: int, weight_of: Mapping[str, int]) -> None:
         self.checks = checks                # the first n are this History's (the list may be a longer chain's)
@@ -57,7 +66,10 @@ class Past:
         # ending later, so they stay with this History rather than pile up in the memo
         self._windows: dict[tuple[str, int, int], Window | None] = {}
         self.firing: dict[object, int | None] = {}          # rule -> last check it fired at (keep_firing_for)
+        # (time, weight) of the enforced actions, sorted by time: the first _enforced_n of a list that
+        # a replay shares along its chain, as the checks are (appended in time order, it only grows)
         self._enforced: list[tuple[float, int]] | None = None
+        self._enforced_n = 0
         # the last decision made on this history: its metrics, time (epoch seconds) and which
         # condition trees held then, for the trees that ``for`` and ``keep_firing_for`` read back
         self.decided: tuple[Mapping[str, float], float, list[tuple[object, bool]]] | None = None
@@ -72,14 +84,22 @@ class Past:
             if self.decided is not None and longer.n == self.n + 1:
                 self._carry_decided(longer)
         if self._enforced is not None:
-            added = self._enforced_of(checks[self.n:n])
-            if added:
-                longer._enforced = self._enforced.copy()
-                for item in added:
-                    insort(longer._enforced, item)
-            else:
-                longer._enforced = self._enforced
+            longer._enforced, longer._enforced_n = self._enforced, self._enforced_n
+            for item in self._enforced_of(checks[self.n:n]):
+                longer._add_enforced(item)
         return longer
+
+    def _add_enforced(self, item: tuple[float, int]) -> None:
+        """Add one enforced action: appended to the shared list when this Past holds all of it and the
+        action is the latest (a replay's usual step), else into a copy of this Past's part."""
+        with _ENFORCED_LOCK:
+            enforced, n = self._enforced, self._enforced_n
+            if len(enforced) == n and (not n or enforced[-1] <= item):
+                enforced.append(item)
+            else:
+                enforced = enforced[:n]
+                insort(enforced, item)
+            self._enforced, self._enforced_n = enforced, n + 1
 
     def _carry_decided(self, longer: "Past") -> None:
         """If the new check is the last decision's, as a replay records it, what held then holds at it."""
@@ -154,11 +174,12 @@ class Past:
     def enforced_within(self, weight: int, since: float, until: float) -> bool:
         """Whether an enforced check whose action weighs at least ``weight`` was decided in
         ``(since, until]`` (epoch seconds, exact at cooldown boundaries)."""
-        if self._enforced is None:     # (time, weight) of the enforced actions, sorted once per History
+        if self._enforced is None:     # sorted once per History (and carried along by extended)
             self._enforced = sorted(self._enforced_of(self.checks[:self.n]))
-        enforced = self._enforced
-        i = bisect_right(enforced, (since, math.inf))
-        while i < len(enforced) and enforced[i][0] <= until:     # the few checks inside one cooldown
+            self._enforced_n = len(self._enforced)
+        enforced, count = self._enforced, self._enforced_n
+        i = bisect_right(enforced, (since, math.inf), 0, count)
+        while i < count and enforced[i][0] <= until:     # the few checks inside one cooldown
             if enforced[i][1] >= weight:
                 return True
             i += 1
