@@ -159,21 +159,27 @@ def explain_cmd(policy_path: str, metrics_path: str, history_path: str | None, n
                       f"with the context a live check uses; the history it sees holds the decisions replayed "
                       f"before it, counted as enforced, so cooldowns and `for` follow what this policy would have "
                       f"done in charge. Checks before --since are taken as recorded. A `*` marks checks whose "
-                      f"action (or recorded rule) differs. The policy that recorded a history gives back every "
-                      f"recorded decision id. Try a new policy version on last quarter before it goes live:\n\n"
+                      f"action (or recorded rule) differs. Replaying a version's whole history through the policy "
+                      f"that recorded it gives back every recorded decision id (a dry-run policy's with "
+                      f"--as-policy-mode). Try a new policy version on last quarter before it goes live:\n\n"
                       f"\b\n  drift-decider history --model recsys --version 3 --json > h.json\n"
                       f"  drift-decider policy backtest --policy v2.yaml --history h.json --since 2026-09-01\n\n"
                       f"{EXIT_HELP}")
 @click.option("--policy", "policy_path", required=True, type=FILE, help="Policy YAML file.")
 @click.option("--history", "history_path", required=True, type=FILE, help="History JSON (list of checks).")
 @click.option("--since", help="Replay checks decided at or after this ISO-8601 time (default: all).")
+@click.option("--as-policy-mode", is_flag=True,
+              help="Record replayed decisions in the policy's own mode, as a live check does (a dry-run "
+                   "policy's then start no cooldowns) instead of as enforced.")
 @click.option("--json", "as_json", is_flag=True, help="Print every replayed decision and the summary as JSON.")
-def backtest_cmd(policy_path: str, history_path: str, since: str | None, as_json: bool) -> None:
+def backtest_cmd(policy_path: str, history_path: str, since: str | None, as_policy_mode: bool,
+                 as_json: bool) -> None:
     def body() -> int:
         policy = load_policy(policy_path)
         before, recorded = recorded_from_rows(_read_json(history_path, "history"),
                                               parse_time(since, "--since") if since else None)
-        steps = [step.to_dict() for step in replay(policy, recorded, history=before)]
+        steps = [step.to_dict() for step in replay(policy, recorded, history=before,
+                                                   as_enforced=not as_policy_mode)]
         totals = summary(steps)
         if as_json:
             click.echo(json.dumps({"ok": True, "policy": {"name": policy.name, "version": policy.version,

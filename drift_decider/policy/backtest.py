@@ -2,11 +2,13 @@
 
 Each check is decided on its own metrics at its own time, with the checks before it as history.
 The history holds the *replayed* decisions, counted as enforced whatever the policy's mode (the
-question is what the policy would have done in charge), so cooldowns, ``for`` and
-``keep_firing_for`` follow what it would have enforced. Checks before ``since`` are taken as
+question is what the policy would have done in charge; ``as_enforced=False`` records them in the
+policy's mode, as live checks do), so cooldowns, ``for`` and ``keep_firing_for`` follow what it
+would have enforced. Checks before ``since`` are taken as
 recorded (the history the backtest starts from). Each decision is made with the context a live
 ``check`` uses (model, version, window id, when the rows say them), so replaying a version's
-recorded history through the policy that recorded it gives back every recorded decision id.
+whole recorded history through the policy that recorded it gives back every recorded decision id
+(for a dry-run policy, with ``as_enforced=False``).
 The history grows by ``History.append``, so a step costs about the same after ten checks or fifty
 thousand (20-rule policy: 121 us a step over the first 1,000 checks, 161-168 over 10,000-50,000).
 """
@@ -20,11 +22,8 @@ from typing import Any, Iterable, Iterator, Mapping
 from drift_decider.errors import InputError
 from drift_decider.policy.decision import Decision
 from drift_decider.policy.engine import evaluate
-from drift_decider.policy.history import CheckRecord, History, _iso
+from drift_decider.policy.history import REFERENCE_KEYS, CheckRecord, History, _iso
 from drift_decider.policy.model import Policy
-
-# keys of `drift-decider history --json` rows that say where a check lives in MLflow, not what it was
-_REFERENCE_KEYS = ("model", "version", "decision_id", "run_id")
 
 
 @dataclass(frozen=True)
@@ -72,26 +71,35 @@ class Step:
 
 
 def replay(policy: Policy, recorded: Iterable[Recorded], *, history: History | None = None,
-           context: Mapping[str, str] | None = None) -> Iterator[Step]:
+           context: Mapping[str, str] | None = None, as_enforced: bool = True) -> Iterator[Step]:
     """Decide every check in order (oldest first), each on the history before it plus the decisions
-    replayed so far. ``history`` holds checks before the first one, as recorded. Steps are yielded
-    as they are decided: a decision keeps what its trace is rebuilt from, so a long backtest whose
-    caller keeps only what it reports holds one decision at a time."""
+    replayed so far; checks decided at the same time do not see each other, as live checks of windows
+    that end together do not. ``history`` holds checks before the first one, as recorded. Replayed
+    decisions count as enforced (the policy in charge) or, with ``as_enforced=False``, in the
+    policy's mode, as a live check records them. Steps are yielded as they are decided: a decision
+    keeps what its trace is rebuilt from, so a caller that keeps only what it reports holds one."""
     current = History() if history is None else history
+    waiting: list[CheckRecord] = []          # decided, joining the history once time moves on
     for entry in recorded:
         check = entry.check
+        if waiting and waiting[-1].decided_at < check.decided_at:
+            for done in waiting:
+                current = current.append(done)
+            waiting = []
         decision = evaluate(policy, check.metrics, current, check.decided_at,
                             context={**(context or {}), **entry.context()})
         yield Step(entry, decision)
-        current = current.append(check.with_decision(decision.action, decision.rule_id, "enforce"))
+        waiting.append(check.with_decision(decision.action, decision.rule_id,
+                                           "enforce" if as_enforced else decision.mode))
 
 
 def recorded_from_rows(rows: Any, since: datetime | None = None) -> tuple[History, list[Recorded]]:
     """Recorded checks from JSON rows (as ``drift-decider history --json`` prints them, or as ``policy
     explain --history`` takes them), split into the history before ``since`` and the checks to replay.
 
-    Rows must be of one model version (a check reads only its own version's history) and strictly
-    oldest first (a check reads only checks decided before it)."""
+    Rows must be of one model version (a check reads only its own version's history) and oldest first."""
+    if isinstance(rows, Mapping) and "checks" in rows:
+        rows = rows["checks"]
     if not isinstance(rows, list):
         raise InputError("history must be a JSON list of check records")
     entries = [_recorded(row, i) for i, row in enumerate(rows)]
@@ -102,20 +110,17 @@ def recorded_from_rows(rows: Any, since: datetime | None = None) -> tuple[Histor
                              f"model version's history, so backtest one at a time "
                              f"(drift-decider history --model M --version V --json)")
     for i in range(1, len(entries)):
-        if entries[i].check.decided_at <= entries[i - 1].check.decided_at:
-            raise InputError(f"history entry {i} ({entries[i].check.window_id!r}) was not decided after entry "
-                             f"{i - 1}: checks must be oldest first, one per moment")
+        if entries[i].check.decided_at < entries[i - 1].check.decided_at:
+            raise InputError(f"history entry {i} ({entries[i].check.window_id!r}) was decided before entry "
+                             f"{i - 1}: checks must be oldest first")
     cut = 0 if since is None else next((i for i, e in enumerate(entries) if e.check.decided_at >= since),
                                        len(entries))
-    return History(tuple(e.check for e in entries[:cut])), entries[cut:]
+    return History(e.check for e in entries[:cut]), entries[cut:]
 
 
 def _recorded(row: Any, index: int) -> Recorded:
-    if not isinstance(row, Mapping):
-        raise InputError(f"history entry {index}: expected a mapping, got {type(row).__name__}")
-    references = {k: (None if row[k] is None else str(row[k])) for k in _REFERENCE_KEYS if k in row}
-    check = CheckRecord.from_dict({k: v for k, v in row.items() if k not in _REFERENCE_KEYS}, index)
-    return Recorded(check, **references)
+    check = CheckRecord.from_dict(row, index)        # checks the row; it ignores the reference keys
+    return Recorded(check, **{k: (None if row[k] is None else str(row[k])) for k in REFERENCE_KEYS if k in row})
 
 
 def summary(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
