@@ -253,7 +253,13 @@ def _hash_checks(hasher: Any, names: bytes | None, checks: Iterable[CheckRecord]
 def encode_fields(fields: list[Any]) -> bytes:
     """Length-prefixed UTF-8 strings: unambiguous, so distinct inputs cannot collide by concatenation."""
     parts = [str(f).encode() for f in fields]
-    return struct.pack(f"<I{len(parts)}I", len(parts), *map(len, parts)) + b"".join(parts)
+    return _lengths(len(parts)).pack(len(parts), *map(len, parts)) + b"".join(parts)
+
+
+@lru_cache(maxsize=64)
+def _lengths(count: int) -> struct.Struct:
+    """The packer of a field count and its lengths (three are packed per decision)."""
+    return struct.Struct(f"<I{count}I")
 
 
 def encode_metrics(metrics: Mapping[str, float]) -> bytes:
