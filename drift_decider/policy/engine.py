@@ -95,9 +95,10 @@ def _cooldown_detail(past: Past, weight: int, since: float, now_s: float, cooldo
 
 def _not_sustained(rule: Rule, past: Past) -> tuple[str | None, Detail]:
     """``for: N``: a rule holding now must also have held on each of the N-1 most recent checks."""
-    held = 1
+    flags, held = past.held(rule.when), 1
     for index in range(past.n - 1, max(past.n - rule.sustain, -1), -1):
-        if not _held_at(rule, past, index):
+        known = flags[index]                # in a replay, usually carried from the decision made there
+        if not (_held_at(rule, past, index) if known is None else known):
             break
         held += 1
     if held < rule.sustain:

@@ -188,8 +188,8 @@ class History:
                 checks.append(check)
             else:
                 checks = checks[:self._n] + [check]
-        longer = History()
-        longer._list, longer._n = checks, self._n + 1
+        longer = History.__new__(History)
+        longer._list, longer._n, longer._checks, longer._digest = checks, self._n + 1, None, None
         hasher, names = self._hash_state()
         longer._hashed = _hash_checks(hasher.copy(), names, (check,))
         longer._past = self.past().extended(checks, longer._n)

@@ -57,10 +57,10 @@ class Past:
 
     __slots__ = ("checks", "n", "_memo", "_weight_of", "_windows", "firing", "_enforced", "_enforced_n", "decided")
 
-    def __init__(self, checks: Sequence[Any], n: int, weight_of: Mapping[str, int]) -> None:
+    def __init__(self, checks: Sequence[Any], n: int, weight_of: Mapping[str, int], memo: Memo | None = None) -> None:
         self.checks = checks                # the first n are this History's (the list may be a longer chain's)
         self.n = n
-        self._memo = Memo(self.n)
+        self._memo = Memo(n) if memo is None else memo     # only extended() hands one over, having claimed it
         self._weight_of = weight_of                          # action -> weight, for cooldowns
         # trend windows are shared by the rules of a decision; a replay's next decision reads windows
         # ending later, so they stay with this History rather than pile up in the memo
@@ -76,12 +76,14 @@ class Past:
 
     def extended(self, checks: Sequence[Any], n: int) -> "Past":
         """The Past of the first ``n`` of ``checks``: this Past's checks followed by newer ones."""
-        longer = Past(checks, n, self._weight_of)
         memo = self._memo
         with memo.lock:
-            if memo.tip == self.n:          # the newest of its chain: the longer Past takes the memo on
-                memo.tip, longer._memo = longer.n, memo
-            if self.decided is not None and longer.n == self.n + 1:
+            shared = memo.tip == self.n     # the newest of its chain: the longer Past takes the memo on
+            if shared:
+                memo.tip = n
+        longer = Past(checks, n, self._weight_of, memo if shared else None)
+        if self.decided is not None and n == self.n + 1:
+            with longer._memo.lock:
                 self._carry_decided(longer)
         if self._enforced is not None:
             longer._enforced, longer._enforced_n = self._enforced, self._enforced_n
