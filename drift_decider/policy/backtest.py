@@ -4,13 +4,13 @@ Each check is decided on its own metrics at its own time, with the checks before
 The history holds the *replayed* decisions, counted as enforced whatever the policy's mode (the
 question is what the policy would have done in charge; ``as_enforced=False`` records them in the
 policy's mode, as live checks do), so cooldowns, ``for`` and ``keep_firing_for`` follow what it
-would have enforced. Checks before ``since`` are taken as
-recorded (the history the backtest starts from). Each decision is made with the context a live
-``check`` uses (model, version, window id, when the rows say them), so replaying a version's
-whole recorded history through the policy that recorded it gives back every recorded decision id
-(for a dry-run policy, with ``as_enforced=False``).
-The history grows by ``History.append``, so a step costs about the same after ten checks or fifty
-thousand (20-rule policy: 121 us a step over the first 1,000 checks, 161-168 over 10,000-50,000).
+would have enforced. Checks before ``since`` are taken as recorded (the history the backtest
+starts from). Each decision is made with the context a live ``check`` uses (model, version, window
+id, when the rows say them), so replaying a version's whole recorded history through the policy
+that recorded it gives back every recorded decision id (for a dry-run policy, with
+``as_enforced=False``). The history grows by ``History.append``, so a step costs about the same
+after ten checks or fifty thousand (20-rule policy: 121 us a step over the first 1,000 checks,
+161-168 over 10,000-50,000).
 """
 
 from __future__ import annotations

@@ -177,8 +177,9 @@ class Past:
         """Whether an enforced check whose action weighs at least ``weight`` was decided in
         ``(since, until]`` (epoch seconds, exact at cooldown boundaries)."""
         if self._enforced is None:     # sorted once per History (and carried along by extended)
-            self._enforced = sorted(self._enforced_of(self.checks[:self.n]))
-            self._enforced_n = len(self._enforced)
+            found = sorted(self._enforced_of(self.checks[:self.n]))
+            self._enforced_n = len(found)      # first: a thread that sees the list must see its count
+            self._enforced = found
         enforced, count = self._enforced, self._enforced_n
         i = bisect_right(enforced, (since, math.inf), 0, count)
         while i < count and enforced[i][0] <= until:     # the few checks inside one cooldown
