@@ -187,7 +187,8 @@ def backtest_cmd(policy_path: str, history_path: str, since: str | None, as_poli
                                    "history_checks": len(before), "summary": totals, "steps": steps}, indent=2))
             return 0
         if not steps:
-            click.echo(f"warning: no check to replay ({len(before)} recorded before --since)", err=True)
+            click.echo("warning: no check to replay" + (f" ({len(before)} recorded before --since)" if since
+                                                         else ": the history has no checks"), err=True)
         click.echo(render_table(["decided at", "window", "recorded", "backtest", "rule"],
                                 [[row["decided_at"], row["window_id"], row["recorded"]["action"],
                                   row["action"] + ("" if row["same"] else "  *"), row["rule_id"] or "-"]

@@ -178,6 +178,9 @@ def test_cli_table_json_and_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(policy_group, ["backtest", "--policy", str(policy), "--history", str(history),
                                                "--since", "2030-01-01"])
     assert result.exit_code == 0 and "no check to replay (20 recorded before --since)" in result.output
+    history.write_text("[]")
+    result = CliRunner().invoke(policy_group, ["backtest", "--policy", str(policy), "--history", str(history)])
+    assert result.exit_code == 0 and "no check to replay: the history has no checks" in result.output
     history.write_text("[{\"window_end\": \"yesterday\"}]")
     result = CliRunner().invoke(policy_group, ["backtest", "--policy", str(policy), "--history", str(history)])
     assert result.exit_code == 2 and "not an ISO-8601 time" in result.output
