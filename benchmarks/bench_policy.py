@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+from collections import Counter
 import os
 import tempfile
 import time
@@ -82,17 +83,17 @@ def make_history(rng: np.random.Generator, n: int, now: datetime) -> History:
 
 
 def run(policy, jobs: list[tuple[dict[str, float], History]], now, fresh: bool
-        ) -> tuple[float, dict[str, int]]:
+        ) -> tuple[float, Counter]:
     """Time one decision per (metrics, history) job. ``fresh`` builds a new History object per
     decision from the same records, so no per-History cache (digest, prefix statistics, memoised
     ``for`` checks) carries over; records themselves are built once, as the tracking layer would."""
-    counts: dict[str, int] = {}
+    counts: Counter = Counter()
     start = time.process_time()
     for i, (m, history) in enumerate(jobs):
         if fresh:
             history = History(history.checks)
         decision = evaluate(policy, m, history, now, context={"model": "bench", "window_id": str(i)})
-        counts[decision.action] = counts.get(decision.action, 0) + 1
+        counts[decision.action] += 1
     return time.process_time() - start, counts
 
 
@@ -109,43 +110,43 @@ def backtest_series(jobs: list[tuple[dict[str, float], History]], now: datetime
     return list(series.values())
 
 
-def run_backtest(policy, series: list[tuple[History, list[Recorded]]]) -> tuple[float, dict[str, int]]:
+def run_backtest(policy, series: list[tuple[History, list[Recorded]]]) -> tuple[float, Counter]:
     """``policy backtest`` on each series in turn: every check decided on the History before it plus
     the decisions replayed so far, each replayed decision's record built and appended (History.append)
     inside the timed loop. No two decisions see the same History."""
-    counts: dict[str, int] = {}
+    counts: Counter = Counter()
     start = time.process_time()
     for history, checks in series:
         for step in replay(policy, checks, history=History(history.checks)):
-            counts[step.decision.action] = counts.get(step.decision.action, 0) + 1
+            counts[step.decision.action] += 1
     return time.process_time() - start, counts
 
 
-def run_backtest_rows(policy, series: list[tuple[History, list[Recorded]]]) -> tuple[float, dict[str, int]]:
+def run_backtest_rows(policy, series: list[tuple[History, list[Recorded]]]) -> tuple[float, Counter]:
     """The backtest with its input parsed inside the timed loop, as ``policy backtest`` reads a history
     file (rows of plain dicts, times as ISO strings; JSON decoding and output excluded)."""
     rows = [[*history.to_dicts(), *({**entry.check.to_dict(), "model": entry.model, "version": entry.version}
                                     for entry in checks)] for history, checks in series]
     since = [checks[0].check.decided_at for _, checks in series]
-    counts: dict[str, int] = {}
+    counts: Counter = Counter()
     start = time.process_time()
     for data, first in zip(rows, since):
         before, recorded = recorded_from_rows(data, first)
         for step in replay(policy, recorded, history=before):
-            counts[step.decision.action] = counts.get(step.decision.action, 0) + 1
+            counts[step.decision.action] += 1
     return time.process_time() - start, counts
 
 
-def run_rebuilt(policy, jobs: list[tuple[dict[str, float], History]], now) -> tuple[float, dict[str, int]]:
+def run_rebuilt(policy, jobs: list[tuple[dict[str, float], History]], now) -> tuple[float, Counter]:
     """One decision per job on a History built inside the timed loop from plain dicts (as a check
     builds it from MLflow runs): the engine's whole cost for a check that decides once."""
     rows = {id(history): history.to_dicts() for _, history in jobs}
-    counts: dict[str, int] = {}
+    counts: Counter = Counter()
     start = time.process_time()
     for i, (m, history) in enumerate(jobs):
         decision = evaluate(policy, m, History.from_dicts(rows[id(history)]), now,
                             context={"model": "bench", "window_id": str(i)})
-        counts[decision.action] = counts.get(decision.action, 0) + 1
+        counts[decision.action] += 1
     return time.process_time() - start, counts
 
 
@@ -161,7 +162,7 @@ def loop_reference() -> float:
 _SHARED: dict = {}     # set before forking workers, so jobs are inherited rather than pickled
 
 
-def measure(mode: str, start: int = 0, stop: int | None = None) -> tuple[float, dict[str, int]]:
+def measure(mode: str, start: int = 0, stop: int | None = None) -> tuple[float, Counter]:
     """One scenario on jobs[start:stop] (a backtest: on series[start:stop])."""
     policy, now = _SHARED["policy"], _SHARED["now"]
     if mode == "backtest":
@@ -169,11 +170,11 @@ def measure(mode: str, start: int = 0, stop: int | None = None) -> tuple[float, 
     return run(policy, _SHARED["jobs"][start:stop], now, fresh=mode == "cold")
 
 
-def _worker(task: tuple[str, int, int]) -> tuple[int, float, dict[str, int]]:
+def _worker(task: tuple[str, int, int]) -> tuple[int, float, Counter]:
     return (os.getpid(), *measure(*task))
 
 
-def measure_parallel(mode: str, workers: int) -> tuple[float, dict[str, int]]:
+def measure_parallel(mode: str, workers: int) -> tuple[float, Counter]:
     """The scenario in chunks (500 decisions; 5 backtest series) handed to ``workers`` processes as
     they come free (as backtests of several model versions would run side by side; ``policy
     backtest`` itself runs one series in one process): a process slowed by the host then takes fewer
@@ -185,12 +186,11 @@ def measure_parallel(mode: str, workers: int) -> tuple[float, dict[str, int]]:
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         results = pool.map(_worker, tasks, chunksize=1)
     wall = time.perf_counter() - start
-    seconds: dict[int, float] = {}
-    merged: dict[str, int] = {}
+    seconds: Counter = Counter()
+    merged: Counter = Counter()
     for pid, spent, part in results:
-        seconds[pid] = seconds.get(pid, 0.0) + spent
-        for action, n in part.items():
-            merged[action] = merged.get(action, 0) + n
+        seconds[pid] += spent
+        merged.update(part)
     return max(max(seconds.values()), wall), merged
 
 

@@ -16,7 +16,7 @@ import click
 
 from drift_decider.errors import DriftDeciderError, InputError, PolicyError
 from drift_decider.policy import History, evaluate, lint, load_policy
-from drift_decider.policy.history import parse_time
+from drift_decider.policy.history import history_rows, parse_time
 from drift_decider.policy.backtest import recorded_from_rows, replay, summary
 from drift_decider.policy.testing import run_test_file
 from drift_decider.table import render_table
@@ -133,11 +133,7 @@ def explain_cmd(policy_path: str, metrics_path: str, history_path: str | None, n
         metrics = _read_json(metrics_path, "metrics")
         if isinstance(metrics, dict) and isinstance(metrics.get("values"), dict):
             metrics = metrics["values"]
-        history_rows = _read_json(history_path, "history") if history_path else []
-        if isinstance(history_rows, dict) and "checks" in history_rows:
-            history_rows = history_rows["checks"]
-        if not isinstance(history_rows, list):
-            raise InputError(f"{history_path}: history must be a JSON list of check records")
+        rows = history_rows(_read_json(history_path, "history"), f"{history_path}: history") if history_path else []
         ctx = {}
         for item in context:
             key, sep, value = item.partition("=")
@@ -145,7 +141,7 @@ def explain_cmd(policy_path: str, metrics_path: str, history_path: str | None, n
                 raise InputError(f"--context {item!r}: expected KEY=VALUE")
             ctx[key] = value
         moment = now if now is not None else datetime.now(timezone.utc)
-        decision = evaluate(policy, metrics, History.from_dicts(history_rows), parse_time(moment, "--now"),
+        decision = evaluate(policy, metrics, History.from_dicts(rows), parse_time(moment, "--now"),
                             context=ctx)
         click.echo(json.dumps(decision.to_dict(), indent=2) if as_json else decision.explain())
         return 0

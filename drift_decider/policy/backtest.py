@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from drift_decider.errors import InputError
 from drift_decider.policy.decision import Decision
 from drift_decider.policy.engine import evaluate
-from drift_decider.policy.history import REFERENCE_KEYS, CheckRecord, History, _iso
+from drift_decider.policy.history import REFERENCE_KEYS, CheckRecord, History, _iso, history_rows
 from drift_decider.policy.model import Policy
 
 
@@ -98,11 +98,7 @@ def recorded_from_rows(rows: Any, since: datetime | None = None) -> tuple[Histor
     explain --history`` takes them), split into the history before ``since`` and the checks to replay.
 
     Rows must be of one model version (a check reads only its own version's history) and oldest first."""
-    if isinstance(rows, Mapping) and "checks" in rows:
-        rows = rows["checks"]
-    if not isinstance(rows, list):
-        raise InputError("history must be a JSON list of check records")
-    entries = [_recorded(row, i) for i, row in enumerate(rows)]
+    entries = [_recorded(row, i) for i, row in enumerate(history_rows(rows))]
     for key in ("model", "version"):
         seen = sorted({str(getattr(e, key)) for e in entries if getattr(e, key) is not None})
         if len(seen) > 1:

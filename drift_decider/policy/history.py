@@ -133,12 +133,23 @@ class CheckRecord:
         return cls(window_id=str(raw.get("window_id", index)), window_end=raw["window_end"],
                    metrics=raw.get("metrics") or {}, action=raw.get("action", "none"),
                    rule_id=raw.get("rule_id"), decided_at=raw.get("decided_at"),
-                   mode="enforce" if raw.get("mode") is None else raw["mode"])     # as history_from_runs reads an untagged run
+                   # a null mode reads as enforce, as history_from_runs reads a run without the tag
+                   mode="enforce" if raw.get("mode") is None else raw["mode"])
 
     def to_dict(self) -> dict[str, Any]:
         return {"window_id": self.window_id, "window_end": _iso(self.window_end),
                 "metrics": dict(sorted(self.metrics.items())), "action": self.action,
                 "rule_id": self.rule_id, "decided_at": _iso(self.decided_at), "mode": self.mode}
+
+
+def history_rows(raw: Any, what: str = "history") -> list:
+    """The check rows of a history file: a JSON list, or an object with a ``checks`` list (what
+    ``policy explain --history`` and ``policy backtest`` read)."""
+    if isinstance(raw, Mapping) and "checks" in raw:
+        raw = raw["checks"]
+    if not isinstance(raw, list):
+        raise InputError(f"{what} must be a JSON list of check records")
+    return raw
 
 
 class History:

@@ -43,6 +43,13 @@ class Memo:
         self.tip = tip
         self.lock = threading.Lock()
 
+    def flags(self, tree: object, n: int) -> list[bool | None]:
+        """``tree``'s verdict list, at least ``n`` long (unknown: None); the caller holds the lock."""
+        flags = self.held.setdefault(tree, [])
+        if len(flags) < n:
+            flags += [None] * (n - len(flags))
+        return flags
+
     def __getstate__(self) -> tuple:
         """A decision keeps its Past (its trace is rebuilt from it): pickling one needs the memo, not its lock."""
         return self.states, self.held, self.tip
@@ -109,12 +116,10 @@ class Past:
         check = longer.checks[self.n]
         if check._seconds[1] != seconds or check.metrics != metrics:
             return
-        known, n = longer._memo.held, self.n
+        n, memo = self.n, longer._memo
         for tree, flag in held:
-            flags = known.setdefault(tree, [])
-            if len(flags) < n:
-                flags += [None] * (n - len(flags))
-            if len(flags) == n:
+            flags = memo.flags(tree, n)
+            if len(flags) == n:             # the usual replay step: the list ends at the new check
                 flags.append(flag)
             else:
                 flags[n] = flag
@@ -131,9 +136,7 @@ class Past:
         flags = self._memo.held.get(tree)
         if flags is None or len(flags) < self.n:
             with self._memo.lock:
-                flags = self._memo.held.setdefault(tree, [])
-                if len(flags) < self.n:
-                    flags += [None] * (self.n - len(flags))
+                flags = self._memo.flags(tree, self.n)
         return flags
 
     def states(self, key: Hashable, fold: Fold) -> list:
