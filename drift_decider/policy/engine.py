@@ -88,9 +88,12 @@ def _cooldown_detail(past: Past, weight: int, since: float, now_s: float, cooldo
     """Names the newest enforced check (in history order) that keeps the rule in cooldown."""
     check = next(c for c in reversed(past.checks[:past.n]) if c.mode == "enforce" and ACTION_WEIGHT[c.action] >= weight
                  and since < c._seconds[1] <= now_s)
-    until = check.decided_at + timedelta(seconds=cooldown_seconds)
+    try:
+        until = _iso(check.decided_at + timedelta(seconds=cooldown_seconds))
+    except OverflowError:       # enforced late in year 9999: the end is past what a datetime holds
+        until = "after 9999-12-31"
     return (f"{check.action} enforced at {_iso(check.decided_at)} (window {check.window_id}); "
-            f"cooldown until {_iso(until)}")
+            f"cooldown until {until}")
 
 
 def _not_sustained(rule: Rule, past: Past) -> tuple[str | None, Detail]:

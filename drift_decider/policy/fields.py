@@ -11,6 +11,9 @@ from drift_decider.policy.yamlsafe import Located, LocatedList
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|h|d|w)\s*$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+# ten years: longer than any cooldown, projection or test interval means anything, and short enough
+# that adding it to a decision time stays inside what datetime can hold
+MAX_DURATION_DAYS = 3650
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
@@ -90,17 +93,21 @@ class Fields:
         return value
 
     def duration_seconds(self, key: str) -> float | None:
-        """A duration such as ``30m``, ``12h``, ``7d``, ``2w`` in seconds (exact for whole numbers).
-
-        None when the key is absent.
+        """A duration such as ``30m``, ``12h``, ``7d``, ``2w`` in seconds (exact for whole numbers), at
+        most MAX_DURATION_DAYS. None when the key is absent.
         """
         if key not in self.node:
             return None
         value = self.node[key]
-        match = _DURATION.match(value) if isinstance(value, str) else None
+        match = _DURATION.match(value) if isinstance(value, str) and len(value) <= 40 else None
         if match is None:
-            raise self.fail(key, f"expected a duration like 12h, 7d or 2w, got {value!r}")
-        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            shown = repr(value)
+            raise self.fail(key, f"expected a duration like 12h, 7d or 2w, got {shown[:40]}"
+                                 + ("..." if len(shown) > 40 else ""))
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        if seconds > MAX_DURATION_DAYS * 86400:
+            raise self.fail(key, f"{value.strip()} is longer than the limit of {MAX_DURATION_DAYS}d")
+        return seconds
 
     def sub(self, key: str, what: str, allowed: Iterable[str], required: Iterable[str] = ()) -> "Fields":
         return Fields(self.node[key], self.at(key), f"{what}", allowed, required)

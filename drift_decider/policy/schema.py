@@ -175,14 +175,15 @@ class _ConditionBuilder:
                 raise PolicyError(f"unknown param {raw!r}{suggest(name, self.params)}", where)
             return self.params[name], name
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
-            raise PolicyError(f"{what} must be a finite number or $param, got {type_name(raw)}", where)
+            got = repr(raw) if isinstance(raw, float) else type_name(raw)
+            raise PolicyError(f"{what} must be a finite number or $param, got {got}", where)
         return float(raw), None
 
     def compare(self, metric: str, op: str, value: float | None, param: str | None, where: str) -> Compare:
+        """A threshold from an expression, its number checked as the mapping form's (1e999999 is inf)."""
         metric = self.metric(metric, where)
-        if param is not None:
-            value, param = self.number("$" + param, where, "value")
-        return Compare(metric=metric, pos=where, op=op, value=float(value), param=param)
+        value, param = self.number(value if param is None else "$" + param, where, "value")
+        return Compare(metric=metric, pos=where, op=op, value=value, param=param)
 
     def leaf(self, raw: Located) -> Leaf:
         f = Fields(raw, raw.pos, "condition", ("metric", "op", "value", "missing") + TREND_KEYS, ("metric",))

@@ -12,6 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import os
+import stat
+
 import yaml
 from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
@@ -20,6 +23,10 @@ from drift_decider.errors import PolicyError
 
 MAX_FILE_BYTES = 1_000_000   # a real policy is a few KB; anything near 1 MB is a mistake or an attack
 MAX_DEPTH = 64               # nesting of YAML collections; real policies stay under 15
+# characters of one number: 5,000-digit integers exceed Python's int-from-text limit, and PyYAML turns a
+# YAML 1.1 sexagesimal value (1:2:3...) into an int in time quadratic in its length
+MAX_NUMBER_CHARS = 100
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
 class Located(dict):
@@ -75,13 +82,20 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def read_text(path: str | Path, *, limit: int = MAX_FILE_BYTES) -> str:
-    """Read a UTF-8 file, refusing it before parsing when it is larger than ``limit`` bytes."""
+    """Read a UTF-8 file, refusing it before parsing when it is larger than ``limit`` bytes.
+
+    Opened without blocking and refused unless it is a regular file: a FIFO or a device would
+    otherwise block the open or the read forever.
+    """
     p = Path(path)
     try:
-        size = p.stat().st_size
-        if size > limit:
-            raise PolicyError(f"file is {size} bytes, larger than the {limit}-byte limit", f"{p}:1:1")
-        with p.open("rb") as fh:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise PolicyError("not a regular file (reading a FIFO or device could block forever)", f"{p}:1:1")
+            if info.st_size > limit:
+                raise PolicyError(f"file is {info.st_size} bytes, larger than the {limit}-byte limit", f"{p}:1:1")
             raw = fh.read(limit + 1)
     except OSError as exc:
         raise PolicyError(f"cannot read file: {exc.strerror or exc}", str(p)) from None
@@ -97,7 +111,13 @@ def load_yaml(text: str, name: str) -> Any:
     """Parse one YAML document into Located/LocatedList/scalars; every error is a PolicyError."""
     if len(text.encode("utf-8")) > MAX_FILE_BYTES:
         raise PolicyError(f"document is larger than the {MAX_FILE_BYTES}-byte limit", f"{name}:1:1")
-    loader = _StrictLoader(text, name)
+    try:
+        loader = _StrictLoader(text, name)     # its reader refuses control characters at once
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position)
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1)
+        raise PolicyError(f"control character U+{exc.character:04X} is not allowed in YAML", f"{name}:{line + 1}:{column + 1}"
+                          ) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -116,7 +136,13 @@ def load_yaml(text: str, name: str) -> Any:
 def _convert(loader: _StrictLoader, node: Any) -> Any:
     where = _where(loader.source_name, node.start_mark)
     if isinstance(node, ScalarNode):
-        value = loader.construct_object(node, deep=True)
+        if node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_CHARS:
+            raise PolicyError(f"number written with {len(node.value)} characters; the limit is "
+                              f"{MAX_NUMBER_CHARS}", where)
+        try:
+            value = loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:     # e.g. a timestamp such as 2026-13-45
+            raise PolicyError(f"bad {node.tag.rsplit(':', 1)[-1]} value {node.value[:40]!r}: {exc}", where) from None
         if isinstance(value, (bytes, set)):
             raise PolicyError(f"unsupported YAML value of type {type(value).__name__}", where)
         return value
