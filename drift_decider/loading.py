@@ -6,9 +6,12 @@ files are memory-mapped and validated in chunks: a million-row reference is neve
 
 from __future__ import annotations
 
+import math
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 import numpy as np
 
@@ -17,6 +20,8 @@ from drift_decider.errors import InputError
 VECTOR_KEYS = ("embeddings", "vectors", "embedding", "vector")
 ID_KEYS = ("ids", "id", "item_id", "query_id")
 DEFAULT_CHUNK_ROWS = 65_536
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ def load_embeddings(path: str | Path, *, array: str | None = None, ids: str | No
         raise InputError(f"{path}: file not found")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a .npy, .npz or .parquet file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file (a FIFO or device could block or never end)")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: file is empty")
     readers = {".npy": _read_npy, ".npz": _read_npz, ".parquet": _read_parquet}
@@ -66,6 +73,10 @@ def load_embeddings(path: str | Path, *, array: str | None = None, ids: str | No
         raise
     except (ValueError, OSError, KeyError) as exc:
         raise InputError(f"{path}: cannot read embeddings: {exc}") from exc
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise InputError(f"{path}: not a readable .npz (zip) archive, truncated or corrupt: {exc}") from None
+    except MemoryError:
+        raise InputError(f"{path}: too large to load into memory (a .npy file is memory-mapped instead)") from None
     validate_vectors(vectors, path)
     if id_array is not None and len(id_array) != vectors.shape[0]:
         raise InputError(f"{path}: {len(id_array)} ids for {vectors.shape[0]} vectors")
@@ -123,13 +134,44 @@ def _pick(names: list[str], wanted: str | None, conventional: tuple[str, ...], w
 def _read_npy(path: Path, array: str | None, ids: str | None) -> tuple[np.ndarray, None]:
     if array or ids:
         raise InputError(f"{path}: a .npy file holds one array; use .npz or .parquet to name arrays or ids")
+    with path.open("rb") as fh:
+        _check_npy_header(fh, path.stat().st_size, str(path))
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False), None
     except ValueError as exc:
         raise InputError(f"{path}: not a numeric .npy array ({exc})") from exc
 
 
+def _check_npy_header(fh: IO[bytes], size: int, where: str) -> None:
+    """Refuse a .npy stream whose header is not NumPy's or declares more data than ``size`` holds.
+
+    Why before np.load: it takes any file without the magic string for a pickle ("pickled data" for
+    random bytes), and it allocates what a header declares (10**12 rows: terabytes) before reading.
+    """
+    if fh.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+        raise InputError(f"{where}: not a .npy array: it does not start with NumPy's header")
+    fh.seek(0)
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version not in _NPY_HEADERS:
+            raise InputError(f"{where}: unsupported .npy format version {version[0]}.{version[1]}")
+        shape, _, dtype = _NPY_HEADERS[version](fh)
+    except ValueError as exc:
+        raise InputError(f"{where}: corrupt .npy header ({exc})") from None
+    if dtype.hasobject:
+        raise InputError(f"{where}: holds Python objects (dtype {dtype}), not numbers")
+    declared, available = math.prod(shape) * dtype.itemsize, size - fh.tell()
+    if declared > available:
+        raise InputError(f"{where}: the header declares shape {shape} of {dtype} ({declared:,} bytes) but "
+                         f"{available:,} bytes follow it: truncated or corrupt")
+
+
 def _read_npz(path: Path, array: str | None, ids: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.filename.endswith(".npy"):
+                with archive.open(info) as member:
+                    _check_npy_header(member, info.file_size, f"{path}: array {info.filename[:-4]!r}")
     with np.load(path, allow_pickle=False) as archive:
         names = list(archive.files)
         id_name = _pick(names, ids, ID_KEYS, "ids array", path, required=False)

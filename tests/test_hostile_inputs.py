@@ -1,0 +1,85 @@
+"""Hostile embedding files exit 2 with a message naming the file, never 1 "unexpected failure"
+(issue 16: #7, #13). `check` reads every local input before MLflow, so it leaves no store behind."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from drift_decider.cli import cli
+
+GOOD = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
+
+
+def npy_bytes(shape: tuple[int, ...]) -> bytes:
+    """A .npy header declaring ``shape`` of float32, followed by GOOD's data only."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buf.getvalue() + GOOD.tobytes()
+
+
+def zipped(data: bytes, compression: int = zipfile.ZIP_STORED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=compression) as archive:
+        archive.writestr("embeddings.npy", data)
+    return buf.getvalue()
+
+
+def good_npz() -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, embeddings=GOOD)
+    return buf.getvalue()
+
+
+def object_npy() -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return buf.getvalue()
+
+
+# name -> (file contents, what the message says)
+CASES: dict[str, tuple[Callable[[], bytes], str]] = {
+    "truncated.npz": (lambda: good_npz()[:len(good_npz()) // 2], "not a readable .npz (zip) archive"),
+    "huge-header.npz": (lambda: zipped(npy_bytes((10**12, 8))), "declares shape (1000000000000, 8)"),
+    "huge-header-deflated.npz": (lambda: zipped(npy_bytes((10**12, 8)), zipfile.ZIP_DEFLATED), "declares shape"),
+    "huge-header.npy": (lambda: npy_bytes((10**12, 8)), "declares shape (1000000000000, 8)"),
+    "random.npy": (lambda: np.random.default_rng(1).bytes(4096), "does not start with NumPy's header"),
+    "random.npz": (lambda: np.random.default_rng(2).bytes(4096), "not a readable .npz (zip) archive"),
+    "object.npy": (object_npy, "holds Python objects"),
+    "object-in.npz": (lambda: zipped(object_npy()), "holds Python objects"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("command", ["measure", "check"])
+def test_bad_embedding_file_exits_2_naming_it(tmp_path: Path, name: str, command: str) -> None:
+    contents, message = CASES[name]
+    bad = tmp_path / name
+    bad.write_bytes(contents())
+    good = tmp_path / "good.npy"
+    np.save(good, GOOD)
+    policy = Path(__file__).resolve().parents[1] / "policies" / "conservative.yaml"
+    args = (["measure", "--reference", good, "--current", bad] if command == "measure" else
+            ["check", "--model", "m", "--version", "1", "--current", bad, "--policy", policy,
+             "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--spool-dir", tmp_path / "spool"])
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    assert f"error: {bad}: " in result.output and message in result.output, result.output
+    assert "unexpected failure" not in result.output and "pickled" not in result.output
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_fifo_as_embeddings_is_refused_not_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "current.npy"
+    os.mkfifo(fifo)
+    good = tmp_path / "good.npy"
+    np.save(good, GOOD)
+    result = CliRunner().invoke(cli, ["measure", "--reference", str(good), "--current", str(fifo)])
+    assert result.exit_code == 2 and f"{fifo}: not a regular file" in result.output, result.output
