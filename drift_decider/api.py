@@ -19,7 +19,7 @@ from drift_decider.evidence import EvidenceReport
 from drift_decider.evidence_builder import (ITEM_SAMPLE_ROWS, QUERY_SAMPLE_ROWS, CurrentData, ReferenceData,
                                             build_evidence, seeded_rows)
 from drift_decider.loading import check_same_dim, load_embeddings
-from drift_decider.measure import measure
+from drift_decider.measure import measure, require_window_rows
 from drift_decider.policy import History, evaluate, load_policy
 from drift_decider.profile import EmbeddingProfile
 from drift_decider.window import Window, make_window, parse_window_end
@@ -141,6 +141,7 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
     with tempfile.TemporaryDirectory() as tmp:
         reference = load_reference(client, uri, ref, Path(tmp))
     check_same_dim(reference.profile.dim, current.embeddings, f"the reference of {ref.name} version {ref.version}")
+    require_window_rows(current.embeddings.n, str(current.embeddings.path))
     evidence = build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress)
     runs = tracking_history.check_runs(client, experiment_id, ref) if experiment_id else []
     prior = [run for run in runs if tracking_history.window_end_of(run) < window.window_end]
@@ -279,6 +280,7 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
         candidate_reference = load_reference(client, uri, ref, Path(tmp))
         check_same_dim(candidate_reference.profile.dim, current.embeddings,
                        f"the reference of {model} version {ref.version}")
+        require_window_rows(current.embeddings.n, str(current.embeddings.path))
         evidence = build_evidence(candidate_reference, current, seed=seed, now=window.window_end, progress=progress)
         incumbent_values, incumbent_note = None, "no other version holds the alias"
         if holder is not None and holder != ref.version:

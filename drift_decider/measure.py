@@ -56,6 +56,18 @@ class MeasureOptions:
             raise InputError("MeasureOptions.recon_variance and alpha must lie strictly between 0 and 1")
 
 
+MIN_WINDOW_ROWS = MeasureOptions.min_rows
+
+
+def require_window_rows(rows: int, where: str) -> None:
+    """Refuse a window a decision cannot rest on: below MeasureOptions.min_rows rows (10; the domain
+    classifier needs as many to hold five out per side) every drift test reports insufficient_data,
+    and a one-row window was decided `none` on the few moment metrics left: the check failed open."""
+    if rows < MIN_WINDOW_ROWS:
+        raise InputError(f"{where}: {rows} row(s); a window needs at least {MIN_WINDOW_ROWS} (the drift tests "
+                         f"need {MIN_WINDOW_ROWS} rows per side)")
+
+
 def measure(reference: EmbeddingProfile | np.ndarray, current: np.ndarray, *, seed: int = 0,
             options: MeasureOptions | None = None, progress: bool = False) -> EvidenceReport:
     """Compare ``current`` against ``reference`` (a profile or a 2-D array); same inputs and seed

@@ -1,0 +1,51 @@
+"""Windows below the minimum row count exit 2 naming the file, for check and promote, and leave MLflow as
+it was (issue 16: #8: one- and two-row windows were decided `none` and moved the version's decision
+tags). Real sqlite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drift_decider.measure import MIN_WINDOW_ROWS
+from drift_decider.tracking.connection import connect
+from support import POLICY, movielens_items, register_with_reference, run_cli, write_items
+
+GATE = POLICY.parent / "promotion-gate.yaml"
+
+
+def _state(uri: str) -> tuple[int, list[dict[str, str]], dict[str, str]]:
+    client = connect(uri)
+    experiments = client.search_experiments()
+    runs = client.search_runs([e.experiment_id for e in experiments]) if experiments else []
+    model = client.get_registered_model("recsys")
+    return len(runs), [dict(v.tags) for v in client.search_model_versions("name = 'recsys'")], dict(model.aliases)
+
+
+def test_small_windows_are_refused_and_the_minimum_is_accepted(tmp_path: Path, sqlite_uri: str) -> None:
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    before = _state(sqlite_uri)
+    for rows in (1, 2, MIN_WINDOW_ROWS - 1):
+        window = write_items(tmp_path / f"rows-{rows}.npz", ids[:rows], vectors[:rows])
+        checked = run_cli("check", "--model", "recsys", "--version", version, "--current", window, "--policy",
+                          POLICY, "--window-id", f"w{rows}", "--tracking-uri", sqlite_uri, expect=2)
+        promoted = run_cli("promote", "--model", "recsys", "--candidate", version, "--alias", "champion",
+                           "--current", window, "--policy", GATE, "--tracking-uri", sqlite_uri, expect=2)
+        for result in (checked, promoted):
+            assert f"error: {window}: {rows} row(s); a window needs at least {MIN_WINDOW_ROWS}" in result.output
+    assert _state(sqlite_uri) == before
+    enough = write_items(tmp_path / "enough.npz", ids[:MIN_WINDOW_ROWS], vectors[:MIN_WINDOW_ROWS])
+    run_cli("check", "--model", "recsys", "--version", version, "--current", enough, "--policy", POLICY,
+            "--window-id", "enough", "--tracking-uri", sqlite_uri)
+    assert _state(sqlite_uri)[0] == before[0] + 1
+
+
+@pytest.mark.parametrize("rows", [1, 9])
+def test_measure_command_still_reports_small_sets_as_insufficient(tmp_path: Path, rows: int) -> None:
+    """`measure` decides nothing, so it keeps saying which metrics lack data instead of refusing."""
+    ids, vectors = movielens_items()
+    reference = write_items(tmp_path / "ref.npz", ids, vectors)
+    current = write_items(tmp_path / "cur.npz", ids[:rows], vectors[:rows])
+    assert "insufficient_data" in run_cli("measure", "--reference", reference, "--current", current).output
