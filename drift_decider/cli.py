@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from drift_decider import __version__
-from drift_decider.errors import DriftDeciderError
+from drift_decider.errors import DriftDeciderError, redact
 
 EXIT_CODES = """\b
 Exit codes:
@@ -35,7 +35,7 @@ class _Cli(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except Exception as exc:  # a bug or an environment failure: say so, exit 1
-            click.echo(f"error: unexpected failure: {type(exc).__name__}: {exc}", err=True)
+            click.echo(f"error: unexpected failure: {type(exc).__name__}: {redact(str(exc))}", err=True)
             if os.environ.get("DRIFT_DECIDER_DEBUG"):
                 traceback.print_exc()
             ctx.exit(1)

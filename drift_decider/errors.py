@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import re
+
+_USERINFO = re.compile(r"(?<=://)[^/\s]*@")     # the user:password@ of a URL, up to its last @
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***``: a tracking URI may carry
+    them (http://user:pass@host), and MLflow repeats the URI in its errors."""
+    return _USERINFO.sub("***@", text)
+
 
 class DriftDeciderError(Exception):
-    """Base class: a failure with a message written for the person who ran the command."""
+    """Base class: a failure with a message written for the person who ran the command.
+
+    The message is redacted here, once, because messages are printed, spooled and re-raised.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class InputError(DriftDeciderError):

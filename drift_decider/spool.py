@@ -47,13 +47,22 @@ class SpoolEntry:
 
 
 def write_entry(directory: Path, entry: SpoolEntry) -> Path:
-    """Write atomically (temp file + rename) so a crash never leaves a truncated entry."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write atomically (temp file + rename) so a crash never leaves a truncated entry; readable by the
+    user alone, as an entry holds a model's metrics and decision."""
+    _private_dir(directory)
     path = directory / f"{entry.key}.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(entry), indent=2, sort_keys=True, default=str))
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)       # a leftover tmp file of an older version kept its mode
+        handle.write(json.dumps(asdict(entry), indent=2, sort_keys=True, default=str))
     os.replace(tmp, path)
     return path
+
+
+def _private_dir(directory: Path) -> None:
+    """Create the spool folder for the user alone; an existing folder is left as it is (it may be one
+    the user chose to share, such as /tmp), its entries are private all the same."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def read_entries(directory: Path) -> list[tuple[Path, SpoolEntry]]:
@@ -65,8 +74,8 @@ def read_entries(directory: Path) -> list[tuple[Path, SpoolEntry]]:
 @contextlib.contextmanager
 def spool_lock(directory: Path) -> Iterator[None]:
     """An exclusive lock on the spool, so two `sync` runs never replay the same entry at once."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as handle:
+    _private_dir(directory)
+    with os.fdopen(os.open(directory / ".lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
