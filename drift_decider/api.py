@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -17,8 +17,9 @@ from drift_decider import spool
 from drift_decider.errors import InputError
 from drift_decider.evidence import EvidenceReport
 from drift_decider.evidence_builder import (ITEM_SAMPLE_ROWS, QUERY_SAMPLE_ROWS, CurrentData, ReferenceData,
-                                            build_evidence, seeded_rows)
-from drift_decider.loading import check_same_dim, load_embeddings
+                                            build_evidence, measure_noise, seeded_rows)
+from drift_decider.loading import EmbeddingSet, check_same_dim, load_embeddings
+from drift_decider.noise import Sibling
 from drift_decider.measure import measure, require_window_rows
 from drift_decider.policy import History, evaluate, load_policy
 from drift_decider.profile import EmbeddingProfile
@@ -59,11 +60,13 @@ def measure_files(reference_path: str | Path, current_path: str | Path, *, seed:
 
 
 def set_reference(model: str, version: str, embeddings_path: str | Path, *, queries_path: str | Path | None = None,
+                  sibling_paths: Sequence[str | Path] = (), sibling_query_paths: Sequence[str | Path] = (),
                   tracking_uri: str | None = None, seed: int = 0, progress: bool = False) -> str:
     """Summarise the reference once and store it with the model version; returns its URI.
 
     Embeddings with ids also keep a seeded id-keyed item sample (structure metrics); ``queries_path``
-    keeps a query sample (score metrics).
+    keeps a query sample (score and ranking metrics); ``sibling_paths`` (refits that saw no new data,
+    with ids) give the noise floor that checks judge each metric against.
     """
     from drift_decider.tracking.connection import connect
     from drift_decider.tracking.reference_store import store_reference
@@ -73,6 +76,7 @@ def set_reference(model: str, version: str, embeddings_path: str | Path, *, quer
     queries = load_embeddings(queries_path) if queries_path else None
     if queries is not None:
         check_same_dim(embeddings.dim, queries, str(embeddings.path))
+    siblings = load_siblings(sibling_paths, sibling_query_paths, embeddings)
     reference = ReferenceData(EmbeddingProfile.from_array(embeddings.vectors, seed=seed, progress=progress))
     if embeddings.ids is not None:
         rows = seeded_rows(embeddings.n, ITEM_SAMPLE_ROWS, seed)
@@ -81,8 +85,31 @@ def set_reference(model: str, version: str, embeddings_path: str | Path, *, quer
     if queries is not None:
         rows = seeded_rows(queries.n, QUERY_SAMPLE_ROWS, seed)
         reference = replace(reference, queries=np.asarray(queries.vectors[rows], dtype=np.float32))
+    if siblings:
+        reference = replace(reference, noise=measure_noise(reference, siblings, seed=seed))
     client = connect(tracking_uri)
     return store_reference(client, resolve_version(client, model, version=version, attach=True), reference)
+
+
+def load_siblings(paths: Sequence[str | Path], query_paths: Sequence[str | Path],
+                  reference: EmbeddingSet) -> list[Sibling]:
+    """Sibling refits as the noise floor needs them: ids, the reference's dimension, queries paired by order."""
+    if query_paths and len(query_paths) != len(paths):
+        raise InputError(f"--sibling-queries needs one file per --sibling: {len(query_paths)} for {len(paths)}")
+    if paths and reference.ids is None:
+        raise InputError(f"{reference.path}: siblings are paired with the reference by id, and it has no ids")
+    siblings = []
+    for number, path in enumerate(paths):
+        items = load_embeddings(path)
+        check_same_dim(reference.dim, items, str(reference.path))
+        if items.ids is None:
+            raise InputError(f"{items.path}: a sibling needs item ids (.npz with `ids`, or a parquet id column)")
+        sibling_queries = load_embeddings(query_paths[number]) if query_paths else None
+        if sibling_queries is not None:
+            check_same_dim(reference.dim, sibling_queries, str(reference.path))
+        siblings.append(Sibling(items.ids, np.asarray(items.vectors, dtype=np.float32),
+                                None if sibling_queries is None else np.asarray(sibling_queries.vectors)))
+    return siblings
 
 
 def load_current(current_path: str | Path, *, catalog_path: str | Path | None = None,
@@ -146,7 +173,8 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
     runs = tracking_history.check_runs(client, experiment_id, ref) if experiment_id else []
     prior = [run for run in runs if tracking_history.window_end_of(run) < window.window_end]
     decision = evaluate(policy, evidence.values(), tracking_history.history_from_runs(prior), window.window_end,
-                        context={"model": ref.name, "version": ref.version, "window_id": window.window_id})
+                        context={"model": ref.name, "version": ref.version, "window_id": window.window_id,
+                                 "noise_floor": evidence.inputs["noise_floor"]})
     if dry_run:
         return CheckOutcome(ref.name, ref.version, window, decision.to_dict(), evidence.values(), run_id=None)
     payload = CheckPayload(values=evidence.values(), inputs=evidence.inputs, evidence=evidence.to_dict(),
@@ -178,8 +206,8 @@ def _recorded_outcome(client, ref, window: Window, run) -> CheckOutcome:
                         dict(run.data.metrics), run_id=run.info.run_id, already_recorded=True)
 
 
-HEADLINE_METRICS = ("mmd2", "norm_ratio", "knn_turnover", "procrustes.moved_share", "procrustes.scale",
-                    "scores.mean_shift", "index.coverage", "index.stale_share")
+HEADLINE_METRICS = ("mmd2", "knn_turnover", "rank.overlap_fixed", "rank.overlap_fixed.noise_units", "rank.fix_gain",
+                    "queries.off_catalog_share", "index.recall_at_k", "index.coverage")
 
 
 def history(model: str, *, version: str | None = None, since: str | None = None,
@@ -203,7 +231,7 @@ def history(model: str, *, version: str | None = None, since: str | None = None,
                      "version": run.data.tags[tags.VERSION], "action": run.data.tags[tags.DECISION],
                      "rule_id": run.data.tags.get(tags.RULE) or None, "mode": run.data.tags.get(tags.MODE),
                      "decision_id": run.data.tags[tags.DECISION_ID], "run_id": run.info.run_id,
-                     "metrics": dict(run.data.metrics)})
+                     "noise_floor": run.data.params.get("noise_floor"), "metrics": dict(run.data.metrics)})
     return rows
 
 

@@ -15,7 +15,8 @@ class MetricSpec:
     name: str
     description: str
     test: bool = False          # has a calibrated p-value, published as "<name>.p_value"
-    family: str = "drift"       # drift | structure | index | scores
+    family: str = "drift"       # drift | structure | index | scores | rankings | queries
+    ideal: float | None = None  # the value when nothing changed; set for metrics with a noise floor
 
 
 CATALOG: tuple[MetricSpec, ...] = (
@@ -40,19 +41,20 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec("norm_ratio", "mean L2 norm of current over reference"),
     # -- structure between two embedding sets with shared ids (issue 6); neighbourhoods are cosine k-NN
     MetricSpec("knn_jaccard", "mean Jaccard overlap of the k-NN of shared items, reference vs current "
-               "(1 = unchanged; small noise lowers it)", family="structure"),
+               "(1 = unchanged; small noise lowers it)", family="structure", ideal=1.0),
     MetricSpec("knn_turnover", "share of current k-NN of shared items that were not among their 5k nearest "
-               "in the reference (0 = unchanged; noise leaves it near 0)", family="structure"),
+               "in the reference (0 = unchanged; noise leaves it near 0)", family="structure", ideal=0.0),
     MetricSpec("procrustes.residual", "relative residual ||sAR - B||/||B|| after the best rotation+scale "
-               "(0 for a pure rotation and scale)", family="structure"),
+               "(0 for a pure rotation and scale)", family="structure", ideal=0.0),
     MetricSpec("procrustes.scale", "scale factor s of the best rotation+scale alignment (1 = unchanged)",
-               family="structure"),
+               family="structure", ideal=1.0),
     MetricSpec("procrustes.moved_share", "share of shared items whose direction still moved more than "
-               "0.1 cosine distance after the best rotation: change alignment cannot fix", family="structure"),
+               "0.1 cosine distance after the best rotation: change alignment cannot fix", family="structure",
+               ideal=0.0),
     MetricSpec("movement.cosine_p50", "median cosine distance each shared item moved, without alignment",
-               family="structure"),
+               family="structure", ideal=0.0),
     MetricSpec("movement.cosine_p90", "90th percentile of cosine distance each shared item moved, without "
-               "alignment", family="structure"),
+               "alignment", family="structure", ideal=0.0),
     # -- ANN index health (issue 6)
     MetricSpec("index.recall_at_k", "recall@k of the serving index against exact search on the current "
                "catalogue", family="index"),
@@ -62,14 +64,37 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec("index.age_days", "days since the index was built", family="index"),
     # -- similarity-score calibration (issue 6)
     MetricSpec("scores.ks", "KS statistic between reference and current top-k similarity scores "
-               "(p-value counts each query once)", test=True, family="scores"),
+               "(p-value counts each query once)", test=True, family="scores", ideal=0.0),
     MetricSpec("scores.mean_shift", "relative shift |mean_cur - mean_ref| / |mean_ref| of the mean top-k "
-               "similarity score", family="scores"),
+               "similarity score of today's queries (moves with the user population too)", family="scores", ideal=0.0),
+    # -- what users get: fixed reference queries against the items, before and after a cheap fix (issue 13)
+    MetricSpec("rank.overlap", "mean share of a fixed reference query's top-k (reference items) still in its "
+               "top-k over the current items", family="rankings", ideal=1.0),
+    MetricSpec("rank.overlap_fixed", "rank.overlap after the cheap fix (one rotation, one power law on norms) maps "
+               "the current items back: what no recalibration restores", family="rankings", ideal=1.0),
+    MetricSpec("rank.fix_gain", "rank.overlap_fixed - rank.overlap: how much of the ranking the cheap fix restores",
+               family="rankings", ideal=0.0),
+    MetricSpec("rank.score_shift", "relative shift of the mean top-k score of the fixed reference queries "
+               "(rankings may stay: a calibration signal)", family="rankings", ideal=0.0),
+    MetricSpec("queries.off_catalog_share", "share of current queries whose best cosine match in the catalogue is "
+               "below the reference queries' 5th percentile (about 0.05 when nothing moved)", family="queries",
+               ideal=0.05),
 )
 
 
+NOISE_COMPANIONS = (".noise_units", ".noise_floor")  # published beside a metric when a noise floor exists
+_IDEAL = {spec.name: spec.ideal for spec in CATALOG if spec.ideal is not None}
+
+
+def ideal_value(name: str) -> float | None:
+    """The metric's value when nothing changed, or None for metrics without a noise floor."""
+    return _IDEAL.get(name)
+
+
 def metric_keys() -> frozenset[str]:
-    """Every key a policy may name: metric names plus their ``.p_value`` companions."""
+    """Every key a policy may name: metric names, their ``.p_value`` companions and, for metrics with a
+    no-change value, their noise-floor companions (drift_decider.noise)."""
     keys = {spec.name for spec in CATALOG}
     keys |= {f"{spec.name}.p_value" for spec in CATALOG if spec.test}
+    keys |= {name + suffix for name in _IDEAL for suffix in NOISE_COMPANIONS}
     return frozenset(keys)

@@ -129,20 +129,35 @@ def reference() -> None:
               help="Reference item embeddings (.npy is memory-mapped; .npz/.parquet may carry ids, which "
                    "enable structure metrics).")
 @click.option("--queries", default=None, type=click.Path(dir_okay=False),
-              help="A sample of query embeddings at registration time (enables score metrics).")
+              help="A sample of query embeddings at registration time (enables score and ranking metrics).")
+@click.option("--sibling", "siblings", multiple=True, type=click.Path(dir_okay=False),
+              help="Item embeddings with ids from a refit that saw no new data (another seed, a subsample or "
+                   "bootstrap of the training set). Repeat for several; they give the noise floor each "
+                   "metric is judged against. Without one, the default policy does not retrain on "
+                   "structure or rankings.")
+@click.option("--sibling-queries", "sibling_queries", multiple=True, type=click.Path(dir_okay=False),
+              help="The --queries users embedded by each sibling's own tower, in --sibling order (optional; "
+                   "without them the reference queries stand in).")
 @seed_option
 @tracking_uri_option
-def reference_set(model: str, version: str, embeddings: str, queries: str | None, seed: int,
-                  tracking_uri: str | None) -> None:
+def reference_set(model: str, version: str, embeddings: str, queries: str | None, siblings: tuple[str, ...],
+                  sibling_queries: tuple[str, ...], seed: int, tracking_uri: str | None) -> None:
     """Summarise the reference once and store it as an artifact of the model version.
 
     Stores a mergeable profile (moments, sketches, a seeded sample) and, when the embeddings carry
-    ids, a seeded id-keyed item sample; checks download this instead of the original vectors.
+    ids, a seeded id-keyed item sample; checks download this instead of the original vectors. With
+    --sibling, every paired metric is measured between the reference and each sibling refit, and
+    that noise floor is stored too: checks then log each metric's `.noise_units` beside it.
+
+    \b
+    Example:
+      drift-decider reference set --model recsys --version 3 --embeddings items.npz \\
+          --queries queries.npy --sibling items-seed1.npz --sibling items-seed2.npz
     """
     from drift_decider.api import set_reference
 
-    uri = set_reference(model, version, embeddings, queries_path=queries, tracking_uri=tracking_uri, seed=seed,
-                        progress=True)
+    uri = set_reference(model, version, embeddings, queries_path=queries, sibling_paths=siblings,
+                        sibling_query_paths=sibling_queries, tracking_uri=tracking_uri, seed=seed, progress=True)
     click.echo(f"reference for {model} version {version} stored at {uri}")
 
 
@@ -274,10 +289,11 @@ def history_cmd(model: str, version: str | None, since: str | None, plot_path: s
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     shown = [m for m in HEADLINE_METRICS if any(m in row["metrics"] for row in rows)]
-    click.echo(render_table(["window end", "window", "v"] + shown + ["decision", "rule", "run"],
+    click.echo(render_table(["window end", "window", "v"] + shown + ["decision", "rule", "noise floor", "run"],
                             [[row["window_end"].strftime("%Y-%m-%d %H:%M"), row["window_id"], row["version"]]
                              + [fmt(row["metrics"].get(m)) for m in shown]
-                             + [row["action"], row["rule_id"] or "-", row["run_id"][:8]] for row in rows]))
+                             + [row["action"], row["rule_id"] or "-", row["noise_floor"] or "-", row["run_id"][:8]]
+                             for row in rows]))
     if plot_path:
         click.echo(f"plot written to {plot_path}")
 

@@ -1,5 +1,7 @@
-"""Assemble one check's evidence: distribution drift always, structure/index/score metrics when their
-inputs exist. This is where "drift detected" becomes evidence that can tell the repairs apart.
+"""Assemble one check's evidence: distribution drift always, structure/ranking/index/score metrics when
+their inputs exist, and each noise-sensitive metric beside the model's own refit noise when the
+reference has a noise floor. This is where "drift detected" becomes evidence that can tell the
+repairs apart.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ from datetime import datetime
 import numpy as np
 
 from drift_decider.ann_index import ServingIndex
+from drift_decider.errors import InputError
 from drift_decider.evidence import EvidenceReport
 from drift_decider.loading import EmbeddingSet
 from drift_decider.measure import measure
 from drift_decider.metrics.index_health import index_health_metrics
+from drift_decider.metrics.rankings import query_coverage, ranking_metrics
+from drift_decider.metrics.result import MetricResult
 from drift_decider.metrics.scores import score_metrics
-from drift_decider.metrics.structure import shared_rows, structure_metrics
+from drift_decider.metrics.structure import procrustes_fit, shared_rows, structure_metrics
+from drift_decider.noise import NoiseFloor, Sibling
 from drift_decider.profile import EmbeddingProfile
 
 ITEM_SAMPLE_ROWS = 100_000   # id-keyed reference items kept per version (structure and score metrics)
@@ -24,12 +30,14 @@ QUERY_SAMPLE_ROWS = 10_000   # reference queries kept per version (score metrics
 
 @dataclass(frozen=True)
 class ReferenceData:
-    """What a model version keeps of its reference: a profile, and id-keyed items and queries if given."""
+    """What a model version keeps of its reference: a profile, id-keyed items and queries if given, and
+    the noise floor measured on sibling refits."""
 
     profile: EmbeddingProfile
     item_ids: np.ndarray | None = None
     item_vectors: np.ndarray | None = None
     queries: np.ndarray | None = None
+    noise: NoiseFloor | None = None
 
 
 @dataclass(frozen=True)
@@ -62,15 +70,13 @@ def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int 
     items = current.items
     families = ["drift"]
     if items is not None and reference.item_ids is not None:
-        report.results.extend(structure_metrics(reference.item_vectors, reference.item_ids, items.vectors,
-                                                items.ids, seed=seed))
-        families.append("structure")
-        if reference.queries is not None and current.queries is not None:
-            # the same items on both sides, so top-k scores compare like with like
-            ref_rows, cur_rows = shared_rows(reference.item_ids, items.ids)
-            report.results.extend(score_metrics(reference.item_vectors[ref_rows], np.asarray(items.vectors)[cur_rows],
-                                                reference.queries, current.queries.vectors, seed=seed))
-            families.append("scores")
+        queries = current.queries.vectors if current.queries is not None else None
+        paired = paired_metrics(reference, items.ids, items.vectors, queries, seed=seed)
+        report.results.extend(paired)
+        families.extend(sorted({_family(r.name) for r in paired}))
+        if reference.noise is not None:
+            report.results.extend(reference.noise.companions(paired))
+    report.inputs["noise_floor"] = reference.noise.label if reference.noise is not None else "none"
     if items is not None and current.index is not None:
         queries = current.queries.vectors if current.queries is not None else None
         report.results.extend(index_health_metrics(items.ids, items.vectors, current.index, queries=queries,
@@ -78,3 +84,54 @@ def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int 
         families.append("index")
     report.inputs["families"] = ",".join(families)
     return report
+
+
+def paired_metrics(reference: ReferenceData, ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray | None, *,
+                   seed: int = 0) -> list[MetricResult]:
+    """Every metric that pairs items by id with the reference's: structure, rankings of the fixed reference
+    queries, query coverage and today's scores. The same assembly measures checks and sibling refits."""
+    vectors = np.asarray(vectors)
+    results = structure_metrics(reference.item_vectors, reference.item_ids, vectors, ids, seed=seed)
+    if reference.queries is None or reference.item_vectors.shape[1] != vectors.shape[1]:
+        return results
+    ref_rows, cur_rows = shared_rows(reference.item_ids, ids)
+    ref_items, cur_items = reference.item_vectors[ref_rows], vectors[cur_rows]
+    results.extend(ranking_metrics(ref_items, cur_items, reference.queries, seed=seed))
+    if queries is not None:
+        results.append(query_coverage(reference.item_vectors, reference.queries, vectors, queries, seed=seed))
+        # the same items on both sides, so top-k scores compare like with like
+        results.extend(score_metrics(ref_items, cur_items, reference.queries, queries, seed=seed))
+    return results
+
+
+def measure_noise(reference: ReferenceData, siblings: list[Sibling], *, seed: int = 0) -> NoiseFloor:
+    """The noise floor of every paired metric, from refits that saw no new data.
+
+    A refit's basis is arbitrary (another seed rotates an SVD or a two-tower model freely), so each
+    sibling is first aligned onto the reference by the best rotation and scale over the ids they
+    share, its queries by the same rotation: the floor is the noise alignment cannot remove, and a
+    current window delivered in a new basis still shows as a change a recalibration repairs.
+    """
+    if reference.item_ids is None:
+        raise InputError("a noise floor needs reference embeddings with ids (siblings are paired by id)")
+    measured = []
+    for number, sibling in enumerate(siblings, 1):
+        if np.shape(sibling.vectors)[1:] != reference.item_vectors.shape[1:]:
+            raise InputError(f"sibling {number} has {np.shape(sibling.vectors)[1:]} dimensions, the reference "
+                             f"{reference.item_vectors.shape[1]}")
+        ref_rows, sib_rows = shared_rows(reference.item_ids, sibling.ids)
+        if len(ref_rows) < 2 * reference.item_vectors.shape[1]:
+            raise InputError(f"sibling {number} shares {len(ref_rows)} ids with the reference; a noise floor "
+                             f"needs at least {2 * reference.item_vectors.shape[1]}")
+        sib = np.asarray(sibling.vectors, dtype=np.float64)
+        rotation, scale = procrustes_fit(sib[sib_rows], np.asarray(reference.item_vectors[ref_rows], np.float64))
+        queries = reference.queries if sibling.queries is None else np.asarray(sibling.queries) @ rotation
+        values: dict[str, float] = {}
+        for result in paired_metrics(reference, sibling.ids, (sib @ rotation) * scale, queries, seed=seed):
+            values.update(result.flat())
+        measured.append(values)
+    return NoiseFloor.from_measurements("siblings", measured)
+
+
+def _family(name: str) -> str:
+    return {"rank": "rankings", "queries": "queries", "scores": "scores"}.get(name.split(".")[0], "structure")

@@ -32,6 +32,9 @@ class Ratings:
     def between(self, start: int, end: int) -> "Ratings":
         return self._take((self.timestamp >= start) & (self.timestamp < end))
 
+    def of_users(self, users: np.ndarray) -> "Ratings":
+        return self._take(np.isin(self.user, users))
+
     def _take(self, mask: np.ndarray) -> "Ratings":
         return Ratings(self.user[mask], self.item[mask], self.rating[mask], self.timestamp[mask])
 

@@ -28,8 +28,9 @@ def index_health_metrics(catalog_ids: np.ndarray, catalog_vectors: np.ndarray, i
     """Recall@k, coverage, stale share and age of ``index`` for the catalogue as it is now.
 
     ``queries`` default to a seeded sample of catalogue vectors. An item is stale when its vector
-    moved more than ``epsilon`` relative to the vector indexed (unit vectors for a cosine index,
-    so only direction counts there; raw vectors for inner product, where norm matters too).
+    moved more than ``epsilon`` relative to the vector indexed, after one global rescale (unit
+    vectors for a cosine index, so only direction counts there; raw vectors for inner product,
+    where an item's norm relative to the others matters too).
     """
     catalog_ids = np.asarray(catalog_ids)
     catalog = np.asarray(catalog_vectors, dtype=np.float32)
@@ -70,14 +71,19 @@ def _recall(catalog_ids: np.ndarray, catalog: np.ndarray, index: ServingIndex, q
 
 
 def _stale(current: np.ndarray, built: np.ndarray, metric: str, epsilon: float) -> MetricResult:
+    """Share of indexed items more than ``epsilon`` (relative) from where the index serves them, beyond
+    one global rescale: scaling every vector alike changes no ranking, so it makes nothing stale."""
     if len(current) == 0:
         return MetricResult.insufficient("index.stale_share", "no catalogue item is in the index")
-    now_vec, then_vec = prepare(current, metric), prepare(built, metric)
-    scale = np.maximum(np.linalg.norm(then_vec, axis=1), np.finfo(np.float32).tiny)
-    moved = np.linalg.norm(now_vec - then_vec, axis=1) / scale
+    now_vec = prepare(current, metric).astype(np.float64)
+    then_vec = prepare(built, metric).astype(np.float64)
+    scale = float(np.sum(now_vec * then_vec) / max(np.sum(then_vec * then_vec), np.finfo(float).tiny))
+    served = scale * then_vec
+    moved = np.linalg.norm(now_vec - served, axis=1) / np.maximum(np.linalg.norm(served, axis=1),
+                                                                   np.finfo(np.float32).tiny)
     return MetricResult("index.stale_share", float(np.mean(moved > epsilon)),
                         detail={"epsilon": epsilon, "n_indexed_in_catalog": int(len(current)),
-                                "moved_p50": float(np.percentile(moved, 50)),
+                                "global_scale": scale, "moved_p50": float(np.percentile(moved, 50)),
                                 "moved_p99": float(np.percentile(moved, 99))})
 
 

@@ -44,18 +44,18 @@ def score_metrics(reference_items: np.ndarray, current_items: np.ndarray, querie
     p_value = float(stats.kstwobign.sf(statistic * np.sqrt(n * m / (n + m))))
     ref_mean = float(ref.mean())
     shift = float(cur.mean()) - ref_mean
-    quantile_shift = {f"p{q}": _relative(float(np.percentile(cur, q) - np.percentile(ref, q)),
+    quantile_shift = {f"p{q}": relative_change(float(np.percentile(cur, q) - np.percentile(ref, q)),
                                          float(np.percentile(ref, q))) for q in QUANTILES}
     common = {"k": k, "n_queries_reference": n, "n_queries_current": m, "metric": metric}
     return [
         MetricResult("scores.ks", statistic, p_value=p_value, detail=common),
-        MetricResult("scores.mean_shift", abs(_relative(shift, ref_mean)),
+        MetricResult("scores.mean_shift", abs(relative_change(shift, ref_mean)),
                      detail={**common, "signed_shift": shift, "reference_mean": ref_mean,
                              "reference_std": float(ref.std()), "relative_quantile_shift": quantile_shift}),
     ]
 
 
-def _relative(shift: float, base: float) -> float:
+def relative_change(shift: float, base: float) -> float:
     """``shift / |base|``; infinite when a non-zero shift starts from a zero base."""
     if base != 0:
         return shift / abs(base)

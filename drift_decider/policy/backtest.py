@@ -35,14 +35,15 @@ class Recorded:
     version: str | None = None
     decision_id: str | None = None
     run_id: str | None = None
+    noise_floor: str | None = None
 
     def context(self) -> dict[str, str]:
-        """The context a live ``check`` decides with (``api.check``): model, version and window id."""
+        """The context a live ``check`` decides with (``api.check``): model, version, window id and the
+        noise floor its metrics were judged against."""
         ctx = {"window_id": self.check.window_id}
-        if self.model is not None:
-            ctx["model"] = self.model
-        if self.version is not None:
-            ctx["version"] = self.version
+        for key in ("model", "version", "noise_floor"):
+            if getattr(self, key) is not None:
+                ctx[key] = getattr(self, key)
         return ctx
 
 

@@ -22,7 +22,7 @@ from drift_decider.policy.past import Past
 ACTIONS = ("none", "refresh-index", "recalibrate", "retrain")   # lightest to heaviest
 # keys of `drift-decider history --json` rows that say where a check lives in MLflow, not what it
 # was: a check record read from such a row ignores them (a backtest reads them, see policy.backtest)
-REFERENCE_KEYS = ("model", "version", "decision_id", "run_id")
+REFERENCE_KEYS = ("model", "version", "decision_id", "run_id", "noise_floor")
 ACTION_WEIGHT = {name: rank for rank, name in enumerate(ACTIONS)}
 MODES = ("enforce", "dry-run")
 

@@ -1,7 +1,8 @@
 """Store a model version's reference as artifacts of its LoggedModel, and read it back verified.
 
 The reference is summarised once, when it is set: a profile, plus (when given) a seeded id-keyed
-sample of items and a sample of queries for the structure and score metrics. A manifest of sha256
+sample of items and a sample of queries for the structure and score metrics, and the noise floor
+measured on sibling refits (``noise.json``, named by a version tag). A manifest of sha256
 digests, itself pinned by a version tag, makes a tampered or truncated reference an error.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from drift_decider.errors import InputError
 from drift_decider.evidence_builder import ReferenceData
+from drift_decider.noise import NoiseFloor
 from drift_decider.profile import EmbeddingProfile
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
@@ -24,6 +26,7 @@ from drift_decider.tracking.registry import VersionRef
 PROFILE_FILE = "profile.npz"
 ITEMS_FILE = "items.npz"
 QUERIES_FILE = "queries.npy"
+NOISE_FILE = "noise.json"
 MANIFEST_FILE = "manifest.json"
 
 
@@ -36,6 +39,8 @@ def store_reference(client, ref: VersionRef, reference: ReferenceData) -> str:
             np.savez(folder / ITEMS_FILE, ids=reference.item_ids, vectors=reference.item_vectors)
         if reference.queries is not None:
             np.save(folder / QUERIES_FILE, reference.queries)
+        if reference.noise is not None:
+            (folder / NOISE_FILE).write_text(json.dumps(reference.noise.to_dict(), sort_keys=True))
         manifest = {path.name: _sha256(path) for path in sorted(folder.iterdir())}
         (folder / MANIFEST_FILE).write_text(json.dumps(manifest, sort_keys=True))
         uri = f"models:/{ref.model_id}/{tags.REFERENCE_ARTIFACT_DIR}"
@@ -43,7 +48,8 @@ def store_reference(client, ref: VersionRef, reference: ReferenceData) -> str:
             client.log_model_artifacts(ref.model_id, tmp, artifact_path=tags.REFERENCE_ARTIFACT_DIR)
             for key, value in ((tags.REFERENCE_SHA256, _sha256(folder / MANIFEST_FILE)),
                                (tags.REFERENCE_ROWS, str(reference.profile.count)),
-                               (tags.REFERENCE_DIM, str(reference.profile.dim)), (tags.REFERENCE_URI, uri)):
+                               (tags.REFERENCE_DIM, str(reference.profile.dim)), (tags.REFERENCE_URI, uri),
+                               (tags.REFERENCE_NOISE, reference.noise.label if reference.noise else "none")):
                 client.set_model_version_tag(ref.name, ref.version, key, value)
     return uri
 
@@ -70,13 +76,15 @@ def load_reference(client, tracking_uri: str, ref: VersionRef, workdir: Path) ->
     for name, digest in manifest.items():
         if not (folder / name).is_file() or _sha256(folder / name) != digest:
             raise InputError(f"{corrupt}: {name} does not match its sha256 in the manifest")
-    item_ids = item_vectors = queries = None
+    item_ids = item_vectors = queries = noise = None
     if ITEMS_FILE in manifest:
         with np.load(folder / ITEMS_FILE, allow_pickle=False) as items:
             item_ids, item_vectors = items["ids"], items["vectors"]
     if QUERIES_FILE in manifest:
         queries = np.load(folder / QUERIES_FILE, allow_pickle=False)
-    return ReferenceData(EmbeddingProfile.load(folder / PROFILE_FILE), item_ids, item_vectors, queries)
+    if NOISE_FILE in manifest:
+        noise = NoiseFloor.from_dict(json.loads((folder / NOISE_FILE).read_text()))
+    return ReferenceData(EmbeddingProfile.load(folder / PROFILE_FILE), item_ids, item_vectors, queries, noise)
 
 
 def _sha256(path: Path) -> str:

@@ -27,6 +27,7 @@ REFERENCE_URI = PREFIX + "reference_uri"
 REFERENCE_SHA256 = PREFIX + "reference_sha256"
 REFERENCE_ROWS = PREFIX + "reference_rows"
 REFERENCE_DIM = PREFIX + "reference_dim"
+REFERENCE_NOISE = PREFIX + "reference_noise_floor"   # the noise floor's label, or "none"
 
 DECISION_ARTIFACT = "drift_decider/decision.json"
 EVIDENCE_ARTIFACT = "drift_decider/evidence.json"
