@@ -1,21 +1,14 @@
 """Which action is decided on seeded drift scenarios with a known right action? A confusion matrix.
 
-    PYTHONPATH=. python benchmarks/scenario_confusion.py [--seeds 8] [--first-seed 0] [--persist 2]
+    PYTHONPATH=. python benchmarks/scenario_confusion.py [--seeds 3] [--first-seed 0] [--persist 2] [--json]
 
-Runs every scenario kind at every strength (drift_decider.scenarios) for ``--seeds`` seeds
-(10 kinds x 3 strengths x 8 seeds = 240 scenarios), computes every metric a real check computes
-(distribution drift from ``drift_decider.measure.measure`` plus structure, index-health and score
-metrics) and decides:
-
-- with the shipped policy (``drift_decider.policy.load_policy`` / ``evaluate``), each scenario seen
-  by ``--persist`` consecutive daily checks of the same drift (the policy's ``for: 2`` rules need
-  two), when the policy file exists, and
-- always with the PROVISIONAL rule below, which exists to show that the metrics separate the
-  actions. Its thresholds come from what each metric means, not from these scenarios; they are
-  then checked here. It is not a policy and is not shipped.
-
-Also prints, per scenario kind, min / median / max of each key metric, so that policy thresholds
-can be set between the no-change values and the values of each kind.
+Runs every scenario kind at every strength (drift_decider.scenarios: 14 kinds x 3 strengths) for
+``--seeds`` seeds, assembles the evidence a real check assembles (``scenarios.scenario_evidence``:
+``evidence_builder.build_evidence`` with the version's sibling noise floor) and decides with the
+shipped policy, each scenario seen by ``--persist`` consecutive daily checks of the same drift (the
+policy's ``for: 2`` rules need two). Prints the confusion matrix, the accuracy per kind and strength,
+the retrains in no-change kinds, and per kind min / median / max of the key metrics. ``--json``
+prints one object instead.
 """
 
 from __future__ import annotations
@@ -36,37 +29,10 @@ from drift_decider.scenarios import (SCENARIO_KINDS, STRENGTHS, check_values, fi
                                      scenario_grid)
 
 ACTIONS = ("none", "refresh-index", "recalibrate", "retrain")
-KEY_METRICS = ("knn_jaccard", "knn_turnover", "procrustes.moved_share", "procrustes.residual", "procrustes.scale",
-               "movement.cosine_p50", "index.recall_at_k", "index.coverage", "index.stale_share", "scores.ks",
-               "scores.ks.p_value", "scores.mean_shift", "norm_ratio", "norm_ks.p_value", "domain_classifier.auc",
-               "mmd2.p_value")
-EPSILON = 0.1  # relative move that counts as "moved" (index_health.DEFAULT_EPSILON)
-
-# PROVISIONAL thresholds, each from the metric's meaning (value under no change in brackets).
-RETRAIN_TURNOVER = 0.01      # >1 % of neighbour relations came from outside the 5k reference neighbourhood [0]
-RETRAIN_MOVED = 0.01         # >1 % of items point elsewhere (>0.1 cosine) after the best rotation [0]
-RECAL_SCALE = 0.05           # global scale off by >5 %: every inner-product score is 5 % off [1]
-RECAL_MOVEMENT = EPSILON ** 2 / 2  # median item moved > epsilon of its norm (unit vectors: |d|^2 = 2 cos-dist) [0]
-RECAL_SCORES = 0.05          # the typical top-k score is >5 % off [0]
-REFRESH_COVERAGE = 0.99      # >1 % of the catalogue unreachable [1]
-REFRESH_STALE = 0.01         # >1 % of indexed items served from a place more than epsilon away [0]
-REFRESH_RECALL = 0.90        # one true top-k neighbour in ten missing [~1 for a fresh ANN index]
-
-
-def provisional_rule(values: Mapping[str, float]) -> str:
-    """Heaviest repair first: a retrain rebuilds space and index; a recalibration makes the index usable."""
-    def get(name: str, default: float) -> float:
-        return values.get(name, default)
-
-    if get("knn_turnover", 0) > RETRAIN_TURNOVER and get("procrustes.moved_share", 0) > RETRAIN_MOVED:
-        return "retrain"
-    if (abs(get("procrustes.scale", 1) - 1) > RECAL_SCALE or get("movement.cosine_p50", 0) > RECAL_MOVEMENT
-            or get("scores.mean_shift", 0) > RECAL_SCORES):
-        return "recalibrate"
-    if (get("index.coverage", 1) < REFRESH_COVERAGE or get("index.stale_share", 0) > REFRESH_STALE
-            or get("index.recall_at_k", 1) < REFRESH_RECALL):
-        return "refresh-index"
-    return "none"
+KEY_METRICS = ("rank.overlap", "rank.overlap_fixed", "rank.overlap_fixed.noise_units", "rank.fix_gain",
+               "rank.score_shift", "knn_turnover.noise_units", "queries.off_catalog_share", "index.recall_at_k",
+               "index.coverage", "index.stale_share", "domain_classifier.auc", "mmd2.p_value")
+NO_CHANGE_KINDS = tuple(kind for kind, action in SCENARIO_KINDS.items() if action == "none")
 
 
 def policy_decider(path: Path, persist: int) -> Callable[[Mapping[str, float]], str]:
@@ -114,13 +80,13 @@ def per_cell_accuracy(rows: list[tuple[str, float, str]]) -> str:
 
 
 def measure(kind: str, strength: float, seed: int, index_kind: str) -> dict[str, float]:
-    """Every metric of one check: distribution drift, structure, index health and scores."""
+    """Every metric of one check, as the real evidence assembly computes it."""
     return check_values(generate_scenario(kind, strength, seed), index_kind=index_kind, seed=seed)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=8, help="seeds per kind and strength (default 8)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per kind and strength (default 3)")
     parser.add_argument("--first-seed", type=int, default=0,
                         help="first scenario seed, to check results on seeds not looked at (default 0)")
     parser.add_argument("--index-kind", default="hnsw", choices=("hnsw", "faiss-hnsw", "exact"))
@@ -132,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
                              "the shipped policy's retrain rules need two)")
     parser.add_argument("--policy", type=Path,
                         default=Path(__file__).resolve().parents[1] / "policies" / "recommender-default.yaml")
+    parser.add_argument("--json", dest="as_json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args(argv)
 
-    decide_by_policy = policy_decider(args.policy, args.persist) if args.policy.exists() else None
+    decide = policy_decider(args.policy, args.persist)
     grid = scenario_grid(args.seeds, first_seed=args.first_seed)
     started = time.perf_counter()
     run = {"seeds": args.seeds, "first_seed": args.first_seed, "index_kind": args.index_kind}
@@ -148,21 +115,28 @@ def main(argv: list[str] | None = None) -> int:
         if args.values:
             args.values.write_text(json.dumps({"run": run, "scenarios": measured}))
     elapsed = time.perf_counter() - started
-
+    decided = [(kind, strength, decide(values)) for kind, strength, values in measured]
+    pairs = [(SCENARIO_KINDS[kind], action) for kind, _, action in decided]
+    no_change_retrains = {kind: sum(1 for k, _, a in decided if k == kind and a == "retrain")
+                          for kind in NO_CHANGE_KINDS}
+    if args.as_json:
+        confusion = Counter(pairs)
+        print(json.dumps({**run, "scenarios": len(decided), "seconds": round(elapsed, 1),
+                          "accuracy": sum(e == d for e, d in pairs) / len(pairs),
+                          "confusion": {e: {d: confusion[(e, d)] for d in ACTIONS} for e in ACTIONS},
+                          "retrains_in_no_change_kinds": no_change_retrains,
+                          "per_kind": {kind: float(np.mean([a == SCENARIO_KINDS[kind] for k, _, a in decided
+                                                            if k == kind])) for kind in SCENARIO_KINDS}},
+                         indent=2))
+        return 0
     cells = sum(map(len, STRENGTHS.values()))
     print(f"{len(measured)} scenarios ({args.seeds} seeds from {args.first_seed} x {cells} kind/strength cells), "
           f"index kind {args.index_kind}, {elapsed:.0f} s ({elapsed / len(measured):.2f} s per scenario)\n")
-    deciders = [("PROVISIONAL rule (metric meanings, not a policy)", provisional_rule)]
-    if decide_by_policy is not None:
-        deciders.insert(0, (f"policy {args.policy.name}, {args.persist} consecutive check(s)", decide_by_policy))
-    else:
-        print(f"policy file {args.policy} not found: not evaluated\n")
-    for title, decide in deciders:
-        decided = [(kind, strength, decide(values)) for kind, strength, values in measured]
-        print(f"== {title}")
-        print(confusion_table([(SCENARIO_KINDS[kind], action) for kind, _, action in decided]))
-        print("accuracy per kind and strength:")
-        print(per_cell_accuracy(decided) + "\n")
+    print(f"== policy {args.policy.name}, {args.persist} consecutive check(s)")
+    print(confusion_table(pairs))
+    print("retrains in no-change kinds: " + ", ".join(f"{k} {n}" for k, n in no_change_retrains.items()))
+    print("accuracy per kind and strength:")
+    print(per_cell_accuracy(decided) + "\n")
     print("== per-kind metric distributions (min/median/max)")
     print(distribution_table(measured))
     return 0

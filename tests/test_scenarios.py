@@ -6,15 +6,12 @@ import numpy as np
 import pytest
 
 from drift_decider.errors import InputError
-from drift_decider.scenarios import (SCENARIO_KINDS, STRENGTHS, UPDATE_NOISE, generate_scenario,
-                                     scenario_grid, scenario_metrics)
+from drift_decider.scenarios import (SCENARIO_KINDS, STRENGTHS, UPDATE_NOISE, check_values, generate_scenario,
+                                     scenario_grid)
 
 
 def values(scenario) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for result in scenario_metrics(scenario, index_kind="exact"):
-        out.update(result.flat())
-    return out
+    return check_values(scenario, index_kind="exact")
 
 
 def _factor(strength: float, seed: int) -> float:
@@ -25,20 +22,29 @@ def _factor(strength: float, seed: int) -> float:
 SIGNATURES = {
     "none": lambda v, s, seed: v["knn_turnover"] < 0.01 and v["index.stale_share"] == 0
     and v["procrustes.residual"] == pytest.approx(s, abs=0.01),
+    "refit": lambda v, s, seed: v["knn_turnover"] > 0.05 and 0.5 < v["rank.overlap_fixed"] < 0.95
+    and v["index.stale_share"] == 0,
+    "population_change": lambda v, s, seed: v["knn_turnover"] < 0.01 and v["rank.overlap_fixed"] > 0.95
+    and v["index.stale_share"] == 0,
     "fold_in": lambda v, s, seed: v["index.stale_share"] == 0 and v["procrustes.scale"] == pytest.approx(1, abs=0.01)
     and 0 < v["procrustes.residual"] < 0.1,
     "new_items": lambda v, s, seed: v["index.coverage"] == pytest.approx(1 / (1 + s), abs=0.002),
     "updated_vectors": lambda v, s, seed: v["index.stale_share"] == pytest.approx(s, abs=0.002)
     and v["knn_turnover"] < 0.01,
     "rotation": lambda v, s, seed: v["procrustes.residual"] < 2 * UPDATE_NOISE
-    and v["movement.cosine_p50"] > 10 * UPDATE_NOISE ** 2,
-    "scale": lambda v, s, seed: v["procrustes.scale"] == pytest.approx(_factor(s, seed), rel=0.01),
+    and v["movement.cosine_p50"] > 10 * UPDATE_NOISE ** 2 and v["rank.fix_gain"] > 0,
+    "permuted_axes": lambda v, s, seed: v["rank.fix_gain"] > 0.1 and v["rank.overlap_fixed"] > 0.95
+    and v["index.stale_share"] == 0,
+    "scale": lambda v, s, seed: v["procrustes.scale"] == pytest.approx(_factor(s, seed), rel=0.01)
+    and v["rank.overlap"] > 0.95 and v["rank.score_shift"] == pytest.approx(abs(_factor(s, seed) - 1), rel=0.1),
     "norm_change": lambda v, s, seed: v["movement.cosine_p90"] < UPDATE_NOISE ** 2
     and v["procrustes.residual"] > 2 * UPDATE_NOISE,
     "score_shift": lambda v, s, seed: v["scores.mean_shift"] == pytest.approx(abs(_factor(s, seed) - 1), rel=0.1)
     and v["procrustes.scale"] == pytest.approx(1, abs=0.01),
     "neighbourhood_change": lambda v, s, seed: v["procrustes.moved_share"] > s / 2 and v["knn_turnover"] > s / 2,
     "new_cluster": lambda v, s, seed: v["procrustes.moved_share"] == pytest.approx(s, abs=0.01),
+    "queries_off_catalog": lambda v, s, seed: v["queries.off_catalog_share"] > 0.05 + s / 3
+    and v["knn_turnover"] < 0.01,
 }
 
 
@@ -57,6 +63,19 @@ def test_same_arguments_same_scenario_and_seeds_differ():
     for name in ("reference_ids", "current_vectors", "index_vectors", "queries_current"):
         np.testing.assert_array_equal(getattr(first, name), getattr(again, name))
     assert not np.array_equal(first.reference_ids, other.reference_ids)
+
+
+def test_population_change_moves_todays_users_along_one_taste_direction():
+    scenario = generate_scenario("population_change", 1.0, 3)
+    np.testing.assert_array_equal(scenario.current_ids, scenario.reference_ids)
+    shift = scenario.queries_current.mean(axis=0) - scenario.queries_reference.mean(axis=0)
+    spread = scenario.queries_reference.std(axis=0).mean()
+    assert np.linalg.norm(shift) > spread     # the population's centre moved by more than a typical spread
+
+
+def test_every_scenario_carries_the_versions_siblings():
+    first, other = generate_scenario("none", 0.0, 0), generate_scenario("rotation", 0.3, 5)
+    assert len(first.siblings) == 3 and first.siblings is other.siblings
 
 
 def test_index_snapshot_is_the_registered_reference():
