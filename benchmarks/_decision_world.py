@@ -1,0 +1,409 @@
+"""The world of the counterfactual MovieLens decision benchmark, and the oracle that labels it.
+
+A production matrix-factorisation recommender replayed on the shipped MovieLens ratings
+(examples/movielens): 24 equal-count windows; versions trained before windows 6, 12 and 18,
+validated on the next 2 windows (their folded-in requests are the version's reference queries)
+and served on every later window to the end of the log (30 served windows).
+
+The model is fixed between versions. Its *item tower* re-solves every item vector by least squares
+against the version's training users' factors (each user's fold-in of their whole training
+history, which is SVD's own user factor), from every rating those users gave before a time: new
+movies get vectors, old ones drift with new ratings, and at the cutoff the tower reproduces the
+version's item factors up to the SVD's own convergence error (``TOWER_TOLERANCE``). An item
+needs ``MIN_TRAINING_RATINGS`` rating from a training user: the version's SVD embeds every movie
+rated once, so a higher minimum would drop the version's own rare movies from the catalogue at
+the cutoff.
+
+Healthy served state of a window: the catalogue is the item tower at the window's start; the
+serving index is the version's HNSW index over its item factors, built at the cutoff (it misses
+new movies and serves old vectors); queries are the version's fold-in.
+
+Injected faults (copies of a served window; the served state changes, the requests do not). Every
+served window of a version gets one faulty copy, the faults taken in a fixed cycle
+(``fault_plan``) whose starting point is drawn from the seed:
+
+- ``stale_previous_index``: the index is the previous version's (versions 2 and 3 only);
+- ``partial_index``: the index was built over a seeded random half of the catalogue;
+- ``unaligned_refit``: the catalogue is a full refit on every rating before the window, in its
+  own SVD basis, and the index is rebuilt on it; queries still come from the version's tower;
+- ``permuted_axes``: the healthy catalogue with a seeded signed permutation of its axes, the index
+  rebuilt on it; queries unpermuted.
+
+Repairs, each scored by recall@10 of the window's requests (liked targets >= 4 stars; candidates
+exclude what the user rated before the request; ``recommender.recall_at_k``'s definition):
+``none`` (the query tower searches the serving index), ``refresh-index`` (exact search over the
+served catalogue as it is), ``recalibrate`` (the served catalogue aligned onto the version's
+item factors by the best rotation and scale over the ids they share, then exact search),
+``retrain`` (a refit on every rating before the window, with its own fold-in, exact search).
+
+Oracle label, fixed before any decision was compared with it:
+
+- per request, the paired difference of each repair's recall against ``none``'s; requests with no
+  liked target drop out, a request the repair's query tower cannot serve scores 0;
+- a repair is *material* when its mean gain is at least 10 % of ``none``'s recall and at least
+  0.002, and *significant* when the one-sided paired z of the gain is at least 2 (the MovieLens
+  study's drop rule, ``analysis.DROP_Z``);
+- label ``none`` when no repair is both; otherwise the cheapest (refresh-index < recalibrate <
+  retrain) material and significant repair whose recall is not significantly below the best
+  repair's (paired z of best minus it below 2).
+
+Split, fixed up front: development = version 1 (its windows and faults); held-out = versions 2
+and 3.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+STUDY_DIR = Path(__file__).resolve().parents[1] / "examples" / "movielens"
+if str(STUDY_DIR) not in sys.path:
+    sys.path.insert(0, str(STUDY_DIR))
+
+import analysis  # noqa: E402
+from data_windows import Requests, Window, build_requests, equal_count_windows, in_window  # noqa: E402
+from recommender import Model, fold_in, train  # noqa: E402
+
+from drift_decider.ann_index import ServingIndex  # noqa: E402
+from drift_decider.datasets.movielens import Factors, load_ratings  # noqa: E402
+from drift_decider.metrics.structure import procrustes_fit  # noqa: E402
+from drift_decider.noise import Sibling  # noqa: E402
+from drift_decider.scenarios import _least_squares_items  # noqa: E402
+
+N_WINDOWS = 24
+VERSION_STARTS = (6, 12, 18)
+VALIDATION_WINDOWS = analysis.BASELINE_WINDOWS
+DIM = 32
+K = 10
+LIKE = 4.0
+MIN_TRAINING_RATINGS = 1
+# The tower at the cutoff against the version's item factors: relative Frobenius error at most 3 %
+# and at least 99 % of items within cosine 0.99. Not 0: the randomized truncated SVD (7 power
+# iterations) is not converged, so X^T U = V S holds only approximately (measured 1.1-2.1 %).
+TOWER_TOLERANCE = {"relative_error": 0.03, "share_cosine_0.99": 0.99}
+PARTIAL_SHARE = 0.5
+SIBLING_SEEDS = (1, 2, 3)
+SIBLING_SHARE = 0.8
+MATERIAL_SHARE = 0.10
+MATERIAL_ABS = 0.002
+SIGNIFICANT_Z = analysis.DROP_Z
+REPAIRS = ("none", "refresh-index", "recalibrate", "retrain")  # after none: cheapest first
+FAULTS = ("stale_previous_index", "partial_index", "unaligned_refit", "permuted_axes")
+DEVELOPMENT_VERSIONS = (1,)
+
+
+def utc(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Items:
+    """A catalogue: sorted ids and one vector per id."""
+
+    ids: np.ndarray
+    vectors: np.ndarray
+
+
+@dataclass(frozen=True)
+class Version:
+    number: int
+    model: Model
+    users: Factors              # the training users' factors: the item tower's fixed side
+    index: ServingIndex         # HNSW over the item factors, built at the cutoff
+    validation: list[Window]
+    served: list[Window]
+    queries: np.ndarray         # the validation windows' folded-in requests: the reference queries
+
+    @property
+    def items(self) -> Items:
+        return Items(self.model.item_ids, self.model.item_vectors)
+
+    @property
+    def split(self) -> str:
+        return "development" if self.number in DEVELOPMENT_VERSIONS else "held_out"
+
+
+@dataclass(frozen=True)
+class ServedState:
+    catalog: Items
+    index: ServingIndex
+
+
+@dataclass(frozen=True)
+class WindowRequests:
+    """A window's requests with what scoring needs per request."""
+
+    requests: Requests
+    liked: list[np.ndarray]   # liked next items (>= LIKE stars)
+    seen: list[np.ndarray]    # items rated before the request
+
+    @property
+    def evaluated(self) -> np.ndarray:
+        return np.array([len(liked) > 0 for liked in self.liked])
+
+
+@dataclass(frozen=True)
+class RepairScore:
+    recall: float         # mean over the requests with a liked target
+    gain: float           # mean paired difference to none
+    z: float              # one-sided paired z of the gain
+    z_below_best: float   # one-sided paired z of the best repair's recall minus this one's
+
+
+@dataclass(frozen=True)
+class Verdict:
+    label: str
+    n: int                # requests with a liked target
+    repairs: dict[str, RepairScore]
+
+
+class World:
+    """Ratings, windows, versions and every served state; refits and towers cached within a run."""
+
+    def __init__(self, seed: int = 0, starts: tuple[int, ...] = VERSION_STARTS) -> None:
+        self.seed = seed
+        self.ratings = load_ratings()
+        self.windows = equal_count_windows(self.ratings, N_WINDOWS)
+        self._requests = build_requests(self.ratings)
+        self._refits: dict[int, Model] = {}
+        self._healthy: dict[tuple[int, int], Items] = {}
+        self._queries: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._window_requests: dict[int, WindowRequests] = {}
+        self._retrain: dict[int, np.ndarray] = {}
+        self.versions = [self._deploy(number, start) for number, start in enumerate(starts, 1)]
+
+    def _deploy(self, number: int, start: int) -> Version:
+        validation = self.windows[start:start + VALIDATION_WINDOWS]
+        cutoff = validation[0].start
+        model = train(self.ratings, cutoff, dim=DIM, seed=self.seed)
+        users = self._training_users(model)
+        index = _hnsw(model.item_ids, model.item_vectors, cutoff, self.seed)
+        queries = np.concatenate([fold_in(model, self.ratings, in_window(self._requests, w))[0]
+                                  for w in validation])
+        return Version(number, model, users, index, validation, self.windows[start + VALIDATION_WINDOWS:],
+                       queries)
+
+    def _training_users(self, model: Model) -> Factors:
+        """Each training user's fold-in from their whole history before the cutoff: SVD's own user factors
+        (u = x W S^-1, the map fold-in applies to a query), without a second factorisation."""
+        before = np.flatnonzero(self.ratings.timestamp < model.cutoff)
+        order = before[np.argsort(self.ratings.user[before], kind="stable")]
+        users, starts = np.unique(self.ratings.user[order], return_index=True)
+        histories = np.split(order, starts[1:])
+        whole = Requests(users, np.full(len(users), model.cutoff), histories, histories, histories)
+        vectors, _ = fold_in(model, self.ratings, whole, min_known=1)  # every item of a history is known
+        return Factors(model.item_ids, model.item_vectors, users, vectors)
+
+    def item_tower(self, version: Version, time: int) -> Items:
+        """Every item the version's training users rated before ``time``, re-solved against their factors."""
+        before = self.ratings.before(time)
+        rated = before._take(np.isin(before.user, version.users.user_ids))
+        ids, counts = np.unique(rated.item, return_counts=True)
+        # _least_squares_items reads only the item ids of the Factors it is given
+        wanted = Factors(ids, np.empty((len(ids), 0), np.float32), version.users.user_ids,
+                         version.users.user_vectors)
+        vectors = _least_squares_items(rated, wanted)
+        keep = counts >= MIN_TRAINING_RATINGS
+        return Items(ids[keep], vectors[keep])
+
+    def refit(self, time: int) -> Model:
+        """The model retrained on every rating before ``time`` (its own SVD basis)."""
+        if time not in self._refits:
+            self._refits[time] = train(self.ratings, time, dim=DIM, seed=self.seed)
+        return self._refits[time]
+
+    def siblings(self, version: Version) -> tuple[Sibling, ...]:
+        """Refits before the same cutoff on a seeded 80 % of the training users, aligned onto the version.
+
+        As ``shadow.same_period_refit``; each also folds the validation requests in with its own
+        tower. Its queries are mapped by the rotation and the inverse scale: fold-in divides by
+        the singular values, so the queries of a refit whose items need the scale ``s`` need
+        ``1/s``, and this map keeps every sibling score what the sibling would serve (the
+        siblings' ``scores.mean_shift`` floor is 0.014-0.053 this way, about 0.12-0.17 without
+        their own queries).
+        """
+        cutoff = version.model.cutoff
+        before = self.ratings.before(cutoff)
+        users = np.unique(before.user)
+        out = []
+        for seed in SIBLING_SEEDS:
+            size = int(SIBLING_SHARE * len(users))
+            keep = np.random.default_rng(seed).choice(users, size=size, replace=False)
+            sibling = train(before._take(np.isin(before.user, keep)), cutoff, dim=DIM, seed=seed)
+            rotation, scale = _alignment(Items(sibling.item_ids, sibling.item_vectors), version)
+            queries = np.concatenate([fold_in(sibling, self.ratings, in_window(self._requests, w))[0]
+                                      for w in version.validation])
+            items, queries = (sibling.item_vectors @ rotation) * scale, (queries @ rotation) / scale
+            out.append(Sibling(sibling.item_ids, items.astype(np.float32), queries.astype(np.float32)))
+        return tuple(out)
+
+    def window_requests(self, window: Window) -> WindowRequests:
+        if window.index not in self._window_requests:
+            requests = in_window(self._requests, window)
+            ratings = self.ratings
+            liked = [ratings.item[t][ratings.rating[t] >= LIKE] for t in requests.targets]
+            seen = [ratings.item[s] for s in requests.seen]
+            self._window_requests[window.index] = WindowRequests(requests, liked, seen)
+        return self._window_requests[window.index]
+
+    def queries(self, version: Version, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """The version's fold-in of the window's requests: (vectors of the servable ones, servable mask)."""
+        key = (version.number, window.index)
+        if key not in self._queries:
+            self._queries[key] = fold_in(version.model, self.ratings, self.window_requests(window).requests)
+        return self._queries[key]
+
+    def healthy(self, version: Version, window: Window) -> ServedState:
+        key = (version.number, window.index)
+        if key not in self._healthy:
+            self._healthy[key] = self.item_tower(version, window.start)
+        return ServedState(self._healthy[key], version.index)
+
+    def faulty(self, version: Version, window: Window, fault: str) -> ServedState:
+        """The window's served state with ``fault`` injected (seeded per version, window and fault)."""
+        rng = np.random.default_rng([self.seed, version.number, window.index, FAULTS.index(fault)])
+        healthy = self.healthy(version, window).catalog
+        if fault == "stale_previous_index":
+            return ServedState(healthy, self.versions[version.number - 2].index)
+        if fault == "partial_index":
+            n = len(healthy.ids)
+            rows = np.sort(rng.choice(n, size=int(PARTIAL_SHARE * n), replace=False))
+            partial = _hnsw(healthy.ids[rows], healthy.vectors[rows], window.start, self.seed)
+            return ServedState(healthy, partial)
+        if fault == "unaligned_refit":
+            refit = self.refit(window.start)
+            catalog = Items(refit.item_ids, refit.item_vectors)
+        elif fault == "permuted_axes":
+            axes, signs = rng.permutation(DIM), rng.choice([-1.0, 1.0], size=DIM)
+            catalog = Items(healthy.ids, (healthy.vectors[:, axes] * signs).astype(np.float32))
+        else:
+            raise ValueError(f"unknown fault {fault!r}")
+        return ServedState(catalog, _hnsw(catalog.ids, catalog.vectors, window.start, self.seed))
+
+    def repair_recalls(self, version: Version, window: Window, state: ServedState) -> dict[str, np.ndarray]:
+        """Per-request recall@10 of each repair (NaN: no liked target; 0: the tower cannot serve it)."""
+        queries, mask = self.queries(version, window)
+        wr = self.window_requests(window)
+        return {
+            "none": _recalls(wr, mask, _index_top(state.index, queries, _served(wr.seen, mask))),
+            "refresh-index": _recalls(wr, mask, _exact_top(state.catalog, queries, _served(wr.seen, mask))),
+            "recalibrate": _recalls(wr, mask, _exact_top(_aligned(state.catalog, version), queries,
+                                                        _served(wr.seen, mask))),
+            "retrain": self._retrain_recalls(window),
+        }
+
+    def _retrain_recalls(self, window: Window) -> np.ndarray:
+        """The same for every version and fault of a window: the refit ignores what is served."""
+        if window.index not in self._retrain:
+            refit = self.refit(window.start)
+            wr = self.window_requests(window)
+            queries, mask = fold_in(refit, self.ratings, wr.requests)
+            top = _exact_top(Items(refit.item_ids, refit.item_vectors), queries, _served(wr.seen, mask))
+            self._retrain[window.index] = _recalls(wr, mask, top)
+        return self._retrain[window.index]
+
+    def tower_reproduction(self, version: Version) -> dict[str, float]:
+        """How well the item tower at the cutoff reproduces the version's item factors (same ids required)."""
+        tower = self.item_tower(version, version.model.cutoff)
+        if not np.array_equal(tower.ids, version.model.item_ids):
+            return {"same_ids": 0.0, "relative_error": math.inf, "share_cosine_0.99": 0.0}
+        a, b = tower.vectors.astype(np.float64), version.model.item_vectors.astype(np.float64)
+        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        nonzero = norms > 0
+        cosine = np.sum(a * b, axis=1)[nonzero] / norms[nonzero]
+        return {"same_ids": 1.0, "relative_error": float(np.linalg.norm(a - b) / np.linalg.norm(b)),
+                "share_cosine_0.99": float(np.mean(cosine >= 0.99))}
+
+
+def fault_plan(version: Version, seed: int) -> list[str]:
+    """One fault per served window, in a fixed cycle whose starting point the seed draws."""
+    eligible = FAULTS if version.number > 1 else FAULTS[1:]
+    offset = int(np.random.default_rng([seed, version.number]).integers(len(eligible)))
+    return [eligible[(offset + i) % len(eligible)] for i in range(len(version.served))]
+
+
+def oracle(recalls: dict[str, np.ndarray]) -> Verdict:
+    """The label the module docstring defines, with every repair's recall, gain and z."""
+    evaluated = ~np.isnan(recalls["none"])
+    values = {name: recalls[name][evaluated] for name in REPAIRS}
+    best = max(REPAIRS[1:], key=lambda name: values[name].mean())  # ties: the cheapest
+    scores = {}
+    for name in REPAIRS:
+        gain = values[name] - values["none"]
+        scores[name] = RepairScore(float(values[name].mean()), float(gain.mean()), _paired_z(gain),
+                                   _paired_z(values[best] - values[name]))
+    threshold = max(MATERIAL_SHARE * scores["none"].recall, MATERIAL_ABS)
+    label = next((name for name in REPAIRS[1:] if scores[name].gain >= threshold
+                  and scores[name].z >= SIGNIFICANT_Z and scores[name].z_below_best < SIGNIFICANT_Z), "none")
+    return Verdict(label, int(evaluated.sum()), scores)
+
+
+def _paired_z(diff: np.ndarray) -> float:
+    """Mean over its standard error; 0 when every difference is 0 (a repair identical to the other)."""
+    mean = float(diff.mean())
+    sd = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+    if sd == 0.0:
+        return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
+    return mean / (sd / math.sqrt(len(diff)))
+
+
+def _hnsw(ids: np.ndarray, vectors: np.ndarray, built: int, seed: int) -> ServingIndex:
+    return ServingIndex.build(ids, vectors, kind="hnsw", metric="ip", seed=seed, built_at=utc(built))
+
+
+def _alignment(catalog: Items, version: Version) -> tuple[np.ndarray, float]:
+    """Best rotation and scale of ``catalog`` onto the version's item factors over the ids both hold."""
+    rows = version.model.known(catalog.ids)
+    shared = rows >= 0
+    return procrustes_fit(catalog.vectors[shared].astype(np.float64),
+                          version.model.item_vectors[rows[shared]].astype(np.float64))
+
+
+def _aligned(catalog: Items, version: Version) -> Items:
+    rotation, scale = _alignment(catalog, version)
+    return Items(catalog.ids, ((catalog.vectors.astype(np.float64) @ rotation) * scale).astype(np.float32))
+
+
+def _served(seen: list[np.ndarray], mask: np.ndarray) -> list[np.ndarray]:
+    return [items for items, ok in zip(seen, mask) if ok]
+
+
+def _member(ids: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Row of each of ``items`` in the sorted ``ids``, -1 where absent."""
+    rows = np.minimum(np.searchsorted(ids, items), len(ids) - 1)
+    return np.where(ids[rows] == items, rows, -1)
+
+
+def _exact_top(catalog: Items, queries: np.ndarray, seen: list[np.ndarray]) -> list[np.ndarray]:
+    """Top-K ids by exact inner product, what each user rated before left out."""
+    scores = queries @ catalog.vectors.T
+    rows = [_member(catalog.ids, items) for items in seen]
+    which = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+    columns = np.concatenate(rows) if rows else np.empty(0, np.int64)
+    scores[which[columns >= 0], columns[columns >= 0]] = -np.inf
+    return list(catalog.ids[np.argpartition(-scores, K, axis=1)[:, :K]])
+
+
+def _index_top(index: ServingIndex, queries: np.ndarray, seen: list[np.ndarray]) -> list[np.ndarray]:
+    """Top-K ids the index serves, what each user rated before left out (searched deep enough for it)."""
+    out = []
+    for query, items in zip(queries, seen):
+        depth = min(len(index.ids), K + int((_member(index.ids, items) >= 0).sum()))
+        ids, _ = index.search(query[None, :], depth)
+        out.append(ids[0][~np.isin(ids[0], items)][:K])
+    return out
+
+
+def _recalls(wr: WindowRequests, mask: np.ndarray, top: list[np.ndarray]) -> np.ndarray:
+    """Recall@K per request of the window: NaN with no liked target, 0 when unserved."""
+    out = np.where(wr.evaluated, 0.0, np.nan)
+    for row, ids in zip(np.flatnonzero(mask), top):
+        liked = wr.liked[row]
+        if len(liked):
+            out[row] = np.isin(liked, ids).sum() / min(K, len(liked))
+    return out
