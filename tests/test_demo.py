@@ -37,7 +37,7 @@ def test_demo_records_every_window_and_is_reproducible(tmp_path):
     again = json.loads(run_cli(
         "check", "--model", MODEL_NAME, "--version", result["version"], "--current",
         data / f"{day['window_id']}-items.npz", "--queries", data / f"{day['window_id']}-queries.npy",
-        "--index", workdir / "index", "--policy", POLICY, "--window-id", f"{day['window_id']}-again",
+        "--index", data / f"{day['window_id']}-index", "--policy", POLICY, "--window-id", f"{day['window_id']}-again",
         "--window-end", _window_end(client, day["run_id"]),
         "--seed", "3", "--dry-run", "--json", "--tracking-uri", uri).stdout)
     assert again["metrics"] == pytest.approx(day["metrics"], rel=1e-9, abs=1e-12)

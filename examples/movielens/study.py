@@ -42,6 +42,7 @@ from recommender import Model, fold_in, recall_at_k, train  # noqa: E402
 from shadow import current_catalog, same_period_refit  # noqa: E402
 
 DEFAULT_POLICY = REPO / "policies" / "recommender-default.yaml"
+SIBLINGS = 3   # same-period refits on 80 % of the users, registered with each version as its noise floor
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ def _deploy(api, client, experiment_id: str, config: StudyConfig, ratings, reque
     """Train before the first validation window, build the ANN index, register, set the reference.
 
     The reference is the version's item factors (distribution and structure metrics compare the
-    current catalogue with them) plus the validation windows' queries (score metrics).
+    current catalogue with them), the validation windows' queries (score and ranking metrics) and
+    three same-period refits on 80 % of the users (the noise floor every metric is judged against).
     """
     from datetime import datetime, timezone
 
@@ -160,16 +162,20 @@ def _deploy(api, client, experiment_id: str, config: StudyConfig, ratings, reque
                 "dim": str(config.dim), "n_items": str(len(model.item_ids)), "seed": str(config.seed),
                 "reference_queries": str(len(queries))})
     uri = tracking_setup.tracking_uri(workdir)
-    api.set_reference(config.model_name, version, items_path, queries_path=queries_path, tracking_uri=uri,
-                      seed=config.seed)
-    noise = _refit_noise(ratings, model, config.seed)
+    siblings = [same_period_refit(ratings, model, seed=config.seed + i) for i in range(SIBLINGS)]
+    sibling_paths = []
+    for i, sibling in enumerate(siblings):
+        sibling_paths.append(model_dir / f"sibling_{i}.npz")
+        np.savez(sibling_paths[-1], ids=sibling.ids, vectors=sibling.vectors)
+    api.set_reference(config.model_name, version, items_path, queries_path=queries_path,
+                      sibling_paths=sibling_paths, tracking_uri=uri, seed=config.seed)
+    noise = _refit_noise(model, siblings[0], config.seed)
     return Deployment(version, model, folder, index_path, queries_path, noise)
 
 
-def _refit_noise(ratings, model: Model, seed: int) -> dict[str, float]:
+def _refit_noise(model: Model, refit, seed: int) -> dict[str, float]:
     from drift_decider.metrics.structure import structure_metrics
 
-    refit = same_period_refit(ratings, model, seed=seed)
     results = structure_metrics(model.item_vectors, model.item_ids, refit.vectors, refit.ids, seed=seed)
     return {r.name: float(r.value) for r in results if r.value is not None}
 
