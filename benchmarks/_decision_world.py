@@ -202,7 +202,7 @@ class World:
     def item_tower(self, version: Version, time: int) -> Items:
         """Every item the version's training users rated before ``time``, re-solved against their factors."""
         before = self.ratings.before(time)
-        rated = before._take(np.isin(before.user, version.users.user_ids))
+        rated = before.of_users(version.users.user_ids)
         ids, counts = np.unique(rated.item, return_counts=True)
         # _least_squares_items reads only the item ids of the Factors it is given
         wanted = Factors(ids, np.empty((len(ids), 0), np.float32), version.users.user_ids,
@@ -234,7 +234,7 @@ class World:
         for seed in SIBLING_SEEDS:
             size = int(SIBLING_SHARE * len(users))
             keep = np.random.default_rng(seed).choice(users, size=size, replace=False)
-            sibling = train(before._take(np.isin(before.user, keep)), cutoff, dim=DIM, seed=seed)
+            sibling = train(before.of_users(keep), cutoff, dim=DIM, seed=seed)
             rotation, scale = _alignment(Items(sibling.item_ids, sibling.item_vectors), version)
             queries = np.concatenate([fold_in(sibling, self.ratings, in_window(self._requests, w))[0]
                                       for w in version.validation])
