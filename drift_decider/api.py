@@ -179,8 +179,10 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
         return CheckOutcome(ref.name, ref.version, window, decision.to_dict(), evidence.values(), run_id=None)
     payload = CheckPayload(values=evidence.values(), inputs=evidence.inputs, evidence=evidence.to_dict(),
                            decision=decision.to_dict())
-    run_id = land_check(client, ref, window, payload, step=len(prior) + 1, spool_dir=spool.spool_dir(spool_dir))
-    return CheckOutcome(ref.name, ref.version, window, payload.decision, payload.values, run_id=run_id)
+    landed = land_check(client, ref, window, payload, step=len(prior) + 1, spool_dir=spool.spool_dir(spool_dir))
+    if landed.recorded_by is not None:      # a concurrent check of the window recorded it: report its decision
+        return _recorded_outcome(client, ref, window, landed.recorded_by)
+    return CheckOutcome(ref.name, ref.version, window, payload.decision, payload.values, run_id=landed.run_id)
 
 
 def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None) -> list[dict[str, str]]:
@@ -329,7 +331,7 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
     gate_tags = {"drift_decider.promotion.alias": alias, "drift_decider.promotion.previous_holder": holder or "",
                  "drift_decider.promotion.passed": str(passed).lower()}
     run_id = land_check(client, ref, window, payload, step=1, spool_dir=spool.spool_dir(spool_dir),
-                        kind="promotion", extra_tags=gate_tags)
+                        kind="promotion", extra_tags=gate_tags).run_id
     with mlflow_errors(f"recording the promotion decision on {model} version {ref.version}"):
         publish_promotion(client, ref, record, run_id, gate_tags)
         if passed and alias_holder(client, model, alias) != holder:

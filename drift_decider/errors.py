@@ -48,3 +48,9 @@ class TrackingError(DriftDeciderError):
     """MLflow could not be reached or refused a write. Exit 1."""
 
     exit_code = 1
+
+
+class InFlightError(TrackingError):
+    """Another check is recording the same window right now; run again once it has landed. Exit 4."""
+
+    exit_code = 4

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
-from dataclasses import asdict, replace
-from datetime import datetime
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-from drift_decider.errors import TrackingError
+from drift_decider.errors import InFlightError, TrackingError
 from drift_decider.spool import SpoolEntry, read_entries, spool_lock, write_entry
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
@@ -19,15 +21,29 @@ from drift_decider.tracking.registry import VersionRef, ensure_experiment
 from drift_decider.window import Window
 
 
+@dataclass(frozen=True)
+class Landed:
+    """Where a check landed: its own run, or (``recorded_by``) the complete run of another check of the
+    same window that held the window's claim, in which case nothing of this check was written."""
+
+    run_id: str
+    recorded_by: Any | None = None
+
+
 def land_check(client, ref: VersionRef, window: Window, payload: CheckPayload, step: int, *, spool_dir: Path,
-               kind: str = "check", extra_tags: dict[str, str] | None = None) -> str:
-    """Record the check and publish the version's latest decision; on failure spool it and raise."""
+               kind: str = "check", extra_tags: dict[str, str] | None = None) -> Landed:
+    """Record the check and publish the version's latest decision, unless another check of the window
+    holds its claim (then its run, once complete); on failure, or when that check is still writing
+    after WAIT_SECONDS, spool this one and raise."""
     attempt = uuid.uuid4().hex
     try:
         with mlflow_errors(f"preparing to record {ref.name} version {ref.version}"):
             experiment_id = ensure_experiment(client)
-        return _record_and_publish(client, experiment_id, ref, window, payload, step, kind, extra_tags or {},
-                                   attempt)
+            winner = _take_window(client, experiment_id, ref, window, kind, attempt, set(), WAIT_SECONDS)
+        if winner is not None:
+            return Landed(winner.info.run_id, recorded_by=winner)
+        return Landed(_record_and_publish(client, experiment_id, ref, window, payload, step, kind,
+                                          extra_tags or {}, attempt))
     except TrackingError as exc:
         entry = SpoolEntry(model=ref.name, version=ref.version, model_id=ref.model_id, kind=kind,
                            window={**asdict(window), "window_end": window.window_end.isoformat()},
@@ -38,8 +54,86 @@ def land_check(client, ref: VersionRef, window: Window, payload: CheckPayload, s
         then = ("run `drift-decider sync` once MLflow is back" if kind == "check" else
                 "`drift-decider sync` records the gate's run once MLflow is back, but neither tags the candidate "
                 "nor moves the alias: run `promote` again then")
-        raise TrackingError(f"{exc}\nThe complete {kind} (metrics and decision {payload.decision['action']!r}) "
-                            f"was saved to {path}; {then}.") from exc
+        if isinstance(exc, InFlightError):
+            then = "`drift-decider sync` lands it only if that check never does"
+        raise type(exc)(f"{exc}\nThe complete {kind} (metrics and decision {payload.decision['action']!r}) "
+                        f"was saved to {path}; {then}.") from exc
+
+
+# Who records a window: the check holding its claim, a write-once param of the version's LoggedModel
+# (the store's primary key lets exactly one insert of a key succeed, on sqlite and behind a server).
+# Claims are per generation: a holder that can no longer land (its attempt failed and was spooled, or
+# its claim is over IN_FLIGHT_SECONDS old with no complete run) is replaced by claiming the next one.
+CLAIM_PREFIX = tags.PREFIX + "claim."
+WAIT_SECONDS = 120.0        # how long a check waits for the holder of its window's claim to land it
+_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class _Claim:
+    generation: int
+    token: str                  # the write attempt that claimed (tags.ATTEMPT of its run)
+    claimed_at: float           # seconds since the epoch, by the claimer's clock
+
+
+def _claim_prefix(kind: str, window_id: str) -> str:
+    """Param keys allow few characters and 250 of them, so the window is named by a digest."""
+    return f"{CLAIM_PREFIX}{hashlib.sha256(f'{kind}/{window_id}'.encode()).hexdigest()[:40]}."
+
+
+def _read_claim(client, ref: VersionRef, kind: str, window_id: str) -> _Claim | None:
+    """The latest generation's claim of the window, or None before any."""
+    prefix, latest = _claim_prefix(kind, window_id), None
+    for key, value in (client.get_logged_model(ref.model_id).params or {}).items():
+        if key.startswith(prefix):
+            token, _, claimed_at = value.partition(" ")
+            claim = _Claim(int(key[len(prefix):]), token, float(claimed_at or 0))
+            if latest is None or claim.generation > latest.generation:
+                latest = claim
+    return latest
+
+
+def _try_claim(client, ref: VersionRef, kind: str, window_id: str, generation: int, token: str) -> bool:
+    """Insert the claim of ``generation`` for ``token``; False when another check inserted it first."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.log_model_params(ref.model_id, {f"{_claim_prefix(kind, window_id)}{generation}":
+                                               f"{token} {time.time():.3f}"})
+        return True
+    except MlflowException:
+        claim = _read_claim(client, ref, kind, window_id)
+        if claim is not None and claim.generation >= generation:
+            return False
+        raise
+
+
+def _take_window(client, experiment_id: str, ref: VersionRef, window: Window, kind: str, token: str,
+                 dead: set[str], wait: float) -> Any | None:
+    """Claim the window for ``token``: None when it is ours to record, else its complete run (recorded
+    before, or by the claim's holder within ``wait`` seconds). InFlightError when the holder is still
+    writing then. Promotions are not claimed: each one is its own record."""
+    if kind != "check":
+        return None
+    deadline = time.monotonic() + wait
+    while True:
+        complete = check_runs(client, experiment_id, ref, kind=kind, window_id=window.window_id)
+        if complete:
+            return complete[-1]
+        claim = _read_claim(client, ref, kind, window.window_id)
+        if claim is not None and claim.token == token:
+            return None
+        if claim is None or claim.token in dead or time.time() - claim.claimed_at > IN_FLIGHT_SECONDS:
+            if _try_claim(client, ref, kind, window.window_id, 0 if claim is None else claim.generation + 1,
+                          token):
+                return None
+            continue                                   # another check claimed it first: see who
+        if time.monotonic() >= deadline:
+            raise InFlightError(f"window {window.window_id!r} of {ref.name} version {ref.version} is being "
+                                f"recorded by another check (claimed at "
+                                f"{datetime.fromtimestamp(claim.claimed_at, timezone.utc).isoformat(timespec='seconds')}, "
+                                f"attempt {claim.token[:12]})")
+        time.sleep(_POLL_SECONDS)
 
 
 def sync_spool(client, spool_dir: Path) -> list[dict[str, str]]:
@@ -87,24 +181,35 @@ def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str]) -> dict[s
                 in_flight.append(run)
         if complete:
             _publish(client, experiment_id, ref, entry.kind)
+    deferred = {"entry": path.name, "status": "deferred", "decision": entry.payload["decision"]["action"],
+                "reason": "another check is writing this window now; the entry stays for the next sync"}
     if complete:
         run_id, status = complete[-1].info.run_id, "already recorded"
     elif in_flight:
-        return {"entry": path.name, "status": "deferred", "run_id": in_flight[-1].info.run_id,
-                "decision": entry.payload["decision"]["action"],
-                "reason": "another check is writing this window now; the entry stays for the next sync"}
+        return {**deferred, "run_id": in_flight[-1].info.run_id}
     else:
         attempt = uuid.uuid4().hex
         try:
-            run_id = _record_and_publish(client, experiment_id, ref, window, CheckPayload(**entry.payload),
-                                         entry.step, entry.kind, entry.extra_tags, attempt)
-        except RecordingFailed as exc:   # keep the entry, now naming this attempt too
-            kept = write_entry(path.parent, replace(entry, orphan_run_id=exc.orphan_run_id or entry.orphan_run_id,
-                                                    reason=str(exc), attempts=[*entry.attempts, attempt]))
-            if kept != path:             # an entry from before attempt ids gets its new name
-                path.unlink()
-            raise
-        status = "recorded"
+            with mlflow_errors(f"syncing {path.name}"):
+                winner = _take_window(client, experiment_id, ref, window, entry.kind, attempt, dead, 0.0)
+        except InFlightError:            # claimed by a live check that has not created its run yet
+            return {**deferred, "run_id": "-"}
+        if winner is not None:           # its holder landed it since the search
+            with mlflow_errors(f"syncing {path.name}"):
+                _publish(client, experiment_id, ref, entry.kind)
+            run_id, status = winner.info.run_id, "already recorded"
+        else:
+            try:
+                run_id = _record_and_publish(client, experiment_id, ref, window, CheckPayload(**entry.payload),
+                                             entry.step, entry.kind, entry.extra_tags, attempt)
+            except RecordingFailed as exc:   # keep the entry, now naming this attempt too
+                kept = write_entry(path.parent, replace(entry, orphan_run_id=exc.orphan_run_id or
+                                                        entry.orphan_run_id, reason=str(exc),
+                                                        attempts=[*entry.attempts, attempt]))
+                if kept != path:             # an entry from before attempt ids gets its new name
+                    path.unlink()
+                raise
+            status = "recorded"
     path.unlink()
     return {"entry": path.name, "status": status, "run_id": run_id,
             "decision": entry.payload["decision"]["action"]}

@@ -1,0 +1,98 @@
+"""Concurrent checks against a real `mlflow server` (issue 16: #1): a window id is recorded once, whoever
+runs at the same time, and every caller reports that one decision."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drift_decider.tracking import tags
+from drift_decider.tracking.connection import connect
+from support import POLICY, movielens_items, register_with_reference, run_cli, write_items
+
+pytestmark = pytest.mark.server
+
+
+def _check(*args: object) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "drift_decider", "check", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+
+
+def test_four_concurrent_checks_of_one_window_record_it_once(tmp_path: Path, mlflow_server) -> None:
+    version, _ = register_with_reference(mlflow_server.uri, tmp_path, name="one-window")
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
+    processes = [_check("--model", "one-window", "--version", version, "--current", current, "--policy", POLICY,
+                        "--window-id", "w1", "--window-end", "2026-07-01T00:00:00Z", "--tracking-uri",
+                        mlflow_server.uri, "--spool-dir", tmp_path / "spool", "--json") for _ in range(4)]
+    outcomes = []
+    for process in processes:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err
+        outcomes.append(json.loads(out))
+    client = connect(mlflow_server.uri)
+    experiment = client.get_experiment_by_name("drift-decider").experiment_id
+    runs = client.search_runs([experiment], f"tags.`{tags.MODEL}` = 'one-window'")
+    assert len(runs) == 1 and runs[0].data.tags[tags.COMPLETE] == "true"
+    assert {o["decision_id"] for o in outcomes} == {runs[0].data.tags[tags.DECISION_ID]}
+    assert {o["run_id"] for o in outcomes} == {runs[0].info.run_id}
+    assert sorted(o["already_recorded"] for o in outcomes) == [False, True, True, True]
+    rows = json.loads(run_cli("history", "--model", "one-window", "--tracking-uri", mlflow_server.uri,
+                              "--json").output)
+    assert [row["window_id"] for row in rows] == ["w1"]
+    assert not list((tmp_path / "spool").glob("*.json"))
+
+
+def _claim(uri: str, version: str, window_id: str, token: str, claimed_at: float) -> None:
+    """What a check that claimed the window and then stalled (or was killed) leaves behind."""
+    from drift_decider.tracking.landing import _claim_prefix
+    from drift_decider.tracking.registry import resolve_version
+
+    client = connect(uri)
+    model_id = resolve_version(client, "recsys", version=version).model_id
+    client.log_model_params(model_id, {_claim_prefix("check", window_id) + "0": f"{token} {claimed_at}"})
+
+
+def _check_args(uri: str, version: str, current: Path, window_id: str, spool: Path) -> list[object]:
+    return ["check", "--model", "recsys", "--version", version, "--current", current, "--policy", POLICY,
+            "--window-id", window_id, "--window-end", "2026-07-01T00:00:00Z", "--tracking-uri", uri,
+            "--spool-dir", spool, "--json"]
+
+
+def test_a_window_claimed_by_a_live_check_is_spooled_with_exit_4(tmp_path: Path, sqlite_uri: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from drift_decider.tracking import landing
+
+    monkeypatch.setattr(landing, "WAIT_SECONDS", 1.0)
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
+    _claim(sqlite_uri, version, "busy", "f" * 32, time.time())
+    result = run_cli(*_check_args(sqlite_uri, version, current, "busy", tmp_path / "spool"), expect=4)
+    assert "is being recorded by another check" in result.output and "saved to" in result.output
+    assert len(list((tmp_path / "spool").glob("*.json"))) == 1
+    assert json.loads(run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri, "--json").output) == []
+
+
+def test_a_claim_abandoned_for_an_hour_is_taken_over(tmp_path: Path, sqlite_uri: str) -> None:
+    import time
+
+    from drift_decider.tracking.landing import IN_FLIGHT_SECONDS
+
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
+    _claim(sqlite_uri, version, "stale", "e" * 32, time.time() - IN_FLIGHT_SECONDS - 60)
+    outcome = json.loads(run_cli(*_check_args(sqlite_uri, version, current, "stale", tmp_path / "spool")).output)
+    assert outcome["already_recorded"] is False
+    rows = json.loads(run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri, "--json").output)
+    assert [(row["window_id"], row["run_id"]) for row in rows] == [("stale", outcome["run_id"])]
