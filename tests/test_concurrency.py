@@ -96,3 +96,22 @@ def test_a_claim_abandoned_for_an_hour_is_taken_over(tmp_path: Path, sqlite_uri:
     assert outcome["already_recorded"] is False
     rows = json.loads(run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri, "--json").output)
     assert [(row["window_id"], row["run_id"]) for row in rows] == [("stale", outcome["run_id"])]
+
+
+def test_sync_finishes_a_complete_run_whose_completion_reply_was_lost(tmp_path: Path, sqlite_uri: str) -> None:
+    """#11: the complete tag landed, the check never heard back and spooled itself; the run was left
+    RUNNING, and sync reported it recorded without finishing it."""
+    from test_sync_in_flight import _incomplete_run, _spool_one
+
+    from drift_decider.tracking.landing import sync_spool
+    from drift_decider.tracking.registry import resolve_version
+
+    register_with_reference(sqlite_uri, tmp_path / "ref")
+    client = connect(sqlite_uri)
+    ref = resolve_version(client, "recsys", "1")
+    attempt = _spool_one(ref, tmp_path / "spool")
+    run_id = _incomplete_run(client, ref, attempt=attempt)
+    client.set_tag(run_id, tags.COMPLETE, "true")
+    (outcome,) = sync_spool(client, tmp_path / "spool")
+    assert outcome["status"] == "already recorded" and outcome["run_id"] == run_id
+    assert client.get_run(run_id).info.status == "FINISHED"

@@ -174,6 +174,8 @@ def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str]) -> dict[s
         for run in runs:
             if is_complete(run):
                 complete.append(run)
+                if run.info.status == "RUNNING" and _dead(run, dead):    # the reply to its completion was lost
+                    client.set_terminated(run.info.run_id, "FINISHED")
             elif _dead(run, dead):
                 if discard_orphan(client, run.info.run_id):     # it completed since the search
                     complete.append(run)
