@@ -45,7 +45,6 @@ from drift_decider.evidence_builder import (CurrentData, ReferenceData, build_ev
                                             measure_noise)
 from drift_decider.loading import EmbeddingSet  # noqa: E402
 from drift_decider.policy import CheckRecord, History, Policy, evaluate, load_policy  # noqa: E402
-from drift_decider.profile import EmbeddingProfile  # noqa: E402
 from drift_decider.table import fmt, render_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,8 +78,7 @@ class Case:
 def reference_data(world: World, version: Version, seed: int) -> ReferenceData:
     """What the version registered: item factors with ids, validation queries, the siblings' noise floor."""
     items = version.items
-    reference = ReferenceData(EmbeddingProfile.from_array(items.vectors, seed=seed), items.ids, items.vectors,
-                              version.queries)
+    reference = ReferenceData.from_arrays(items.vectors, items.ids, version.queries, seed=seed)
     return replace(reference, noise=measure_noise(reference, list(world.siblings(version)), seed=seed))
 
 
@@ -151,6 +149,26 @@ def summarise(cases: list[Case]) -> dict[str, Any]:
         "actions_present": sorted({label for label, _ in pairs}),
         "oracle_labels": {"natural": dict(sorted(natural.items())),
                           "faults": {f: dict(sorted(faults[f].items())) for f in sorted(faults)}},
+        "payoff": payoff(cases),
+    }
+
+
+def payoff(cases: list[Case]) -> dict[str, Any]:
+    """Mean recall@10 over the cases had each case followed a rule, and how the decided actions paid off:
+    the oracle's labels need a significant gain in one window, this counts every gain, however small."""
+    def mean_recall(choose) -> float | None:
+        return _num(np.mean([c.verdict.repairs[choose(c)].recall for c in cases])) if cases else None
+
+    acted = [c for c in cases if c.action != "none"]
+    return {
+        "recall_as_served": mean_recall(lambda c: "none"),
+        "recall_following_decisions": mean_recall(lambda c: c.action),
+        "recall_following_oracle": mean_recall(lambda c: c.verdict.label),
+        "recall_always_retrain": mean_recall(lambda c: "retrain"),
+        "actions_taken": len(acted),
+        "actions_with_a_gain": sum(c.verdict.repairs[c.action].gain > 0 for c in acted),
+        "actions_with_a_significant_gain": sum(c.verdict.repairs[c.action].z >= world_mod.SIGNIFICANT_Z
+                                               for c in acted),
     }
 
 
@@ -187,9 +205,14 @@ def text_report(result: dict[str, Any]) -> str:
     for title, block in blocks:
         confusion, labels = block["confusion"], json.dumps(block["oracle_labels"], sort_keys=True)
         rows = [[label] + [str(confusion.get(label, {}).get(a, 0)) for a in actions] for label in actions]
+        pay = block["payoff"]
         out += [f"{title}: {block['n_cases']} cases, accuracy {fmt(block['accuracy'])}, retrains where the "
                 f"oracle says none {block['retrains_where_oracle_none']}, retrain precision "
                 f"{fmt(block['retrain_precision'])}; oracle labels {labels}",
+                f"  mean recall@10: as served {fmt(pay['recall_as_served'])}, following the decisions "
+                f"{fmt(pay['recall_following_decisions'])}, following the oracle {fmt(pay['recall_following_oracle'])}"
+                f", always retraining {fmt(pay['recall_always_retrain'])}; {pay['actions_taken']} actions, "
+                f"{pay['actions_with_a_gain']} with a gain, {pay['actions_with_a_significant_gain']} significant",
                 render_table(["oracle \\ decided"] + actions, rows), ""]
     rows = [[f"v{c['version']}", c["window_id"], c["month"], c["fault"] or "-", c["oracle"]]
             + [f"{c['repairs'][r]['recall']:.4f} ({fmt(c['repairs'][r]['z'])})" for r in REPAIRS]

@@ -16,13 +16,11 @@ import numpy as np
 from drift_decider import spool
 from drift_decider.errors import InputError
 from drift_decider.evidence import EvidenceReport
-from drift_decider.evidence_builder import (ITEM_SAMPLE_ROWS, QUERY_SAMPLE_ROWS, CurrentData, ReferenceData,
-                                            build_evidence, measure_noise, seeded_rows)
+from drift_decider.evidence_builder import CurrentData, ReferenceData, build_evidence, measure_noise
 from drift_decider.loading import EmbeddingSet, check_same_dim, load_embeddings
-from drift_decider.noise import Sibling
+from drift_decider.noise import NoiseFloor, Sibling
 from drift_decider.measure import measure, require_window_rows
 from drift_decider.policy import History, evaluate, load_policy
-from drift_decider.profile import EmbeddingProfile
 from drift_decider.window import Window, make_window, parse_window_end
 
 
@@ -77,18 +75,45 @@ def set_reference(model: str, version: str, embeddings_path: str | Path, *, quer
     if queries is not None:
         check_same_dim(embeddings.dim, queries, str(embeddings.path))
     siblings = load_siblings(sibling_paths, sibling_query_paths, embeddings)
-    reference = ReferenceData(EmbeddingProfile.from_array(embeddings.vectors, seed=seed, progress=progress))
-    if embeddings.ids is not None:
-        rows = seeded_rows(embeddings.n, ITEM_SAMPLE_ROWS, seed)
-        reference = replace(reference, item_ids=embeddings.ids[rows],
-                            item_vectors=np.asarray(embeddings.vectors[rows], dtype=np.float32))
-    if queries is not None:
-        rows = seeded_rows(queries.n, QUERY_SAMPLE_ROWS, seed)
-        reference = replace(reference, queries=np.asarray(queries.vectors[rows], dtype=np.float32))
+    reference = ReferenceData.from_arrays(embeddings.vectors, embeddings.ids,
+                                          None if queries is None else queries.vectors, seed=seed, progress=progress)
     if siblings:
         reference = replace(reference, noise=measure_noise(reference, siblings, seed=seed))
     client = connect(tracking_uri)
     return store_reference(client, resolve_version(client, model, version=version, attach=True), reference)
+
+
+MIN_BASELINE_CHECKS = 3
+
+
+def set_noise_floor_from_checks(model: str, version: str, *, checks: int, tracking_uri: str | None = None) -> str:
+    """For a version without sibling refits: take the noise floor from its first ``checks`` recorded checks,
+    a baseline period the team knows was healthy (as NannyML derives thresholds from reference chunks).
+    Stored with the reference like a sibling floor; later checks are judged against it. Returns its label.
+    """
+    from drift_decider.tracking.connection import connect, resolve_tracking_uri
+    from drift_decider.tracking.reference_store import load_reference, store_reference
+    from drift_decider.tracking.registry import resolve_version
+
+    if checks < MIN_BASELINE_CHECKS:
+        raise InputError(f"--first-checks {checks}: a baseline floor needs at least {MIN_BASELINE_CHECKS} checks")
+    rows = history(model, version=version, tracking_uri=tracking_uri)
+    if len(rows) < checks:
+        raise InputError(f"{model} version {version} has {len(rows)} recorded checks; --first-checks {checks} "
+                         f"needs that many")
+    floor = NoiseFloor.from_measurements("baseline checks", [row["metrics"] for row in rows[:checks]])
+    if not floor.samples:
+        raise InputError(f"the first {checks} checks of {model} version {version} have no paired metrics (they "
+                         f"need a reference and current embeddings with ids) to take a floor from")
+    uri = resolve_tracking_uri(tracking_uri)
+    client = connect(uri)
+    ref = resolve_version(client, model, version=version)
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = load_reference(client, uri, ref, Path(tmp))
+    if reference.noise is not None:
+        raise InputError(f"{model} version {version} already has a noise floor ({reference.noise.label}); it is kept")
+    store_reference(client, ref, replace(reference, noise=floor))
+    return floor.label
 
 
 def load_siblings(paths: Sequence[str | Path], query_paths: Sequence[str | Path],

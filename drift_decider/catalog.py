@@ -55,6 +55,8 @@ CATALOG: tuple[MetricSpec, ...] = (
                family="structure", ideal=0.0),
     MetricSpec("movement.cosine_p90", "90th percentile of cosine distance each shared item moved, without "
                "alignment", family="structure", ideal=0.0),
+    MetricSpec("catalog.new_item_share", "share of the current catalogue whose ids the version never learned "
+               "(cold-start items for a model with one embedding per id)", family="structure"),
     # -- ANN index health (issue 6)
     MetricSpec("index.recall_at_k", "recall@k of the serving index against exact search on the current "
                "catalogue", family="index"),

@@ -162,6 +162,30 @@ def reference_set(model: str, version: str, embeddings: str, queries: str | None
     click.echo(f"reference for {model} version {version} stored at {uri}")
 
 
+@reference.command("noise", epilog=EXIT_CODES)
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--version", required=True, help="Model version whose reference gets the floor.")
+@click.option("--first-checks", "checks", required=True, type=click.IntRange(min=1),
+              help="How many of the version's first recorded checks form the baseline (at least 3).")
+@tracking_uri_option
+def reference_noise(model: str, version: str, checks: int, tracking_uri: str | None) -> None:
+    """Take the noise floor from a healthy baseline period, for a version without sibling refits.
+
+    The values of each paired metric over the version's first N checks become its floor, stored with
+    the reference exactly like a floor from `reference set --sibling`; checks after it log each
+    metric's `.noise_units`. Choose checks you know were healthy: a drift inside the baseline raises
+    the floor and hides itself. A version that already has a floor keeps it (exit 2).
+
+    \b
+    Example:
+      drift-decider reference noise --model recsys --version 3 --first-checks 7
+    """
+    from drift_decider.api import set_noise_floor_from_checks
+
+    label = set_noise_floor_from_checks(model, version, checks=checks, tracking_uri=tracking_uri)
+    click.echo(f"noise floor for {model} version {version}: {label}")
+
+
 @cli.command(epilog=EXIT_CODES)
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version", default=None, help="Model version to check (or use --alias).")

@@ -6,7 +6,7 @@ repairs apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -20,7 +20,7 @@ from drift_decider.metrics.index_health import index_health_metrics
 from drift_decider.metrics.rankings import query_coverage, ranking_metrics
 from drift_decider.metrics.result import MetricResult
 from drift_decider.metrics.scores import score_metrics
-from drift_decider.metrics.structure import procrustes_fit, shared_rows, structure_metrics
+from drift_decider.metrics.structure import new_item_share, procrustes_fit, shared_rows, structure_metrics
 from drift_decider.noise import NoiseFloor, Sibling
 from drift_decider.profile import EmbeddingProfile
 
@@ -30,14 +30,30 @@ QUERY_SAMPLE_ROWS = 10_000   # reference queries kept per version (score metrics
 
 @dataclass(frozen=True)
 class ReferenceData:
-    """What a model version keeps of its reference: a profile, id-keyed items and queries if given, and
-    the noise floor measured on sibling refits."""
+    """What a model version keeps of its reference: a profile, id-keyed items and queries if given, every
+    item id it learned, and the noise floor measured on sibling refits."""
 
     profile: EmbeddingProfile
     item_ids: np.ndarray | None = None
     item_vectors: np.ndarray | None = None
     queries: np.ndarray | None = None
     noise: NoiseFloor | None = None
+    known_ids: np.ndarray | None = None   # sorted: the whole catalogue the version learned, not a sample
+
+    @classmethod
+    def from_arrays(cls, vectors: np.ndarray, ids: np.ndarray | None = None, queries: np.ndarray | None = None,
+                    *, seed: int = 0, progress: bool = False) -> "ReferenceData":
+        """Summarise a version's embeddings: the profile over every row, seeded samples of the items
+        (by id) and queries that the paired metrics read."""
+        reference = cls(EmbeddingProfile.from_array(vectors, seed=seed, progress=progress))
+        if ids is not None:
+            rows = seeded_rows(len(ids), ITEM_SAMPLE_ROWS, seed)
+            reference = replace(reference, item_ids=np.asarray(ids)[rows], known_ids=np.unique(ids),
+                                item_vectors=np.asarray(vectors[rows], dtype=np.float32))
+        if queries is not None:
+            rows = seeded_rows(len(queries), QUERY_SAMPLE_ROWS, seed)
+            reference = replace(reference, queries=np.asarray(queries[rows], dtype=np.float32))
+        return reference
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,8 @@ def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int 
         families.extend(sorted({_family(r.name) for r in paired}))
         if reference.noise is not None:
             report.results.extend(reference.noise.companions(paired))
+    if items is not None and reference.known_ids is not None:
+        report.results.append(new_item_share(reference.known_ids, items.ids))
     report.inputs["noise_floor"] = reference.noise.label if reference.noise is not None else "none"
     if items is not None and current.index is not None:
         queries = current.queries.vectors if current.queries is not None else None
@@ -109,8 +127,9 @@ def measure_noise(reference: ReferenceData, siblings: list[Sibling], *, seed: in
 
     A refit's basis is arbitrary (another seed rotates an SVD or a two-tower model freely), so each
     sibling is first aligned onto the reference by the best rotation and scale over the ids they
-    share, its queries by the same rotation: the floor is the noise alignment cannot remove, and a
-    current window delivered in a new basis still shows as a change a recalibration repairs.
+    share, its queries by the same rotation and the inverse scale (so every inner-product score of the
+    sibling stays what it was): the floor is the noise alignment cannot remove, and a current window
+    delivered in a new basis still shows as a change a recalibration repairs.
     """
     if reference.item_ids is None:
         raise InputError("a noise floor needs reference embeddings with ids (siblings are paired by id)")
@@ -125,7 +144,7 @@ def measure_noise(reference: ReferenceData, siblings: list[Sibling], *, seed: in
                              f"needs at least {2 * reference.item_vectors.shape[1]}")
         sib = np.asarray(sibling.vectors, dtype=np.float64)
         rotation, scale = procrustes_fit(sib[sib_rows], np.asarray(reference.item_vectors[ref_rows], np.float64))
-        queries = reference.queries if sibling.queries is None else np.asarray(sibling.queries) @ rotation
+        queries = reference.queries if sibling.queries is None else np.asarray(sibling.queries) @ rotation / scale
         values: dict[str, float] = {}
         for result in paired_metrics(reference, sibling.ids, (sib @ rotation) * scale, queries, seed=seed):
             values.update(result.flat())

@@ -7,7 +7,8 @@ measured between the reference and each sibling; the floor of a metric is the si
 farthest from the metric's no-change value. A check then publishes, beside each metric,
 ``<name>.noise_units``: its distance from the no-change value in units of that floor (1 = as far
 as the worst refit; 3 = three times as far), and ``<name>.noise_floor``, the floor itself, so a
-policy can say "three times this model's own refit noise" instead of a constant.
+policy can say "three times this model's own refit noise" instead of a constant. A version without
+siblings can take its floor from a baseline period of healthy checks instead (``reference noise``).
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ class Sibling:
 
 @dataclass(frozen=True)
 class NoiseFloor:
-    """Per metric, the values measured between the reference and each sibling."""
+    """Per metric, the values measured between the reference and each sibling (or baseline check)."""
 
-    source: str                                  # "siblings"
+    source: str                                  # "siblings" or "baseline checks"
     samples: dict[str, tuple[float, ...]]
 
     @property

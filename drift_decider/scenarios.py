@@ -62,7 +62,6 @@ from drift_decider.evidence_builder import CurrentData, ReferenceData, build_evi
 from drift_decider.loading import EmbeddingSet
 from drift_decider.metrics.structure import procrustes_fit
 from drift_decider.noise import Sibling
-from drift_decider.profile import EmbeddingProfile
 
 SCENARIO_KINDS: dict[str, str] = {
     "none": "none",
@@ -311,8 +310,8 @@ def scenario_evidence(scenario: Scenario, *, index_kind: str = "hnsw", seed: int
     real ANN index unless ``index_kind="exact"``)."""
     index = ServingIndex.build(scenario.index_ids, scenario.index_vectors, kind=index_kind, metric="ip",
                                seed=seed, built_at=scenario.index_built_at)
-    reference = ReferenceData(EmbeddingProfile.from_array(scenario.reference_vectors, seed=seed),
-                              scenario.reference_ids, scenario.reference_vectors, scenario.queries_reference)
+    reference = ReferenceData.from_arrays(scenario.reference_vectors, scenario.reference_ids,
+                                          scenario.queries_reference, seed=seed)
     reference = replace(reference, noise=measure_noise(reference, list(scenario.siblings), seed=seed))
     items = EmbeddingSet(Path(f"scenario-{scenario.kind}"), scenario.current_vectors, scenario.current_ids)
     current = CurrentData(items, queries=EmbeddingSet(Path("queries"), scenario.queries_current), index=index)

@@ -15,7 +15,6 @@ from drift_decider.metrics.result import MetricResult
 from drift_decider.metrics.structure import procrustes_fit, shared_rows
 from drift_decider.noise import NoiseFloor, Sibling
 from drift_decider.policy import History, evaluate, load_policy
-from drift_decider.profile import EmbeddingProfile
 from drift_decider.scenarios import SIBLING_SHARE, base_factors, subsample_refit, version_siblings
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
@@ -28,8 +27,7 @@ RULE_METRICS = ("rank.overlap_fixed", "knn_turnover", "queries.off_catalog_share
 def reference() -> ReferenceData:
     factors = base_factors()
     users = factors.user_vectors[np.random.default_rng(0).choice(len(factors.user_vectors), 300, replace=False)]
-    return ReferenceData(EmbeddingProfile.from_array(factors.item_vectors, seed=0), factors.item_ids,
-                         factors.item_vectors, users)
+    return ReferenceData.from_arrays(factors.item_vectors, factors.item_ids, users)
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +146,40 @@ def test_a_sibling_without_ids_is_refused_with_its_file(tmp_path, sqlite_uri):
     result = run_cli("reference", "set", "--model", "recsys", "--version", "1", "--embeddings", items,
                      "--sibling", tmp_path / "sibling.npy", "--tracking-uri", sqlite_uri, expect=2)
     assert "sibling.npy" in result.output and "ids" in result.output
+
+
+def test_a_version_without_siblings_takes_its_floor_from_healthy_baseline_checks(tmp_path, sqlite_uri):
+    from drift_decider.tracking.registry import ensure_experiment, register_external_model
+
+    client = connect(sqlite_uri)
+    ref = register_external_model(client, sqlite_uri, "recsys", experiment_id=ensure_experiment(client))
+    factors = base_factors()
+    items = write_items(tmp_path / "items.npz", factors.item_ids, factors.item_vectors)
+    run_cli("reference", "set", "--model", "recsys", "--version", ref.version, "--embeddings", items,
+            "--tracking-uri", sqlite_uri)
+    rng = np.random.default_rng(4)
+
+    def check(day: int, noise: float) -> dict:
+        vectors = factors.item_vectors * (1 + noise * rng.standard_normal(factors.item_vectors.shape))
+        current = write_items(tmp_path / f"day{day}.npz", factors.item_ids, vectors)
+        return json.loads(run_cli("check", "--model", "recsys", "--version", ref.version, "--current", current,
+                                  "--policy", POLICY, "--window-id", f"day-{day}", "--window-end",
+                                  f"2026-03-0{day}T00:00:00Z", "--tracking-uri", sqlite_uri, "--json").stdout)
+
+    early = [check(day, 0.05) for day in (1, 2, 3)]
+    assert all(outcome["decision"]["inputs"]["context"]["noise_floor"] == "none" for outcome in early)
+    assert "knn_turnover.noise_units" not in early[0]["metrics"]
+    too_few = run_cli("reference", "noise", "--model", "recsys", "--version", ref.version, "--first-checks", "4",
+                      "--tracking-uri", sqlite_uri, expect=2)
+    assert "3 recorded checks" in too_few.output
+    said = run_cli("reference", "noise", "--model", "recsys", "--version", ref.version, "--first-checks", "3",
+                   "--tracking-uri", sqlite_uri).output
+    label = client.get_model_version("recsys", ref.version).tags[tags.REFERENCE_NOISE]
+    assert label.startswith("3 baseline checks sha256:") and label in said
+
+    quiet, moved = check(4, 0.05), check(5, 0.5)
+    assert quiet["decision"]["inputs"]["context"]["noise_floor"] == label
+    assert quiet["metrics"]["knn_turnover.noise_units"] < 2 < moved["metrics"]["knn_turnover.noise_units"]
+    again = run_cli("reference", "noise", "--model", "recsys", "--version", ref.version, "--first-checks", "3",
+                    "--tracking-uri", sqlite_uri, expect=2)
+    assert "already has a noise floor" in again.output

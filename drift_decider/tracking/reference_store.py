@@ -2,7 +2,8 @@
 
 The reference is summarised once, when it is set: a profile, plus (when given) a seeded id-keyed
 sample of items and a sample of queries for the structure and score metrics, and the noise floor
-measured on sibling refits (``noise.json``, named by a version tag). A manifest of sha256
+measured on sibling refits (``noise.json``, named by a version tag) and every item id the version
+learned (``known_ids.npy``, for the catalogue's new-item share). A manifest of sha256
 digests, itself pinned by a version tag, makes a tampered or truncated reference an error.
 """
 
@@ -27,6 +28,7 @@ PROFILE_FILE = "profile.npz"
 ITEMS_FILE = "items.npz"
 QUERIES_FILE = "queries.npy"
 NOISE_FILE = "noise.json"
+KNOWN_IDS_FILE = "known_ids.npy"
 MANIFEST_FILE = "manifest.json"
 
 
@@ -39,6 +41,8 @@ def store_reference(client, ref: VersionRef, reference: ReferenceData) -> str:
             np.savez(folder / ITEMS_FILE, ids=reference.item_ids, vectors=reference.item_vectors)
         if reference.queries is not None:
             np.save(folder / QUERIES_FILE, reference.queries)
+        if reference.known_ids is not None:
+            np.save(folder / KNOWN_IDS_FILE, reference.known_ids, allow_pickle=False)
         if reference.noise is not None:
             (folder / NOISE_FILE).write_text(json.dumps(reference.noise.to_dict(), sort_keys=True))
         manifest = {path.name: _sha256(path) for path in sorted(folder.iterdir())}
@@ -76,7 +80,7 @@ def load_reference(client, tracking_uri: str, ref: VersionRef, workdir: Path) ->
     for name, digest in manifest.items():
         if not (folder / name).is_file() or _sha256(folder / name) != digest:
             raise InputError(f"{corrupt}: {name} does not match its sha256 in the manifest")
-    item_ids = item_vectors = queries = noise = None
+    item_ids = item_vectors = queries = noise = known_ids = None
     if ITEMS_FILE in manifest:
         with np.load(folder / ITEMS_FILE, allow_pickle=False) as items:
             item_ids, item_vectors = items["ids"], items["vectors"]
@@ -84,7 +88,10 @@ def load_reference(client, tracking_uri: str, ref: VersionRef, workdir: Path) ->
         queries = np.load(folder / QUERIES_FILE, allow_pickle=False)
     if NOISE_FILE in manifest:
         noise = NoiseFloor.from_dict(json.loads((folder / NOISE_FILE).read_text()))
-    return ReferenceData(EmbeddingProfile.load(folder / PROFILE_FILE), item_ids, item_vectors, queries, noise)
+    if KNOWN_IDS_FILE in manifest:
+        known_ids = np.load(folder / KNOWN_IDS_FILE, allow_pickle=False)
+    return ReferenceData(EmbeddingProfile.load(folder / PROFILE_FILE), item_ids, item_vectors, queries, noise,
+                         known_ids)
 
 
 def _sha256(path: Path) -> str:
