@@ -315,19 +315,19 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
     the alias, for comparison. The gate passes when the policy's decision is ``none`` in enforce mode.
     The decision is recorded on the candidate; the alias moves only when the gate passes.
     """
-    from drift_decider.errors import TrackingError
     from drift_decider.tracking.connection import connect, mlflow_errors, resolve_tracking_uri
     from drift_decider.tracking.landing import land_check
     from drift_decider.tracking.recorder import CheckPayload, publish_promotion
     from drift_decider.tracking.reference_store import load_reference
-    from drift_decider.tracking.registry import alias_holder, resolve_version
+    from drift_decider.tracking.registry import alias_state, move_alias, resolve_version
 
     policy = load_policy(policy_path)
     current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path, index_path=index_path)
     uri = resolve_tracking_uri(tracking_uri)
     client = connect(uri)
     ref = resolve_version(client, model, version=candidate)
-    holder = alias_holder(client, model, alias)
+    seen = alias_state(client, model, alias)     # moved at the end only if still so (move_alias)
+    holder = seen.holder
     window = make_window(current.embeddings, None, parse_window_end(None))
     window = Window(f"promote-{alias}-v{ref.version}-{window.dataset_digest}", window.window_end,
                     window.dataset_name, window.dataset_digest, window.source)
@@ -358,12 +358,9 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
     run_id = land_check(client, ref, window, payload, step=1, spool_dir=spool.spool_dir(spool_dir),
                         kind="promotion", extra_tags=gate_tags).run_id
     with mlflow_errors(f"recording the promotion decision on {model} version {ref.version}"):
+        if passed:      # a promotion that lost the race raises here: its candidate is not tagged
+            move_alias(client, model, alias, seen, ref.version, token=run_id)
         publish_promotion(client, ref, record, run_id, gate_tags)
-        if passed and alias_holder(client, model, alias) != holder:
-            raise TrackingError(f"alias {alias!r} of {model!r} moved to another version while the gate was "
-                                f"evaluated; the decision is recorded (run {run_id}) but the alias was not moved")
-        if passed:
-            client.set_registered_model_alias(model, alias, ref.version)
     return PromotionOutcome(model, ref.version, alias, holder, passed, passed, record, evidence.values(),
                             incumbent_values, run_id)
 

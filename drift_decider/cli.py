@@ -19,8 +19,9 @@ Exit codes:
   1  runtime failure (e.g. MLflow unreachable or refused a write)
   2  bad input or usage (missing file, NaN rows, dimension mismatch, invalid policy)
   3  `check --fail-on-action` and the decision is not `none`
-  4  another check is writing the same window now: `sync` deferred an entry, or `check` waited
-     for that check and spooled its own; run it again later
+  4  another check is writing the same window now (`sync` deferred an entry, or `check` waited
+     for that check and spooled its own; run it again later), or `promote` lost the alias to
+     a concurrent promotion (the alias was not moved)
 """
 
 

@@ -115,3 +115,33 @@ def test_sync_finishes_a_complete_run_whose_completion_reply_was_lost(tmp_path: 
     (outcome,) = sync_spool(client, tmp_path / "spool")
     assert outcome["status"] == "already recorded" and outcome["run_id"] == run_id
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_concurrent_promotions_move_the_alias_once(tmp_path: Path, mlflow_server) -> None:
+    """#3: of two promotions of different candidates started together, exactly one exits 0 and its
+    candidate holds the alias; the other says it lost (exit 4) and its candidate is not tagged."""
+    uri = mlflow_server.uri
+    versions = [register_with_reference(uri, tmp_path / f"v{i}", name="promo")[0] for i in range(3)]
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "cur.npz", ids[:1500], vectors[:1500])
+    client = connect(uri)
+    gate = tmp_path / "gate.yaml"           # a gate that passes: the race, not the gate, is under test
+    gate.write_text("apiVersion: drift-decider/v1\nkind: Policy\nmetadata: {name: open-gate, version: '1'}\n"
+                    "rules:\n  - {id: never, action: retrain, when: 'mmd2 > 1000000'}\n")
+    for trial in range(20):
+        client.set_registered_model_alias("promo", "champion", versions[0])
+        for version in versions[1:]:       # the winner of the trial before was tagged
+            if "drift_decider.promotion.decision_id" in client.get_model_version("promo", version).tags:
+                client.delete_model_version_tag("promo", version, "drift_decider.promotion.decision_id")
+        processes = {version: subprocess.Popen(
+            [sys.executable, "-m", "drift_decider", "promote", "--model", "promo", "--candidate", version,
+             "--alias", "champion", "--current", str(current), "--policy", str(gate), "--tracking-uri", uri,
+             "--spool-dir", str(tmp_path / "spool"), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True) for version in versions[1:]}
+        codes = {version: process.wait(timeout=600) for version, process in processes.items()}
+        winners = [version for version, code in codes.items() if code == 0]
+        assert len(winners) == 1, (trial, codes, {v: p.stderr.read() for v, p in processes.items()})
+        (loser,) = [version for version in versions[1:] if version not in winners]
+        assert codes[loser] == 4 and "the alias was not moved" in processes[loser].stderr.read(), trial
+        assert client.get_model_version_by_alias("promo", "champion").version == winners[0]
+        assert "drift_decider.promotion.decision_id" not in client.get_model_version("promo", loser).tags

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from drift_decider.tracking.connection import mlflow_errors
 from drift_decider.tracking.history import check_runs, search_checks
 from drift_decider.tracking.recorder import (CheckPayload, RecordingFailed, discard_orphan, is_complete,
                                              publish_latest, record_check)
-from drift_decider.tracking.registry import VersionRef, ensure_experiment
+from drift_decider.tracking.registry import VersionRef, claim_prefix, ensure_experiment, read_claim, try_claim
 from drift_decider.window import Window
 
 
@@ -60,52 +59,16 @@ def land_check(client, ref: VersionRef, window: Window, payload: CheckPayload, s
                         f"was saved to {path}; {then}.") from exc
 
 
-# Who records a window: the check holding its claim, a write-once param of the version's LoggedModel
-# (the store's primary key lets exactly one insert of a key succeed, on sqlite and behind a server).
-# Claims are per generation: a holder that can no longer land (its attempt failed and was spooled, or
-# its claim is over IN_FLIGHT_SECONDS old with no complete run) is replaced by claiming the next one.
-CLAIM_PREFIX = tags.PREFIX + "claim."
+# Who records a window: the check holding its claim (registry.try_claim) on the version's LoggedModel.
+# A holder that can no longer land (its attempt failed and was spooled, or its claim is over
+# IN_FLIGHT_SECONDS old with no complete run) is replaced by claiming the next generation.
 WAIT_SECONDS = 120.0        # how long a check waits for the holder of its window's claim to land it
 _POLL_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
-class _Claim:
-    generation: int
-    token: str                  # the write attempt that claimed (tags.ATTEMPT of its run)
-    claimed_at: float           # seconds since the epoch, by the claimer's clock
-
-
 def _claim_prefix(kind: str, window_id: str) -> str:
-    """Param keys allow few characters and 250 of them, so the window is named by a digest."""
-    return f"{CLAIM_PREFIX}{hashlib.sha256(f'{kind}/{window_id}'.encode()).hexdigest()[:40]}."
-
-
-def _read_claim(client, ref: VersionRef, kind: str, window_id: str) -> _Claim | None:
-    """The latest generation's claim of the window, or None before any."""
-    prefix, latest = _claim_prefix(kind, window_id), None
-    for key, value in (client.get_logged_model(ref.model_id).params or {}).items():
-        if key.startswith(prefix):
-            token, _, claimed_at = value.partition(" ")
-            claim = _Claim(int(key[len(prefix):]), token, float(claimed_at or 0))
-            if latest is None or claim.generation > latest.generation:
-                latest = claim
-    return latest
-
-
-def _try_claim(client, ref: VersionRef, kind: str, window_id: str, generation: int, token: str) -> bool:
-    """Insert the claim of ``generation`` for ``token``; False when another check inserted it first."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.log_model_params(ref.model_id, {f"{_claim_prefix(kind, window_id)}{generation}":
-                                               f"{token} {time.time():.3f}"})
-        return True
-    except MlflowException:
-        claim = _read_claim(client, ref, kind, window_id)
-        if claim is not None and claim.generation >= generation:
-            return False
-        raise
+    """Where the claims of one window of one kind live among the LoggedModel's params."""
+    return claim_prefix(f"{kind}/{window_id}")
 
 
 def _take_window(client, experiment_id: str, ref: VersionRef, window: Window, kind: str, token: str,
@@ -120,19 +83,17 @@ def _take_window(client, experiment_id: str, ref: VersionRef, window: Window, ki
         complete = check_runs(client, experiment_id, ref, kind=kind, window_id=window.window_id)
         if complete:
             return complete[-1]
-        claim = _read_claim(client, ref, kind, window.window_id)
+        claim = read_claim(client, ref.model_id, _claim_prefix(kind, window.window_id))
         if claim is not None and claim.token == token:
             return None
         if claim is None or claim.token in dead or time.time() - claim.claimed_at > IN_FLIGHT_SECONDS:
-            if _try_claim(client, ref, kind, window.window_id, 0 if claim is None else claim.generation + 1,
-                          token):
+            if try_claim(client, ref.model_id, _claim_prefix(kind, window.window_id),
+                         0 if claim is None else claim.generation + 1, token):
                 return None
             continue                                   # another check claimed it first: see who
         if time.monotonic() >= deadline:
             raise InFlightError(f"window {window.window_id!r} of {ref.name} version {ref.version} is being "
-                                f"recorded by another check (claimed at "
-                                f"{datetime.fromtimestamp(claim.claimed_at, timezone.utc).isoformat(timespec='seconds')}, "
-                                f"attempt {claim.token[:12]})")
+                                f"recorded by another check (claimed at {claim.when()}, attempt {claim.token[:12]})")
         time.sleep(_POLL_SECONDS)
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Iterator
 
-from drift_decider.errors import InputError, TrackingError
+from drift_decider.errors import InFlightError, InputError, TrackingError
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
 
@@ -140,3 +143,97 @@ def _global_tracking_uri(uri: str) -> Iterator[None]:
         yield
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+# Claims: MLflow has no transactions and no compare-and-set, but a LoggedModel param is a write-once
+# row behind a primary key, so exactly one insert of a key succeeds (sqlite and server alike). A claim
+# is the param ``<prefix><generation>`` = ``<token> <time>``; a stale holder is replaced by claiming
+# the next generation (the caller decides when a holder is stale).
+CLAIM_PREFIX = tags.PREFIX + "claim."
+
+
+@dataclass(frozen=True)
+class Claim:
+    generation: int
+    token: str                  # who claimed (a write attempt id, or a promotion's run id)
+    claimed_at: float           # seconds since the epoch, by the claimer's clock
+
+    def when(self) -> str:
+        """The claim time, ISO-8601 UTC, for messages."""
+        return datetime.fromtimestamp(self.claimed_at, timezone.utc).isoformat(timespec="seconds")
+
+
+def claim_prefix(subject: str) -> str:
+    """Param keys allow few characters and 250 of them, so what is claimed is named by a digest."""
+    return f"{CLAIM_PREFIX}{hashlib.sha256(subject.encode()).hexdigest()[:40]}."
+
+
+def read_claim(client, model_id: str, prefix: str) -> Claim | None:
+    """The latest generation's claim under ``prefix`` on the LoggedModel, or None before any."""
+    latest = None
+    for key, value in (client.get_logged_model(model_id).params or {}).items():
+        if key.startswith(prefix):
+            token, _, claimed_at = value.partition(" ")
+            claim = Claim(int(key[len(prefix):]), token, float(claimed_at or 0))
+            if latest is None or claim.generation > latest.generation:
+                latest = claim
+    return latest
+
+
+def try_claim(client, model_id: str, prefix: str, generation: int, token: str) -> bool:
+    """Insert the claim of ``generation`` for ``token``; False when another one inserted it first."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.log_model_params(model_id, {f"{prefix}{generation}": f"{token} {time.time():.3f}"})
+        return True
+    except MlflowException:
+        claim = read_claim(client, model_id, prefix)
+        if claim is not None and claim.generation >= generation:
+            return False
+        raise
+
+
+@dataclass(frozen=True)
+class AliasState:
+    """An alias as a promotion read it before its gate: the holder, and how many claims to move the
+    alias away from the holder existed then (the generation this promotion's claim must take)."""
+
+    holder: str | None
+    claims: int = 0
+    model_id: str | None = None       # the holder's LoggedModel, where those claims live
+
+
+def alias_state(client, name: str, alias: str) -> AliasState:
+    holder = alias_holder(client, name, alias)
+    model_id = None if holder is None else resolve_version(client, name, version=holder).model_id
+    if model_id is None:
+        return AliasState(holder)
+    latest = read_claim(client, model_id, claim_prefix(f"alias/{alias}"))
+    return AliasState(holder, 0 if latest is None else latest.generation + 1, model_id)
+
+
+def move_alias(client, name: str, alias: str, seen: AliasState, candidate: str, token: str) -> None:
+    """Move ``alias`` from the holder ``seen`` before the gate to ``candidate``, compare-and-set in effect:
+    InFlightError, with nothing moved, when another promotion moved it since or is moving it.
+
+    The move away from the holder is claimed on the holder's LoggedModel at the generation seen, so
+    of the promotions that read one state, one claim succeeds, and one that read before another's
+    claim fails. The holder is read again after the claim (a mover that claimed before this one read
+    the state has moved it by then, unless it stalled in between; so may the MLflow UI), and the
+    alias after the move. An unset alias, or a holder without a LoggedModel, has nowhere to claim:
+    then the holder is only read again, before and after the move.
+    """
+    if seen.model_id is not None and not try_claim(client, seen.model_id, claim_prefix(f"alias/{alias}"),
+                                                   seen.claims, token):
+        raise InFlightError(f"another promotion moved alias {alias!r} of {name!r} away from version {seen.holder} "
+                            f"(or is moving it) since this one read it; the alias was not moved")
+    now = alias_holder(client, name, alias)
+    if now != seen.holder:
+        raise InFlightError(f"alias {alias!r} of {name!r} moved to version {now} while the gate was evaluated; "
+                            f"the alias was not moved")
+    client.set_registered_model_alias(name, alias, candidate)
+    now = alias_holder(client, name, alias)
+    if now != candidate:
+        raise InFlightError(f"alias {alias!r} of {name!r} was moved on to version {now} by another promotion "
+                            f"right after this one moved it")
