@@ -247,3 +247,13 @@ def test_fuzz_policy_validates_and_decides_or_is_refused_at_a_location(text: str
             _run_case(text, Path(folder))
         finally:
             tracemalloc.stop()
+
+
+def test_policy_test_whose_steps_pass_the_year_9999_is_refused_at_the_test(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(rule())
+    path = tmp_path / "p.test.yaml"
+    path.write_text("apiVersion: drift-decider/v1\nkind: PolicyTest\npolicy: p.yaml\ntests:\n"
+                    "  - name: long\n    interval: 3650d\n    steps:\n      - {metrics: {mmd2: 0.0}, repeat: 1000}\n")
+    result = invoke("policy", "test", path)
+    assert_located_refusal(result, path)
+    assert "falls after the year 9999" in result.output

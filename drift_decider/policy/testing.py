@@ -132,7 +132,11 @@ def run_scenario(policy: Policy, scenario: Scenario) -> list[Failure]:
             if step.at is not None and repetition == 0:
                 now = step.at
             elif number > 1:
-                now = now + scenario.interval
+                try:
+                    now = now + scenario.interval
+                except OverflowError:   # 10,000 steps of up to 3650d pass the year 9999
+                    raise PolicyError(f"test {scenario.name!r}: step {number} falls after the year 9999; use a "
+                                      f"shorter interval or fewer steps", scenario.pos) from None
             metrics = {k: v for k, v in {**scenario.defaults, **step.metrics}.items() if v is not None}
             decision = evaluate(policy, metrics, history, now, context=scenario.context)
             if step.expect is not None and repetition == step.repeat - 1:
