@@ -82,11 +82,13 @@ def seeded_rows(n: int, limit: int, seed: int) -> np.ndarray:
 
 def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int = 0, now: datetime | None = None,
                    progress: bool = False) -> EvidenceReport:
+    """Every metric one check's inputs allow: distribution drift always; paired metrics (and their noise
+    companions) with reference and current ids; the new-item share; index health with an index."""
     report = measure(reference.profile, current.embeddings.vectors, seed=seed, progress=progress)
     items = current.items
+    queries = current.queries.vectors if current.queries is not None else None
     families = ["drift"]
     if items is not None and reference.item_ids is not None:
-        queries = current.queries.vectors if current.queries is not None else None
         paired = paired_metrics(reference, items.ids, items.vectors, queries, seed=seed)
         report.results.extend(paired)
         families.extend(sorted({_family(r.name) for r in paired}))
@@ -96,7 +98,6 @@ def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int 
         report.results.append(new_item_share(reference.known_ids, items.ids))
     report.inputs["noise_floor"] = reference.noise.label if reference.noise is not None else "none"
     if items is not None and current.index is not None:
-        queries = current.queries.vectors if current.queries is not None else None
         report.results.extend(index_health_metrics(items.ids, items.vectors, current.index, queries=queries,
                                                    now=now, seed=seed))
         families.append("index")
