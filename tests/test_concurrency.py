@@ -60,8 +60,9 @@ def _claim(uri: str, version: str, window_id: str, token: str, claimed_at: float
     client.log_model_params(model_id, {_claim_prefix("check", window_id) + "0": f"{token} {claimed_at}"})
 
 
-def _check_args(uri: str, version: str, current: Path, window_id: str, spool: Path) -> list[object]:
-    return ["check", "--model", "recsys", "--version", version, "--current", current, "--policy", POLICY,
+def _check_args(uri: str, version: str, current: Path, window_id: str, spool: Path,
+                model: str = "recsys") -> list[object]:
+    return ["check", "--model", model, "--version", version, "--current", current, "--policy", POLICY,
             "--window-id", window_id, "--window-end", "2026-07-01T00:00:00Z", "--tracking-uri", uri,
             "--spool-dir", spool, "--json"]
 
@@ -145,3 +146,78 @@ def test_concurrent_promotions_move_the_alias_once(tmp_path: Path, mlflow_server
         assert codes[loser] == 4 and "the alias was not moved" in processes[loser].stderr.read(), trial
         assert client.get_model_version_by_alias("promo", "champion").version == winners[0]
         assert "drift_decider.promotion.decision_id" not in client.get_model_version("promo", loser).tags
+
+
+
+DECISION_TAGS = (tags.DECISION, tags.RULE, tags.DECIDED_AT, tags.DECISION_ID, tags.POLICY, tags.POLICY_SHA256,
+                 tags.MODE, tags.WINDOW_ID, tags.RUN_ID)
+
+
+class _FaultProxy:
+    """An HTTP proxy in front of the real server that lets the first model-version tag write through
+    and answers 503 to every later one: a server that dies while a check publishes its tags."""
+
+    def __init__(self, upstream: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import requests
+
+        proxy = self
+        self.tag_writes = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/api/2.0/mlflow/model-versions/set-tag"):
+                    proxy.tag_writes += 1
+                    if proxy.tag_writes > 1:
+                        self.send_response(503)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                reply = requests.request(self.command, upstream + self.path, data=body, timeout=60,
+                                         headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                self.send_response(reply.status_code)
+                for key, value in reply.headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.uri = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_publish_failing_midway_leaves_the_latest_tag_whole(tmp_path: Path, mlflow_server) -> None:
+    """#9: the version's decision tags are written one by one; a server lost after the first left one
+    window's decision beside another window's run id. tags.LATEST holds them all in one tag, written
+    first: it names one record whole, whichever tags lag behind it."""
+    version, _ = register_with_reference(mlflow_server.uri, tmp_path, name="tagged")
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
+    run_cli(*_check_args(mlflow_server.uri, version, current, "w1", tmp_path / "spool", model="tagged"))
+    proxy = _FaultProxy(mlflow_server.uri)
+    try:
+        second = _check_args(proxy.uri, version, current, "w2", tmp_path / "spool", model="tagged")
+        second[second.index("--window-end") + 1] = "2026-07-02T00:00:00Z"
+        result = run_cli(*second[:-1], expect=1)
+    finally:
+        proxy.close()
+    assert "saved to" in result.output and proxy.tag_writes > 1
+    client = connect(mlflow_server.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("drift-decider").experiment_id],
+                                f"tags.`{tags.MODEL}` = 'tagged' and tags.`{tags.WINDOW_ID}` = 'w2'")
+    latest = json.loads(client.get_model_version("tagged", version).tags[tags.LATEST])
+    assert latest == {key: run.data.tags[key] for key in DECISION_TAGS}

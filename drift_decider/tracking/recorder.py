@@ -101,7 +101,8 @@ def publish_latest(client, ref: VersionRef, list_runs: Callable[[], list], attem
 
     Tags are last-write-wins and several checks may publish at once (MLflow's sqlite store even
     rejects two simultaneous writes of one tag), so publish, read back and repeat until the tags
-    agree with the latest complete run.
+    agree with the latest complete run. tags.LATEST, one tag holding them all, is written first: a
+    failure after it leaves the others lagging, never that tag mixed.
     """
     from mlflow.exceptions import MlflowException
 
@@ -114,6 +115,7 @@ def publish_latest(client, ref: VersionRef, list_runs: Callable[[], list], attem
                   (tags.DECISION, tags.RULE, tags.DECIDED_AT, tags.DECISION_ID, tags.POLICY, tags.POLICY_SHA256,
                    tags.MODE, tags.WINDOW_ID)}
         wanted[tags.RUN_ID] = latest.info.run_id
+        wanted = {tags.LATEST: json.dumps(wanted, sort_keys=True, separators=(",", ":")), **wanted}   # first
         present = client.get_model_version(ref.name, ref.version).tags or {}
         stale = {key: value for key, value in wanted.items() if present.get(key) != value}
         if not stale:
