@@ -154,17 +154,17 @@ DECISION_TAGS = (tags.DECISION, tags.RULE, tags.DECIDED_AT, tags.DECISION_ID, ta
 
 
 class _FaultProxy:
-    """An HTTP proxy in front of the real server that lets the first model-version tag write through
-    and answers 503 to every later one: a server that dies while a check publishes its tags."""
+    """An HTTP proxy in front of the real server that lets ``allowed`` requests to ``path`` through and
+    answers 503 to every later one: a server that dies at a chosen step of a check's writes."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, path: str, allowed: int) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         import requests
 
         proxy = self
-        self.tag_writes = 0
+        self.hits = 0
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:
@@ -172,9 +172,9 @@ class _FaultProxy:
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.path.startswith("/api/2.0/mlflow/model-versions/set-tag"):
-                    proxy.tag_writes += 1
-                    if proxy.tag_writes > 1:
+                if self.path.startswith(path):
+                    proxy.hits += 1
+                    if proxy.hits > allowed:
                         self.send_response(503)
                         self.send_header("Content-Length", "0")
                         self.end_headers()
@@ -208,16 +208,41 @@ def test_a_publish_failing_midway_leaves_the_latest_tag_whole(tmp_path: Path, ml
     ids, vectors = movielens_items()
     current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
     run_cli(*_check_args(mlflow_server.uri, version, current, "w1", tmp_path / "spool", model="tagged"))
-    proxy = _FaultProxy(mlflow_server.uri)
+    proxy = _FaultProxy(mlflow_server.uri, "/api/2.0/mlflow/model-versions/set-tag", allowed=1)
     try:
         second = _check_args(proxy.uri, version, current, "w2", tmp_path / "spool", model="tagged")
         second[second.index("--window-end") + 1] = "2026-07-02T00:00:00Z"
         result = run_cli(*second[:-1], expect=1)
     finally:
         proxy.close()
-    assert "saved to" in result.output and proxy.tag_writes > 1
+    assert "saved to" in result.output and proxy.hits > 1
     client = connect(mlflow_server.uri)
     (run,) = client.search_runs([client.get_experiment_by_name("drift-decider").experiment_id],
                                 f"tags.`{tags.MODEL}` = 'tagged' and tags.`{tags.WINDOW_ID}` = 'w2'")
     latest = json.loads(client.get_model_version("tagged", version).tags[tags.LATEST])
     assert latest == {key: run.data.tags[key] for key in DECISION_TAGS}
+
+
+def test_a_run_deleted_after_a_failed_write_leaves_no_metrics_on_the_model(tmp_path: Path, mlflow_server) -> None:
+    """#10: the LoggedModel kept the metrics of a run whose write failed and was deleted, so a window
+    with one complete run showed two points on the model. Metrics are now written last."""
+    from drift_decider.tracking.registry import resolve_version
+
+    version, _ = register_with_reference(mlflow_server.uri, tmp_path, name="model-metrics")
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
+    spool = tmp_path / "spool"
+    args = _check_args(mlflow_server.uri, version, current, "w1", spool, model="model-metrics")[:-1]
+    proxy = _FaultProxy(mlflow_server.uri, "/api/2.0/mlflow/runs/log-inputs", allowed=0)
+    try:
+        args[args.index("--tracking-uri") + 1] = proxy.uri
+        assert "saved to" in run_cli(*args, expect=1).output
+    finally:
+        proxy.close()
+    run_cli("sync", "--tracking-uri", mlflow_server.uri, "--spool-dir", spool)
+    client = connect(mlflow_server.uri)
+    model = client.get_logged_model(resolve_version(client, "model-metrics", version).model_id)
+    (run,) = client.search_runs([client.get_experiment_by_name("drift-decider").experiment_id],
+                                f"tags.`{tags.MODEL}` = 'model-metrics'")
+    assert {m.run_id for m in model.metrics} == {run.info.run_id}
+    assert len([m for m in model.metrics if m.key == "mmd2"]) == 1

@@ -1,7 +1,8 @@
 """Write one check to MLflow: a run with metrics, inputs, decision record, then the version's tags.
 
-Order matters for honesty. Metrics, params and decision tags go in one batch; the decision record
-follows; the run is marked complete last. Readers only trust complete runs, and a failure before
+Order matters for honesty. Params and decision tags go in one batch; the decision record follows,
+then the metrics (the LoggedModel keeps metrics of deleted runs, so they come as late as they can);
+the run is marked complete last. Readers only trust complete runs, and a failure before
 that point deletes the run, so MLflow never shows a decision without its run and metrics.
 """
 
@@ -80,13 +81,16 @@ def record_check(client, experiment_id: str, ref: VersionRef, window: Window, re
                           dataset_digest=window.dataset_digest) for key, value in sorted(record.values.items())]
         params = {key: value for key, value in record.inputs.items() if isinstance(value, (int, float, str))}
         run_tags = {**decision_tags(record.decision, run_id), **(extra_tags or {})}
-        client.log_batch(run_id, metrics=metrics, params=[Param(k, str(v)[:6000]) for k, v in sorted(params.items())],
+        client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in sorted(params.items())],
                          tags=[RunTag(k, v) for k, v in run_tags.items()])
         client.log_inputs(run_id, datasets=[DatasetInput(
             Dataset(window.dataset_name, window.dataset_digest, "local", window.source),
             tags=[InputTag("mlflow.data.context", "current")])], models=[LoggedModelInput(ref.model_id)])
         _log_json_artifacts(client, run_id, {tags.DECISION_ARTIFACT: record.decision,
                                              tags.EVIDENCE_ARTIFACT: record.evidence})
+        # last before completion: the LoggedModel keeps metrics of a run deleted later (MLflow cannot
+        # delete them), so only a failed completion tag can leave a stray point on the model
+        client.log_batch(run_id, metrics=metrics)
         client.set_tag(run_id, tags.COMPLETE, "true")
         client.set_terminated(run_id, "FINISHED")
         return run_id
