@@ -233,8 +233,8 @@ def _recorded_outcome(client, ref, window: Window, run) -> CheckOutcome:
                         dict(run.data.metrics), run_id=run.info.run_id, already_recorded=True)
 
 
-HEADLINE_METRICS = ("mmd2", "knn_turnover", "rank.overlap_fixed", "rank.overlap_fixed.noise_units", "rank.fix_gain",
-                    "queries.off_catalog_share", "index.recall_at_k", "index.coverage")
+HEADLINE_METRICS = ("mmd2", "norm_ratio", "knn_turnover.noise_units", "rank.overlap_fixed", "rank.fix_gain",
+                    "queries.off_catalog_share", "catalog.new_item_share", "index.recall_at_k", "index.coverage")
 
 
 def history(model: str, *, version: str | None = None, since: str | None = None,
