@@ -19,6 +19,7 @@ from drift_decider.measure import measure
 from drift_decider.metrics.index_health import index_health_metrics
 from drift_decider.metrics.rankings import query_coverage, ranking_metrics
 from drift_decider.metrics.result import MetricResult
+from drift_decider.metrics.sampling import seeded_rows
 from drift_decider.metrics.scores import score_metrics
 from drift_decider.metrics.structure import new_item_share, procrustes_fit, shared_rows, structure_metrics
 from drift_decider.noise import NoiseFloor, Sibling
@@ -47,6 +48,9 @@ class ReferenceData:
         (by id) and queries that the paired metrics read."""
         reference = cls(EmbeddingProfile.from_array(vectors, seed=seed, progress=progress))
         if ids is not None:
+            ids = np.asarray(ids)
+            if ids.dtype.kind == "O":       # text ids read from parquet: stored as str, never pickled
+                ids = ids.astype(str)
             rows = seeded_rows(len(ids), ITEM_SAMPLE_ROWS, seed)
             reference = replace(reference, item_ids=np.asarray(ids)[rows], known_ids=np.unique(ids),
                                 item_vectors=np.asarray(vectors[rows], dtype=np.float32))
@@ -71,13 +75,6 @@ class CurrentData:
         if self.catalog is not None:
             return self.catalog
         return self.embeddings if self.embeddings.ids is not None else None
-
-
-def seeded_rows(n: int, limit: int, seed: int) -> np.ndarray:
-    """A sorted seeded sample of at most ``limit`` row numbers out of ``n``."""
-    if n <= limit:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
 def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int = 0, now: datetime | None = None,
@@ -117,7 +114,9 @@ def paired_metrics(reference: ReferenceData, ids: np.ndarray, vectors: np.ndarra
     ref_items, cur_items = reference.item_vectors[ref_rows], vectors[cur_rows]
     results.extend(ranking_metrics(ref_items, cur_items, reference.queries, seed=seed))
     if queries is not None:
-        results.append(query_coverage(reference.item_vectors, reference.queries, vectors, queries, seed=seed))
+        # best matches among as many items as the reference sample holds: a larger catalogue always has closer ones
+        catalog = vectors[seeded_rows(len(vectors), len(reference.item_vectors), seed)]
+        results.append(query_coverage(reference.item_vectors, reference.queries, catalog, queries, seed=seed))
         # the same items on both sides, so top-k scores compare like with like
         results.extend(score_metrics(ref_items, cur_items, reference.queries, queries, seed=seed))
     return results
@@ -139,6 +138,9 @@ def measure_noise(reference: ReferenceData, siblings: list[Sibling], *, seed: in
         if np.shape(sibling.vectors)[1:] != reference.item_vectors.shape[1:]:
             raise InputError(f"sibling {number} has {np.shape(sibling.vectors)[1:]} dimensions, the reference "
                              f"{reference.item_vectors.shape[1]}")
+        if not np.isfinite(sibling.vectors).all() or (sibling.queries is not None
+                                                      and not np.isfinite(sibling.queries).all()):
+            raise InputError(f"sibling {number} contains NaN or infinite values")
         ref_rows, sib_rows = shared_rows(reference.item_ids, sibling.ids)
         if len(ref_rows) < 2 * reference.item_vectors.shape[1]:
             raise InputError(f"sibling {number} shares {len(ref_rows)} ids with the reference; a noise floor "

@@ -90,6 +90,20 @@ def test_stale_share_counts_items_moved_beyond_epsilon(items):
     assert cosine["index.stale_share"] == 0.0   # a cosine index does not see norms
 
 
+@pytest.mark.parametrize("metric", ["ip", "cosine"])
+def test_a_global_rescale_is_not_staleness_but_the_items_moved_beyond_it_are(items, metric):
+    """Scaling every vector alike changes no ranking; moving many items must not make the rest look stale."""
+    ids, vectors = items
+    rng = np.random.default_rng(1)
+    index = ServingIndex.build(ids, vectors, kind="exact", metric=metric)
+    assert health(ids, vectors * 1.7, index, n_queries=50)["index.stale_share"] == 0.0
+    moved = rng.choice(len(ids), size=len(ids) // 2, replace=False)
+    current = vectors.copy()
+    current[moved] = rng.permutation(vectors)[: len(moved)]      # half the items point elsewhere
+    stale = health(ids, current * 1.7, index, n_queries=50)["index.stale_share"]
+    assert stale == pytest.approx(0.5, abs=0.02)
+
+
 def test_bare_snapshot_is_searched_exactly_and_dated(tmp_path, items):
     ids, vectors = items
     path = tmp_path / "snap.npz"

@@ -4,18 +4,16 @@ makes the noise-relative retrain rules do (real MovieLens SVD refits on user sub
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from drift_decider.evidence_builder import ReferenceData, measure_noise, paired_metrics
 from drift_decider.metrics.result import MetricResult
 from drift_decider.metrics.structure import procrustes_fit, shared_rows
 from drift_decider.noise import NoiseFloor, Sibling
-from drift_decider.policy import History, evaluate, load_policy
-from drift_decider.scenarios import SIBLING_SHARE, base_factors, subsample_refit, version_siblings
+from drift_decider.policy import load_policy
+from drift_decider.scenarios import SIBLING_SHARE, base_factors, first_action, subsample_refit, version_siblings
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
 from support import POLICY, run_cli, write_items
@@ -82,7 +80,6 @@ def test_refits_with_no_new_data_stay_within_twice_the_floor(reference, floor):
     for name, seen in units.items():
         assert max(seen) < policy_max, (name, seen)
         assert 0.3 < float(np.median(seen)) < 1.5, (name, seen)   # refits read about 1: the unit means something
-    assert stats.binom.cdf(0, 20, 0.14) < 0.05
 
 
 def test_a_real_neighbourhood_change_is_far_beyond_the_floor(reference, floor):
@@ -95,16 +92,18 @@ def test_a_real_neighbourhood_change_is_far_beyond_the_floor(reference, floor):
 
 
 def test_without_a_floor_the_default_policy_never_retrains_on_structure(reference):
-    """Structure and rankings far from the reference, but no floor: no noise-relative metric exists."""
+    """Structure and rankings far from the reference, but no floor: no noise-relative metric exists, and two
+    checks in a row (what the retrain rules need) decide no retrain. With the floor's units added, they do."""
     factors = base_factors()
     scrambled = np.random.default_rng(2).permutation(factors.item_vectors)
     results = paired_metrics(reference, factors.item_ids, scrambled, reference.queries)
     values = {k: v for r in results for k, v in r.flat().items()}
-    assert values["rank.overlap_fixed"] < 0.2
-    policy = load_policy(POLICY)
-    decision = evaluate(policy, values, History(), datetime(2026, 1, 1, tzinfo=timezone.utc))
-    assert decision.action != "retrain"
+    assert values["rank.overlap_fixed"] < 0.2 and values["knn_turnover"] > 0.5
     assert not any(name.endswith(".noise_units") for name in values)
+    policy = load_policy(POLICY)
+    assert first_action(policy, values, checks=2) != "retrain"
+    floored = {**values, "rank.overlap_fixed.noise_units": 3.0, "knn_turnover.noise_units": 3.0}
+    assert first_action(policy, floored, checks=2) == "retrain"
 
 
 def test_reference_set_stores_the_floor_and_every_check_names_it(tmp_path, sqlite_uri):
@@ -183,3 +182,29 @@ def test_a_version_without_siblings_takes_its_floor_from_healthy_baseline_checks
     again = run_cli("reference", "noise", "--model", "recsys", "--version", ref.version, "--first-checks", "3",
                     "--tracking-uri", sqlite_uri, expect=2)
     assert "already has a noise floor" in again.output
+
+
+def test_text_ids_from_parquet_are_stored_and_checked(tmp_path, sqlite_uri):
+    """Parquet text ids arrive as object arrays, which numpy cannot store without pickle: stored as text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from drift_decider.tracking.registry import ensure_experiment, register_external_model
+
+    client = connect(sqlite_uri)
+    ref = register_external_model(client, sqlite_uri, "recsys", experiment_id=ensure_experiment(client))
+    factors = base_factors()
+    text_ids = [f"movie-{i}" for i in factors.item_ids]
+    table = pa.table({"id": text_ids, "embedding": list(factors.item_vectors)})
+    pq.write_table(table, tmp_path / "items.parquet")
+    run_cli("reference", "set", "--model", "recsys", "--version", ref.version, "--embeddings",
+            tmp_path / "items.parquet", "--tracking-uri", sqlite_uri)
+    outcome = json.loads(run_cli("check", "--model", "recsys", "--version", ref.version, "--current",
+                                 tmp_path / "items.parquet", "--policy", POLICY, "--window-id", "w1", "--window-end",
+                                 "2026-03-01T00:00:00Z", "--tracking-uri", sqlite_uri, "--json").stdout)
+    assert outcome["metrics"]["catalog.new_item_share"] == 0.0 and outcome["metrics"]["knn_turnover"] == 0.0
+
+    numbered = write_items(tmp_path / "numbered.npz", factors.item_ids, factors.item_vectors)
+    refused = run_cli("check", "--model", "recsys", "--version", ref.version, "--current", numbered, "--policy",
+                      POLICY, "--window-id", "w2", "--tracking-uri", sqlite_uri, expect=2)
+    assert "reference ids are text" in refused.output and "integers" in refused.output

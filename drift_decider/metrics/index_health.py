@@ -77,7 +77,9 @@ def _stale(current: np.ndarray, built: np.ndarray, metric: str, epsilon: float) 
         return MetricResult.insufficient("index.stale_share", "no catalogue item is in the index")
     now_vec = prepare(current, metric).astype(np.float64)
     then_vec = prepare(built, metric).astype(np.float64)
-    scale = float(np.sum(now_vec * then_vec) / max(np.sum(then_vec * then_vec), np.finfo(float).tiny))
+    then_norm = np.linalg.norm(then_vec, axis=1)
+    ratios = np.linalg.norm(now_vec, axis=1)[then_norm > 0] / then_norm[then_norm > 0]
+    scale = float(np.median(ratios)) if len(ratios) else 1.0   # the median item's: moved items cannot pull it
     served = scale * then_vec
     moved = np.linalg.norm(now_vec - served, axis=1) / np.maximum(np.linalg.norm(served, axis=1),
                                                                    np.finfo(np.float32).tiny)

@@ -26,6 +26,7 @@ import numpy as np
 from drift_decider.errors import InputError
 from drift_decider.metrics.knn import exact_knn
 from drift_decider.metrics.result import MetricResult
+from drift_decider.metrics.sampling import seeded_rows
 from drift_decider.metrics.scores import relative_change
 from drift_decider.metrics.structure import procrustes_fit
 
@@ -104,6 +105,4 @@ def _sample(queries: np.ndarray, n: int, seed: int) -> np.ndarray:
     queries = np.asarray(queries, dtype=np.float32)
     if queries.ndim != 2:
         raise InputError(f"queries must be a 2-D array, got shape {queries.shape}")
-    if len(queries) <= n:
-        return queries
-    return queries[np.sort(np.random.default_rng(seed).choice(len(queries), size=n, replace=False))]
+    return queries[seeded_rows(len(queries), n, seed)]

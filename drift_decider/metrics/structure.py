@@ -29,8 +29,26 @@ STRUCTURE_METRICS = ("knn_jaccard", "knn_turnover", "procrustes.residual", "proc
                      "procrustes.moved_share", "movement.cosine_p50", "movement.cosine_p90")
 
 
+def check_id_kinds(reference_ids: np.ndarray, current_ids: np.ndarray) -> None:
+    """Numbers and text never match: ids of different kinds mean the files use different id columns, and
+    pairing them would read as every item new or none shared, silently."""
+    kinds = {name: _id_kind(np.asarray(ids)) for name, ids in (("reference", reference_ids), ("current", current_ids))}
+    if len(set(kinds.values())) > 1:
+        raise InputError(f"the reference ids are {kinds['reference']} and the current ids {kinds['current']}: "
+                         f"they must be the same kind of id to be paired")
+
+
+def _id_kind(ids: np.ndarray) -> str:
+    if ids.dtype.kind in "biu":
+        return "integers"
+    if ids.dtype.kind == "O" and len(ids) and not isinstance(ids[0], str):
+        return "integers" if isinstance(ids[0], (int, np.integer)) else type(ids[0]).__name__
+    return "text" if ids.dtype.kind in "USO" else ids.dtype.name
+
+
 def shared_rows(reference_ids: np.ndarray, current_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row positions of the ids present in both sets, in the same order (sorted by id)."""
+    check_id_kinds(reference_ids, current_ids)
     for name, ids in (("reference", reference_ids), ("current", current_ids)):
         ids = np.asarray(ids)
         if ids.ndim != 1:
@@ -48,6 +66,7 @@ def new_item_share(known_ids: np.ndarray, catalog_ids: np.ndarray) -> MetricResu
     catalog_ids = np.asarray(catalog_ids)
     if len(catalog_ids) == 0:
         return MetricResult.insufficient("catalog.new_item_share", "the catalogue is empty")
+    check_id_kinds(known_ids, catalog_ids)
     new = ~np.isin(catalog_ids, known_ids, assume_unique=False)
     return MetricResult("catalog.new_item_share", float(new.mean()),
                         detail={"n_catalog": int(len(catalog_ids)), "n_new": int(new.sum()),
