@@ -7,6 +7,7 @@ Exit codes (all four commands): 0 ok; 2 invalid policy, failing policy test or b
 from __future__ import annotations
 
 import json
+import stat
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -208,7 +209,10 @@ def _plural(n: int, noun: str) -> str:
 def _read_json(path: str, what: str) -> Any:
     p = Path(path)
     try:
-        if p.stat().st_size > MAX_INPUT_BYTES:
+        info = p.stat()    # stat never blocks; opening a FIFO would, forever
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{path}: {what} file is not a regular file (a FIFO or device could block forever)")
+        if info.st_size > MAX_INPUT_BYTES:
             raise InputError(f"{path}: {what} file is larger than {MAX_INPUT_BYTES} bytes")
         return json.loads(p.read_text(encoding="utf-8"))
     except OSError as exc:

@@ -49,7 +49,12 @@ def parse_window_end(text: str | None, option: str = "--window-end") -> datetime
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+MAX_WINDOW_ID_CHARS = 500   # an id, not a document: it becomes MLflow tags and a run name
+
+
 def make_window(current: EmbeddingSet, window_id: str | None, window_end: datetime) -> Window:
+    if window_id and len(window_id) > MAX_WINDOW_ID_CHARS:
+        raise InputError(f"--window-id has {len(window_id)} characters; at most {MAX_WINDOW_ID_CHARS}")
     digest = embeddings_digest(current)
     return Window(window_id=window_id or f"data-{digest}", window_end=window_end,
                   dataset_name=current.path.stem, dataset_digest=digest, source=str(current.path))

@@ -25,6 +25,8 @@ from drift_decider.catalog import metric_keys
 from drift_decider.cli import cli
 from drift_decider.policy import ACTIONS, CheckRecord, History, evaluate, load_policy
 
+SHIPPED_POLICY = Path(__file__).resolve().parents[1] / "policies" / "recommender-default.yaml"
+
 HEADER = "apiVersion: drift-decider/v1\nkind: Policy\nmetadata: {name: hostile, version: '1'}\n"
 NOW = datetime(2026, 3, 2, tzinfo=timezone.utc)
 METRICS = sorted(metric_keys())
@@ -129,6 +131,20 @@ def test_fifo_as_policy_is_refused_not_waited_on(tmp_path: Path, command: str) -
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     assert f"{fifo}:1:1: not a regular file" in result.stderr
+
+
+@pytest.mark.parametrize("option", ["--metrics", "--history"])
+def test_fifo_as_explain_input_is_refused_not_waited_on(tmp_path: Path, option: str) -> None:
+    fifo = tmp_path / "input.json"
+    os.mkfifo(fifo)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text("{}")
+    given = {"--metrics": str(metrics), option: str(fifo)}
+    args = [arg for key, value in given.items() for arg in (key, value)]
+    result = subprocess.run([sys.executable, "-m", "drift_decider", "policy", "explain", "--policy",
+                             str(SHIPPED_POLICY), *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert f"{fifo}:" in result.stderr and "not a regular file" in result.stderr
 
 
 # --- fuzz ---------------------------------------------------------------------------------------------

@@ -49,3 +49,16 @@ def test_measure_command_still_reports_small_sets_as_insufficient(tmp_path: Path
     reference = write_items(tmp_path / "ref.npz", ids, vectors)
     current = write_items(tmp_path / "cur.npz", ids[:rows], vectors[:rows])
     assert "insufficient_data" in run_cli("measure", "--reference", reference, "--current", current).output
+
+
+def test_a_window_id_past_the_limit_is_refused_before_measuring(tmp_path: Path, sqlite_uri: str) -> None:
+    from drift_decider.window import MAX_WINDOW_ID_CHARS
+
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    window = write_items(tmp_path / "w.npz", ids, vectors)
+    before = _state(sqlite_uri)
+    result = run_cli("check", "--model", "recsys", "--version", version, "--current", window, "--policy", POLICY,
+                     "--window-id", "w" * (MAX_WINDOW_ID_CHARS + 1), "--tracking-uri", sqlite_uri, expect=2)
+    assert f"at most {MAX_WINDOW_ID_CHARS}" in result.output
+    assert _state(sqlite_uri) == before
