@@ -100,10 +100,16 @@ def cli() -> None:
 @click.option("--reference", required=True, type=click.Path(dir_okay=False), help="Reference embeddings "
               "(.npy, .npz or .parquet).")
 @click.option("--current", required=True, type=click.Path(dir_okay=False), help="Current embeddings, same dimension.")
+@click.option("--alpha", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Significance level of the per-test verdict (the table only; --json gives the p-values).")
 @seed_option
 @json_option
-def measure(reference: str, current: str, seed: int, as_json: bool) -> None:
-    """Measure drift between two embedding files (no MLflow involved)."""
+def measure(reference: str, current: str, alpha: float, seed: int, as_json: bool) -> None:
+    """Measure drift between two embedding files (no MLflow involved).
+
+    Tests (metrics with a p-value) get a verdict at --alpha: `drift` when p < alpha. Other metrics
+    are sizes of a change, with no verdict of their own.
+    """
     from drift_decider.api import measure_files
 
     report = measure_files(reference, current, seed=seed, progress=not as_json)
@@ -112,11 +118,19 @@ def measure(reference: str, current: str, seed: int, as_json: bool) -> None:
         return
     click.echo(f"reference n={report.inputs.get('n_reference')}  current n={report.inputs.get('n_current')}  "
                f"dim={report.inputs.get('dim')}  seed={seed}")
-    click.echo(f"{'metric':<26}{'value':>12}{'p-value':>12}  status")
+    click.echo(f"{'metric':<26}{'value':>12}{'p-value':>12}  verdict at alpha={alpha:g}")
     for result in report.results:
         value = "-" if result.value is None else f"{result.value:.4g}"
         p_value = "-" if result.p_value is None else f"{result.p_value:.3g}"
-        click.echo(f"{result.name:<26}{value:>12}{p_value:>12}  {result.status}")
+        click.echo(f"{result.name:<26}{value:>12}{p_value:>12}  {_verdict(result, alpha)}")
+
+
+def _verdict(result, alpha: float) -> str:
+    if result.status != "ok":
+        return f"not computed: {result.detail.get('reason', result.status)}"
+    if result.p_value is None:
+        return "-"
+    return "drift" if result.p_value < alpha else "no drift"
 
 
 @cli.group(cls=_Cli)

@@ -17,6 +17,8 @@ import click
 
 from drift_decider.errors import DriftDeciderError, InputError, PolicyError
 from drift_decider.policy import History, evaluate, lint, load_policy
+from drift_decider.catalog import metric_keys
+from drift_decider.policy.fields import suggest
 from drift_decider.policy.history import history_rows, parse_time
 from drift_decider.policy.backtest import recorded_from_rows, replay, summary
 from drift_decider.policy.testing import run_test_file
@@ -134,6 +136,7 @@ def explain_cmd(policy_path: str, metrics_path: str, history_path: str | None, n
         metrics = _read_json(metrics_path, "metrics")
         if isinstance(metrics, dict) and isinstance(metrics.get("values"), dict):
             metrics = metrics["values"]
+        _refuse_unknown_metrics(metrics, metrics_path)
         rows = history_rows(_read_json(history_path, "history"), f"{history_path}: history") if history_path else []
         ctx = {}
         for item in context:
@@ -204,6 +207,17 @@ def _counts(actions: dict[str, int]) -> str:
 
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _refuse_unknown_metrics(metrics: Any, path: str) -> None:
+    """A misspelt key would read as a missing metric and fire no rule, silently: name it instead."""
+    if not isinstance(metrics, dict):
+        return
+    known = metric_keys()
+    unknown = [key for key in metrics if key not in known]
+    if unknown:
+        raise InputError(f"{path}: unknown metric {unknown[0]!r}{suggest(str(unknown[0]), known)}"
+                         + (f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""))
 
 
 def _read_json(path: str, what: str) -> Any:

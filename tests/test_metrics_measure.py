@@ -103,3 +103,18 @@ def test_progress_bar_only_when_asked(capsys):
     measure(ref, cur, options=MeasureOptions(chunk_rows=100), progress=True)
     err = capsys.readouterr().err
     assert "profiling reference" in err and "profiling current" in err
+
+
+def test_measure_table_gives_a_verdict_per_test_at_alpha(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from drift_decider.cli import cli
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "ref.npy", rng.standard_normal((600, 8)).astype(np.float32))
+    np.save(tmp_path / "cur.npy", (rng.standard_normal((600, 8)) + 0.5).astype(np.float32))
+    out = CliRunner().invoke(cli, ["measure", "--reference", str(tmp_path / "ref.npy"), "--current",
+                                   str(tmp_path / "cur.npy"), "--alpha", "0.01"]).output
+    lines = {parts[0]: line.rstrip() for line in out.splitlines() if (parts := line.split())}
+    assert "verdict at alpha=0.01" in out and " ok" not in out
+    assert lines["mmd2"].endswith(" drift") and lines["norm_ratio"].endswith(" -")

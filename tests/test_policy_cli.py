@@ -145,3 +145,11 @@ def test_explain_missing_files_exit_2(tmp_path: Path) -> None:
     metrics = write(tmp_path, "m.json", "{}")
     assert invoke("explain", "--policy", DEFAULT, "--metrics", metrics,
                   "--history", tmp_path / "nope.json").exit_code == 2
+
+
+def test_explain_names_a_misspelt_metric_instead_of_deciding_without_it(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"knn_turnover.noise_unit": 3.0, "knn_turnover": 0.3}))
+    result = invoke("explain", "--policy", DEFAULT, "--metrics", metrics)
+    assert result.exit_code == 2
+    assert "unknown metric 'knn_turnover.noise_unit' (did you mean 'knn_turnover.noise_units'?)" in result.output
