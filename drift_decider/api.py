@@ -242,11 +242,13 @@ def history(model: str, *, version: str | None = None, since: str | None = None,
     """Every recorded check of a model (or one version), oldest window first, as plain rows."""
     from drift_decider.tracking import history as tracking_history
     from drift_decider.tracking import tags
-    from drift_decider.tracking.connection import connect
-    from drift_decider.tracking.registry import find_experiment
+    from drift_decider.tracking.connection import connect, mlflow_errors
+    from drift_decider.tracking.registry import find_experiment, require_model
 
     start = parse_window_end(since, option="--since") if since else None
-    client = connect(tracking_uri)
+    client = connect(tracking_uri, read_only=True)
+    with mlflow_errors(f"looking up model {model!r}"):
+        require_model(client, model)
     experiment_id = find_experiment(client)
     runs = tracking_history.search_checks(client, experiment_id, model=model, version=version) if experiment_id else []
     rows = []
@@ -270,7 +272,7 @@ def audit(decision_id: str, *, tracking_uri: str | None = None) -> dict[str, Any
     from drift_decider.tracking.recorder import read_decision_record, read_json_artifact
     from drift_decider.tracking.registry import find_experiment
 
-    client = connect(tracking_uri)
+    client = connect(tracking_uri, read_only=True)
     experiment_id = find_experiment(client)
     runs = (tracking_history.search_checks(client, experiment_id, kind=None, decision_id=decision_id)
             if experiment_id else [])

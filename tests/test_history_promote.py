@@ -82,3 +82,14 @@ def test_promotion_moves_alias_only_when_the_gate_passes(tmp_path, sqlite_uri):
     assert passed["passed"] and passed["alias_moved"], passed["decision"].get("explanation")
     assert str(client.get_model_version_by_alias("recsys", "champion").version) == good
     assert client.get_model_version("recsys", good).tags["drift_decider.promotion.previous_holder"] == champion
+
+
+def test_reading_a_wrong_model_or_store_says_so_and_creates_nothing(tmp_path, sqlite_uri):
+    register_with_reference(sqlite_uri, tmp_path)
+    typo = run_cli("history", "--model", "recsyss", "--tracking-uri", sqlite_uri, expect=2)
+    assert "no registered model 'recsyss'" in typo.output and "did you mean 'recsys'" in typo.output
+    missing = tmp_path / "elsewhere" / "mlflow.db"
+    for command in (["history", "--model", "recsys"], ["audit", "--decision-id", "0" * 64]):
+        result = run_cli(*command, "--tracking-uri", f"sqlite:///{missing}", expect=2)
+        assert f"no MLflow store at {missing}" in result.output
+    assert not missing.exists()

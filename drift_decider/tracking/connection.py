@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from pathlib import Path
 from typing import Iterator
 
 from drift_decider.errors import InputError, TrackingError
@@ -40,9 +41,18 @@ def mlflow_errors(action: str) -> Iterator[None]:
         raise TrackingError(f"MLflow could not be reached while {action}: {exc}") from exc
 
 
-def connect(tracking_uri: str | None = None):
-    """An MlflowClient for tracking and registry, after a cheap request proves the server answers."""
+def connect(tracking_uri: str | None = None, *, read_only: bool = False):
+    """An MlflowClient for tracking and registry, after a cheap request proves the server answers.
+
+    ``read_only`` commands never create a store: a sqlite file that does not exist is a wrong URI or
+    folder (say so), not an empty history.
+    """
     uri = resolve_tracking_uri(tracking_uri)
+    if read_only and uri.startswith("sqlite:///") and ":memory:" not in uri:
+        path = Path(uri[len("sqlite:///"):])
+        if not path.is_file():
+            raise InputError(f"no MLflow store at {path} (tracking URI {uri}): give --tracking-uri or set "
+                             f"MLFLOW_TRACKING_URI to the store your checks wrote to")
     client = _client(uri)
     with mlflow_errors(f"connecting to {uri}"):
         client.search_experiments(max_results=1)

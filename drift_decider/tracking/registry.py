@@ -237,3 +237,22 @@ def move_alias(client, name: str, alias: str, seen: AliasState, candidate: str, 
     if now != candidate:
         raise InFlightError(f"alias {alias!r} of {name!r} was moved on to version {now} by another promotion "
                             f"right after this one moved it")
+
+
+def require_model(client, name: str) -> None:
+    """A read of a model that is not registered is a typo or the wrong store: name the nearest models."""
+    import difflib
+
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+        return
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    names = [m.name for m in client.search_registered_models(max_results=1000)]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else (
+        f"; it has {', '.join(map(repr, sorted(names)[:5]))}" if names else "; it has no registered model")
+    raise InputError(f"no registered model {name!r} in this store{hint}")
