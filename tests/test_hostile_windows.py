@@ -48,7 +48,7 @@ def test_measure_command_still_reports_small_sets_as_insufficient(tmp_path: Path
     ids, vectors = movielens_items()
     reference = write_items(tmp_path / "ref.npz", ids, vectors)
     current = write_items(tmp_path / "cur.npz", ids[:rows], vectors[:rows])
-    assert "insufficient_data" in run_cli("measure", "--reference", reference, "--current", current).output
+    assert "not computed: " in run_cli("measure", "--reference", reference, "--current", current).output
 
 
 def test_a_window_id_past_the_limit_is_refused_before_measuring(tmp_path: Path, sqlite_uri: str) -> None:
