@@ -86,6 +86,12 @@ CATALOG: tuple[MetricSpec, ...] = (
 
 NOISE_COMPANIONS = (".noise_units", ".noise_floor")  # published beside a metric when a noise floor exists
 _IDEAL = {spec.name: spec.ideal for spec in CATALOG if spec.ideal is not None}
+_FAMILY = {spec.name: spec.family for spec in CATALOG}
+
+
+def family_of(name: str) -> str:
+    """The family a metric belongs to (drift, structure, rankings, queries, scores, index)."""
+    return _FAMILY[name]
 
 
 def ideal_value(name: str) -> float | None:

@@ -12,6 +12,7 @@ from datetime import datetime
 import numpy as np
 
 from drift_decider.ann_index import ServingIndex
+from drift_decider.catalog import family_of
 from drift_decider.errors import InputError
 from drift_decider.evidence import EvidenceReport
 from drift_decider.loading import EmbeddingSet
@@ -88,7 +89,7 @@ def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int 
     if items is not None and reference.item_ids is not None:
         paired = paired_metrics(reference, items.ids, items.vectors, queries, seed=seed)
         report.results.extend(paired)
-        families.extend(sorted({_family(r.name) for r in paired}))
+        families.extend(sorted({family_of(r.name) for r in paired}))
         if reference.noise is not None:
             report.results.extend(reference.noise.companions(paired))
     if items is not None and reference.known_ids is not None:
@@ -153,7 +154,3 @@ def measure_noise(reference: ReferenceData, siblings: list[Sibling], *, seed: in
             values.update(result.flat())
         measured.append(values)
     return NoiseFloor.from_measurements("siblings", measured)
-
-
-def _family(name: str) -> str:
-    return {"rank": "rankings", "queries": "queries", "scores": "scores"}.get(name.split(".")[0], "structure")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +51,19 @@ def register_with_reference(uri: str, tmp_path: Path, name: str = "recsys") -> t
     run_cli("reference", "set", "--model", name, "--version", ref.version, "--embeddings", reference,
             "--tracking-uri", uri)
     return ref.version, reference
+
+
+def cli_process(*args: object, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    """`python -m drift_decider ARGS` as its own process, as users run it (concurrency and fault tests)."""
+    return subprocess.Popen([sys.executable, "-m", "drift_decider", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, **kwargs)
+
+
+def json_outcomes(processes: list[subprocess.Popen], timeout: float = 600) -> list[dict]:
+    """Wait for every process; each must exit 0 and print one JSON object."""
+    outcomes = []
+    for process in processes:
+        out, err = process.communicate(timeout=timeout)
+        assert process.returncode == 0, err
+        outcomes.append(json.loads(out))
+    return outcomes

@@ -4,25 +4,22 @@ runs at the same time, and every caller reports that one decision."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
-from support import POLICY, movielens_items, register_with_reference, run_cli, write_items
+from support import (POLICY, cli_process, json_outcomes, movielens_items, register_with_reference, run_cli,
+                     write_items)
 
 pytestmark = pytest.mark.server
 
 
 def _check(*args: object) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "drift_decider", "check", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    return cli_process("check", *args, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
 
 
 def test_four_concurrent_checks_of_one_window_record_it_once(tmp_path: Path, mlflow_server) -> None:
@@ -32,11 +29,7 @@ def test_four_concurrent_checks_of_one_window_record_it_once(tmp_path: Path, mlf
     processes = [_check("--model", "one-window", "--version", version, "--current", current, "--policy", POLICY,
                         "--window-id", "w1", "--window-end", "2026-07-01T00:00:00Z", "--tracking-uri",
                         mlflow_server.uri, "--spool-dir", tmp_path / "spool", "--json") for _ in range(4)]
-    outcomes = []
-    for process in processes:
-        out, err = process.communicate(timeout=600)
-        assert process.returncode == 0, err
-        outcomes.append(json.loads(out))
+    outcomes = json_outcomes(processes)
     client = connect(mlflow_server.uri)
     experiment = client.get_experiment_by_name("drift-decider").experiment_id
     runs = client.search_runs([experiment], f"tags.`{tags.MODEL}` = 'one-window'")

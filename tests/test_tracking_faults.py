@@ -6,8 +6,6 @@ import json
 import os
 import secrets
 import sqlite3
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -16,14 +14,9 @@ from drift_decider.tracking.connection import connect
 
 from conftest import MlflowServer
 from drift_decider.tracking import tags
-from support import POLICY, movielens_items, register_with_reference, write_items
+from support import POLICY, cli_process, json_outcomes, movielens_items, register_with_reference, write_items
 
 pytestmark = pytest.mark.server
-
-
-def _cli(*args, env=None, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "drift_decider", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, **kwargs)
 
 
 def _window_runs(db, window_id: str) -> list[tuple[str, str, str | None]]:
@@ -50,7 +43,7 @@ def test_server_killed_mid_check_spools_and_sync_lands_exactly_once(tmp_path):
         db = server.root / "mlflow.db"
         for attempt in range(4):     # the kill must land between the run's creation and its completion
             window = f"fault-{attempt}"
-            check = _cli("check", "--model", "recsys", "--version", version, "--current", current, "--policy",
+            check = cli_process("check", "--model", "recsys", "--version", version, "--current", current, "--policy",
                          POLICY, "--window-id", window, "--window-end", "2026-05-01T00:00:00Z", "--tracking-uri",
                          server.uri, "--spool-dir", spool)
             while check.poll() is None and not _window_runs(db, window):
@@ -70,7 +63,7 @@ def test_server_killed_mid_check_spools_and_sync_lands_exactly_once(tmp_path):
         decision_tags = client.get_model_version("recsys", version).tags
         if not _complete(runs):   # nothing half-written is visible as a decision
             assert decision_tags.get(tags.WINDOW_ID) != window
-        sync = _cli("sync", "--tracking-uri", server.uri, "--spool-dir", spool, "--json")
+        sync = cli_process("sync", "--tracking-uri", server.uri, "--spool-dir", spool, "--json")
         out, err = sync.communicate(timeout=180)
         assert sync.returncode == 0, err
         assert [entry["status"] for entry in json.loads(out)] in (["recorded"], ["already recorded"])
@@ -78,7 +71,7 @@ def test_server_killed_mid_check_spools_and_sync_lands_exactly_once(tmp_path):
         assert len(_complete(runs)) == 1
         assert [r for r in runs if r[1] == "active" and r[2] != "true"] == []   # the orphan is gone
         assert client.get_model_version("recsys", version).tags[tags.WINDOW_ID] == window
-        again = _cli("sync", "--tracking-uri", server.uri, "--spool-dir", spool, "--json")
+        again = cli_process("sync", "--tracking-uri", server.uri, "--spool-dir", spool, "--json")
         out, _ = again.communicate(timeout=120)
         assert again.returncode == 0 and json.loads(out) == []
         assert len(_complete(_window_runs(db, window))) == 1
@@ -93,15 +86,11 @@ def test_eight_concurrent_checks_all_land_and_tags_name_the_latest_window(tmp_pa
     processes = []
     for day in range(1, 9):
         current = write_items(tmp_path / f"w{day}.npz", ids, vectors + rng.normal(scale=0.01, size=vectors.shape))
-        processes.append(_cli("check", "--model", "concurrent", "--version", version, "--current", current,
+        processes.append(cli_process("check", "--model", "concurrent", "--version", version, "--current", current,
                               "--policy", POLICY, "--window-id", f"w{day}", "--window-end",
                               f"2026-06-0{day}T00:00:00Z", "--tracking-uri", mlflow_server.uri, "--json",
                               "--spool-dir", tmp_path / "spool"))
-    outcomes = []
-    for process in processes:
-        out, err = process.communicate(timeout=600)
-        assert process.returncode == 0, err
-        outcomes.append(json.loads(out))
+    outcomes = json_outcomes(processes)
     client = connect(mlflow_server.uri)
     experiment = client.get_experiment_by_name("drift-decider").experiment_id
     runs = client.search_runs([experiment], f"tags.`{tags.MODEL}` = 'concurrent'")
@@ -123,7 +112,7 @@ def test_basic_auth_server_works_with_credentials_and_keeps_no_secret(tmp_path):
     try:
         ids, vectors = movielens_items()
         current = write_items(tmp_path / "cur.npz", ids, vectors)
-        anonymous = _cli("check", "--model", "recsys", "--version", "1", "--current", current, "--policy", POLICY,
+        anonymous = cli_process("check", "--model", "recsys", "--version", "1", "--current", current, "--policy", POLICY,
                          "--tracking-uri", server.uri,
                          env={"MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": ""})
         _, err = anonymous.communicate(timeout=120)
@@ -132,7 +121,7 @@ def test_basic_auth_server_works_with_credentials_and_keeps_no_secret(tmp_path):
         os.environ.update(credentials)
         try:
             version, _ = register_with_reference(server.uri, tmp_path)
-            check = _cli("check", "--model", "recsys", "--version", version, "--current", current, "--policy",
+            check = cli_process("check", "--model", "recsys", "--version", version, "--current", current, "--policy",
                          POLICY, "--window-id", "auth-1", "--tracking-uri", server.uri, "--json")
             out, err = check.communicate(timeout=300)
             assert check.returncode == 0, err
