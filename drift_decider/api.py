@@ -7,6 +7,7 @@ to MLflow only after every measurement and the decision exist, so bad input neve
 from __future__ import annotations
 
 import tempfile
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,7 +21,7 @@ from drift_decider.evidence_builder import CurrentData, ReferenceData, build_evi
 from drift_decider.loading import EmbeddingSet, check_same_dim, load_embeddings
 from drift_decider.noise import NoiseFloor, Sibling
 from drift_decider.measure import measure, require_window_rows
-from drift_decider.policy import History, evaluate, load_policy
+from drift_decider.policy import Decision, History, evaluate, load_policy
 from drift_decider.window import Window, make_window, parse_window_end
 
 
@@ -172,7 +173,7 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
     """
     from drift_decider.tracking import history as tracking_history
     from drift_decider.tracking.connection import connect, resolve_tracking_uri
-    from drift_decider.tracking.landing import land_check
+    from drift_decider.tracking.landing import claim_window, decide_in_order, land_check, release_window
     from drift_decider.tracking.recorder import CheckPayload
     from drift_decider.tracking.reference_store import load_reference
     from drift_decider.tracking.registry import find_experiment, resolve_version
@@ -194,18 +195,34 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
         reference = load_reference(client, uri, ref, Path(tmp))
     check_same_dim(reference.profile.dim, current.embeddings, f"the reference of {ref.name} version {ref.version}")
     require_window_rows(current.embeddings.n, str(current.embeddings.path))
-    evidence = build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress)
-    runs = tracking_history.check_runs(client, experiment_id, ref) if experiment_id else []
-    prior = [run for run in runs if tracking_history.window_end_of(run) < window.window_end]
-    decision = evaluate(policy, evidence.values(), tracking_history.history_from_runs(prior), window.window_end,
+
+    def decide(prior: list) -> Decision:
+        return evaluate(policy, evidence.values(), tracking_history.history_from_runs(prior), window.window_end,
                         context={"model": ref.name, "version": ref.version, "window_id": window.window_id,
                                  "noise_floor": evidence.inputs["noise_floor"]})
+
     if dry_run:
+        evidence = build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress)
+        runs = tracking_history.check_runs(client, experiment_id, ref) if experiment_id else []
+        decision = decide([run for run in runs if tracking_history.window_end_of(run) < window.window_end])
         return CheckOutcome(ref.name, ref.version, window, decision.to_dict(), evidence.values(), run_id=None)
+    # Checks of one version behave as if run one after another: the window is claimed before measuring
+    # (a concurrent check of it waits for this one's record), and the decision waits for earlier windows.
+    attempt = uuid.uuid4().hex
+    recorded = claim_window(client, ref, window, attempt)
+    if recorded is not None:
+        return _recorded_outcome(client, ref, window, recorded)
+    try:
+        evidence = build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress)
+        decision, prior = decide_in_order(client, ref, window, decide)
+    except BaseException:
+        release_window(client, ref, window, attempt)
+        raise
     payload = CheckPayload(values=evidence.values(), inputs=evidence.inputs, evidence=evidence.to_dict(),
                            decision=decision.to_dict())
-    landed = land_check(client, ref, window, payload, step=len(prior) + 1, spool_dir=spool.spool_dir(spool_dir))
-    if landed.recorded_by is not None:      # a concurrent check of the window recorded it: report its decision
+    landed = land_check(client, ref, window, payload, step=len(prior) + 1, spool_dir=spool.spool_dir(spool_dir),
+                        attempt=attempt)
+    if landed.recorded_by is not None:      # our claim went stale and another check recorded the window
         return _recorded_outcome(client, ref, window, landed.recorded_by)
     return CheckOutcome(ref.name, ref.version, window, payload.decision, payload.values, run_id=landed.run_id)
 

@@ -51,6 +51,7 @@ class TrackingError(DriftDeciderError):
 
 
 class InFlightError(TrackingError):
-    """Another check is recording the same window right now; run again once it has landed. Exit 4."""
+    """Another check is recording the same window, or an earlier window of the same version, right now;
+    run again once it has landed. Exit 4."""
 
     exit_code = 4

@@ -1,12 +1,16 @@
-"""Concurrent checks against a real `mlflow server` (issue 16: #1): a window id is recorded once, whoever
-runs at the same time, and every caller reports that one decision."""
+"""Concurrent checks against a real `mlflow server` (issue 16): a window id is recorded once, whoever
+runs at the same time, and every caller reports that one decision (#1); checks of consecutive windows
+decide as they would one after another (#2); of two promotions, one moves the alias (#3)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 
@@ -60,8 +64,8 @@ def _check_args(uri: str, version: str, current: Path, window_id: str, spool: Pa
             "--spool-dir", spool, "--json"]
 
 
-def test_a_window_claimed_by_a_live_check_is_spooled_with_exit_4(tmp_path: Path, sqlite_uri: str,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_window_claimed_by_a_live_check_makes_a_second_check_wait_then_exit_4(
+        tmp_path: Path, sqlite_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
     from drift_decider.tracking import landing
@@ -72,9 +76,91 @@ def test_a_window_claimed_by_a_live_check_is_spooled_with_exit_4(tmp_path: Path,
     current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
     _claim(sqlite_uri, version, "busy", "f" * 32, time.time())
     result = run_cli(*_check_args(sqlite_uri, version, current, "busy", tmp_path / "spool"), expect=4)
-    assert "is being recorded by another check" in result.output and "saved to" in result.output
-    assert len(list((tmp_path / "spool").glob("*.json"))) == 1
+    assert "is being recorded by another check" in result.output and "wrote nothing" in result.output
+    assert not list((tmp_path / "spool").glob("*.json"))
     assert json.loads(run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri, "--json").output) == []
+
+
+def test_a_check_failing_before_it_records_releases_its_window(tmp_path: Path, sqlite_uri: str) -> None:
+    """A check claims its window before measuring; when measuring fails (here: text ids against a
+    reference with number ids) the claim is given up, so the corrected check records at once instead
+    of waiting for a claim nobody will land."""
+    from drift_decider.tracking.landing import _claim_prefix
+    from drift_decider.tracking.registry import read_claim, resolve_version
+
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    text_ids = write_items(tmp_path / "text.npz", np.array([f"item-{i}" for i in ids]), vectors * 1.3)
+    run_cli(*_check_args(sqlite_uri, version, text_ids, "w1", tmp_path / "spool"), expect=2)
+    client = connect(sqlite_uri)
+    claim = read_claim(client, resolve_version(client, "recsys", version).model_id, _claim_prefix("check", "w1"))
+    assert claim is not None and claim.released
+    started = time.monotonic()
+    outcome = json.loads(run_cli(*_check_args(sqlite_uri, version, write_items(tmp_path / "cur.npz", ids,
+                                                                                  vectors * 1.3),
+                                              "w1", tmp_path / "spool")).output)
+    assert outcome["already_recorded"] is False and time.monotonic() - started < 60
+
+
+ORDERED_POLICY = """apiVersion: drift-decider/v1
+kind: Policy
+metadata: {name: ordered, version: '1'}
+rules:
+  - id: rescale
+    action: recalibrate
+    when: 'norm_ratio > 1.1'
+    cooldown: 3d
+"""
+
+
+@pytest.mark.slow
+def test_eight_concurrent_checks_of_consecutive_windows_decide_as_in_order(tmp_path: Path, mlflow_server) -> None:
+    """#2: a rule's cooldown makes each window's decision depend on the ones before it. Started all at
+    once, eight windows must decide exactly as the same eight checked one after another."""
+    policy = tmp_path / "ordered.yaml"
+    policy.write_text(ORDERED_POLICY)
+    ids, vectors = movielens_items()
+    currents = [write_items(tmp_path / f"w{day}.npz", ids, vectors * (1.3 + 0.01 * day)) for day in range(1, 9)]
+
+    def args(model: str, version: str, day: int) -> list[object]:
+        return ["--model", model, "--version", version, "--current", currents[day - 1], "--policy", policy,
+                "--window-id", f"w{day}", "--window-end", f"2026-06-0{day}T00:00:00Z", "--tracking-uri",
+                mlflow_server.uri, "--spool-dir", tmp_path / "spool", "--json"]
+
+    in_order = register_with_reference(mlflow_server.uri, tmp_path / "a", name="in-order")[0]
+    expected = [json.loads(run_cli("check", *args("in-order", in_order, day)).output) for day in range(1, 9)]
+    at_once = register_with_reference(mlflow_server.uri, tmp_path / "b", name="at-once")[0]
+    outcomes = json_outcomes([_check(*args("at-once", at_once, day)) for day in reversed(range(1, 9))])
+    decided = {o["window_id"]: (o["action"], o["rule_id"]) for o in outcomes}
+    assert decided == {o["window_id"]: (o["action"], o["rule_id"]) for o in expected}
+    assert {action for action, _ in decided.values()} == {"recalibrate", "none"}   # the cooldown mattered
+    rows = json.loads(run_cli("history", "--model", "at-once", "--tracking-uri", mlflow_server.uri,
+                              "--json").output)
+    assert [row["window_id"] for row in rows] == [f"w{day}" for day in range(1, 9)]
+
+
+def test_a_check_waits_for_an_earlier_window_in_flight_then_exits_4(
+        tmp_path: Path, sqlite_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """#2: an earlier window claimed by a check that has not landed it (stalled, or failed and spooled
+    elsewhere) holds later windows back: the later check waits, then refuses with exit 4 and writes
+    nothing, rather than deciding on a history that will change under it."""
+    from drift_decider.tracking import landing
+    from drift_decider.tracking.registry import resolve_version, try_claim
+
+    monkeypatch.setattr(landing, "WAIT_SECONDS", 1.0)
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    client = connect(sqlite_uri)
+    model_id = resolve_version(client, "recsys", version).model_id
+    earlier_end = 1782864000000 - 86_400_000          # the day before _check_args' window end
+    try_claim(client, model_id, landing._claim_prefix("check", "w0"), 0, "d" * 32, f"{earlier_end} w0")
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
+    result = run_cli(*_check_args(sqlite_uri, version, current, "w1", tmp_path / "spool"), expect=4)
+    assert "'w0'" in result.output and "ends before" in result.output and "wrote nothing" in result.output
+    assert json.loads(run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri, "--json").output) == []
+    try_claim(client, model_id, landing._claim_prefix("check", "w0"), 1, "released", f"{earlier_end} w0")
+    outcome = json.loads(run_cli(*_check_args(sqlite_uri, version, current, "w1", tmp_path / "spool")).output)
+    assert outcome["already_recorded"] is False
 
 
 def test_a_claim_abandoned_for_an_hour_is_taken_over(tmp_path: Path, sqlite_uri: str) -> None:
@@ -148,9 +234,10 @@ DECISION_TAGS = (tags.DECISION, tags.RULE, tags.DECIDED_AT, tags.DECISION_ID, ta
 
 class _FaultProxy:
     """An HTTP proxy in front of the real server that lets ``allowed`` requests to ``path`` through and
-    answers 503 to every later one: a server that dies at a chosen step of a check's writes."""
+    answers 503 to every later one: a server that dies at a chosen step of a check's writes. With
+    ``reply_lost`` those later requests still reach the server: it did the work, the reply was lost."""
 
-    def __init__(self, upstream: str, path: str, allowed: int) -> None:
+    def __init__(self, upstream: str, path: str, allowed: int, reply_lost: bool = False) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -168,6 +255,9 @@ class _FaultProxy:
                 if self.path.startswith(path):
                     proxy.hits += 1
                     if proxy.hits > allowed:
+                        if reply_lost:
+                            requests.request(self.command, upstream + self.path, data=body, timeout=60, headers={
+                                k: v for k, v in self.headers.items() if k.lower() != "host"})
                         self.send_response(503)
                         self.send_header("Content-Length", "0")
                         self.end_headers()
@@ -237,5 +327,34 @@ def test_a_run_deleted_after_a_failed_write_leaves_no_metrics_on_the_model(tmp_p
     model = client.get_logged_model(resolve_version(client, "model-metrics", version).model_id)
     (run,) = client.search_runs([client.get_experiment_by_name("drift-decider").experiment_id],
                                 f"tags.`{tags.MODEL}` = 'model-metrics'")
+    assert {m.run_id for m in model.metrics} == {run.info.run_id}
+    assert len([m for m in model.metrics if m.key == "mmd2"]) == 1
+
+
+def test_a_lost_reply_to_the_last_write_keeps_the_complete_run_and_one_point_per_metric(
+        tmp_path: Path, mlflow_server) -> None:
+    """#10: metrics go in one request with the completion tag. When the server took that request and
+    only its reply was lost, the check finds its run complete and keeps it: it neither deletes a
+    recorded run (whose metrics the LoggedModel would keep) nor spools a second copy for sync."""
+    from drift_decider.tracking.registry import resolve_version
+
+    version, _ = register_with_reference(mlflow_server.uri, tmp_path, name="lost-reply")
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
+    spool = tmp_path / "spool"
+    args = _check_args(mlflow_server.uri, version, current, "w1", spool, model="lost-reply")
+    proxy = _FaultProxy(mlflow_server.uri, "/api/2.0/mlflow/runs/log-batch", allowed=1, reply_lost=True)
+    try:
+        args[args.index("--tracking-uri") + 1] = proxy.uri
+        outcome = json.loads(run_cli(*args).output)
+    finally:
+        proxy.close()
+    assert proxy.hits == 2 and not list(spool.glob("*.json"))
+    client = connect(mlflow_server.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("drift-decider").experiment_id],
+                                f"tags.`{tags.MODEL}` = 'lost-reply'")
+    assert run.info.run_id == outcome["run_id"] and run.info.status == "FINISHED"
+    assert run.data.tags[tags.COMPLETE] == "true"
+    model = client.get_logged_model(resolve_version(client, "lost-reply", version).model_id)
     assert {m.run_id for m in model.metrics} == {run.info.run_id}
     assert len([m for m in model.metrics if m.key == "mmd2"]) == 1

@@ -1,7 +1,7 @@
 """Credentials in the tracking URI (http://user:pass@host) never reach stderr, the spool or MLflow, and
 spool entries are private to the user (issue 16: #4). A real `mlflow server` with basic auth; a
-user with MLflow's default READ permission can read a version and measure but not record, so its
-check is spooled without killing anything."""
+user with MLflow's default READ permission can read a version but not claim a window; a check whose
+server fails mid-write (a proxy) is spooled."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from drift_decider.tracking.landing import land_check
 from drift_decider.tracking.recorder import CheckPayload
 from drift_decider.tracking.registry import VersionRef
 from drift_decider.window import Window
+from test_concurrency import _FaultProxy
 from support import POLICY, movielens_items, register_with_reference, write_items
 
 pytestmark = pytest.mark.server
@@ -56,16 +57,23 @@ def test_password_in_the_uri_is_never_printed_spooled_or_stored(tmp_path: Path) 
                  "--spool-dir", spool, "--tracking-uri"]
         recorded = _run(*check, admin, "--window-id", "w1", "--json")
         assert recorded.returncode == 0, recorded.stderr
-        refused = _run(*check, reader, "--window-id", "w2")        # reads, measures, may not write: spooled
-        assert refused.returncode == 1 and "was saved to" in refused.stderr, refused.stderr
+        refused = _run(*check, reader, "--window-id", "w2")       # may read, may not claim the window
+        assert refused.returncode == 1 and "Permission denied" in refused.stderr, refused.stderr
+        proxy = _FaultProxy(server.uri, "/api/2.0/mlflow/runs/log-inputs", allowed=0)   # the server fails mid-write
+        try:
+            spooled = _run(*check, f"http://admin:{admin_password}@127.0.0.1:{proxy.uri.rsplit(':', 1)[1]}",
+                           "--window-id", "w2")
+        finally:
+            proxy.close()
+        assert spooled.returncode == 1 and "was saved to" in spooled.stderr, spooled.stderr
         wrong = _run(*check, f"http://admin:wrong-{reader_password}@127.0.0.1:{server.port}", "--window-id", "w3")
         assert wrong.returncode == 1 and "401" in wrong.stderr, wrong.stderr
         dead = _run("sync", "--spool-dir", spool, "--tracking-uri", f"http://admin:{admin_password}@127.0.0.1:9")
         assert dead.returncode == 1, dead.stderr
     finally:
         server.stop()
-    printed = recorded.stdout + recorded.stderr + refused.stderr + wrong.stderr + dead.stderr
-    assert "http://***@127.0.0.1" in refused.stderr + wrong.stderr
+    printed = recorded.stdout + recorded.stderr + refused.stderr + spooled.stderr + wrong.stderr + dead.stderr
+    assert "http://***@127.0.0.1" in spooled.stderr + wrong.stderr
     for secret in (admin_password, reader_password):
         assert secret not in printed
         assert _files_containing(spool, secret) == [] and _files_containing(server.root, secret) == []

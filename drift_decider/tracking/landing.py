@@ -7,16 +7,17 @@ import uuid
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from drift_decider.errors import InFlightError, TrackingError
 from drift_decider.spool import SpoolEntry, read_entries, spool_lock, write_entry
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
-from drift_decider.tracking.history import check_runs, search_checks
+from drift_decider.tracking.history import check_runs, search_checks, window_end_of
 from drift_decider.tracking.recorder import (CheckPayload, RecordingFailed, discard_orphan, is_complete,
                                              publish_latest, record_check)
-from drift_decider.tracking.registry import VersionRef, claim_prefix, ensure_experiment, read_claim, try_claim
+from drift_decider.tracking.registry import (RELEASED, Claim, VersionRef, claim_prefix, ensure_experiment, read_claim,
+                                             read_claims, try_claim)
 from drift_decider.window import Window
 
 
@@ -30,11 +31,12 @@ class Landed:
 
 
 def land_check(client, ref: VersionRef, window: Window, payload: CheckPayload, step: int, *, spool_dir: Path,
-               kind: str = "check", extra_tags: dict[str, str] | None = None) -> Landed:
+               kind: str = "check", extra_tags: dict[str, str] | None = None, attempt: str | None = None) -> Landed:
     """Record the check and publish the version's latest decision, unless another check of the window
     holds its claim (then its run, once complete); on failure, or when that check is still writing
-    after WAIT_SECONDS, spool this one and raise."""
-    attempt = uuid.uuid4().hex
+    after WAIT_SECONDS, spool this one and raise. ``attempt`` is the token of the window's claim when
+    the check took it before measuring (claim_window)."""
+    attempt = attempt or uuid.uuid4().hex
     try:
         with mlflow_errors(f"preparing to record {ref.name} version {ref.version}"):
             experiment_id = ensure_experiment(client)
@@ -59,16 +61,98 @@ def land_check(client, ref: VersionRef, window: Window, payload: CheckPayload, s
                         f"was saved to {path}; {then}.") from exc
 
 
-# Who records a window: the check holding its claim (registry.try_claim) on the version's LoggedModel.
-# A holder that can no longer land (its attempt failed and was spooled, or its claim is over
-# IN_FLIGHT_SECONDS old with no complete run) is replaced by claiming the next generation.
-WAIT_SECONDS = 120.0        # how long a check waits for the holder of its window's claim to land it
+# Who records a window: the check holding its claim (registry.try_claim) on the version's LoggedModel,
+# taken before it measures (claim_window). A holder that can no longer land (it failed before recording
+# and released the claim, its attempt failed and was spooled, or its claim is over IN_FLIGHT_SECONDS old
+# with no complete run) is replaced by claiming the next generation. The claim's note carries the
+# window's end, so a check can see which earlier windows of its version are still being checked.
+WAIT_SECONDS = 120.0        # how long a check waits for the holder of its window, or of an earlier one
 _POLL_SECONDS = 0.5
+T = TypeVar("T")
 
 
 def _claim_prefix(kind: str, window_id: str) -> str:
     """Where the claims of one window of one kind live among the LoggedModel's params."""
     return claim_prefix(f"{kind}/{window_id}")
+
+
+def _note(window: Window) -> str:
+    return f"{window.window_end.timestamp() * 1000:.0f} {window.window_id}"
+
+
+def claim_window(client, ref: VersionRef, window: Window, attempt: str) -> Any | None:
+    """Before a check measures: make ``attempt`` the one check that records ``window``. Returns the
+    window's complete run instead when it was recorded before, or by a concurrent holder of the claim
+    within WAIT_SECONDS; InFlightError when that holder is still at it (this check wrote nothing)."""
+    with mlflow_errors(f"claiming window {window.window_id!r} of {ref.name} version {ref.version}"):
+        experiment_id = ensure_experiment(client)
+        try:
+            return _take_window(client, experiment_id, ref, window, "check", attempt, set(), WAIT_SECONDS)
+        except InFlightError as exc:
+            raise InFlightError(f"{exc}; this check measured and wrote nothing: run it again once that one "
+                                f"has landed") from exc
+
+
+def release_window(client, ref: VersionRef, window: Window, attempt: str) -> None:
+    """Give up the window's claim after a failure before recording, so that neither a retry of the
+    window nor a later window waits for this check. Best effort: the failure being reported matters
+    more, and a claim left behind goes stale after IN_FLIGHT_SECONDS."""
+    from mlflow.exceptions import MlflowException
+
+    prefix = _claim_prefix("check", window.window_id)
+    try:
+        claim = read_claim(client, ref.model_id, prefix)
+        if claim is not None and claim.token == attempt:
+            try_claim(client, ref.model_id, prefix, claim.generation + 1, RELEASED, _note(window))
+    except (MlflowException, OSError):
+        pass
+
+
+def decide_in_order(client, ref: VersionRef, window: Window, decide: Callable[[list], T]) -> tuple[T, list]:
+    """Decide ``window`` on the version's history as it will stand, not as a race leaves it: wait until
+    every earlier window that a check has claimed is recorded (or released, or abandoned), call
+    ``decide`` with the complete runs before ``window``, and decide again if another earlier window was
+    claimed meanwhile. Returns the decision and those runs. InFlightError when an earlier window is
+    still unrecorded after WAIT_SECONDS: nothing was written, the caller releases its claim."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    with mlflow_errors(f"reading the history of {ref.name} version {ref.version}"):
+        experiment_id = ensure_experiment(client)
+        while True:
+            claims = _earlier_claims(client, ref, window)
+            runs = check_runs(client, experiment_id, ref)
+            recorded = {run.data.tags[tags.WINDOW_ID] for run in runs}
+            pending = [(window_id, claim) for window_id, claim in claims.values()
+                       if window_id not in recorded and not claim.released and not _abandoned(claim)]
+            if pending:
+                if time.monotonic() >= deadline:
+                    window_id, claim = min(pending, key=lambda item: item[1].note)
+                    raise InFlightError(
+                        f"window {window_id!r} of {ref.name} version {ref.version} ends before "
+                        f"{window.window_id!r} and is still being checked (claimed at {claim.when()}, attempt "
+                        f"{claim.token[:12]}); this check waited {WAIT_SECONDS:.0f} s and wrote nothing: run it "
+                        f"again once that one has landed (if it failed, `drift-decider sync` where it ran lands it)")
+                time.sleep(_POLL_SECONDS)
+                continue
+            prior = [run for run in runs if window_end_of(run) < window.window_end]
+            decision = decide(prior)
+            if _earlier_claims(client, ref, window).keys() <= claims.keys():
+                return decision, prior
+
+
+def _earlier_claims(client, ref: VersionRef, window: Window) -> dict[tuple[str, int], tuple[str, Claim]]:
+    """The check claims on the version whose note names a window ending before ``window``, keyed by
+    (prefix, generation), with that window's id."""
+    end = window.window_end.timestamp() * 1000
+    earlier = {}
+    for prefix, claim in read_claims(client, ref.model_id).items():
+        end_ms, _, window_id = claim.note.partition(" ")
+        if window_id and window_id != window.window_id and float(end_ms) < end:
+            earlier[(prefix, claim.generation)] = (window_id, claim)
+    return earlier
+
+
+def _abandoned(claim: Claim) -> bool:
+    return time.time() - claim.claimed_at > IN_FLIGHT_SECONDS
 
 
 def _take_window(client, experiment_id: str, ref: VersionRef, window: Window, kind: str, token: str,
@@ -79,16 +163,17 @@ def _take_window(client, experiment_id: str, ref: VersionRef, window: Window, ki
     if kind != "check":
         return None
     deadline = time.monotonic() + wait
+    prefix = _claim_prefix(kind, window.window_id)
     while True:
         complete = check_runs(client, experiment_id, ref, kind=kind, window_id=window.window_id)
         if complete:
             return complete[-1]
-        claim = read_claim(client, ref.model_id, _claim_prefix(kind, window.window_id))
+        claim = read_claim(client, ref.model_id, prefix)
         if claim is not None and claim.token == token:
             return None
-        if claim is None or claim.token in dead or time.time() - claim.claimed_at > IN_FLIGHT_SECONDS:
-            if try_claim(client, ref.model_id, _claim_prefix(kind, window.window_id),
-                         0 if claim is None else claim.generation + 1, token):
+        if claim is None or claim.released or claim.token in dead or _abandoned(claim):
+            if try_claim(client, ref.model_id, prefix, 0 if claim is None else claim.generation + 1, token,
+                         _note(window)):
                 return None
             continue                                   # another check claimed it first: see who
         if time.monotonic() >= deadline:

@@ -1,9 +1,9 @@
 """Write one check to MLflow: a run with metrics, inputs, decision record, then the version's tags.
 
-Order matters for honesty. Params and decision tags go in one batch; the decision record follows,
-then the metrics (the LoggedModel keeps metrics of deleted runs, so they come as late as they can);
-the run is marked complete last. Readers only trust complete runs, and a failure before
-that point deletes the run, so MLflow never shows a decision without its run and metrics.
+Order matters for honesty. Params and decision tags go in one batch; the decision record follows;
+the metrics go last, in one request with the mark that the run is complete (the LoggedModel keeps
+metrics of deleted runs). Readers only trust complete runs, and a failure before that point deletes
+the run, so MLflow never shows a decision without its run and metrics.
 """
 
 from __future__ import annotations
@@ -88,16 +88,41 @@ def record_check(client, experiment_id: str, ref: VersionRef, window: Window, re
             tags=[InputTag("mlflow.data.context", "current")])], models=[LoggedModelInput(ref.model_id)])
         _log_json_artifacts(client, run_id, {tags.DECISION_ARTIFACT: record.decision,
                                              tags.EVIDENCE_ARTIFACT: record.evidence})
-        # last before completion: the LoggedModel keeps metrics of a run deleted later (MLflow cannot
-        # delete them), so only a failed completion tag can leave a stray point on the model
-        client.log_batch(run_id, metrics=metrics)
-        client.set_tag(run_id, tags.COMPLETE, "true")
+        # The LoggedModel keeps the metrics of a run deleted later (MLflow cannot delete them), so the
+        # metrics go last, in the same request as the completion tag: none lands without the other
+        # unless the server dies inside that request. (A check logs ~100 metrics; any beyond one
+        # request's worth go just before.)
+        head, last = metrics[:-_METRICS_WITH_COMPLETION], metrics[-_METRICS_WITH_COMPLETION:]
+        if head:
+            client.log_batch(run_id, metrics=head)
+        client.log_batch(run_id, metrics=last, tags=[RunTag(tags.COMPLETE, "true")])
         client.set_terminated(run_id, "FINISHED")
         return run_id
     except (MlflowException, OSError) as exc:
-        orphan = _discard(client, run)
+        outcome = "none" if run is None else _settle_failed_write(client, run.info.run_id)
+        if outcome == "complete":
+            return run.info.run_id
         raise RecordingFailed(f"MLflow failed while recording the check of {ref.name} version {ref.version} "
-                              f"(window {window.window_id}): {_short(exc)}", orphan_run_id=orphan) from exc
+                              f"(window {window.window_id}): {_short(exc)}",
+                              orphan_run_id=run.info.run_id if outcome == "orphan" else None) from exc
+
+
+_METRICS_WITH_COMPLETION = 999      # MLflow takes 1,000 entities per log_batch request; one is the tag
+
+
+def _settle_failed_write(client, run_id: str) -> str:
+    """After a failed write: "complete" when only the reply was lost (the run is finished and counts),
+    "deleted" when the incomplete run is gone, "orphan" when the server is unreachable (sync deletes
+    the run later; readers ignore it meanwhile, as it lacks the complete tag)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if discard_orphan(client, run_id):
+            client.set_terminated(run_id, "FINISHED")
+            return "complete"
+        return "deleted"
+    except (MlflowException, OSError):
+        return "orphan"
 
 
 def publish_latest(client, ref: VersionRef, list_runs: Callable[[], list], attempts: int = 8) -> None:
@@ -162,18 +187,6 @@ def _log_json_artifacts(client, run_id: str, documents: dict[str, Any]) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(document, indent=2, sort_keys=True, default=str))
         client.log_artifacts(run_id, tmp)
-
-
-def _discard(client, run) -> str | None:
-    """Delete a run that could not be completed; return its id if it is still there (server gone)."""
-    if run is None:
-        return None
-    try:
-        client.set_terminated(run.info.run_id, "FAILED")
-        client.delete_run(run.info.run_id)
-        return None
-    except Exception:  # the server is gone: readers ignore runs without the complete tag; sync deletes it
-        return run.info.run_id
 
 
 def is_complete(run) -> bool:

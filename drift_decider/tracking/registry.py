@@ -147,16 +147,23 @@ def _global_tracking_uri(uri: str) -> Iterator[None]:
 
 # Claims: MLflow has no transactions and no compare-and-set, but a LoggedModel param is a write-once
 # row behind a primary key, so exactly one insert of a key succeeds (sqlite and server alike). A claim
-# is the param ``<prefix><generation>`` = ``<token> <time>``; a stale holder is replaced by claiming
-# the next generation (the caller decides when a holder is stale).
+# is the param ``<prefix><generation>`` = ``<token> <time>[ <note>]``; a stale holder is replaced by
+# claiming the next generation (the caller decides when a holder is stale), and a holder gives its
+# claim up by claiming the next generation as RELEASED.
 CLAIM_PREFIX = tags.PREFIX + "claim."
+RELEASED = "released"
 
 
 @dataclass(frozen=True)
 class Claim:
     generation: int
-    token: str                  # who claimed (a write attempt id, or a promotion's run id)
+    token: str                  # who claimed (a write attempt id, or a promotion's run id), or RELEASED
     claimed_at: float           # seconds since the epoch, by the claimer's clock
+    note: str = ""              # what the claimer says of its subject (a check: its window's end and id)
+
+    @property
+    def released(self) -> bool:
+        return self.token == RELEASED
 
     def when(self) -> str:
         """The claim time, ISO-8601 UTC, for messages."""
@@ -168,24 +175,30 @@ def claim_prefix(subject: str) -> str:
     return f"{CLAIM_PREFIX}{hashlib.sha256(subject.encode()).hexdigest()[:40]}."
 
 
-def read_claim(client, model_id: str, prefix: str) -> Claim | None:
-    """The latest generation's claim under ``prefix`` on the LoggedModel, or None before any."""
-    latest = None
+def read_claims(client, model_id: str) -> dict[str, Claim]:
+    """The latest generation's claim of every subject claimed on the LoggedModel, by claim prefix."""
+    latest: dict[str, Claim] = {}
     for key, value in (client.get_logged_model(model_id).params or {}).items():
-        if key.startswith(prefix):
-            token, _, claimed_at = value.partition(" ")
-            claim = Claim(int(key[len(prefix):]), token, float(claimed_at or 0))
-            if latest is None or claim.generation > latest.generation:
-                latest = claim
+        if key.startswith(CLAIM_PREFIX):
+            prefix, _, generation = key.rpartition(".")
+            token, claimed_at, note = (value.split(" ", 2) + ["", ""])[:3]
+            claim = Claim(int(generation), token, float(claimed_at or 0), note)
+            if prefix + "." not in latest or claim.generation > latest[prefix + "."].generation:
+                latest[prefix + "."] = claim
     return latest
 
 
-def try_claim(client, model_id: str, prefix: str, generation: int, token: str) -> bool:
+def read_claim(client, model_id: str, prefix: str) -> Claim | None:
+    """The latest generation's claim under ``prefix`` on the LoggedModel, or None before any."""
+    return read_claims(client, model_id).get(prefix)
+
+
+def try_claim(client, model_id: str, prefix: str, generation: int, token: str, note: str = "") -> bool:
     """Insert the claim of ``generation`` for ``token``; False when another one inserted it first."""
     from mlflow.exceptions import MlflowException
 
     try:
-        client.log_model_params(model_id, {f"{prefix}{generation}": f"{token} {time.time():.3f}"})
+        client.log_model_params(model_id, {f"{prefix}{generation}": f"{token} {time.time():.3f} {note}".rstrip()})
         return True
     except MlflowException:
         claim = read_claim(client, model_id, prefix)
