@@ -7,8 +7,9 @@
 Peers: same data (MovieLens item factors, dim 128, drawn with replacement), no-drift and shifted
 current sets, 100 permutations everywhere, CPU only, 2 threads. Prints seconds, speed-up of our
 MMD over alibi's at the same permutation count, p-values or scores and drift decisions.
-Scale: writes two float32 .npy files to /tmp in chunks, runs measure() on the memory maps in a
-subprocess and reports wall time and the child's peak RSS (resource.getrusage).
+Scale: writes two float32 .npy files to --scale-dir in chunks, then runs measure() on their memory
+maps and `drift-decider measure` on the files, each as its own process, and prints a table of wall
+time and peak RSS (ru_maxrss of exactly that process, as /usr/bin/time reports; _peak_rss.py).
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from _common_drift import print_table, real_pool, shifted, timer
+from _peak_rss import run_measured
 from drift_decider.measure import MeasureOptions, measure
 from drift_decider.metrics.mmd import mmd2_test
 
@@ -135,39 +135,38 @@ for start in range(0, rows, 100_000):
 out.flush()
 """
 
-_CHILD = """
-import json, resource, sys, time, numpy as np
+_LIBRARY = """
+import json, sys, numpy as np
 from drift_decider.measure import measure
 ref = np.load(sys.argv[1], mmap_mode="r"); cur = np.load(sys.argv[2], mmap_mode="r")
-t = time.perf_counter(); r = measure(ref, cur, seed=0, progress=True)
-print(json.dumps({"seconds": time.perf_counter() - t, "values": r.values(),
-                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+print(json.dumps(measure(ref, cur, seed=0).values()))
 """
 
 
-def scale(rows: int, dim: int) -> None:
-    """Files are written by a separate process: a child's ru_maxrss starts from the high-water mark
-    of the process that spawned it, so the measuring parent must stay small."""
-    SCALE_DIR.mkdir(exist_ok=True)
-    ref_path, cur_path = SCALE_DIR / f"ref_{rows}x{dim}.npy", SCALE_DIR / f"cur_{rows}x{dim}.npy"
+def scale(rows: int, dim: int, folder: Path) -> None:
+    """measure() on the memory maps, and `drift-decider measure` on the same files as users run it
+    (the command validates both files first), each as its own process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ref_path, cur_path = folder / f"ref_{rows}x{dim}.npy", folder / f"cur_{rows}x{dim}.npy"
     for path, seed, shift in ((ref_path, 1, 0.0), (cur_path, 2, 0.01)):
         if not path.exists():
             print(f"writing {path} ...", file=sys.stderr)
             subprocess.run([sys.executable, "-c", _WRITER, str(path), str(rows), str(dim), str(seed), str(shift)],
                            check=True)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(ref_path), str(cur_path)], stdout=subprocess.PIPE,
-                          text=True, env=env)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(proc.returncode)
-    out = json.loads(proc.stdout)
-    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
+    runs = {"measure() on the memory maps (library)": [sys.executable, "-c", _LIBRARY, ref_path, cur_path],
+            "drift-decider measure --json (CLI)": [sys.executable, "-m", "drift_decider", "measure", "--reference",
+                                                   ref_path, "--current", cur_path, "--json"]}
+    table, values = [], {}
+    for name, command in runs.items():
+        run = run_measured(command, env=env)
+        if run.returncode != 0:
+            raise SystemExit(f"{name} exited {run.returncode}:\n{run.stderr[-2000:]}")
+        table.append([name, run.seconds, run.peak_mb / 1024])
+        values[name] = json.loads(run.stdout)
     print(f"scale: {rows:,} x {dim} float32 reference vs current (.npy, memory-mapped), {os.cpu_count()} cores")
-    print_table(["measure() seconds", "process wall seconds", "peak RSS GB (getrusage, child)"],
-                [[out["seconds"], wall, max(peak_gb, out["maxrss_kb"] / 1024 ** 2)]])
-    print(json.dumps({k: round(v, 5) for k, v in out["values"].items()}))
+    print_table(["process", "wall seconds (incl. imports)", "peak RSS GB (ru_maxrss)"], table)
+    print(json.dumps({k: round(v, 5) for k, v in values["measure() on the memory maps (library)"].items()}))
 
 
 if __name__ == "__main__":
@@ -175,11 +174,12 @@ if __name__ == "__main__":
     parser.add_argument("--scale", action="store_true", help="run the 1M x 384 scale test instead of peers")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--scale-dir", type=Path, default=SCALE_DIR, help="where the scale run's .npy files live")
     parser.add_argument("--sizes", type=int, nargs="+", default=[2_000, 10_000])
     parser.add_argument("--pairs", nargs="+", choices=["no-drift", "shifted"], default=["no-drift", "shifted"],
                         help="which reference/current pairs to run at each size (each costs minutes at 10,000)")
     args = parser.parse_args()
     if args.scale:
-        scale(args.rows, args.dim)
+        scale(args.rows, args.dim, args.scale_dir)
     else:
         peers(args.sizes, args.pairs)

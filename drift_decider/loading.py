@@ -7,6 +7,7 @@ files are memory-mapped and validated in chunks: a million-row reference is neve
 from __future__ import annotations
 
 import math
+import mmap
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from drift_decider.errors import InputError
 
 VECTOR_KEYS = ("embeddings", "vectors", "embedding", "vector")
 ID_KEYS = ("ids", "id", "item_id", "query_id")
-DEFAULT_CHUNK_ROWS = 65_536
+CHUNK_BYTES = 32 << 20    # per block read while validating, whatever the dimension
 _NPY_MAGIC = b"\x93NUMPY"
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
@@ -41,10 +42,35 @@ class EmbeddingSet:
         return int(self.vectors.shape[1])
 
 
-def iter_chunks(vectors: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(first_row, block)`` so memory-mapped arrays are touched one block at a time."""
-    for start in range(0, vectors.shape[0], chunk_rows):
-        yield start, np.asarray(vectors[start:start + chunk_rows])
+def iter_chunks(vectors: np.ndarray, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(first_row, block)`` of about ``chunk_bytes`` each; a memory map's pages are released
+    once the caller is done with a block, since reading alone keeps every page resident (validating
+    two 1M x 384 files held 3 GB)."""
+    rows = max(1, chunk_bytes // max(1, vectors.shape[1] * vectors.itemsize))
+    for start in range(0, vectors.shape[0], rows):
+        yield start, np.asarray(vectors[start:start + rows])
+        release_pages(vectors)
+
+
+def gather_rows(x: np.ndarray, rows: np.ndarray, block: int = 16) -> np.ndarray:
+    """``x[rows]``, read ``block`` rows at a time with a memory map's pages released in between.
+
+    Why: a page fault can map a whole page-cache folio (measured: ~1.4 MB per row touched), so
+    1,000 rows spread over a 1.5 GB file left all of it resident.
+    """
+    blocks = [np.asarray(x[rows[:0]])]     # shape and dtype when ``rows`` is empty
+    for start in range(0, len(rows), block):
+        blocks.append(np.asarray(x[rows[start:start + block]]))
+        release_pages(x)
+    return np.concatenate(blocks)
+
+
+def release_pages(x: np.ndarray) -> None:
+    """Drop the pages of a read-only memory map from this process (they stay in the page cache),
+    so resident memory stays near a few chunks even for files larger than RAM."""
+    mapping = getattr(x, "_mmap", None)
+    if isinstance(x, np.memmap) and x.mode == "r" and mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def load_embeddings(path: str | Path, *, array: str | None = None, ids: str | None = None) -> EmbeddingSet:

@@ -23,7 +23,6 @@ Saved as ``.npz`` (``allow_pickle=False``) with a JSON header: no pickle, loadab
 from __future__ import annotations
 
 import json
-import mmap
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from drift_decider.combine import combine_moments
 from drift_decider.errors import InputError
+from drift_decider.loading import release_pages
 from drift_decider.sketch import FeatureSketch, SketchSpec
 
 FORMAT = "drift-decider.profile"
@@ -155,7 +155,7 @@ class EmbeddingProfile:
 
     def _merge_next(self, pending: "deque[Future]", x: np.ndarray, bar) -> "EmbeddingProfile":
         merged = self.merge(pending.popleft().result())
-        _release_pages(x)
+        release_pages(x)
         if bar is not None:
             bar.update(1)
         return merged
@@ -272,14 +272,6 @@ def _check_matrix(x: object, name: str) -> np.ndarray:
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise InputError(f"{name}: expected real numbers, got dtype {x.dtype}")
     return x
-
-
-def _release_pages(x: np.ndarray) -> None:
-    """Drop the pages of a read-only memory map from this process (they stay in the page cache),
-    so resident memory stays near a few chunks even for files larger than RAM."""
-    mapping = getattr(x, "_mmap", None)
-    if isinstance(x, np.memmap) and x.mode == "r" and mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
-        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 class _RowKeys:

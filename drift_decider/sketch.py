@@ -24,6 +24,7 @@ import numpy as np
 
 from drift_decider.combine import combine_moments
 from drift_decider.errors import InputError
+from drift_decider.loading import gather_rows
 from drift_decider.metrics.mmd import median_bandwidth
 
 PILOT_ROWS = 1_000
@@ -71,7 +72,7 @@ class SketchSpec:
         of median +- 8 robust SDs, from up to 1,000 rows spread evenly over ``x`` (a content-blind
         choice, cheap on a memory map)."""
         rows = np.unique(np.linspace(0, len(x) - 1, min(len(x), PILOT_ROWS)).astype(np.int64))
-        pilot = np.asarray(x[rows], dtype=np.float64)
+        pilot = gather_rows(x, rows).astype(np.float64)
         bad = ~np.isfinite(pilot).all(axis=1)
         if bad.any():
             raise InputError(f"{name}: row {int(rows[np.flatnonzero(bad)[0]])} contains NaN or infinite values")
