@@ -260,9 +260,11 @@ def _print_outcome(outcome) -> None:
 @cli.command(epilog=EXIT_CODES)
 @click.option("--workdir", default="drift-decider-demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the demo's sqlite MLflow store, artifacts and data (created if missing).")
+@click.option("--force", is_flag=True, help="Delete an earlier demo in --workdir (its store, artifacts and data, "
+              "complete or half-built) and start over.")
 @seed_option
 @json_option
-def demo(workdir: str, seed: int, as_json: bool) -> None:
+def demo(workdir: str, force: bool, seed: int, as_json: bool) -> None:
     """Replay a season of drift against a local MLflow store and show every decision.
 
     Registers a recommender's item embeddings as a model version, then checks daily windows: a quiet
@@ -270,7 +272,7 @@ def demo(workdir: str, seed: int, as_json: bool) -> None:
     """
     from drift_decider.demo import run_demo
 
-    result = run_demo(workdir, seed=seed, progress=not as_json)
+    result = run_demo(workdir, seed=seed, progress=not as_json, force=force)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:

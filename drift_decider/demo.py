@@ -10,6 +10,7 @@ drift_decider.scenarios from real factors), and each one goes through exactly th
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,7 +24,10 @@ from drift_decider.scenarios import generate_scenario
 from drift_decider.table import fmt, render_table
 
 MODEL_NAME = "movielens-recommender"
-POLICY = Path(__file__).resolve().parents[1] / "policies" / "recommender-default.yaml"
+POLICY = Path(__file__).resolve().parent / "policies" / "recommender-default.yaml"
+# Written first, so even a half-built demo is known as one; --force deletes only a folder that has it.
+MARKER = ".drift-decider-demo"
+OUTPUTS = ("mlflow.db", "artifacts", "data")
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 # (phase, scenario kind, strength): one entry per day. Retrain rules want a breach on two consecutive days.
@@ -65,16 +69,16 @@ class DemoResult:
                 "version": self.version, "windows": self.rows}
 
 
-def run_demo(workdir: str | Path, *, seed: int = 0, progress: bool = False) -> DemoResult:
+def run_demo(workdir: str | Path, *, seed: int = 0, progress: bool = False, force: bool = False) -> DemoResult:
     from drift_decider import api
     from drift_decider.tracking.connection import connect
     from drift_decider.tracking.registry import EXPERIMENT, register_external_model
 
     workdir = Path(workdir).resolve()
-    if (workdir / "mlflow.db").exists():
-        raise InputError(f"{workdir} already holds a demo store; choose a new --workdir or delete that folder")
+    _claim_workdir(workdir, force)
+    base = generate_scenario("none", 0.0, seed)      # reads the MovieLens data before any store exists
     data = workdir / "data"
-    data.mkdir(parents=True, exist_ok=True)
+    data.mkdir()
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     client = connect(uri)
     client.create_experiment(EXPERIMENT, artifact_location=(workdir / "artifacts" / "checks").as_uri())
@@ -83,7 +87,6 @@ def run_demo(workdir: str | Path, *, seed: int = 0, progress: bool = False) -> D
     ref = register_external_model(client, uri, MODEL_NAME, experiment_id=training,
                                   tags={"embedding": "MovieLens item factors (truncated SVD, 32 d)"})
 
-    base = generate_scenario("none", 0.0, seed)
     np.savez(data / "reference_items.npz", ids=base.reference_ids, vectors=base.reference_vectors)
     np.save(data / "reference_queries.npy", base.queries_reference)
     siblings = []
@@ -113,6 +116,31 @@ def run_demo(workdir: str | Path, *, seed: int = 0, progress: bool = False) -> D
                             "suppressed": outcome.decision.get("suppressed", []),
                             "metrics": outcome.values})
     return result
+
+
+def _claim_workdir(workdir: Path, force: bool) -> None:
+    """Mark ``workdir`` as the demo's, after deleting an earlier demo there on ``force``.
+
+    A store without the marker is someone else's and is never deleted; an earlier demo, complete or
+    half-built, is deleted only on ``force``, and the refusal names that flag.
+    """
+    marker = workdir / MARKER
+    if marker.exists() and not force:
+        raise InputError(f"{workdir} holds an earlier demo (complete or not): run `drift-decider demo --workdir "
+                         f"{workdir} --force` to delete its store, artifacts and data and start over, "
+                         "or choose another --workdir")
+    foreign = [name for name in OUTPUTS if (workdir / name).exists()]
+    if foreign and not marker.exists():
+        raise InputError(f"{workdir} holds {', '.join(foreign)} that no demo marked as its own ({MARKER}); the "
+                         "demo will not delete them, even with --force: choose another --workdir")
+    for path in (workdir / name for name in OUTPUTS):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    workdir.mkdir(parents=True, exist_ok=True)
+    marker.write_text("Made by `drift-decider demo`. `drift-decider demo --force` deletes this folder's "
+                      f"{', '.join(OUTPUTS)} and starts over.\n")
 
 
 def _progress(items, enabled: bool):

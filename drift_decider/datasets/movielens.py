@@ -1,6 +1,7 @@
 """MovieLens ml-latest-small: ratings and item factors learned from them.
 
-The data ships in ``examples/movielens/data`` under its own license (README.txt there). Item
+The data lives in ``examples/movielens/data`` under its own license (README.txt there) and ships in
+the package as ``movielens_data`` (a symlink in the repository, files in a wheel). Item
 factors come from a truncated SVD of the centred user x item rating matrix: a small, real
 recommender embedding whose drift behaviour is that of real data, not of a Gaussian.
 """
@@ -14,7 +15,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.decomposition import TruncatedSVD
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "examples" / "movielens" / "data"
+DATA_DIR = Path(__file__).resolve().parent / "movielens_data"
 
 
 @dataclass(frozen=True)
