@@ -6,6 +6,7 @@ to MLflow only after every measurement and the decision exist, so bad input neve
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 import uuid
 from dataclasses import dataclass, replace
@@ -15,13 +16,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from drift_decider import spool
-from drift_decider.errors import InputError
+from drift_decider.errors import InputError, redact
 from drift_decider.evidence import EvidenceReport
-from drift_decider.evidence_builder import CurrentData, ReferenceData, build_evidence, measure_noise
+from drift_decider.evidence_builder import (MIN_SHARED_IDS, CurrentData, ReferenceData, build_evidence,
+                                             measure_noise)
 from drift_decider.loading import EmbeddingSet, check_same_dim, load_embeddings
 from drift_decider.noise import NoiseFloor, Sibling
 from drift_decider.measure import measure, require_window_rows
 from drift_decider.policy import Decision, History, evaluate, load_policy
+from drift_decider.policy.decision import held_rules
 from drift_decider.window import Window, make_window, parse_window_end
 
 
@@ -41,12 +44,17 @@ class CheckOutcome:
     def action(self) -> str:
         return self.decision["action"]
 
+    @property
+    def not_measured(self) -> str:
+        """The evidence families this decision did not see, and why ("none" when it saw them all)."""
+        return self.decision.get("inputs", {}).get("context", {}).get("not_measured", "none")
+
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "version": self.version, "window_id": self.window.window_id,
                 "window_end": self.window.window_end.isoformat(), "run_id": self.run_id,
                 "already_recorded": self.already_recorded, "action": self.action,
                 "rule_id": self.decision.get("rule_id"), "decision_id": self.decision.get("decision_id"),
-                "metrics": self.values, "decision": self.decision}
+                "held": held_rules(self.decision), "not_measured": self.not_measured, "metrics": self.values, "decision": self.decision}
 
 
 def measure_files(reference_path: str | Path, current_path: str | Path, *, seed: int = 0,
@@ -166,8 +174,10 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
           alias: str | None = None, tracking_uri: str | None = None, window_id: str | None = None,
           window_end: str | None = None, dry_run: bool = False, seed: int = 0, progress: bool = False,
           spool_dir: str | Path | None = None, catalog_path: str | Path | None = None,
-          queries_path: str | Path | None = None, index_path: str | Path | None = None) -> CheckOutcome:
+          queries_path: str | Path | None = None, index_path: str | Path | None = None,
+          allow_id_mismatch: bool = False) -> CheckOutcome:
     """Measure one window against the version's reference, decide with the policy, record in MLflow.
+    Ids matching less than half the reference's items are refused unless ``allow_id_mismatch``.
 
     Idempotent per (version, window id): a window decided before returns its recorded decision.
     """
@@ -182,7 +192,8 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
         raise InputError("give exactly one of --version or --alias")
     policy = load_policy(policy_path)
     current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path, index_path=index_path)
-    window = make_window(current.embeddings, window_id, parse_window_end(window_end))
+    window = make_window(current.embeddings, window_id, parse_window_end(window_end),
+                         also=(current.catalog, current.queries))
     uri = resolve_tracking_uri(tracking_uri)
     client = connect(uri)
     ref = resolve_version(client, model, version=version, alias=alias)
@@ -199,10 +210,12 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
     def decide(prior: list) -> Decision:
         return evaluate(policy, evidence.values(), tracking_history.history_from_runs(prior), window.window_end,
                         context={"model": ref.name, "version": ref.version, "window_id": window.window_id,
-                                 "noise_floor": evidence.inputs["noise_floor"]})
+                                 "noise_floor": evidence.inputs["noise_floor"],
+                                 "not_measured": evidence.inputs["not_measured"]})
 
     if dry_run:
-        evidence = build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress)
+        evidence = build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress,
+                                  min_shared_ids=0.0 if allow_id_mismatch else MIN_SHARED_IDS)
         runs = tracking_history.check_runs(client, experiment_id, ref) if experiment_id else []
         decision = decide([run for run in runs if tracking_history.window_end_of(run) < window.window_end])
         return CheckOutcome(ref.name, ref.version, window, decision.to_dict(), evidence.values(), run_id=None)
@@ -213,7 +226,8 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
     if recorded is not None:
         return _recorded_outcome(client, ref, window, recorded)
     try:
-        evidence = build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress)
+        evidence = build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress,
+                                  min_shared_ids=0.0 if allow_id_mismatch else MIN_SHARED_IDS)
         decision, prior = decide_in_order(client, ref, window, decide)
     except BaseException:
         release_window(client, ref, window, attempt)
@@ -228,20 +242,25 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
 
 
 def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None) -> list[dict[str, str]]:
-    """Land the checks spooled while MLflow was unavailable; an entry whose window another check is
-    writing now is left in the spool with status ``deferred``."""
-    from drift_decider.tracking.connection import connect
+    """Land the checks spooled while MLflow was unavailable, each in the store it was spooled for
+    (or ``tracking_uri``); an entry whose window another check is writing now is left in the spool
+    with status ``deferred``, one whose model version the store lacks with status ``skipped``."""
     from drift_decider.tracking.landing import sync_spool
 
-    return sync_spool(connect(tracking_uri), spool.spool_dir(spool_dir))
+    return sync_spool(spool.spool_dir(spool_dir), tracking_uri)
 
 
 def _recorded_outcome(client, ref, window: Window, run) -> CheckOutcome:
-    """The outcome of a window decided earlier, as it was recorded (its window end, its data)."""
+    """The outcome of a window decided earlier, as it was recorded (its window end, its data). The
+    same window id with different data is refused: the recorded decision is not about these inputs."""
     from drift_decider.tracking.history import window_end_of
     from drift_decider.tracking.recorder import read_decision_record
 
     recorded = next(iter(run.inputs.dataset_inputs), None) if run.inputs else None
+    if recorded is not None and recorded.dataset.digest != window.dataset_digest:
+        raise InputError(f"window {window.window_id!r} of {ref.name} version {ref.version} was decided on other "
+                         f"data (input digest {recorded.dataset.digest}, from {recorded.dataset.source}); these "
+                         f"inputs have digest {window.dataset_digest}. Give this window its own --window-id")
     window = Window(window.window_id, window_end_of(run),
                     recorded.dataset.name if recorded else window.dataset_name,
                     recorded.dataset.digest if recorded else window.dataset_digest,
@@ -275,14 +294,17 @@ def history(model: str, *, version: str | None = None, since: str | None = None,
             continue
         rows.append({"window_end": window_end, "window_id": run.data.tags[tags.WINDOW_ID], "model": model,
                      "version": run.data.tags[tags.VERSION], "action": run.data.tags[tags.DECISION],
-                     "rule_id": run.data.tags.get(tags.RULE) or None, "mode": run.data.tags.get(tags.MODE),
+                     "rule_id": run.data.tags.get(tags.RULE) or None, "held": run.data.tags.get(tags.HELD, ""),
+                     "mode": run.data.tags.get(tags.MODE),
                      "decision_id": run.data.tags[tags.DECISION_ID], "run_id": run.info.run_id,
-                     "noise_floor": run.data.params.get("noise_floor"), "metrics": dict(run.data.metrics)})
+                     "noise_floor": run.data.params.get("noise_floor"),
+                     "not_measured": run.data.params.get("not_measured"), "metrics": dict(run.data.metrics)})
     return rows
 
 
 def audit(decision_id: str, *, tracking_uri: str | None = None) -> dict[str, Any]:
-    """The full record of one decision: the decision, the evidence and where they live in MLflow."""
+    """The full record of one decision, found by a unique prefix of its id or its run id: the decision,
+    the evidence and where they live in MLflow."""
     from drift_decider.tracking import history as tracking_history
     from drift_decider.tracking import tags
     from drift_decider.tracking.connection import connect, mlflow_errors
@@ -291,11 +313,10 @@ def audit(decision_id: str, *, tracking_uri: str | None = None) -> dict[str, Any
 
     client = connect(tracking_uri, read_only=True)
     experiment_id = find_experiment(client)
-    runs = (tracking_history.search_checks(client, experiment_id, kind=None, decision_id=decision_id)
-            if experiment_id else [])
-    if not runs:
-        raise InputError(f"no recorded decision has id {decision_id!r}")
-    run = runs[-1]
+    run = tracking_history.find_decision_run(client, experiment_id, decision_id) if experiment_id else None
+    if run is None:
+        raise InputError(f"no recorded decision has an id or run id starting {decision_id!r} in this store "
+                         f"({redact(client.tracking_uri)}); `drift-decider history --model NAME` lists them")
     with mlflow_errors(f"reading run {run.info.run_id}"):
         evidence = read_json_artifact(client, run.info.run_id, tags.EVIDENCE_ARTIFACT)
     return {"run_id": run.info.run_id, "experiment_id": experiment_id, "run_tags": dict(run.data.tags),
@@ -315,10 +336,20 @@ class PromotionOutcome:
     values: dict[str, float]
     incumbent_values: dict[str, float] | None
     run_id: str | None
+    already_held: bool = False        # the candidate held the alias already: nothing was gated or written
+
+    @property
+    def undo(self) -> str | None:
+        """The command that puts the alias back where it was, after a move."""
+        if not self.moved or self.previous_holder is None:
+            return None
+        return (f"drift-decider rollback --model {shlex.quote(self.model)} --alias {shlex.quote(self.alias)} "
+                f"--to {shlex.quote(self.previous_holder)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "candidate": self.candidate, "alias": self.alias,
                 "previous_holder": self.previous_holder, "passed": self.passed, "alias_moved": self.moved,
+                "already_held": self.already_held, "undo": self.undo,
                 "action": self.decision["action"], "rule_id": self.decision.get("rule_id"),
                 "decision_id": self.decision.get("decision_id"), "run_id": self.run_id,
                 "metrics": self.values, "incumbent_metrics": self.incumbent_values, "decision": self.decision}
@@ -347,7 +378,11 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
     ref = resolve_version(client, model, version=candidate)
     seen = alias_state(client, model, alias)     # moved at the end only if still so (move_alias)
     holder = seen.holder
-    window = make_window(current.embeddings, None, parse_window_end(None))
+    if holder == ref.version:       # nothing to gate: recording a run would name the holder its own predecessor
+        return PromotionOutcome(model, ref.version, alias, holder, True, False,
+                                {"action": "none", "explanation": f"version {holder} already holds {alias!r}"},
+                                {}, None, None, already_held=True)
+    window = make_window(current.embeddings, None, parse_window_end(None), also=(current.catalog, current.queries))
     window = Window(f"promote-{alias}-v{ref.version}-{window.dataset_digest}", window.window_end,
                     window.dataset_name, window.dataset_digest, window.source)
     with tempfile.TemporaryDirectory() as tmp:
@@ -382,6 +417,23 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
         publish_promotion(client, ref, record, run_id, gate_tags)
     return PromotionOutcome(model, ref.version, alias, holder, passed, passed, record, evidence.values(),
                             incumbent_values, run_id)
+
+
+def rollback(model: str, alias: str, to_version: str, *, tracking_uri: str | None = None) -> str | None:
+    """Move ``alias`` back to ``to_version`` (the undo `promote` prints), without a gate: the version
+    held it before. Compare-and-set like a promotion (InFlightError, exit 4, when another move
+    races it). Returns the version that held the alias before."""
+    from drift_decider.tracking.connection import connect, mlflow_errors
+    from drift_decider.tracking.registry import alias_state, move_alias, require_model, resolve_version
+
+    client = connect(tracking_uri)
+    with mlflow_errors(f"moving alias {alias!r} of {model!r}"):
+        require_model(client, model)
+        target = resolve_version(client, model, version=to_version)
+        seen = alias_state(client, model, alias)
+        if seen.holder != target.version:
+            move_alias(client, model, alias, seen, target.version, token=f"rollback-{uuid.uuid4().hex}")
+    return seen.holder
 
 
 def _incumbent_values(client, uri: str, model: str, holder: str, current: CurrentData, seed: int, now,

@@ -22,7 +22,8 @@ from drift_decider.metrics.rankings import query_coverage, ranking_metrics
 from drift_decider.metrics.result import MetricResult
 from drift_decider.metrics.sampling import seeded_rows
 from drift_decider.metrics.scores import score_metrics
-from drift_decider.metrics.structure import new_item_share, procrustes_fit, shared_rows, structure_metrics
+from drift_decider.metrics.structure import (check_id_kinds, new_item_share, procrustes_fit, shared_rows,
+                                             structure_metrics)
 from drift_decider.noise import NoiseFloor, Sibling
 from drift_decider.profile import EmbeddingProfile
 
@@ -41,6 +42,16 @@ class ReferenceData:
     queries: np.ndarray | None = None
     noise: NoiseFloor | None = None
     known_ids: np.ndarray | None = None   # sorted: the whole catalogue the version learned, not a sample
+
+    @property
+    def learned_ids(self) -> np.ndarray | None:
+        """Every id the version learned: known_ids, or the item sample when it holds the whole catalogue
+        (references stored before known_ids)."""
+        if self.known_ids is not None:
+            return self.known_ids
+        if self.item_ids is not None and len(self.item_ids) < ITEM_SAMPLE_ROWS:
+            return self.item_ids
+        return None
 
     @classmethod
     def from_arrays(cls, vectors: np.ndarray, ids: np.ndarray | None = None, queries: np.ndarray | None = None,
@@ -78,12 +89,24 @@ class CurrentData:
         return self.embeddings if self.embeddings.ids is not None else None
 
 
+# Below this share of today's ids that the version learned, pairing by id reads another catalogue: a
+# different id column, or ids renumbered. A catalogue that is really half new needs a retrain whatever
+# the paired metrics say (the new-item share says so past a fifth), and the user who knows that is the
+# case opts out (``min_shared_ids=0``, `check --allow-id-mismatch`).
+MIN_SHARED_IDS = 0.5
+
+
 def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int = 0, now: datetime | None = None,
-                   progress: bool = False) -> EvidenceReport:
+                   progress: bool = False, min_shared_ids: float = MIN_SHARED_IDS) -> EvidenceReport:
     """Every metric one check's inputs allow: distribution drift always; paired metrics (and their noise
-    companions) with reference and current ids; the new-item share; index health with an index."""
-    report = measure(reference.profile, current.embeddings.vectors, seed=seed, progress=progress)
+    companions) with reference and current ids; the new-item share; index health with an index. The
+    families that could not be measured are named, with why, in ``inputs["not_measured"]`` ("none"
+    when every family was)."""
     items = current.items
+    learned = reference.learned_ids
+    if items is not None and learned is not None:
+        require_known_ids(learned, items.ids, min_shared_ids, str(items.path))
+    report = measure(reference.profile, current.embeddings.vectors, seed=seed, progress=progress)
     queries = current.queries.vectors if current.queries is not None else None
     families = ["drift"]
     if items is not None and reference.item_ids is not None:
@@ -100,7 +123,46 @@ def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int 
                                                    now=now, seed=seed))
         families.append("index")
     report.inputs["families"] = ",".join(families)
+    report.inputs["not_measured"] = "; ".join(f"{family}: {why}" for family, why in
+                                              not_measured(reference, current).items()) or "none"
     return report
+
+
+def require_known_ids(learned_ids: np.ndarray, current_ids: np.ndarray, min_share: float, source: str) -> None:
+    """Refuse a window whose ids the version mostly never learned (MIN_SHARED_IDS), naming examples of
+    each side: the paired metrics would read another catalogue."""
+    check_id_kinds(learned_ids, current_ids)
+    current_ids = np.asarray(current_ids)
+    known = np.isin(current_ids, learned_ids)
+    share = float(known.mean()) if len(known) else 1.0
+    if share < min_share:
+        raise InputError(f"{source}: {share:.1%} of its ids are items the version learned (at least {min_share:.0%} "
+                         f"expected): the reference has e.g. {', '.join(map(repr, learned_ids[:3].tolist()))}, "
+                         f"this window e.g. {', '.join(map(repr, current_ids[~known][:3].tolist()))}. Same id "
+                         f"column on both sides? If the catalogue really changed this much, the version needs a "
+                         f"retrain; to check it anyway, pass --allow-id-mismatch")
+
+
+def not_measured(reference: ReferenceData, current: CurrentData) -> dict[str, str]:
+    """Each evidence family a check could not measure, and the input that would enable it: a decision
+    that saw no rankings is not a decision that rankings held."""
+    missing: dict[str, str] = {}
+    paired = ("structure", "rankings", "queries", "scores")
+    if current.items is None:
+        missing.update(dict.fromkeys(paired, "this window's items have no ids (give --catalog, or --current with ids)"))
+    elif reference.item_ids is None:
+        missing.update(dict.fromkeys(paired, "the reference has no ids (`reference set` with ids)"))
+    elif reference.queries is None:
+        missing.update(dict.fromkeys(paired[1:], "the reference has no queries (`reference set --queries`)"))
+    elif current.queries is None:
+        missing.update(dict.fromkeys(paired[2:], "no queries for this window (--queries)"))
+    if current.index is None:
+        missing["index"] = "no serving index (--index)"
+    elif current.items is None:
+        missing["index"] = missing["structure"]
+    if reference.noise is None:
+        missing["noise floor"] = "no refits to judge noise by (`reference set --sibling`, or `reference noise`)"
+    return missing
 
 
 def paired_metrics(reference: ReferenceData, ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray | None, *,

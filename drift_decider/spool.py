@@ -37,6 +37,7 @@ class SpoolEntry:
     orphan_run_id: str | None
     reason: str
     attempts: list[str] = field(default_factory=list)   # attempt ids of every write that failed (tags.ATTEMPT)
+    tracking_uri: str = ""          # the store it is for, credentials stripped ("" in older entries)
 
     @property
     def key(self) -> str:

@@ -52,9 +52,15 @@ def parse_window_end(text: str | None, option: str = "--window-end") -> datetime
 MAX_WINDOW_ID_CHARS = 500   # an id, not a document: it becomes MLflow tags and a run name
 
 
-def make_window(current: EmbeddingSet, window_id: str | None, window_end: datetime) -> Window:
+def make_window(current: EmbeddingSet, window_id: str | None, window_end: datetime,
+                also: tuple[EmbeddingSet | None, ...] = ()) -> Window:
+    """The window of a check of ``current``; its digest also covers the other inputs given (catalogue,
+    queries), so re-using a window id with any different data can be told apart."""
     if window_id and len(window_id) > MAX_WINDOW_ID_CHARS:
         raise InputError(f"--window-id has {len(window_id)} characters; at most {MAX_WINDOW_ID_CHARS}")
     digest = embeddings_digest(current)
+    others = [embeddings_digest(embeddings) for embeddings in also if embeddings is not None]
+    if others:
+        digest = hashlib.sha256("|".join([digest, *others]).encode()).hexdigest()[:16]
     return Window(window_id=window_id or f"data-{digest}", window_end=window_end,
                   dataset_name=current.path.stem, dataset_digest=digest, source=str(current.path))

@@ -192,7 +192,7 @@ def test_sync_finishes_a_complete_run_whose_completion_reply_was_lost(tmp_path: 
     attempt = _spool_one(ref, tmp_path / "spool")
     run_id = _incomplete_run(client, ref, attempt=attempt)
     client.set_tag(run_id, tags.COMPLETE, "true")
-    (outcome,) = sync_spool(client, tmp_path / "spool")
+    (outcome,) = sync_spool(tmp_path / "spool", sqlite_uri)
     assert outcome["status"] == "already recorded" and outcome["run_id"] == run_id
     assert client.get_run(run_id).info.status == "FINISHED"
 
@@ -245,6 +245,7 @@ class _FaultProxy:
 
         proxy = self
         self.hits = 0
+        self.allowed = allowed
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:
@@ -254,7 +255,7 @@ class _FaultProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path.startswith(path):
                     proxy.hits += 1
-                    if proxy.hits > allowed:
+                    if proxy.hits > proxy.allowed:
                         if reply_lost:
                             requests.request(self.command, upstream + self.path, data=body, timeout=60, headers={
                                 k: v for k, v in self.headers.items() if k.lower() != "host"})

@@ -77,26 +77,26 @@ def _runs(client, ref) -> list:
 
 
 @pytest.mark.parametrize("age_s", [0.0, IN_FLIGHT_SECONDS - 60])
-def test_sync_waits_for_a_check_still_writing_the_window(version_ref, tmp_path, age_s):
+def test_sync_waits_for_a_check_still_writing_the_window(version_ref, sqlite_uri, tmp_path, age_s):
     client, ref = version_ref
     spool = tmp_path / "spool"
     _spool_one(ref, spool)
     writer = _incomplete_run(client, ref, attempt="another-check", age_s=age_s)
 
-    (outcome,) = sync_spool(client, spool)
+    (outcome,) = sync_spool(spool, sqlite_uri)
     assert outcome["status"] == "deferred" and outcome["run_id"] == writer
     assert len(read_entries(spool)) == 1, "the entry must stay for the next sync"
     assert client.get_run(writer).info.lifecycle_stage == "active"
 
     client.set_tag(writer, tags.COMPLETE, "true")          # the concurrent check finishes
-    (outcome,) = sync_spool(client, spool)
+    (outcome,) = sync_spool(spool, sqlite_uri)
     assert outcome["status"] == "already recorded" and outcome["run_id"] == writer
     assert read_entries(spool) == []
     assert [run.info.run_id for run in _runs(client, ref)] == [writer]
 
 
 @pytest.mark.parametrize("case", ["made by the entry's attempt", "abandoned over an hour ago"])
-def test_sync_deletes_incomplete_runs_no_live_check_owns(version_ref, tmp_path, case):
+def test_sync_deletes_incomplete_runs_no_live_check_owns(version_ref, sqlite_uri, tmp_path, case):
     client, ref = version_ref
     spool = tmp_path / "spool"
     attempt = _spool_one(ref, spool)
@@ -105,7 +105,7 @@ def test_sync_deletes_incomplete_runs_no_live_check_owns(version_ref, tmp_path, 
     else:
         stale = _incomplete_run(client, ref, attempt="a-dead-check", age_s=IN_FLIGHT_SECONDS + 60)
 
-    (outcome,) = sync_spool(client, spool)
+    (outcome,) = sync_spool(spool, sqlite_uri)
     assert outcome["status"] == "recorded" and outcome["run_id"] != stale
     assert client.get_run(stale).info.lifecycle_stage == "deleted"
     runs = _runs(client, ref)
@@ -114,21 +114,21 @@ def test_sync_deletes_incomplete_runs_no_live_check_owns(version_ref, tmp_path, 
     assert client.get_model_version("recsys", ref.version).tags[tags.WINDOW_ID] == WINDOW
 
 
-def test_two_failed_checks_of_one_window_land_once(version_ref, tmp_path):
+def test_two_failed_checks_of_one_window_land_once(version_ref, sqlite_uri, tmp_path):
     client, ref = version_ref
     spool = tmp_path / "spool"
     first, second = _spool_one(ref, spool), _spool_one(ref, spool)
     assert len(read_entries(spool)) == 2                  # the second failure does not overwrite the first
     orphans = [_incomplete_run(client, ref, attempt=a) for a in (first, second)]
 
-    outcomes = sync_spool(client, spool)
+    outcomes = sync_spool(spool, sqlite_uri)
     assert sorted(o["status"] for o in outcomes) == ["already recorded", "recorded"]
     assert read_entries(spool) == []
     assert all(client.get_run(run).info.lifecycle_stage == "deleted" for run in orphans)
     assert [run.data.tags[tags.COMPLETE] for run in _runs(client, ref)] == ["true"]
 
 
-def test_an_old_entry_names_its_orphan_by_run_id(version_ref, tmp_path):
+def test_an_old_entry_names_its_orphan_by_run_id(version_ref, sqlite_uri, tmp_path):
     """Spool files written before attempt ids: the run the entry names is its orphan, however young."""
     client, ref = version_ref
     spool = tmp_path / "spool"
@@ -139,7 +139,7 @@ def test_an_old_entry_names_its_orphan_by_run_id(version_ref, tmp_path):
     del old["attempts"]
     path.write_text(json.dumps({**old, "orphan_run_id": orphan}))
 
-    (outcome,) = sync_spool(client, spool)
+    (outcome,) = sync_spool(spool, sqlite_uri)
     assert outcome["status"] == "recorded"
     assert client.get_run(orphan).info.lifecycle_stage == "deleted"
 

@@ -36,12 +36,13 @@ class Recorded:
     decision_id: str | None = None
     run_id: str | None = None
     noise_floor: str | None = None
+    not_measured: str | None = None
 
     def context(self) -> dict[str, str]:
-        """The context a live ``check`` decides with (``api.check``): model, version, window id and the
-        noise floor its metrics were judged against."""
+        """The context a live ``check`` decides with (``api.check``): model, version, window id, the
+        noise floor its metrics were judged against and the evidence it did not see."""
         ctx = {"window_id": self.check.window_id}
-        for key in ("model", "version", "noise_floor"):
+        for key in ("model", "version", "noise_floor", "not_measured"):
             if getattr(self, key) is not None:
                 ctx[key] = getattr(self, key)
         return ctx

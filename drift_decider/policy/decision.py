@@ -155,6 +155,13 @@ class Decision:
         return "\n".join(lines)
 
 
+def held_rules(record: dict[str, Any]) -> str:
+    """The rules a decision record says matched but were held back, and why, e.g.
+    ``retrain-semantic-change (not-sustained)``; "" when none was. A `none` beside a held retrain is
+    not the same news as a quiet `none`."""
+    return ", ".join(f"{item['rule']} ({item['reason']})" for item in record.get("suppressed", []))
+
+
 def kept_record(past: Any, index: int) -> dict[str, Any]:
     """The check a kept match last truly held at (held and sustained), as the record states it."""
     check = past.checks[index]

@@ -20,9 +20,11 @@ from drift_decider.errors import InputError
 from drift_decider.policy.past import Past
 
 ACTIONS = ("none", "refresh-index", "recalibrate", "retrain")   # lightest to heaviest
-# keys of `drift-decider history --json` rows that say where a check lives in MLflow, not what it
-# was: a check record read from such a row ignores them (a backtest reads them, see policy.backtest)
-REFERENCE_KEYS = ("model", "version", "decision_id", "run_id", "noise_floor")
+# keys of `drift-decider history --json` rows that say where a check lives in MLflow and what it was
+# decided against, not what it was: a check record read from such a row ignores them (a backtest
+# reads them, see policy.backtest); and keys its decision implies (the rules it held back)
+REFERENCE_KEYS = ("model", "version", "decision_id", "run_id", "noise_floor", "not_measured")
+DERIVED_KEYS = ("held",)
 ACTION_WEIGHT = {name: rank for rank, name in enumerate(ACTIONS)}
 MODES = ("enforce", "dry-run")
 
@@ -124,7 +126,8 @@ class CheckRecord:
     def from_dict(cls, raw: Mapping[str, Any], index: int = 0) -> "CheckRecord":
         if not isinstance(raw, Mapping):
             raise InputError(f"history entry {index}: expected a mapping, got {type(raw).__name__}")
-        known = {"window_id", "window_end", "metrics", "action", "rule_id", "decided_at", "mode", *REFERENCE_KEYS}
+        known = {"window_id", "window_end", "metrics", "action", "rule_id", "decided_at", "mode", *REFERENCE_KEYS,
+                 *DERIVED_KEYS}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise InputError(f"history entry {index}: unknown keys {unknown}")

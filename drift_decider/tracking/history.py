@@ -5,9 +5,13 @@ Only runs marked complete count: a run whose write was interrupted never shapes 
 
 from __future__ import annotations
 
+import contextlib
+import re
 from datetime import datetime
 
+
 from drift_decider.policy import CheckRecord, History
+from drift_decider.errors import InputError
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
 from drift_decider.tracking.registry import VersionRef
@@ -43,6 +47,30 @@ def search_checks(client, experiment_id: str, *, model: str | None = None, versi
             if not token:
                 break
     return sorted(runs, key=lambda run: (window_end_of(run), run.info.start_time))
+
+
+def find_decision_run(client, experiment_id: str, key: str):
+    """The complete run of one decision, given its run id or a unique prefix of its decision id (at
+    least 6 hex digits, as `history` shows them); None when nothing matches. An ambiguous prefix is
+    an InputError naming the candidates."""
+    from mlflow.exceptions import MlflowException
+
+    key = key.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{6,64}", key):
+        raise InputError(f"{key!r} is neither a decision id (hex, at least 6 digits) nor a run id")
+    if len(key) == 32:
+        with mlflow_errors(f"reading run {key}"), contextlib.suppress(MlflowException):
+            run = client.get_run(key)
+            if run.info.experiment_id == experiment_id and run.data.tags.get(tags.COMPLETE) == "true":
+                return run
+    with mlflow_errors("looking up the decision"):
+        runs = client.search_runs([experiment_id], f"tags.`{tags.DECISION_ID}` LIKE '{key}%' and "
+                                                   f"tags.`{tags.COMPLETE}` = 'true'", max_results=11)
+    ids = sorted({run.data.tags[tags.DECISION_ID] for run in runs})
+    if len(ids) > 1:
+        raise InputError(f"{len(ids) if len(ids) < 11 else 'over 10'} decisions start with {key!r} "
+                         f"(e.g. {', '.join(i[:16] for i in ids[:3])}): give more digits")
+    return runs[0] if runs else None
 
 
 def window_end_of(run) -> datetime:

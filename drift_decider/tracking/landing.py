@@ -9,10 +9,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from drift_decider.errors import InFlightError, TrackingError
+from drift_decider.errors import InFlightError, TrackingError, redact
 from drift_decider.spool import SpoolEntry, read_entries, spool_lock, write_entry
 from drift_decider.tracking import tags
-from drift_decider.tracking.connection import mlflow_errors
+from drift_decider.tracking.connection import connect, mlflow_errors
 from drift_decider.tracking.history import check_runs, search_checks, window_end_of
 from drift_decider.tracking.recorder import (CheckPayload, RecordingFailed, discard_orphan, is_complete,
                                              publish_latest, record_check)
@@ -47,6 +47,7 @@ def land_check(client, ref: VersionRef, window: Window, payload: CheckPayload, s
                                           extra_tags or {}, attempt))
     except TrackingError as exc:
         entry = SpoolEntry(model=ref.name, version=ref.version, model_id=ref.model_id, kind=kind,
+                           tracking_uri=spooled_uri(client.tracking_uri),
                            window={**asdict(window), "window_end": window.window_end.isoformat()},
                            payload=asdict(payload), step=step, extra_tags=extra_tags or {},
                            orphan_run_id=getattr(exc, "orphan_run_id", None), reason=str(exc),
@@ -182,18 +183,51 @@ def _take_window(client, experiment_id: str, ref: VersionRef, window: Window, ki
         time.sleep(_POLL_SECONDS)
 
 
-def sync_spool(client, spool_dir: Path) -> list[dict[str, str]]:
+def sync_spool(spool_dir: Path, tracking_uri: str | None = None) -> list[dict[str, str]]:
     """Land every spooled check exactly once (or defer it, see _sync_entry); returns what happened to
     each entry.
 
-    One sync at a time per spool (a lock file), so two syncs never record the same window twice.
-    Every write attempt named in the spool failed, so a run made by any of them is dead, whichever
-    entry names it (two failed checks of one window leave two entries).
+    Each entry goes to the store it was spooled for (credentials come from MLflow's environment
+    variables), or to ``tracking_uri`` when one is given; an entry whose model version that store
+    does not have is skipped and kept. One sync at a time per spool (a lock file), so two syncs never
+    record the same window twice. Every write attempt named in the spool failed, so a run made by any
+    of them is dead, whichever entry names it (two failed checks of one window leave two entries).
     """
     with spool_lock(spool_dir):
         entries = read_entries(spool_dir)
         dead = {name for _, entry in entries for name in [*entry.attempts, entry.orphan_run_id] if name}
-        return [_sync_entry(client, path, entry, dead) for path, entry in entries]
+        outcomes = []
+        for path, entry in entries:
+            client = connect(tracking_uri or entry.tracking_uri or None, read_only=True)
+            missing = _missing_version(client, entry)
+            outcomes.append({"entry": path.name, "status": "skipped", "run_id": "-",
+                             "decision": entry.payload["decision"]["action"], "reason": missing} if missing
+                            else _sync_entry(client, path, entry, dead))
+        return outcomes
+
+
+def spooled_uri(uri: str) -> str:
+    """The store a spool entry is for, as it can be written down: without credentials, and a sqlite
+    path made absolute, so `sync` from another folder finds the same file."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and ":memory:" not in uri:
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    return redact(uri)
+
+
+def _missing_version(client, entry: SpoolEntry) -> str | None:
+    """Why this store cannot take the entry (it lacks the entry's LoggedModel), or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with mlflow_errors(f"looking up {entry.model} version {entry.version}"):
+            client.get_logged_model(entry.model_id)
+        return None
+    except TrackingError as exc:
+        if not isinstance(exc.__cause__, MlflowException) or exc.__cause__.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    return (f"this store ({redact(client.tracking_uri)}) has no model {entry.model!r} version {entry.version} "
+            f"(LoggedModel {entry.model_id}); the entry was spooled for {entry.tracking_uri or 'an unrecorded store'}: "
+            f"run sync with --tracking-uri for that store")
 
 
 # An incomplete run this old belongs to a check that died, whoever started it: no check writes for an hour.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from drift_decider.errors import TrackingError
+from drift_decider.policy.decision import held_rules
 from drift_decider.tracking import tags
 from drift_decider.tracking.registry import VersionRef
 from drift_decider.window import Window
@@ -33,6 +34,7 @@ def decision_tags(decision: dict[str, Any], run_id: str | None = None) -> dict[s
         tags.POLICY: f"{policy.get('name')}@{policy.get('version')}",
         tags.POLICY_SHA256: policy.get("sha256", ""),
         tags.MODE: decision.get("mode", "enforce"),
+        tags.HELD: held_rules(decision),
     }
     if run_id:
         out[tags.RUN_ID] = run_id

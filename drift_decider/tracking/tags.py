@@ -11,6 +11,7 @@ POLICY = PREFIX + "policy"
 POLICY_SHA256 = PREFIX + "policy_sha256"
 RUN_ID = PREFIX + "run_id"
 MODE = PREFIX + "mode"
+HELD = PREFIX + "held"                  # on runs: rules that matched but were held back, and why
 # on model versions only: all the tags above and WINDOW_ID as one JSON object, written first, so a
 # reader of this one tag never sees a mixture of two decisions (the others can lag it while a
 # publish is written or after one failed midway; the next check or `sync` completes them)

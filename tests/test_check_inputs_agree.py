@@ -1,0 +1,73 @@
+"""A check refuses inputs that would make its decision about something else (issue 15, #2 and #3): ids
+that match too few of the reference's items, and a window id re-used with different data. It names
+what it did not measure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from drift_decider import api
+from support import POLICY, movielens_items, register_with_reference, run_cli, write_items
+
+
+def _check_args(uri: str, version: str, current: Path, window_id: str = "w1") -> list[object]:
+    return ["check", "--model", "recsys", "--version", version, "--current", current, "--policy", POLICY,
+            "--window-id", window_id, "--window-end", "2026-07-01T00:00:00Z", "--tracking-uri", uri, "--json"]
+
+
+def test_ids_matching_few_reference_items_are_refused_naming_both_sides(tmp_path: Path, sqlite_uri: str) -> None:
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    renumbered = write_items(tmp_path / "renumbered.npz", ids + 10_000_000, vectors)   # another id column
+    result = run_cli(*_check_args(sqlite_uri, version, renumbered), expect=2)
+    assert "renumbered.npz" in result.output and "0.0% of its ids are items the version learned" in result.output
+    assert repr(int(ids[0])) in result.output and repr(int(ids[0]) + 10_000_000) in result.output
+    assert "--allow-id-mismatch" in result.output
+    assert json.loads(run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri, "--json").output) == []
+    outcome = api.check("recsys", renumbered, POLICY, version=version, tracking_uri=sqlite_uri, window_id="w1",
+                        window_end="2026-07-01T00:00:00Z", allow_id_mismatch=True)
+    assert outcome.values["catalog.new_item_share"] == 1.0      # opted out: every item is new, and it says so
+
+
+def test_half_the_catalogue_renewed_is_still_checked(tmp_path: Path, sqlite_uri: str) -> None:
+    """The refusal is for another id space, not for a catalogue that changed (60 % of the items kept), nor
+    for a window that holds a few of the catalogue's items."""
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    kept = int(len(ids) * 0.6)
+    renewed = np.concatenate([ids[:kept], ids[kept:] + 10_000_000])
+    outcome = json.loads(run_cli(*_check_args(sqlite_uri, version, write_items(tmp_path / "cur.npz", renewed,
+                                                                                 vectors))).output)
+    assert abs(outcome["metrics"]["catalog.new_item_share"] - 0.4) < 0.01
+    few = json.loads(run_cli(*_check_args(sqlite_uri, version, write_items(tmp_path / "few.npz", ids[:50],
+                                                                             vectors[:50]), "w2")).output)
+    assert few["metrics"]["catalog.new_item_share"] == 0.0
+
+
+def test_a_window_id_reused_with_other_data_is_refused_with_both_digests(tmp_path: Path, sqlite_uri: str) -> None:
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    first = json.loads(run_cli(*_check_args(sqlite_uri, version, write_items(tmp_path / "a.npz", ids,
+                                                                               vectors * 1.1))).output)
+    again = json.loads(run_cli(*_check_args(sqlite_uri, version, tmp_path / "a.npz")).output)
+    assert again["already_recorded"] is True and again["decision_id"] == first["decision_id"]
+    other = write_items(tmp_path / "b.npz", ids, vectors * 1.2)
+    result = run_cli(*_check_args(sqlite_uri, version, other), expect=2)
+    recorded = api.history("recsys", tracking_uri=sqlite_uri)
+    assert len(recorded) == 1 and "was decided on other data" in result.output
+    assert "a.npz" in result.output and "--window-id" in result.output
+
+
+def test_the_decision_record_names_the_evidence_it_did_not_see(tmp_path: Path, sqlite_uri: str) -> None:
+    version, _ = register_with_reference(sqlite_uri, tmp_path)      # ids, no queries, no siblings, no index
+    ids, vectors = movielens_items()
+    outcome = json.loads(run_cli(*_check_args(sqlite_uri, version, write_items(tmp_path / "a.npz", ids,
+                                                                                 vectors))).output)
+    missing = outcome["decision"]["inputs"]["context"]["not_measured"]
+    assert outcome["not_measured"] == missing
+    for family in ("rankings:", "queries:", "scores:", "index:", "noise floor:"):
+        assert family in missing
+    assert "structure:" not in missing and "reference set --queries" in missing
