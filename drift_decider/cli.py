@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import traceback
+from datetime import datetime, timezone
 from typing import Any
 
 import click
@@ -14,15 +15,41 @@ from drift_decider import __version__
 from drift_decider.errors import DriftDeciderError, redact
 
 EXIT_CODES = """\b
-Exit codes:
+Exit codes (each command's help names the ones it can return):
   0  success (whatever the decision)
   1  runtime failure (e.g. MLflow unreachable or refused a write)
   2  bad input or usage (missing file, NaN rows, dimension mismatch, invalid policy)
   3  `check --fail-on-action` and the decision is not `none`
-  4  another check is writing the same window now (`sync` deferred an entry, or `check` waited
-     for that check and spooled its own; run it again later), or `promote` lost the alias to
-     a concurrent promotion (the alias was not moved)
+  4  another check holds the same window (check waited for it, then spooled its own; `sync`
+     deferred an entry), an earlier window of the same model version is still being checked
+     (check waited for it, then wrote nothing: run it again once that one has landed, after
+     `drift-decider sync` where it failed), or `promote` lost the alias to a concurrent
+     promotion (the alias was not moved)
 """
+_EXIT_LABELS = {0: "success", 1: "runtime failure", 2: "bad input", 3: "decision not `none` under --fail-on-action",
+                4: "a concurrent check or promotion"}
+
+
+def exit_codes(*codes: int) -> str:
+    """A subcommand's epilog: the codes it can return in one line; the legend is shown once, in
+    `drift-decider --help`, instead of in full under every command."""
+    return f"Exit codes: {', '.join(f'{code} {_EXIT_LABELS[code]}' for code in codes)} (see drift-decider --help)."
+
+
+def _bars(as_json: bool = False) -> bool:
+    """Progress bars only on a terminal: piped or logged stderr would collect every redrawn frame."""
+    return not as_json and sys.stderr.isatty()
+
+
+def _dumps(value: Any) -> str:
+    """JSON for stdout; times as ISO 8601 with a `T` and an offset (naive ones are UTC, as --window-end)."""
+    return json.dumps(value, indent=2, default=_json_value)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    return str(value)
 
 
 class _Cli(click.Group):
@@ -96,7 +123,7 @@ def cli() -> None:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
-@cli.command(epilog=EXIT_CODES)
+@cli.command(epilog=exit_codes(0, 1, 2))
 @click.option("--reference", required=True, type=click.Path(dir_okay=False), help="Reference embeddings "
               "(.npy, .npz or .parquet).")
 @click.option("--current", required=True, type=click.Path(dir_okay=False), help="Current embeddings, same dimension.")
@@ -112,9 +139,9 @@ def measure(reference: str, current: str, alpha: float, seed: int, as_json: bool
     """
     from drift_decider.api import measure_files
 
-    report = measure_files(reference, current, seed=seed, progress=not as_json)
+    report = measure_files(reference, current, seed=seed, progress=_bars(as_json))
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        click.echo(_dumps(report.to_dict()))
         return
     click.echo(f"reference n={report.inputs.get('n_reference')}  current n={report.inputs.get('n_current')}  "
                f"dim={report.inputs.get('dim')}  seed={seed}")
@@ -138,7 +165,7 @@ def reference() -> None:
     """Manage the reference embeddings stored with a model version."""
 
 
-@reference.command("set", epilog=EXIT_CODES)
+@reference.command("set", epilog=exit_codes(0, 1, 2))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version", required=True, help="Model version the reference belongs to.")
 @click.option("--embeddings", required=True, type=click.Path(dir_okay=False),
@@ -173,11 +200,11 @@ def reference_set(model: str, version: str, embeddings: str, queries: str | None
     from drift_decider.api import set_reference
 
     uri = set_reference(model, version, embeddings, queries_path=queries, sibling_paths=siblings,
-                        sibling_query_paths=sibling_queries, tracking_uri=tracking_uri, seed=seed, progress=True)
+                        sibling_query_paths=sibling_queries, tracking_uri=tracking_uri, seed=seed, progress=_bars())
     click.echo(f"reference for {model} version {version} stored at {uri}")
 
 
-@reference.command("noise", epilog=EXIT_CODES)
+@reference.command("noise", epilog=exit_codes(0, 1, 2))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version", required=True, help="Model version whose reference gets the floor.")
 @click.option("--first-checks", "checks", required=True, type=click.IntRange(min=1),
@@ -201,7 +228,7 @@ def reference_noise(model: str, version: str, checks: int, tracking_uri: str | N
     click.echo(f"noise floor for {model} version {version}: {label}")
 
 
-@cli.command(epilog=EXIT_CODES)
+@cli.command(epilog=exit_codes(0, 1, 2, 3, 4))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version", default=None, help="Model version to check (or use --alias).")
 @click.option("--alias", default=None, help="Alias naming the version to check, e.g. champion.")
@@ -234,10 +261,10 @@ def check(model: str, version: str | None, alias: str | None, current: str, poli
 
     outcome = run_check(model, current, policy_path, version=version, alias=alias, tracking_uri=tracking_uri,
                         window_id=window_id, window_end=window_end, dry_run=dry_run, seed=seed,
-                        progress=not as_json, spool_dir=spool_dir, catalog_path=catalog, queries_path=queries,
+                        progress=_bars(as_json), spool_dir=spool_dir, catalog_path=catalog, queries_path=queries,
                         index_path=index)
     if as_json:
-        click.echo(json.dumps(outcome.to_dict(), indent=2, default=str))
+        click.echo(_dumps(outcome.to_dict()))
     else:
         _print_outcome(outcome)
     if fail_on_action and outcome.action != "none":
@@ -257,7 +284,7 @@ def _print_outcome(outcome) -> None:
     click.echo(where)
 
 
-@cli.command(epilog=EXIT_CODES)
+@cli.command(epilog=exit_codes(0, 1, 2))
 @click.option("--workdir", default="drift-decider-demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the demo's sqlite MLflow store, artifacts and data (created if missing).")
 @click.option("--force", is_flag=True, help="Delete an earlier demo in --workdir (its store, artifacts and data, "
@@ -272,14 +299,14 @@ def demo(workdir: str, force: bool, seed: int, as_json: bool) -> None:
     """
     from drift_decider.demo import run_demo
 
-    result = run_demo(workdir, seed=seed, progress=not as_json, force=force)
+    result = run_demo(workdir, seed=seed, progress=_bars(as_json), force=force)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        click.echo(_dumps(result.to_dict()))
     else:
         click.echo(result.table())
 
 
-@cli.command(epilog=EXIT_CODES)
+@cli.command(epilog=exit_codes(0, 1, 2, 4))
 @tracking_uri_option
 @spool_option
 @json_option
@@ -294,7 +321,7 @@ def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None
     outcomes = run_sync(tracking_uri=tracking_uri, spool_dir=spool_dir)
     deferred = sum(outcome["status"] == "deferred" for outcome in outcomes)
     if as_json:
-        click.echo(json.dumps(outcomes, indent=2))
+        click.echo(_dumps(outcomes))
     else:
         for outcome in outcomes:
             if outcome["status"] == "deferred":
@@ -307,7 +334,7 @@ def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None
         sys.exit(4)
 
 
-@cli.command("history", epilog=EXIT_CODES)
+@cli.command("history", epilog=exit_codes(0, 1, 2))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version", default=None, help="Only this version (default: all versions).")
 @click.option("--since", default=None, metavar="ISO8601", help="Only windows ending at or after this time.")
@@ -328,7 +355,7 @@ def history_cmd(model: str, version: str | None, since: str | None, plot_path: s
 
         plot_history(rows, HEADLINE_METRICS, plot_path, f"{model}" + (f" v{version}" if version else ""))
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        click.echo(_dumps(rows))
         return
     shown = [m for m in HEADLINE_METRICS if any(m in row["metrics"] for row in rows)]
     click.echo(render_table(["window end", "window", "v"] + shown + ["decision", "rule", "noise floor", "run"],
@@ -340,7 +367,7 @@ def history_cmd(model: str, version: str | None, since: str | None, plot_path: s
         click.echo(f"plot written to {plot_path}")
 
 
-@cli.command(epilog=EXIT_CODES)
+@cli.command(epilog=exit_codes(0, 1, 2))
 @click.option("--decision-id", required=True, help="The decision id (tag drift_decider.decision_id).")
 @json_option
 @tracking_uri_option
@@ -350,7 +377,7 @@ def audit(decision_id: str, as_json: bool, tracking_uri: str | None) -> None:
 
     record = run_audit(decision_id, tracking_uri=tracking_uri)
     if as_json:
-        click.echo(json.dumps(record, indent=2, default=str))
+        click.echo(_dumps(record))
         return
     decision = record["decision"]
     click.echo(f"decision {decision['decision_id']}: {decision['action']}"
@@ -363,12 +390,12 @@ def audit(decision_id: str, as_json: bool, tracking_uri: str | None) -> None:
         click.echo(f"why: {decision['explanation']}")
     click.echo("conditions:")
     for condition in decision.get("conditions", []):
-        click.echo(f"  [{condition.get('rule')}] {json.dumps({k: v for k, v in condition.items() if k != 'rule'}, default=str)}")
+        click.echo(f"  [{condition.get('rule')}] {json.dumps({k: v for k, v in condition.items() if k != 'rule'}, default=_json_value)}")
     for item in decision.get("suppressed", []):
         click.echo(f"  suppressed {item['rule']} ({item['action']}): {item['reason']} {item.get('detail') or ''}")
 
 
-@cli.command(epilog=EXIT_CODES)
+@cli.command(epilog=exit_codes(0, 1, 2, 4))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--candidate", required=True, help="Version that wants the alias.")
 @click.option("--alias", default="champion", show_default=True, help="Alias to move when the gate passes.")
@@ -388,10 +415,10 @@ def promote(model: str, candidate: str, alias: str, current: str, policy_path: s
     from drift_decider.api import promote as run_promote
 
     outcome = run_promote(model, candidate, alias, current, policy_path, tracking_uri=tracking_uri,
-                          dry_run=dry_run, seed=seed, progress=not as_json, spool_dir=spool_dir,
+                          dry_run=dry_run, seed=seed, progress=_bars(as_json), spool_dir=spool_dir,
                           catalog_path=catalog, queries_path=queries, index_path=index)
     if as_json:
-        click.echo(json.dumps(outcome.to_dict(), indent=2, default=str))
+        click.echo(_dumps(outcome.to_dict()))
         return
     verdict = "PASSED" if outcome.passed else "BLOCKED"
     click.echo(f"gate {verdict}: decision {outcome.decision['action']}"
