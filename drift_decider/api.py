@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,14 +17,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from drift_decider import spool
-from drift_decider.errors import InputError, redact
+from drift_decider.spool import SpoolEntry
+from drift_decider.errors import InFlightError, InputError, TrackingError, redact
 from drift_decider.evidence import EvidenceReport
 from drift_decider.evidence_builder import (MIN_SHARED_IDS, CurrentData, ReferenceData, build_evidence,
                                              measure_noise)
 from drift_decider.loading import EmbeddingSet, check_same_dim, load_embeddings
 from drift_decider.noise import NoiseFloor, Sibling
 from drift_decider.measure import measure, require_window_rows
-from drift_decider.policy import Decision, History, evaluate, load_policy
+from drift_decider.policy import History, Policy, evaluate, load_policy
 from drift_decider.policy.decision import held_rules
 from drift_decider.window import Window, make_window, parse_window_end
 
@@ -64,6 +66,17 @@ def measure_files(reference_path: str | Path, current_path: str | Path, *, seed:
     current = load_embeddings(current_path)
     check_same_dim(reference.dim, current, str(reference.path))
     return measure(reference.vectors, current.vectors, seed=seed, progress=progress)
+
+
+def register(model: str, *, tracking_uri: str | None = None) -> str:
+    """Register a new version of ``model`` (created if new) backed by an external LoggedModel, the first
+    step on an empty store: `reference set` then gives it a reference. Returns the version."""
+    from drift_decider.tracking.connection import connect, resolve_tracking_uri
+    from drift_decider.tracking.registry import ensure_experiment, register_external_model
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = connect(uri)
+    return register_external_model(client, uri, model, experiment_id=ensure_experiment(client)).version
 
 
 def set_reference(model: str, version: str, embeddings_path: str | Path, *, queries_path: str | Path | None = None,
@@ -175,19 +188,23 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
           window_end: str | None = None, dry_run: bool = False, seed: int = 0, progress: bool = False,
           spool_dir: str | Path | None = None, catalog_path: str | Path | None = None,
           queries_path: str | Path | None = None, index_path: str | Path | None = None,
-          allow_id_mismatch: bool = False) -> CheckOutcome:
+          allow_id_mismatch: bool = False, launched_at: float | None = None) -> CheckOutcome:
     """Measure one window against the version's reference, decide with the policy, record in MLflow.
     Ids matching less than half the reference's items are refused unless ``allow_id_mismatch``.
+    ``launched_at`` (``time.monotonic()`` when the check's process was launched; default: this call)
+    sets how long the decision waits for checks of earlier windows launched with it (decide_in_order).
 
     Idempotent per (version, window id): a window decided before returns its recorded decision.
     """
     from drift_decider.tracking import history as tracking_history
     from drift_decider.tracking.connection import connect, resolve_tracking_uri
-    from drift_decider.tracking.landing import claim_window, decide_in_order, land_check, release_window
+    from drift_decider.tracking.landing import (claim_window, decide_in_order, land_check, release_window,
+                                                spool_undecided)
     from drift_decider.tracking.recorder import CheckPayload
     from drift_decider.tracking.reference_store import load_reference
     from drift_decider.tracking.registry import find_experiment, resolve_version
 
+    launched_at = time.monotonic() if launched_at is None else launched_at
     if (version is None) == (alias is None):
         raise InputError("give exactly one of --version or --alias")
     policy = load_policy(policy_path)
@@ -207,33 +224,45 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
     check_same_dim(reference.profile.dim, current.embeddings, f"the reference of {ref.name} version {ref.version}")
     require_window_rows(current.embeddings.n, str(current.embeddings.path))
 
-    def decide(prior: list) -> Decision:
-        return evaluate(policy, evidence.values(), tracking_history.history_from_runs(prior), window.window_end,
-                        context={"model": ref.name, "version": ref.version, "window_id": window.window_id,
-                                 "noise_floor": evidence.inputs["noise_floor"],
-                                 "not_measured": evidence.inputs["not_measured"]})
+    def measured() -> EvidenceReport:
+        return build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress,
+                              min_shared_ids=0.0 if allow_id_mismatch else MIN_SHARED_IDS)
 
     if dry_run:
-        evidence = build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress,
-                                  min_shared_ids=0.0 if allow_id_mismatch else MIN_SHARED_IDS)
+        evidence = measured()
         runs = tracking_history.check_runs(client, experiment_id, ref) if experiment_id else []
-        decision = decide([run for run in runs if tracking_history.window_end_of(run) < window.window_end])
-        return CheckOutcome(ref.name, ref.version, window, decision.to_dict(), evidence.values(), run_id=None)
+        decision = _decide(policy, evidence.values(), evidence.inputs, ref.name, ref.version, window,
+                           [run for run in runs if tracking_history.window_end_of(run) < window.window_end])
+        return CheckOutcome(ref.name, ref.version, window, decision, evidence.values(), run_id=None)
     # Checks of one version behave as if run one after another: the window is claimed before measuring
     # (a concurrent check of it waits for this one's record), and the decision waits for earlier windows.
     attempt = uuid.uuid4().hex
     recorded = claim_window(client, ref, window, attempt)
     if recorded is not None:
         return _recorded_outcome(client, ref, window, recorded)
+    claimed_at = time.monotonic()
     try:
-        evidence = build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress,
-                                  min_shared_ids=0.0 if allow_id_mismatch else MIN_SHARED_IDS)
-        decision, prior = decide_in_order(client, ref, window, decide)
+        evidence = measured()
     except BaseException:
         release_window(client, ref, window, attempt)
         raise
     payload = CheckPayload(values=evidence.values(), inputs=evidence.inputs, evidence=evidence.to_dict(),
-                           decision=decision.to_dict())
+                           decision=None)
+    try:
+        decision, prior = decide_in_order(client, ref, window, lambda prior: _decide(
+            policy, evidence.values(), evidence.inputs, ref.name, ref.version, window, prior),
+            settle_until=claimed_at + (claimed_at - launched_at))
+    except InFlightError:
+        release_window(client, ref, window, attempt)
+        raise
+    except TrackingError as exc:      # MLflow failed reading the history: keep the measurement for sync
+        raise spool_undecided(client, ref, window, payload, spool_dir=spool.spool_dir(spool_dir), attempt=attempt,
+                              policy_path=str(Path(policy_path).resolve()), policy_sha256=policy.sha256,
+                              exc=exc) from exc
+    except BaseException:
+        release_window(client, ref, window, attempt)
+        raise
+    payload = replace(payload, decision=decision)
     landed = land_check(client, ref, window, payload, step=len(prior) + 1, spool_dir=spool.spool_dir(spool_dir),
                         attempt=attempt)
     if landed.recorded_by is not None:      # our claim went stale and another check recorded the window
@@ -243,11 +272,34 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
 
 def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None) -> list[dict[str, str]]:
     """Land the checks spooled while MLflow was unavailable, each in the store it was spooled for
-    (or ``tracking_uri``); an entry whose window another check is writing now is left in the spool
-    with status ``deferred``, one whose model version the store lacks with status ``skipped``."""
+    (or ``tracking_uri``); a check measured but not decided is decided first, by the policy it names
+    if that file is unchanged. An entry whose window (or an earlier one) another check is writing now
+    is left in the spool with status ``deferred``; one the store or policy cannot take, ``skipped``."""
     from drift_decider.tracking.landing import sync_spool
 
-    return sync_spool(spool.spool_dir(spool_dir), tracking_uri)
+    return sync_spool(spool.spool_dir(spool_dir), tracking_uri, decide=_decide_spooled)
+
+
+def _decide(policy: Policy, values: dict[str, float], inputs: dict[str, Any], model: str, version: str,
+            window: Window, prior: list) -> dict[str, Any]:
+    """The decision record of one window on the complete runs before it, in the context a check records."""
+    from drift_decider.tracking.history import history_from_runs
+
+    return evaluate(policy, values, history_from_runs(prior), window.window_end,
+                    context={"model": model, "version": version, "window_id": window.window_id,
+                             "noise_floor": inputs["noise_floor"], "not_measured": inputs["not_measured"]}).to_dict()
+
+
+def _decide_spooled(entry: SpoolEntry, prior: list) -> dict[str, Any]:
+    """Decide a check spooled before its decision, with the policy it named, unless that file changed."""
+    policy = load_policy(entry.policy_path)
+    if policy.sha256 != entry.policy_sha256:
+        raise InputError(f"the policy {entry.policy_path} changed since this window was measured (sha256 "
+                         f"{entry.policy_sha256[:12]}, now {policy.sha256[:12]}): restore it to decide the window, "
+                         f"or check the window again")
+    window = Window(**{**entry.window, "window_end": parse_window_end(entry.window["window_end"])})
+    return _decide(policy, entry.payload["values"], entry.payload["inputs"], entry.model, entry.version, window,
+                   prior)
 
 
 def _recorded_outcome(client, ref, window: Window, run) -> CheckOutcome:
@@ -302,26 +354,38 @@ def history(model: str, *, version: str | None = None, since: str | None = None,
     return rows
 
 
-def audit(decision_id: str, *, tracking_uri: str | None = None) -> dict[str, Any]:
-    """The full record of one decision, found by a unique prefix of its id or its run id: the decision,
-    the evidence and where they live in MLflow."""
+def audit(decision_id: str | None = None, *, model: str | None = None, version: str | None = None,
+          window_id: str | None = None, tracking_uri: str | None = None) -> dict[str, Any]:
+    """The full record of one decision: the decision, the evidence and where they live in MLflow. Found
+    by a unique prefix of its decision id or its run id, or by model, version and window id."""
     from drift_decider.tracking import history as tracking_history
     from drift_decider.tracking import tags
     from drift_decider.tracking.connection import connect, mlflow_errors
     from drift_decider.tracking.recorder import read_decision_record, read_json_artifact
-    from drift_decider.tracking.registry import find_experiment
+    from drift_decider.tracking.registry import find_experiment, require_model
 
+    if (decision_id is None) == (window_id is None) or (window_id is not None and not (model and version)):
+        raise InputError("give --decision-id, or --model, --version and --window-id")
     client = connect(tracking_uri, read_only=True)
     experiment_id = find_experiment(client)
-    run = tracking_history.find_decision_run(client, experiment_id, decision_id) if experiment_id else None
+    if window_id is not None:
+        with mlflow_errors(f"looking up model {model!r}"):
+            require_model(client, model)
+        runs = (tracking_history.search_checks(client, experiment_id, model=model, version=version,
+                                               window_id=window_id) if experiment_id else [])
+        run, asked = (runs[-1] if runs else None), f"window {window_id!r} of {model} version {version}"
+    else:
+        run = tracking_history.find_decision_run(client, experiment_id, decision_id) if experiment_id else None
+        asked = f"an id or run id starting {decision_id!r}"
     if run is None:
-        raise InputError(f"no recorded decision has an id or run id starting {decision_id!r} in this store "
-                         f"({redact(client.tracking_uri)}); `drift-decider history --model NAME` lists them")
+        raise InputError(f"no recorded decision for {asked} in this store ({redact(client.tracking_uri)}); "
+                         f"`drift-decider history --model NAME` lists them")
     with mlflow_errors(f"reading run {run.info.run_id}"):
         evidence = read_json_artifact(client, run.info.run_id, tags.EVIDENCE_ARTIFACT)
+    decision = read_decision_record(client, run.info.run_id)
     return {"run_id": run.info.run_id, "experiment_id": experiment_id, "run_tags": dict(run.data.tags),
-            "metrics": dict(run.data.metrics), "params": dict(run.data.params),
-            "decision": read_decision_record(client, run.info.run_id), "evidence": evidence}
+            "metrics": dict(run.data.metrics), "params": dict(run.data.params), "decision": decision,
+            "held": held_rules(decision), "evidence": evidence}
 
 
 @dataclass(frozen=True)

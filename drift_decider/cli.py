@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
+import time
 import traceback
 from datetime import datetime, timezone
 from typing import Any
@@ -19,15 +21,20 @@ Exit codes (each command's help names the ones it can return):
   0  success (whatever the decision)
   1  runtime failure (e.g. MLflow unreachable or refused a write)
   2  bad input or usage (missing file, NaN rows, dimension mismatch, invalid policy)
-  3  `check --fail-on-action` and the decision is not `none`
+  3  `check --fail-on-action` and the decision is not `none`, or `promote --fail-on-block` and
+     the gate blocked
   4  another check holds the same window (check waited for it, then spooled its own; `sync`
      deferred an entry), an earlier window of the same model version is still being checked
      (check waited for it, then wrote nothing: run it again once that one has landed, after
      `drift-decider sync` where it failed), or `promote` lost the alias to a concurrent
      promotion (the alias was not moved)
 """
-_EXIT_LABELS = {0: "success", 1: "runtime failure", 2: "bad input", 3: "decision not `none` under --fail-on-action",
+_EXIT_LABELS = {0: "success", 1: "runtime failure", 2: "bad input",
+                3: "decision not `none` (--fail-on-action) or gate blocked (--fail-on-block)",
                 4: "a concurrent check or promotion"}
+
+
+_INVOKED = "drift_decider.invoked"
 
 
 def exit_codes(*codes: int) -> str:
@@ -110,14 +117,18 @@ def cli() -> None:
     """Decide what to do about embedding drift in a recommender, and keep the proof in MLflow.
 
     \b
-    Typical flow:
-      drift-decider reference set --model recsys --version 3 --embeddings ref.npy
-      drift-decider check --model recsys --alias champion --current today.npy \\
+    Typical flow, from an empty store:
+      drift-decider register --model recsys
+      drift-decider reference set --model recsys --version 1 --embeddings items.npz
+      drift-decider check --model recsys --version 1 --current items-today.npz \\
           --policy policies/recommender-default.yaml
-      drift-decider history --model recsys --version 3
+      drift-decider history --model recsys --version 1
 
     Start with `drift-decider demo` to see a whole season of drift on a local MLflow store.
     """
+    # When the command began: a check launched with others waits about as long as it took from here to
+    # claim its window, for the others to claim theirs (api.check ``launched_at``).
+    click.get_current_context().meta[_INVOKED] = time.monotonic()
     # MLflow prints download bars and run URLs on stdout, which would corrupt --json output.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -158,6 +169,32 @@ def _verdict(result, alpha: float) -> str:
     if result.p_value is None:
         return "-"
     return "drift" if result.p_value < alpha else "no drift"
+
+
+@cli.command(epilog=exit_codes(0, 1, 2))
+@click.option("--model", required=True, help="Registered model name (created if new).")
+@json_option
+@tracking_uri_option
+def register(model: str, as_json: bool, tracking_uri: str | None) -> None:
+    """Register a new version of a model that lives outside MLflow, the first step on an empty store.
+
+    Creates the registered model if it is new, and a version backed by an external LoggedModel (the
+    page its metrics land on). Give it a reference next with `reference set`. A model you already
+    log with an MLflow flavour has versions: use those.
+
+    \b
+    Example:
+      drift-decider register --model recsys
+      drift-decider reference set --model recsys --version 1 --embeddings items.npz
+    """
+    from drift_decider.api import register as run_register
+
+    version = run_register(model, tracking_uri=tracking_uri)
+    if as_json:
+        click.echo(_dumps({"model": model, "version": version}))
+    else:
+        click.echo(f"registered {model} version {version}; next: drift-decider reference set --model "
+                   f"{shlex.quote(model)} --version {version} --embeddings ITEMS")
 
 
 @cli.group(cls=_Cli)
@@ -243,15 +280,17 @@ def reference_noise(model: str, version: str, checks: int, tracking_uri: str | N
 @click.option("--dry-run", is_flag=True, help="Measure and decide, but write nothing to MLflow (a window "
               "decided before returns its recorded decision).")
 @click.option("--fail-on-action", is_flag=True, help="Exit 3 when the decision is not `none` (for CI gates).")
+@click.option("--allow-id-mismatch", is_flag=True, help="Check even when under half of this window's ids are "
+              "items the version learned (refused by default: usually another id column).")
 @evidence_options
 @seed_option
 @json_option
 @tracking_uri_option
 @spool_option
 def check(model: str, version: str | None, alias: str | None, current: str, policy_path: str,
-          window_id: str | None, window_end: str | None, dry_run: bool, fail_on_action: bool, seed: int,
-          as_json: bool, tracking_uri: str | None, spool_dir: str | None, catalog: str | None,
-          queries: str | None, index: str | None) -> None:
+          window_id: str | None, window_end: str | None, dry_run: bool, fail_on_action: bool,
+          allow_id_mismatch: bool, seed: int, as_json: bool, tracking_uri: str | None, spool_dir: str | None,
+          catalog: str | None, queries: str | None, index: str | None) -> None:
     """Check one window of embeddings against a model version's reference and record the decision.
 
     Logs one MLflow run with every metric (tied to the version's LoggedModel), evaluates the policy
@@ -262,7 +301,8 @@ def check(model: str, version: str | None, alias: str | None, current: str, poli
     outcome = run_check(model, current, policy_path, version=version, alias=alias, tracking_uri=tracking_uri,
                         window_id=window_id, window_end=window_end, dry_run=dry_run, seed=seed,
                         progress=_bars(as_json), spool_dir=spool_dir, catalog_path=catalog, queries_path=queries,
-                        index_path=index)
+                        index_path=index, allow_id_mismatch=allow_id_mismatch,
+                        launched_at=click.get_current_context().meta[_INVOKED])
     if as_json:
         click.echo(_dumps(outcome.to_dict()))
     else:
@@ -281,7 +321,13 @@ def _print_outcome(outcome) -> None:
     explanation = outcome.decision.get("explanation")
     if explanation:
         click.echo(f"why: {explanation}")
+    held = outcome.to_dict()["held"]
+    if held:
+        click.echo(f"held back: {held}")
+    if outcome.not_measured != "none":
+        click.echo(f"not measured: {outcome.not_measured}")
     click.echo(where)
+
 
 
 @cli.command(epilog=exit_codes(0, 1, 2))
@@ -313,8 +359,11 @@ def demo(workdir: str, force: bool, seed: int, as_json: bool) -> None:
 def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None:
     """Land checks that were spooled while MLflow was unreachable (each exactly once).
 
-    An entry whose window another check is writing right now (an incomplete run less than an hour
-    old that none of the entry's attempts made) is left in the spool as `deferred`, with exit code 4.
+    Each entry goes to the store it was spooled for, unless --tracking-uri names one (credentials
+    come from MLFLOW_TRACKING_USERNAME/PASSWORD or _TOKEN). A check that MLflow failed before it
+    was decided is decided now, by the policy file it names, if unchanged. An entry whose window (or
+    an earlier one) another check is writing right now is left in the spool as `deferred` (exit 4);
+    one the store or the policy cannot take is `skipped`, kept, and says why.
     """
     from drift_decider.api import sync as run_sync
 
@@ -324,12 +373,14 @@ def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None
         click.echo(_dumps(outcomes))
     else:
         for outcome in outcomes:
-            if outcome["status"] == "deferred":
-                click.echo(f"{outcome['entry']}: deferred, {outcome['reason']} (run {outcome['run_id']})")
+            if outcome["status"] in ("deferred", "skipped"):
+                click.echo(f"{outcome['entry']}: {outcome['status']}, {outcome['reason']}")
             else:
                 click.echo(f"{outcome['entry']}: {outcome['status']} as run {outcome['run_id']} "
                            f"(decision {outcome['decision']})")
-        click.echo(f"{len(outcomes) - deferred} spooled check(s) synced, {deferred} deferred")
+        skipped = sum(outcome["status"] == "skipped" for outcome in outcomes)
+        click.echo(f"{len(outcomes) - deferred - skipped} spooled check(s) synced, {deferred} deferred, "
+                   f"{skipped} skipped (kept in the spool)")
     if deferred:
         sys.exit(4)
 
@@ -358,44 +409,66 @@ def history_cmd(model: str, version: str | None, since: str | None, plot_path: s
         click.echo(_dumps(rows))
         return
     shown = [m for m in HEADLINE_METRICS if any(m in row["metrics"] for row in rows)]
-    click.echo(render_table(["window end", "window", "v"] + shown + ["decision", "rule", "noise floor", "run"],
+    click.echo(render_table(["window end", "window", "v"] + shown + ["decision", "rule", "held back", "noise floor",
+                                                                     "decision id", "run"],
                             [[row["window_end"].strftime("%Y-%m-%d %H:%M"), row["window_id"], row["version"]]
                              + [fmt(row["metrics"].get(m)) for m in shown]
-                             + [row["action"], row["rule_id"] or "-", row["noise_floor"] or "-", row["run_id"][:8]]
+                             + [row["action"], row["rule_id"] or "-", row["held"] or "-", row["noise_floor"] or "-",
+                                row["decision_id"][:12], row["run_id"][:8]]
                              for row in rows]))
+    if rows:
+        click.echo("drift-decider audit --decision-id ID shows one decision in full")
     if plot_path:
         click.echo(f"plot written to {plot_path}")
 
 
 @cli.command(epilog=exit_codes(0, 1, 2))
-@click.option("--decision-id", required=True, help="The decision id (tag drift_decider.decision_id).")
+@click.option("--decision-id", default=None, metavar="ID", help="A decision id, or a unique prefix of one (at "
+              "least 6 hex digits, as `history` shows them), or the check's run id.")
+@click.option("--model", default=None, help="With --version and --window-id: the decision of that window.")
+@click.option("--version", default=None, help="Model version of --window-id.")
+@click.option("--window-id", default=None, help="Window whose decision to show.")
 @json_option
 @tracking_uri_option
-def audit(decision_id: str, as_json: bool, tracking_uri: str | None) -> None:
-    """Show one decision's full record, rebuilt from MLflow alone."""
-    from drift_decider.api import audit as run_audit
+def audit(decision_id: str | None, model: str | None, version: str | None, window_id: str | None, as_json: bool,
+          tracking_uri: str | None) -> None:
+    """Show one decision's full record, rebuilt from MLflow alone: why, every rule's conditions with
+    the value and threshold each compared, and the rules held back.
 
-    record = run_audit(decision_id, tracking_uri=tracking_uri)
+    \b
+    Examples:
+      drift-decider audit --decision-id 55c8d8a8
+      drift-decider audit --model recsys --version 1 --window-id 2026-11-25
+    """
+    from drift_decider.api import audit as run_audit
+    from drift_decider.table import fmt, render_table
+
+    record = run_audit(decision_id, model=model, version=version, window_id=window_id, tracking_uri=tracking_uri)
     if as_json:
         click.echo(_dumps(record))
         return
-    decision = record["decision"]
-    click.echo(f"decision {decision['decision_id']}: {decision['action']}"
-               + (f" by rule {decision['rule_id']}" if decision.get("rule_id") else ""))
+    decision, run_tags = record["decision"], record["run_tags"]
+    context = decision.get("inputs", {}).get("context", {})
+    click.echo(f"decision {decision['action']}" + (f" by rule {decision['rule_id']}" if decision.get("rule_id") else "")
+               + f"  (id {decision['decision_id']})")
+    click.echo(f"window {run_tags.get('drift_decider.window_id')} of {run_tags.get('drift_decider.model')} "
+               f"version {run_tags.get('drift_decider.version')}, ends {run_tags.get('drift_decider.window_end')}; "
+               f"run {record['run_id']}")
     click.echo(f"policy {decision['policy']['name']}@{decision['policy']['version']} "
-               f"(sha256 {decision['policy']['sha256'][:12]}…), mode {decision.get('mode')}")
-    click.echo(f"run {record['run_id']}  model {record['run_tags'].get('drift_decider.model')} "
-               f"v{record['run_tags'].get('drift_decider.version')}  window {record['run_tags'].get('drift_decider.window_id')}")
+               f"(sha256 {decision['policy']['sha256'][:12]}), mode {decision.get('mode')}; "
+               f"noise floor {context.get('noise_floor', 'none')}")
     if decision.get("explanation"):
         click.echo(f"why: {decision['explanation']}")
-    click.echo("conditions:")
-    for condition in decision.get("conditions", []):
-        click.echo(f"  [{condition.get('rule')}] {json.dumps({k: v for k, v in condition.items() if k != 'rule'}, default=_json_value)}")
-    for item in decision.get("suppressed", []):
-        click.echo(f"  suppressed {item['rule']} ({item['action']}): {item['reason']} {item.get('detail') or ''}")
+    if record["held"]:
+        click.echo(f"held back: {record['held']}")
+    if context.get("not_measured", "none") != "none":
+        click.echo(f"not measured: {context['not_measured']}")
+    click.echo(render_table(["rule", "condition", "value", "threshold", "outcome"],
+                            [[c.get("rule", "-"), c.get("text", "-"), fmt(c.get("value")), fmt(c.get("threshold")),
+                              c.get("outcome", "-")] for c in decision.get("conditions", [])]))
 
 
-@cli.command(epilog=exit_codes(0, 1, 2, 4))
+@cli.command(epilog=exit_codes(0, 1, 2, 3, 4))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--candidate", required=True, help="Version that wants the alias.")
 @click.option("--alias", default="champion", show_default=True, help="Alias to move when the gate passes.")
@@ -403,15 +476,23 @@ def audit(decision_id: str, as_json: bool, tracking_uri: str | None) -> None:
 @click.option("--policy", "policy_path", required=True, type=click.Path(dir_okay=False),
               help="Gate policy, e.g. policies/promotion-gate.yaml; the gate passes when it decides `none`.")
 @click.option("--dry-run", is_flag=True, help="Evaluate the gate; record nothing, move nothing.")
+@click.option("--fail-on-block", is_flag=True, help="Exit 3 when the gate blocks (for pipelines).")
 @evidence_options
 @seed_option
 @json_option
 @tracking_uri_option
 @spool_option
-def promote(model: str, candidate: str, alias: str, current: str, policy_path: str, dry_run: bool, seed: int,
-            as_json: bool, tracking_uri: str | None, spool_dir: str | None, catalog: str | None,
-          queries: str | None, index: str | None) -> None:
-    """Move ALIAS to the candidate version only if the gate policy passes on current data."""
+def promote(model: str, candidate: str, alias: str, current: str, policy_path: str, dry_run: bool,
+            fail_on_block: bool, seed: int, as_json: bool, tracking_uri: str | None, spool_dir: str | None,
+            catalog: str | None, queries: str | None, index: str | None) -> None:
+    """Move ALIAS to the candidate version only if the gate policy passes on current data.
+
+    The gate measures today's production data (--current; --queries and --index too: the shipped
+    promotion-gate policy fails closed without index evidence) against the candidate's reference
+    (`reference set`), and passes when the policy decides `none`. The decision is recorded on the
+    candidate either way; the alias moves only on a pass, and the command to undo it is printed.
+    Promoting the version that holds the alias already does nothing.
+    """
     from drift_decider.api import promote as run_promote
 
     outcome = run_promote(model, candidate, alias, current, policy_path, tracking_uri=tracking_uri,
@@ -419,20 +500,48 @@ def promote(model: str, candidate: str, alias: str, current: str, policy_path: s
                           catalog_path=catalog, queries_path=queries, index_path=index)
     if as_json:
         click.echo(_dumps(outcome.to_dict()))
-        return
+    elif outcome.already_held:
+        click.echo(f"version {candidate} already holds alias {alias!r}: nothing gated, recorded or moved")
+    else:
+        _print_promotion(outcome, dry_run)
+    if fail_on_block and not outcome.passed:
+        sys.exit(3)
+
+
+def _print_promotion(outcome, dry_run: bool) -> None:
     verdict = "PASSED" if outcome.passed else "BLOCKED"
     click.echo(f"gate {verdict}: decision {outcome.decision['action']}"
                + (f" by rule {outcome.decision.get('rule_id')}" if outcome.decision.get("rule_id") else ""))
     if outcome.decision.get("explanation"):
         click.echo(f"why: {outcome.decision['explanation']}")
     if outcome.moved:
-        click.echo(f"alias {alias!r} moved to version {candidate} (previous holder: {outcome.previous_holder or 'none'})")
-        if outcome.previous_holder:
-            click.echo(f"undo: mlflow's set_registered_model_alias({model!r}, {alias!r}, {outcome.previous_holder!r})")
+        click.echo(f"alias {outcome.alias!r} moved to version {outcome.candidate} "
+                   f"(previous holder: {outcome.previous_holder or 'none'})")
+        if outcome.undo:
+            click.echo(f"undo: {outcome.undo}")
     elif dry_run:
         click.echo("dry run: nothing recorded, alias not moved")
     else:
-        click.echo(f"alias {alias!r} stays on version {outcome.previous_holder or '(unset)'}")
+        click.echo(f"alias {outcome.alias!r} stays on version {outcome.previous_holder or '(unset)'}")
+
+
+@cli.command(epilog=exit_codes(0, 1, 2, 4))
+@click.option("--model", required=True, help="Registered model name.")
+@click.option("--alias", default="champion", show_default=True, help="Alias to move back.")
+@click.option("--to", "to_version", required=True, help="The version that held the alias before.")
+@tracking_uri_option
+def rollback(model: str, alias: str, to_version: str, tracking_uri: str | None) -> None:
+    """Move ALIAS back to an earlier holder without a gate: the undo `promote` prints.
+
+    \b
+    Example:
+      drift-decider rollback --model recsys --alias champion --to 3
+    """
+    from drift_decider.api import rollback as run_rollback
+
+    before = run_rollback(model, alias, to_version, tracking_uri=tracking_uri)
+    click.echo(f"alias {alias!r} of {model} already on version {to_version}" if before == to_version else
+               f"alias {alias!r} of {model} moved back to version {to_version} (from {before or '(unset)'})")
 
 
 def _register_subcommands() -> None:

@@ -31,13 +31,15 @@ class SpoolEntry:
     model_id: str
     kind: str
     window: dict[str, Any]          # window_id, window_end (ISO), dataset_name, dataset_digest, source
-    payload: dict[str, Any]         # values, inputs, evidence, decision
+    payload: dict[str, Any]         # values, inputs, evidence, decision (None: to be decided at sync)
     step: int
     extra_tags: dict[str, str]
     orphan_run_id: str | None
     reason: str
     attempts: list[str] = field(default_factory=list)   # attempt ids of every write that failed (tags.ATTEMPT)
     tracking_uri: str = ""          # the store it is for, credentials stripped ("" in older entries)
+    policy_path: str = ""           # a check measured but not decided (payload decision None): the policy
+    policy_sha256: str = ""         # that decides it at sync, and its digest then
 
     @property
     def key(self) -> str:

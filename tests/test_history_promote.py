@@ -93,3 +93,53 @@ def test_reading_a_wrong_model_or_store_says_so_and_creates_nothing(tmp_path, sq
         result = run_cli(*command, "--tracking-uri", f"sqlite:///{missing}", expect=2)
         assert f"no MLflow store at {missing}" in result.output
     assert not missing.exists()
+
+
+def test_promoting_the_holder_is_a_no_op_and_the_printed_undo_works(tmp_path, sqlite_uri):
+    """Issue 15, #6: promoting the version that holds the alias recorded a second run and named the
+    holder its own predecessor; the undo was a Python call."""
+    import shlex
+
+    from drift_decider import api
+    from drift_decider.ann_index import ServingIndex
+
+    client = connect(sqlite_uri)
+    champion, reference = register_with_reference(sqlite_uri, tmp_path)
+    client.set_registered_model_alias("recsys", "champion", champion)
+    ids, vectors = movielens_items()
+    ServingIndex.build(ids, vectors, kind="exact").save(tmp_path / "index")
+    again = api.promote("recsys", champion, "champion", reference, GATE, index_path=tmp_path / "index",
+                        tracking_uri=sqlite_uri)
+    assert again.already_held and not again.moved and again.run_id is None and again.undo is None
+    assert "drift_decider.promotion.previous_holder" not in client.get_model_version("recsys", champion).tags
+    good, _ = register_with_reference(sqlite_uri, tmp_path / "good")
+    moved = api.promote("recsys", good, "champion", reference, GATE, index_path=tmp_path / "index",
+                        tracking_uri=sqlite_uri)
+    assert moved.moved and moved.undo == f"drift-decider rollback --model recsys --alias champion --to {champion}"
+    run_cli(*shlex.split(moved.undo)[1:], "--tracking-uri", sqlite_uri)
+    assert str(client.get_model_version_by_alias("recsys", "champion").version) == champion
+
+
+def test_audit_finds_a_decision_by_prefix_or_run_id_and_history_shows_held_rules(tmp_path, sqlite_uri):
+    """Issue 15, #5 and #7: audit needed the full 64-digit id; a rule held back (here by `for: 2`) was
+    invisible in history."""
+    from drift_decider import api
+
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    policy = tmp_path / "sustained.yaml"
+    policy.write_text("apiVersion: drift-decider/v1\nkind: Policy\nmetadata: {name: sustained, version: '1'}\n"
+                      "rules:\n  - {id: rescale, action: recalibrate, when: 'norm_ratio > 1.1', for: 2}\n")
+    ids, vectors = movielens_items()
+    outcomes = [api.check("recsys", write_items(tmp_path / f"d{day}.npz", ids, vectors * 1.4), policy,
+                          version=version, tracking_uri=sqlite_uri, window_id=f"d{day}",
+                          window_end=f"2026-04-0{day}T00:00:00Z") for day in (1, 2)]
+    assert [o.action for o in outcomes] == ["none", "recalibrate"]
+    rows = api.history("recsys", tracking_uri=sqlite_uri)
+    assert rows[0]["held"].startswith("rescale (") and rows[1]["held"] == ""
+    assert outcomes[0].to_dict()["held"] == rows[0]["held"]
+    first = rows[0]
+    for key in (first["decision_id"][:8], first["decision_id"].upper()[:12], first["run_id"]):
+        assert api.audit(key, tracking_uri=sqlite_uri)["run_id"] == first["run_id"]
+    for key, message in (("zz", "neither a decision id"), ("abcdef", "no recorded decision")):
+        result = run_cli("audit", "--decision-id", key, "--tracking-uri", sqlite_uri, expect=2)
+        assert message in result.output

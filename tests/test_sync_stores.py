@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,43 @@ def test_a_store_without_the_entrys_model_skips_and_keeps_it(tmp_path: Path, mlf
     assert len(list(spool.glob("*.json"))) == 1
     assert json.loads(run_cli("history", "--model", "spool-other", "--tracking-uri", sqlite_uri,
                               "--json").output) == []
+
+
+def test_a_check_whose_history_read_fails_is_kept_and_decided_at_sync(tmp_path: Path, mlflow_server) -> None:
+    """MLflow failing while the check reads its history used to lose the measurement. Now it is spooled
+    undecided with the policy it names; sync decides it on the history as it stands, unless the policy
+    file changed meanwhile (then the entry is skipped and kept)."""
+    import shutil
+
+    version, _ = register_with_reference(mlflow_server.uri, tmp_path, name="undecided")
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
+    policy = tmp_path / "policy.yaml"
+    shutil.copy(POLICY, policy)
+    spool = tmp_path / "spool"
+    # three run searches before the decision's history read: the window's record, its claim, the read
+    proxy = _FaultProxy(mlflow_server.uri, "/api/2.0/mlflow/runs/search", allowed=2)
+    try:
+        failed = run_cli("check", "--model", "undecided", "--version", version, "--current", current, "--policy",
+                         policy, "--window-id", "w1", "--tracking-uri", proxy.uri, "--spool-dir", spool, expect=1)
+    finally:
+        proxy.close()
+    assert "The measured check was saved to" in failed.output
+    (entry,) = spool.glob("*.json")
+    saved = json.loads(entry.read_text())
+    assert saved["payload"]["decision"] is None and saved["policy_path"] == str(policy.resolve())
+    policy.write_text(re.sub(r"(?m)^  version: .*$", '  version: "edited"', policy.read_text(), count=1))
+    (skipped,) = json.loads(run_cli("sync", "--tracking-uri", mlflow_server.uri, "--spool-dir", spool,
+                                    "--json").output)
+    assert skipped["status"] == "skipped" and "changed since this window was measured" in skipped["reason"]
+    shutil.copy(POLICY, policy)
+    (landed,) = json.loads(run_cli("sync", "--tracking-uri", mlflow_server.uri, "--spool-dir", spool,
+                                   "--json").output)
+    assert landed["status"] == "recorded" and not list(spool.glob("*.json"))
+    dry = json.loads(run_cli("check", "--model", "undecided", "--version", version, "--current", current,
+                             "--policy", policy, "--window-id", "w1-again", "--tracking-uri", mlflow_server.uri,
+                             "--dry-run", "--json").output)
+    rows = json.loads(run_cli("history", "--model", "undecided", "--tracking-uri", mlflow_server.uri,
+                              "--json").output)
+    assert [(row["window_id"], row["action"]) for row in rows] == [("w1", landed["decision"])]
+    assert landed["decision"] == dry["action"]

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from drift_decider.errors import InFlightError, TrackingError, redact
+from drift_decider.errors import InFlightError, InputError, TrackingError, redact
 from drift_decider.spool import SpoolEntry, read_entries, spool_lock, write_entry
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect, mlflow_errors
@@ -46,13 +46,7 @@ def land_check(client, ref: VersionRef, window: Window, payload: CheckPayload, s
         return Landed(_record_and_publish(client, experiment_id, ref, window, payload, step, kind,
                                           extra_tags or {}, attempt))
     except TrackingError as exc:
-        entry = SpoolEntry(model=ref.name, version=ref.version, model_id=ref.model_id, kind=kind,
-                           tracking_uri=spooled_uri(client.tracking_uri),
-                           window={**asdict(window), "window_end": window.window_end.isoformat()},
-                           payload=asdict(payload), step=step, extra_tags=extra_tags or {},
-                           orphan_run_id=getattr(exc, "orphan_run_id", None), reason=str(exc),
-                           attempts=[attempt])
-        path = write_entry(spool_dir, entry)
+        path = _spool(client, spool_dir, ref, window, payload, step, kind, extra_tags or {}, attempt, exc)
         then = ("run `drift-decider sync` once MLflow is back" if kind == "check" else
                 "`drift-decider sync` records the gate's run once MLflow is back, but neither tags the candidate "
                 "nor moves the alias: run `promote` again then")
@@ -60,6 +54,27 @@ def land_check(client, ref: VersionRef, window: Window, payload: CheckPayload, s
             then = "`drift-decider sync` lands it only if that check never does"
         raise type(exc)(f"{exc}\nThe complete {kind} (metrics and decision {payload.decision['action']!r}) "
                         f"was saved to {path}; {then}.") from exc
+
+
+def spool_undecided(client, ref: VersionRef, window: Window, payload: CheckPayload, *, spool_dir: Path,
+                    attempt: str, policy_path: str, policy_sha256: str, exc: TrackingError) -> TrackingError:
+    """Keep a check MLflow failed before it could be decided (reading the history): its measurement is
+    spooled with the policy it is to be decided by; `sync` decides it on the history as it stands
+    then, with that policy if its file is unchanged. Returns the error to raise."""
+    path = _spool(client, spool_dir, ref, window, payload, 0, "check", {}, attempt, exc,
+                  policy_path=policy_path, policy_sha256=policy_sha256)
+    return type(exc)(f"{exc}\nThe measured check was saved to {path}; `drift-decider sync` decides and records it "
+                     f"once MLflow is back (with {policy_path}, if unchanged).")
+
+
+def _spool(client, spool_dir: Path, ref: VersionRef, window: Window, payload: CheckPayload, step: int, kind: str,
+           extra_tags: dict[str, str], attempt: str, exc: TrackingError, **policy: str) -> Path:
+    return write_entry(spool_dir, SpoolEntry(
+        model=ref.name, version=ref.version, model_id=ref.model_id, kind=kind,
+        tracking_uri=spooled_uri(client.tracking_uri),
+        window={**asdict(window), "window_end": window.window_end.isoformat()}, payload=asdict(payload),
+        step=step, extra_tags=extra_tags, orphan_run_id=getattr(exc, "orphan_run_id", None), reason=str(exc),
+        attempts=[attempt], **policy))
 
 
 # Who records a window: the check holding its claim (registry.try_claim) on the version's LoggedModel,
@@ -109,12 +124,19 @@ def release_window(client, ref: VersionRef, window: Window, attempt: str) -> Non
         pass
 
 
-def decide_in_order(client, ref: VersionRef, window: Window, decide: Callable[[list], T]) -> tuple[T, list]:
+def decide_in_order(client, ref: VersionRef, window: Window, decide: Callable[[list], T], *,
+                    settle_until: float = 0.0) -> tuple[T, list]:
     """Decide ``window`` on the version's history as it will stand, not as a race leaves it: wait until
     every earlier window that a check has claimed is recorded (or released, or abandoned), call
     ``decide`` with the complete runs before ``window``, and decide again if another earlier window was
     claimed meanwhile. Returns the decision and those runs. InFlightError when an earlier window is
-    still unrecorded after WAIT_SECONDS: nothing was written, the caller releases its claim."""
+    still unrecorded after WAIT_SECONDS: nothing was written, the caller releases its claim.
+
+    A check of an earlier window launched together with this one may not have claimed it yet: it
+    takes about as long as this check took from launch to claim. So nothing is decided before
+    ``settle_until`` (``time.monotonic()``): the caller's claim time plus that span again.
+    """
+    time.sleep(max(0.0, settle_until - time.monotonic()))
     deadline = time.monotonic() + WAIT_SECONDS
     with mlflow_errors(f"reading the history of {ref.name} version {ref.version}"):
         experiment_id = ensure_experiment(client)
@@ -183,7 +205,12 @@ def _take_window(client, experiment_id: str, ref: VersionRef, window: Window, ki
         time.sleep(_POLL_SECONDS)
 
 
-def sync_spool(spool_dir: Path, tracking_uri: str | None = None) -> list[dict[str, str]]:
+# Decides a spooled check that was measured but never decided, on the complete runs before its window.
+DecideSpooled = Callable[[SpoolEntry, list], dict[str, Any]]
+
+
+def sync_spool(spool_dir: Path, tracking_uri: str | None = None,
+               decide: DecideSpooled | None = None) -> list[dict[str, str]]:
     """Land every spooled check exactly once (or defer it, see _sync_entry); returns what happened to
     each entry.
 
@@ -192,6 +219,7 @@ def sync_spool(spool_dir: Path, tracking_uri: str | None = None) -> list[dict[st
     does not have is skipped and kept. One sync at a time per spool (a lock file), so two syncs never
     record the same window twice. Every write attempt named in the spool failed, so a run made by any
     of them is dead, whichever entry names it (two failed checks of one window leave two entries).
+    An entry measured but never decided is decided by ``decide`` first.
     """
     with spool_lock(spool_dir):
         entries = read_entries(spool_dir)
@@ -200,9 +228,8 @@ def sync_spool(spool_dir: Path, tracking_uri: str | None = None) -> list[dict[st
         for path, entry in entries:
             client = connect(tracking_uri or entry.tracking_uri or None, read_only=True)
             missing = _missing_version(client, entry)
-            outcomes.append({"entry": path.name, "status": "skipped", "run_id": "-",
-                             "decision": entry.payload["decision"]["action"], "reason": missing} if missing
-                            else _sync_entry(client, path, entry, dead))
+            outcomes.append({"entry": path.name, "status": "skipped", "run_id": "-", "decision": _action(entry),
+                             "reason": missing} if missing else _sync_entry(client, path, entry, dead, decide))
         return outcomes
 
 
@@ -234,7 +261,13 @@ def _missing_version(client, entry: SpoolEntry) -> str | None:
 IN_FLIGHT_SECONDS = 3600
 
 
-def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str]) -> dict[str, str]:
+def _action(entry: SpoolEntry) -> str:
+    decision = entry.payload["decision"]
+    return decision["action"] if decision else "undecided"
+
+
+def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str],
+                decide: DecideSpooled | None) -> dict[str, str]:
     """Land one spooled check unless its window is recorded already, or another check is writing it now.
 
     An incomplete run of the window is a failed write when ``dead`` (attempt ids and run ids the
@@ -263,7 +296,7 @@ def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str]) -> dict[s
                 in_flight.append(run)
         if complete:
             _publish(client, experiment_id, ref, entry.kind)
-    deferred = {"entry": path.name, "status": "deferred", "decision": entry.payload["decision"]["action"],
+    deferred = {"entry": path.name, "status": "deferred", "decision": _action(entry),
                 "reason": "another check is writing this window now; the entry stays for the next sync"}
     if complete:
         run_id, status = complete[-1].info.run_id, "already recorded"
@@ -281,9 +314,18 @@ def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str]) -> dict[s
                 _publish(client, experiment_id, ref, entry.kind)
             run_id, status = winner.info.run_id, "already recorded"
         else:
+            payload, step = CheckPayload(**entry.payload), entry.step
+            if payload.decision is None:     # MLflow failed before the check could decide
+                try:
+                    decision, prior = decide_in_order(client, ref, window, lambda prior: decide(entry, prior))
+                except (InputError, InFlightError) as exc:   # the policy changed; an earlier window in flight
+                    release_window(client, ref, window, attempt)
+                    return {**deferred, "run_id": "-", "status": "deferred" if isinstance(exc, InFlightError)
+                            else "skipped", "reason": str(exc)}
+                payload, step = replace(payload, decision=decision), len(prior) + 1
             try:
-                run_id = _record_and_publish(client, experiment_id, ref, window, CheckPayload(**entry.payload),
-                                             entry.step, entry.kind, entry.extra_tags, attempt)
+                run_id = _record_and_publish(client, experiment_id, ref, window, payload,
+                                             step, entry.kind, entry.extra_tags, attempt)
             except RecordingFailed as exc:   # keep the entry, now naming this attempt too
                 kept = write_entry(path.parent, replace(entry, orphan_run_id=exc.orphan_run_id or
                                                         entry.orphan_run_id, reason=str(exc),
@@ -294,7 +336,7 @@ def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str]) -> dict[s
             status = "recorded"
     path.unlink()
     return {"entry": path.name, "status": status, "run_id": run_id,
-            "decision": entry.payload["decision"]["action"]}
+            "decision": payload.decision["action"] if status == "recorded" else _action(entry)}
 
 
 def _dead(run, dead: set[str]) -> bool:

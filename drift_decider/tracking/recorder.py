@@ -56,7 +56,7 @@ class CheckPayload:
     values: dict[str, float]
     inputs: dict[str, Any]
     evidence: dict[str, Any]
-    decision: dict[str, Any]
+    decision: dict[str, Any] | None     # None: measured, to be decided at sync (MLflow failed first)
 
 
 def record_check(client, experiment_id: str, ref: VersionRef, window: Window, record: CheckPayload, step: int,

@@ -43,11 +43,25 @@ def resolve_version(client, name: str, version: str | None = None, alias: str | 
               else client.get_model_version_by_alias(name, alias))
     except MlflowException as exc:
         if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            what = f"version {version}" if version is not None else f"alias {alias!r}"
-            raise InputError(f"registered model {name!r} has no {what}") from exc
+            raise _missing_version(client, name, version, alias) from exc
         raise TrackingError(f"MLflow failed while looking up model {name!r}: {exc}") from exc
     return VersionRef(name=mv.name, version=str(mv.version), model_id=_logged_model_id(client, mv, attach),
                       tags=dict(mv.tags or {}))
+
+
+def _missing_version(client, name: str, version: str | None, alias: str | None) -> InputError:
+    """What to say when a version or alias is missing: the versions there are, or how to make one."""
+    register = f"`drift-decider register --model {name}` registers a new version"
+    try:
+        require_model(client, name)
+    except InputError as exc:
+        return InputError(f"{exc}; {register}")
+    versions = sorted((mv.version for mv in client.search_model_versions(f"name = '{name}'", max_results=200)),
+                      key=int)
+    what = f"version {version}" if version is not None else f"alias {alias!r}"
+    have = f"it has version{'s' if len(versions) > 1 else ''} {', '.join(map(str, versions))}" if versions else \
+        "it has no version"
+    return InputError(f"registered model {name!r} has no {what} ({have}); {register}")
 
 
 def _logged_model_id(client, mv, attach: bool) -> str | None:
