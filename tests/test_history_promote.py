@@ -88,6 +88,7 @@ def test_reading_a_wrong_model_or_store_says_so_and_creates_nothing(tmp_path, sq
     register_with_reference(sqlite_uri, tmp_path)
     typo = run_cli("history", "--model", "recsyss", "--tracking-uri", sqlite_uri, expect=2)
     assert "no registered model 'recsyss'" in typo.output and "did you mean 'recsys'" in typo.output
+    assert f"in the store at {sqlite_uri}" in typo.output
     missing = tmp_path / "elsewhere" / "mlflow.db"
     for command in (["history", "--model", "recsys"], ["audit", "--decision-id", "0" * 64]):
         result = run_cli(*command, "--tracking-uri", f"sqlite:///{missing}", expect=2)

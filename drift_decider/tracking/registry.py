@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterator
 
-from drift_decider.errors import InFlightError, InputError, TrackingError
+from drift_decider.errors import InFlightError, InputError, TrackingError, redact
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
 
@@ -282,4 +282,4 @@ def require_model(client, name: str) -> None:
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else (
         f"; it has {', '.join(map(repr, sorted(names)[:5]))}" if names else "; it has no registered model")
-    raise InputError(f"no registered model {name!r} in this store{hint}")
+    raise InputError(f"no registered model {name!r} in the store at {redact(client.tracking_uri)}{hint}")
