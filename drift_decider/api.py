@@ -47,6 +47,11 @@ class CheckOutcome:
         return self.decision["action"]
 
     @property
+    def held(self) -> str:
+        """Rules that matched but were held back, and why ("" when none was)."""
+        return held_rules(self.decision)
+
+    @property
     def not_measured(self) -> str:
         """The evidence families this decision did not see, and why ("none" when it saw them all)."""
         return self.decision.get("inputs", {}).get("context", {}).get("not_measured", "none")
@@ -56,7 +61,7 @@ class CheckOutcome:
                 "window_end": self.window.window_end.isoformat(), "run_id": self.run_id,
                 "already_recorded": self.already_recorded, "action": self.action,
                 "rule_id": self.decision.get("rule_id"), "decision_id": self.decision.get("decision_id"),
-                "held": held_rules(self.decision), "not_measured": self.not_measured, "metrics": self.values, "decision": self.decision}
+                "held": self.held, "not_measured": self.not_measured, "metrics": self.values, "decision": self.decision}
 
 
 def measure_files(reference_path: str | Path, current_path: str | Path, *, seed: int = 0,

@@ -321,9 +321,8 @@ def _print_outcome(outcome) -> None:
     explanation = outcome.decision.get("explanation")
     if explanation:
         click.echo(f"why: {explanation}")
-    held = outcome.to_dict()["held"]
-    if held:
-        click.echo(f"held back: {held}")
+    if outcome.held:
+        click.echo(f"held back: {outcome.held}")
     if outcome.not_measured != "none":
         click.echo(f"not measured: {outcome.not_measured}")
     click.echo(where)

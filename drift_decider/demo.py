@@ -54,7 +54,8 @@ class DemoResult:
     def table(self) -> str:
         header = ["day", "phase", *TABLE_METRICS, "decision", "rule"]
         body = [[row["window_id"], row["phase"], *(fmt(row["metrics"].get(m)) for m in TABLE_METRICS),
-                 row["action"], row["rule_id"] or _held(row)] for row in self.rows]
+                 row["action"], row["rule_id"] or (f"held: {row['held']}" if row["held"] else "-")]
+                for row in self.rows]
         return "\n".join([
             f"model {self.model} version {self.version}, policy {POLICY.name}, store {self.tracking_uri}", "",
             render_table(header, body), "",
@@ -113,7 +114,7 @@ def run_demo(workdir: str | Path, *, seed: int = 0, progress: bool = False, forc
         result.rows.append({"window_id": outcome.window.window_id, "phase": phase, "scenario": kind,
                             "strength": strength, "action": outcome.action,
                             "rule_id": outcome.decision.get("rule_id"), "run_id": outcome.run_id,
-                            "suppressed": outcome.decision.get("suppressed", []),
+                            "held": outcome.held,
                             "metrics": outcome.values})
     return result
 
@@ -149,9 +150,3 @@ def _progress(items, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(items, desc="checking windows", unit="window", leave=False)
-
-
-def _held(row: dict[str, Any]) -> str:
-    """Why nothing was done although a rule matched, e.g. ``held: retrain-semantic-change (not-sustained)``."""
-    held = [f"{item['rule']} ({item['reason']})" for item in row.get("suppressed", [])]
-    return "held: " + ", ".join(held) if held else "-"
