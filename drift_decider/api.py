@@ -381,7 +381,7 @@ def audit(decision_id: str | None = None, *, model: str | None = None, version: 
         run, asked = (runs[-1] if runs else None), f"window {window_id!r} of {model} version {version}"
     else:
         run = tracking_history.find_decision_run(client, experiment_id, decision_id) if experiment_id else None
-        asked = f"an id or run id starting {decision_id!r}"
+        asked = f"a decision id starting {decision_id!r} or a run id {decision_id!r} (run ids go whole)"
     if run is None:
         raise InputError(f"no recorded decision for {asked} in this store ({redact(client.tracking_uri)}); "
                          f"`drift-decider history --model NAME` lists them")
@@ -427,7 +427,8 @@ class PromotionOutcome:
 def promote(model: str, candidate: str, alias: str, current_path: str | Path, policy_path: str | Path, *,
             tracking_uri: str | None = None, dry_run: bool = False, seed: int = 0, progress: bool = False,
             spool_dir: str | Path | None = None, catalog_path: str | Path | None = None,
-            queries_path: str | Path | None = None, index_path: str | Path | None = None) -> PromotionOutcome:
+            queries_path: str | Path | None = None, index_path: str | Path | None = None,
+            allow_id_mismatch: bool = False) -> PromotionOutcome:
     """Gate moving ``alias`` to the candidate version on the policy, judged on current production data.
 
     The candidate's reference is measured against the current data, and so is the version now holding
@@ -459,7 +460,8 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
         check_same_dim(candidate_reference.profile.dim, current.embeddings,
                        f"the reference of {model} version {ref.version}")
         require_window_rows(current.embeddings.n, str(current.embeddings.path))
-        evidence = build_evidence(candidate_reference, current, seed=seed, now=window.window_end, progress=progress)
+        evidence = build_evidence(candidate_reference, current, seed=seed, now=window.window_end, progress=progress,
+                                  min_shared_ids=0.0 if allow_id_mismatch else MIN_SHARED_IDS)
         incumbent_values, incumbent_note = None, "no other version holds the alias"
         if holder is not None and holder != ref.version:
             incumbent_values, incumbent_note = _incumbent_values(client, uri, model, holder, current, seed,
@@ -518,4 +520,7 @@ def _incumbent_values(client, uri: str, model: str, holder: str, current: Curren
         return None, f"not compared: {exc}"
     if reference.profile.dim != current.embeddings.dim:
         return None, f"not compared: version {holder} has {reference.profile.dim} dimensions, the data {current.embeddings.dim}"
-    return build_evidence(reference, current, seed=seed, now=now).values(), f"compared with version {holder}"
+    try:          # after catalogue turnover the holder may not know today's ids: that is why one promotes
+        return build_evidence(reference, current, seed=seed, now=now).values(), f"compared with version {holder}"
+    except InputError as exc:
+        return None, f"not compared: {exc}"

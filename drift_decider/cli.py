@@ -362,7 +362,8 @@ def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None
     come from MLFLOW_TRACKING_USERNAME/PASSWORD or _TOKEN). A check that MLflow failed before it
     was decided is decided now, by the policy file it names, if unchanged. An entry whose window (or
     an earlier one) another check is writing right now is left in the spool as `deferred` (exit 4);
-    one the store or the policy cannot take is `skipped`, kept, and says why.
+    one the store or the policy cannot take is `skipped`, kept, and says why (exit 2). Entries go in
+    window order, and one store being down holds back only its own entries.
     """
     from drift_decider.api import sync as run_sync
 
@@ -380,6 +381,8 @@ def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None
         skipped = sum(outcome["status"] == "skipped" for outcome in outcomes)
         click.echo(f"{len(outcomes) - deferred - skipped} spooled check(s) synced, {deferred} deferred, "
                    f"{skipped} skipped (kept in the spool)")
+    if any(outcome["status"] == "skipped" for outcome in outcomes):
+        sys.exit(2)
     if deferred:
         sys.exit(4)
 
@@ -476,13 +479,15 @@ def audit(decision_id: str | None, model: str | None, version: str | None, windo
               help="Gate policy, e.g. policies/promotion-gate.yaml; the gate passes when it decides `none`.")
 @click.option("--dry-run", is_flag=True, help="Evaluate the gate; record nothing, move nothing.")
 @click.option("--fail-on-block", is_flag=True, help="Exit 3 when the gate blocks (for pipelines).")
+@click.option("--allow-id-mismatch", is_flag=True, help="Gate even when under half of the data's ids are items "
+              "the candidate learned (refused by default: usually another id column).")
 @evidence_options
 @seed_option
 @json_option
 @tracking_uri_option
 @spool_option
 def promote(model: str, candidate: str, alias: str, current: str, policy_path: str, dry_run: bool,
-            fail_on_block: bool, seed: int, as_json: bool, tracking_uri: str | None, spool_dir: str | None,
+            fail_on_block: bool, allow_id_mismatch: bool, seed: int, as_json: bool, tracking_uri: str | None, spool_dir: str | None,
             catalog: str | None, queries: str | None, index: str | None) -> None:
     """Move ALIAS to the candidate version only if the gate policy passes on current data.
 
@@ -496,7 +501,8 @@ def promote(model: str, candidate: str, alias: str, current: str, policy_path: s
 
     outcome = run_promote(model, candidate, alias, current, policy_path, tracking_uri=tracking_uri,
                           dry_run=dry_run, seed=seed, progress=_bars(as_json), spool_dir=spool_dir,
-                          catalog_path=catalog, queries_path=queries, index_path=index)
+                          catalog_path=catalog, queries_path=queries, index_path=index,
+                          allow_id_mismatch=allow_id_mismatch)
     if as_json:
         click.echo(_dumps(outcome.to_dict()))
     elif outcome.already_held:

@@ -48,7 +48,7 @@ def test_sync_from_another_folder_lands_in_the_store_the_check_was_for(tmp_path:
         elsewhere = tmp_path / "elsewhere"
         elsewhere.mkdir()
         wrong = _sync("--spool-dir", spool, "--tracking-uri", f"sqlite:///{tmp_path / 'other.db'}", cwd=elsewhere)
-        assert wrong.returncode == 2 and "no MLflow store" in wrong.stderr        # sync never creates a store
+        assert wrong.returncode == 2 and "no MLflow store" in wrong.stdout        # sync never creates a store
         proxy.allowed = 10 ** 9                                                     # the server is back
         landed = _sync("--spool-dir", spool, cwd=elsewhere)                         # no URI: the entry's own
     finally:
@@ -72,7 +72,8 @@ def test_a_store_without_the_entrys_model_skips_and_keeps_it(tmp_path: Path, mlf
                 "--window-id", "w1", "--tracking-uri", proxy.uri, "--spool-dir", spool, expect=1)
     finally:
         proxy.close()
-    (outcome,) = json.loads(run_cli("sync", "--tracking-uri", sqlite_uri, "--spool-dir", spool, "--json").output)
+    (outcome,) = json.loads(run_cli("sync", "--tracking-uri", sqlite_uri, "--spool-dir", spool, "--json",
+                                    expect=2).output)
     assert outcome["status"] == "skipped" and proxy.uri in outcome["reason"]
     assert len(list(spool.glob("*.json"))) == 1
     assert json.loads(run_cli("history", "--model", "spool-other", "--tracking-uri", sqlite_uri,
@@ -104,7 +105,7 @@ def test_a_check_whose_history_read_fails_is_kept_and_decided_at_sync(tmp_path: 
     assert saved["payload"]["decision"] is None and saved["policy_path"] == str(policy.resolve())
     policy.write_text(re.sub(r"(?m)^  version: .*$", '  version: "edited"', policy.read_text(), count=1))
     (skipped,) = json.loads(run_cli("sync", "--tracking-uri", mlflow_server.uri, "--spool-dir", spool,
-                                    "--json").output)
+                                    "--json", expect=2).output)
     assert skipped["status"] == "skipped" and "changed since this window was measured" in skipped["reason"]
     shutil.copy(POLICY, policy)
     (landed,) = json.loads(run_cli("sync", "--tracking-uri", mlflow_server.uri, "--spool-dir", spool,

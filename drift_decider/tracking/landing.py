@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from drift_decider.errors import InFlightError, InputError, TrackingError, redact
+from drift_decider.errors import InFlightError, InputError, PolicyError, TrackingError, redact
 from drift_decider.spool import SpoolEntry, read_entries, spool_lock, write_entry
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect, mlflow_errors
@@ -222,14 +222,21 @@ def sync_spool(spool_dir: Path, tracking_uri: str | None = None,
     An entry measured but never decided is decided by ``decide`` first.
     """
     with spool_lock(spool_dir):
-        entries = read_entries(spool_dir)
+        # window order: an undecided entry is decided after the earlier windows this sync lands
+        entries = sorted(read_entries(spool_dir),
+                         key=lambda item: datetime.fromisoformat(item[1].window["window_end"]))
         dead = {name for _, entry in entries for name in [*entry.attempts, entry.orphan_run_id] if name}
         outcomes = []
         for path, entry in entries:
-            client = connect(tracking_uri or entry.tracking_uri or None, read_only=True)
-            missing = _missing_version(client, entry)
-            outcomes.append({"entry": path.name, "status": "skipped", "run_id": "-", "decision": _action(entry),
-                             "reason": missing} if missing else _sync_entry(client, path, entry, dead, decide))
+            skipped = {"entry": path.name, "status": "skipped", "run_id": "-", "decision": _action(entry)}
+            try:          # a store that is gone or down holds back its own entries, not the others
+                client = connect(tracking_uri or entry.tracking_uri or None, read_only=True)
+                missing = _missing_version(client, entry)
+            except (TrackingError, InputError) as exc:
+                outcomes.append({**skipped, "reason": str(exc)})
+                continue
+            outcomes.append({**skipped, "reason": missing} if missing
+                            else _sync_entry(client, path, entry, dead, decide))
         return outcomes
 
 
@@ -318,10 +325,13 @@ def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str],
             if payload.decision is None:     # MLflow failed before the check could decide
                 try:
                     decision, prior = decide_in_order(client, ref, window, lambda prior: decide(entry, prior))
-                except (InputError, InFlightError) as exc:   # the policy changed; an earlier window in flight
-                    release_window(client, ref, window, attempt)
+                except (InputError, PolicyError, InFlightError) as exc:   # the policy changed or broke; an
+                    release_window(client, ref, window, attempt)              # earlier window in flight
                     return {**deferred, "run_id": "-", "status": "deferred" if isinstance(exc, InFlightError)
                             else "skipped", "reason": str(exc)}
+                except BaseException:        # MLflow failed again, or an interrupt: the window is not ours
+                    release_window(client, ref, window, attempt)
+                    raise
                 payload, step = replace(payload, decision=decision), len(prior) + 1
             try:
                 run_id = _record_and_publish(client, experiment_id, ref, window, payload,

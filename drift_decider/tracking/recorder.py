@@ -101,7 +101,7 @@ def record_check(client, experiment_id: str, ref: VersionRef, window: Window, re
         client.set_terminated(run_id, "FINISHED")
         return run_id
     except (MlflowException, OSError) as exc:
-        outcome = "none" if run is None else _settle_failed_write(client, run.info.run_id)
+        outcome = "none" if run is None else _settle_failed_write(client, run.info.run_id, set(record.values))
         if outcome == "complete":
             return run.info.run_id
         raise RecordingFailed(f"MLflow failed while recording the check of {ref.name} version {ref.version} "
@@ -112,13 +112,18 @@ def record_check(client, experiment_id: str, ref: VersionRef, window: Window, re
 _METRICS_WITH_COMPLETION = 999      # MLflow takes 1,000 entities per log_batch request; one is the tag
 
 
-def _settle_failed_write(client, run_id: str) -> str:
-    """After a failed write: "complete" when only the reply was lost (the run is finished and counts),
-    "deleted" when the incomplete run is gone, "orphan" when the server is unreachable (sync deletes
-    the run later; readers ignore it meanwhile, as it lacks the complete tag)."""
+def _settle_failed_write(client, run_id: str, metric_keys: set[str]) -> str:
+    """After a failed write: "complete" when the run holds every metric (only the reply was lost, or a
+    store that commits metrics and tags apart, as MLflow's SQL store does, failed on the tag): its
+    metrics are on the model already, so the run is completed and counts rather than deleted beside
+    them; "deleted" when the incomplete run is gone; "orphan" when the server is unreachable (sync
+    deletes the run later; readers ignore it meanwhile, as it lacks the complete tag)."""
     from mlflow.exceptions import MlflowException
 
     try:
+        run = client.get_run(run_id)
+        if run.info.lifecycle_stage == "active" and not is_complete(run) and metric_keys <= set(run.data.metrics):
+            client.set_tag(run_id, tags.COMPLETE, "true")     # everything else was written before the metrics
         if discard_orphan(client, run_id):
             client.set_terminated(run_id, "FINISHED")
             return "complete"
