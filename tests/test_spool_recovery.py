@@ -34,6 +34,19 @@ def _flaky_history(monkeypatch: pytest.MonkeyPatch, failures: int) -> None:
     monkeypatch.setattr(landing, "check_runs", flaky)
 
 
+def _spool_undecided(tmp_path: Path, uri: str, monkeypatch: pytest.MonkeyPatch, policy: Path,
+                     windows: dict[str, str]) -> tuple[str, Path]:
+    """A registered version and one undecided spool entry per window (id -> end): each check's
+    history read failed. Returns the version and the spool."""
+    version, _ = register_with_reference(uri, tmp_path)
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
+    _flaky_history(monkeypatch, len(windows))
+    for window_id, end in windows.items():
+        _check(uri, version, current, policy, window_id, end, tmp_path / "spool", expect=1)
+    return version, tmp_path / "spool"
+
+
 def _check(uri: str, version: str, current: Path, policy: Path, window_id: str, end: str, spool: Path,
            expect: int | None):
     return run_cli("check", "--model", "recsys", "--version", version, "--current", current, "--policy", policy,
@@ -44,14 +57,9 @@ def _check(uri: str, version: str, current: Path, policy: Path, window_id: str, 
 @pytest.mark.parametrize("failure", ["policy-broken", "mlflow-fails-again"])
 def test_a_sync_failing_while_deciding_releases_the_window(tmp_path: Path, sqlite_uri: str,
                                                            monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
-    version, _ = register_with_reference(sqlite_uri, tmp_path)
-    ids, vectors = movielens_items()
-    current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
     policy = tmp_path / "policy.yaml"
     shutil.copy(POLICY, policy)
-    spool = tmp_path / "spool"
-    _flaky_history(monkeypatch, 1)
-    _check(sqlite_uri, version, current, policy, "w1", "2026-01-01T00:00:00Z", spool, expect=1)
+    version, spool = _spool_undecided(tmp_path, sqlite_uri, monkeypatch, policy, {"w1": "2026-01-01T00:00:00Z"})
     if failure == "policy-broken":
         policy.write_text("rules: [unclosed\n")
         (outcome,) = json.loads(run_cli("sync", "--spool-dir", spool, "--json", expect=2).output)
@@ -71,13 +79,8 @@ def test_a_sync_failing_while_deciding_releases_the_window(tmp_path: Path, sqlit
 def test_sync_lands_entries_in_window_order(tmp_path: Path, sqlite_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two undecided entries whose file names sort against their window order: the earlier window is
     decided and landed first, so the later one neither waits for it nor is deferred."""
-    version, _ = register_with_reference(sqlite_uri, tmp_path)
-    ids, vectors = movielens_items()
-    current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
-    spool = tmp_path / "spool"
-    _flaky_history(monkeypatch, 2)
-    _check(sqlite_uri, version, current, POLICY, "b-early", "2026-01-01T00:00:00Z", spool, expect=1)
-    _check(sqlite_uri, version, current, POLICY, "a-late", "2026-01-02T00:00:00Z", spool, expect=1)
+    _, spool = _spool_undecided(tmp_path, sqlite_uri, monkeypatch, POLICY,
+                                {"b-early": "2026-01-01T00:00:00Z", "a-late": "2026-01-02T00:00:00Z"})
     monkeypatch.setattr(landing, "WAIT_SECONDS", 3.0)
     outcomes = json.loads(run_cli("sync", "--spool-dir", spool, "--json").output)
     assert [o["status"] for o in outcomes] == ["recorded", "recorded"]
@@ -87,12 +90,7 @@ def test_sync_lands_entries_in_window_order(tmp_path: Path, sqlite_uri: str, mon
 
 def test_an_entry_for_a_store_that_is_gone_holds_back_only_itself(tmp_path: Path, sqlite_uri: str,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    version, _ = register_with_reference(sqlite_uri, tmp_path)
-    ids, vectors = movielens_items()
-    current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
-    spool = tmp_path / "spool"
-    _flaky_history(monkeypatch, 1)
-    _check(sqlite_uri, version, current, POLICY, "w1", "2026-01-01T00:00:00Z", spool, expect=1)
+    _, spool = _spool_undecided(tmp_path, sqlite_uri, monkeypatch, POLICY, {"w1": "2026-01-01T00:00:00Z"})
     (good,) = spool.glob("*.json")
     gone = json.loads(good.read_text())
     gone["tracking_uri"] = f"sqlite:///{tmp_path / 'deleted-staging.db'}"
