@@ -359,3 +359,24 @@ def test_a_lost_reply_to_the_last_write_keeps_the_complete_run_and_one_point_per
     model = client.get_logged_model(resolve_version(client, "lost-reply", version).model_id)
     assert {m.run_id for m in model.metrics} == {run.info.run_id}
     assert len([m for m in model.metrics if m.key == "mmd2"]) == 1
+
+
+def test_windows_ending_in_the_same_millisecond_do_not_wait_for_each_other(tmp_path: Path, sqlite_uri: str) -> None:
+    """Claims carry window ends in whole milliseconds; ends compared unrounded on one side made two
+    windows 0.3 ms apart each 'earlier' than the other, so both waited, then both exited 4."""
+    from datetime import datetime, timedelta, timezone
+
+    from drift_decider.tracking import landing
+    from drift_decider.tracking.registry import resolve_version, try_claim
+    from drift_decider.window import Window
+
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    client = connect(sqlite_uri)
+    ref = resolve_version(client, "recsys", version)
+    end = datetime(2026, 7, 1, 0, 0, 0, 100, tzinfo=timezone.utc)
+    first, second = (Window(name, end + timedelta(microseconds=shift), "d", "x", "s")
+                     for name, shift in (("a", 0), ("b", 300)))
+    for window in (first, second):
+        try_claim(client, ref.model_id, landing._claim_prefix("check", window.window_id), 0, "t" * 32,
+                  landing._note(window))
+    assert landing._earlier_claims(client, ref, first) == {} and landing._earlier_claims(client, ref, second) == {}

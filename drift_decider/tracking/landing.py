@@ -93,7 +93,12 @@ def _claim_prefix(kind: str, window_id: str) -> str:
 
 
 def _note(window: Window) -> str:
-    return f"{window.window_end.timestamp() * 1000:.0f} {window.window_id}"
+    return f"{_end_ms(window)} {window.window_id}"
+
+
+def _end_ms(window: Window) -> int:
+    """The window's end in whole milliseconds, as claims carry it (so ends compare alike on both sides)."""
+    return round(window.window_end.timestamp() * 1000)
 
 
 def claim_window(client, ref: VersionRef, window: Window, attempt: str) -> Any | None:
@@ -165,7 +170,7 @@ def decide_in_order(client, ref: VersionRef, window: Window, decide: Callable[[l
 def _earlier_claims(client, ref: VersionRef, window: Window) -> dict[tuple[str, int], tuple[str, Claim]]:
     """The check claims on the version whose note names a window ending before ``window``, keyed by
     (prefix, generation), with that window's id."""
-    end = window.window_end.timestamp() * 1000
+    end = _end_ms(window)
     earlier = {}
     for prefix, claim in read_claims(client, ref.model_id).items():
         end_ms, _, window_id = claim.note.partition(" ")
