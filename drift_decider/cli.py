@@ -362,8 +362,9 @@ def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None
     come from MLFLOW_TRACKING_USERNAME/PASSWORD or _TOKEN). A check that MLflow failed before it
     was decided is decided now, by the policy file it names, if unchanged. An entry whose window (or
     an earlier one) another check is writing right now is left in the spool as `deferred` (exit 4);
-    one the store or the policy cannot take is `skipped`, kept, and says why (exit 2). Entries go in
-    window order, and one store being down holds back only its own entries.
+    one the store or the policy cannot take is `skipped`, kept, and says why (exit 2); one whose store
+    cannot be reached is `unreachable` and kept (exit 1). Entries go in window order, and one store
+    being down holds back only its own entries.
     """
     from drift_decider.api import sync as run_sync
 
@@ -373,18 +374,18 @@ def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None
         click.echo(_dumps(outcomes))
     else:
         for outcome in outcomes:
-            if outcome["status"] in ("deferred", "skipped"):
+            if outcome["status"] in ("deferred", "skipped", "unreachable"):
                 click.echo(f"{outcome['entry']}: {outcome['status']}, {outcome['reason']}")
             else:
                 click.echo(f"{outcome['entry']}: {outcome['status']} as run {outcome['run_id']} "
                            f"(decision {outcome['decision']})")
-        skipped = sum(outcome["status"] == "skipped" for outcome in outcomes)
-        click.echo(f"{len(outcomes) - deferred - skipped} spooled check(s) synced, {deferred} deferred, "
-                   f"{skipped} skipped (kept in the spool)")
-    if any(outcome["status"] == "skipped" for outcome in outcomes):
-        sys.exit(2)
-    if deferred:
-        sys.exit(4)
+        kept = sum(outcome["status"] in ("skipped", "unreachable") for outcome in outcomes)
+        click.echo(f"{len(outcomes) - deferred - kept} spooled check(s) synced, {deferred} deferred, "
+                   f"{kept} skipped or unreachable (kept in the spool)")
+    statuses = {outcome["status"] for outcome in outcomes}
+    for status, code in (("unreachable", 1), ("skipped", 2), ("deferred", 4)):
+        if status in statuses:
+            sys.exit(code)
 
 
 @cli.command("history", epilog=exit_codes(0, 1, 2))

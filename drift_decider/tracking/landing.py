@@ -237,8 +237,11 @@ def sync_spool(spool_dir: Path, tracking_uri: str | None = None,
             try:          # a store that is gone or down holds back its own entries, not the others
                 client = connect(tracking_uri or entry.tracking_uri or None, read_only=True)
                 missing = _missing_version(client, entry)
-            except (TrackingError, InputError) as exc:
+            except InputError as exc:
                 outcomes.append({**skipped, "reason": str(exc)})
+                continue
+            except TrackingError as exc:
+                outcomes.append({**skipped, "status": "unreachable", "reason": str(exc)})
                 continue
             outcomes.append({**skipped, "reason": missing} if missing
                             else _sync_entry(client, path, entry, dead, decide))
