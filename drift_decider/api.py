@@ -20,8 +20,7 @@ from drift_decider import spool
 from drift_decider.spool import SpoolEntry
 from drift_decider.errors import InFlightError, InputError, TrackingError, redact
 from drift_decider.evidence import EvidenceReport
-from drift_decider.evidence_builder import (MIN_SHARED_IDS, CurrentData, ReferenceData, build_evidence,
-                                             measure_noise)
+from drift_decider.evidence_builder import CurrentData, ReferenceData, build_evidence, measure_noise
 from drift_decider.loading import EmbeddingSet, check_same_dim, load_embeddings
 from drift_decider.noise import NoiseFloor, Sibling
 from drift_decider.measure import measure, require_window_rows
@@ -231,7 +230,7 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
 
     def measured() -> EvidenceReport:
         return build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress,
-                              min_shared_ids=0.0 if allow_id_mismatch else MIN_SHARED_IDS)
+                              allow_id_mismatch=allow_id_mismatch)
 
     if dry_run:
         evidence = measured()
@@ -461,7 +460,7 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
                        f"the reference of {model} version {ref.version}")
         require_window_rows(current.embeddings.n, str(current.embeddings.path))
         evidence = build_evidence(candidate_reference, current, seed=seed, now=window.window_end, progress=progress,
-                                  min_shared_ids=0.0 if allow_id_mismatch else MIN_SHARED_IDS)
+                                  allow_id_mismatch=allow_id_mismatch)
         incumbent_values, incumbent_note = None, "no other version holds the alias"
         if holder is not None and holder != ref.version:
             incumbent_values, incumbent_note = _incumbent_values(client, uri, model, holder, current, seed,

@@ -92,20 +92,20 @@ class CurrentData:
 # Below this share of today's ids that the version learned, pairing by id reads another catalogue: a
 # different id column, or ids renumbered. A catalogue that is really half new needs a retrain whatever
 # the paired metrics say (the new-item share says so past a fifth), and the user who knows that is the
-# case opts out (``min_shared_ids=0``, `check --allow-id-mismatch`).
+# case opts out (``allow_id_mismatch``, `check --allow-id-mismatch`).
 MIN_SHARED_IDS = 0.5
 
 
 def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int = 0, now: datetime | None = None,
-                   progress: bool = False, min_shared_ids: float = MIN_SHARED_IDS) -> EvidenceReport:
+                   progress: bool = False, allow_id_mismatch: bool = False) -> EvidenceReport:
     """Every metric one check's inputs allow: distribution drift always; paired metrics (and their noise
     companions) with reference and current ids; the new-item share; index health with an index. The
     families that could not be measured are named, with why, in ``inputs["not_measured"]`` ("none"
     when every family was)."""
     items = current.items
     learned = reference.learned_ids
-    if items is not None and learned is not None:
-        require_known_ids(learned, items.ids, min_shared_ids, str(items.path))
+    if items is not None and learned is not None and not allow_id_mismatch:
+        require_known_ids(learned, items.ids, MIN_SHARED_IDS, str(items.path))
     report = measure(reference.profile, current.embeddings.vectors, seed=seed, progress=progress)
     queries = current.queries.vectors if current.queries is not None else None
     families = ["drift"]

@@ -231,12 +231,15 @@ def sync_spool(spool_dir: Path, tracking_uri: str | None = None,
         entries = sorted(read_entries(spool_dir),
                          key=lambda item: datetime.fromisoformat(item[1].window["window_end"]))
         dead = {name for _, entry in entries for name in [*entry.attempts, entry.orphan_run_id] if name}
-        outcomes = []
+        outcomes, clients = [], {}
         for path, entry in entries:
             skipped = {"entry": path.name, "status": "skipped", "run_id": "-", "decision": _action(entry)}
+            uri = tracking_uri or entry.tracking_uri or None
             try:          # a store that is gone or down holds back its own entries, not the others
-                client = connect(tracking_uri or entry.tracking_uri or None, read_only=True)
-                missing = _missing_version(client, entry)
+                if uri not in clients:        # one connection check per store, not per entry
+                    clients[uri] = connect(uri, read_only=True)
+                client = clients[uri]
+                missing = _lacks_version(client, entry)
             except InputError as exc:
                 outcomes.append({**skipped, "reason": str(exc)})
                 continue
@@ -256,7 +259,7 @@ def spooled_uri(uri: str) -> str:
     return redact(uri)
 
 
-def _missing_version(client, entry: SpoolEntry) -> str | None:
+def _lacks_version(client, entry: SpoolEntry) -> str | None:
     """Why this store cannot take the entry (it lacks the entry's LoggedModel), or None."""
     from mlflow.exceptions import MlflowException
 
@@ -311,7 +314,8 @@ def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str],
                 in_flight.append(run)
         if complete:
             _publish(client, experiment_id, ref, entry.kind)
-    deferred = {"entry": path.name, "status": "deferred", "decision": _action(entry),
+    action = _action(entry)        # what the entry says; a recorded undecided entry says what was decided
+    deferred = {"entry": path.name, "status": "deferred", "decision": action,
                 "reason": "another check is writing this window now; the entry stays for the next sync"}
     if complete:
         run_id, status = complete[-1].info.run_id, "already recorded"
@@ -351,10 +355,9 @@ def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str],
                 if kept != path:             # an entry from before attempt ids gets its new name
                     path.unlink()
                 raise
-            status = "recorded"
+            status, action = "recorded", payload.decision["action"]
     path.unlink()
-    return {"entry": path.name, "status": status, "run_id": run_id,
-            "decision": payload.decision["action"] if status == "recorded" else _action(entry)}
+    return {"entry": path.name, "status": status, "run_id": run_id, "decision": action}
 
 
 def _dead(run, dead: set[str]) -> bool:
