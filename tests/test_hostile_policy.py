@@ -82,6 +82,11 @@ CASES = {
     "explain-width": (rule('    explain: "{mmd2:99999999}"\n'), "width is limited to 40"),
     "explain-precision": (rule('    explain: "{mmd2:.999999999f}"\n'), "precision to 17"),
     "explain-wider": (rule('    explain: "{mmd2:999999999999}"\n'), "width is limited"),
+    # named conditions that each repeat the next ten times: 10**12 conditions if expanded
+    "condition-bomb": (HEADER + "conditions:\n" + "".join(
+        f"  c{i}: {{any: [{', '.join([f'{{condition: c{i + 1}}}'] * 10)}]}}\n" for i in range(12))
+        + "  c12: 'mmd2 > 0.1'\nrules:\n  - {id: r, action: retrain, when: {condition: c0}}\n",
+        "named conditions expand to more than"),
 }
 
 
@@ -177,7 +182,10 @@ def expressions(draw, depth: int = 0) -> str:
 
 @st.composite
 def conditions(draw) -> str:
-    kind = draw(st.sampled_from(["expr", "compare", "slope", "projected", "ewma", "cusum", "missing"]))
+    kind = draw(mostly(st.sampled_from(["expr", "compare", "slope", "projected", "ewma", "cusum", "missing"]),
+                       st.just("named")))
+    if kind == "named":         # n0 and n1 may be defined (and refer to each other), n2 never is
+        return f"{{condition: n{draw(st.integers(0, 2))}}}"
     if kind == "expr":
         return json.dumps(draw(expressions()), ensure_ascii=False)
     head = f"metric: {draw(names)}"
@@ -202,6 +210,8 @@ def policies(draw) -> str:
     if draw(st.integers(0, 9)) < 9:
         value = mostly(st.floats(-3, 3).map(repr), hostile_numbers)
         lines.append(f"params: {{x: {draw(value)}, y: {draw(value)}}}\n")
+    if draw(st.integers(0, 3)) == 0:      # rarely: each definition is one more chance to be refused
+        lines.append("conditions:\n" + "".join(f"  n{i}: {draw(conditions())}\n" for i in range(2)))
     lines.append("rules:\n")
     for index in range(draw(st.integers(1, 4))):
         lines.append(f"  - id: r{index}\n    action: {draw(actions)}\n"

@@ -63,3 +63,16 @@ def test_unused_param_is_warned() -> None:
     out = warnings_for("  - {id: r, action: retrain, when: 'knn_jaccard < $low'}\n",
                        params="low: 0.5, spare: 1")
     assert out == ["p.yaml: warning: param 'spare' is never used"]
+
+
+def test_unused_named_condition_is_warned_where_it_is_defined() -> None:
+    policy = parse_policy("apiVersion: drift-decider/v1\nkind: Policy\nmetadata: {name: t, version: '1'}\n"
+                          "conditions:\n"
+                          "  low: 'knn_jaccard < 0.5'\n"
+                          "  drifted: {all: [{condition: low}, 'norm_ratio > 1.2']}\n"
+                          "  spare: {condition: only-spare-uses-me}\n"
+                          "  only-spare-uses-me: 'norm_ratio > 2'\n"
+                          "rules:\n  - {id: r, action: retrain, when: {condition: drifted}}\n", "p.yaml")
+    assert [str(w) for w in lint(policy)] == [
+        "p.yaml:7:3: warning: named condition 'spare' is never used by a rule",
+        "p.yaml:8:3: warning: named condition 'only-spare-uses-me' is never used by a rule"]

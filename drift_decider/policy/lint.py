@@ -54,7 +54,8 @@ class Interval:
 
 
 def lint(policy: Policy) -> list[LintWarning]:
-    """Contradictory conjunctions, rules shadowed by a higher-precedence weaker rule, unused params."""
+    """Contradictory conjunctions, rules shadowed by a higher-precedence weaker rule, unused params and
+    named conditions."""
     warnings: list[LintWarning] = []
     for rule in policy.rules:
         warnings += _contradictions(rule, rule.when)
@@ -69,6 +70,9 @@ def lint(policy: Policy) -> list[LintWarning]:
             if getattr(leaf, "param", None)}
     for name in sorted(set(policy.params) - used):
         warnings.append(LintWarning(policy.source, f"param {name!r} is never used"))
+    for named in getattr(policy, "conditions", ()):      # schema.LoadedPolicy: what parse_policy returns
+        if not named.used:
+            warnings.append(LintWarning(named.pos, f"named condition {named.name!r} is never used by a rule"))
     return sorted(warnings, key=lambda w: _location_key(w.location))
 
 

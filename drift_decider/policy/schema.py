@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,28 @@ API_VERSION = "drift-decider/v1"
 MAX_RULES = 200
 MAX_CONDITION_DEPTH = 16
 MAX_TREND_WINDOW = 1000
+# condition nodes that references to named conditions may add to a policy: about 200 times what the
+# default policy's add (51), and a bound on names that each repeat the next (the YAML alias bomb again)
+MAX_EXPANDED_NODES = 10_000
 _ID = r"[a-z0-9][a-z0-9_.-]{0,63}"
 _PARAM = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
 TREND_KEYS = ("slope", "projected", "ewma", "cusum")
+
+
+@dataclass(frozen=True)
+class NamedCondition:
+    """One entry of the policy's ``conditions:`` section: where it is defined and whether a rule uses it."""
+
+    name: str
+    pos: str
+    used: bool
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedPolicy(Policy):
+    """A Policy with its named conditions, which lint reads (rules hold their expanded trees only)."""
+
+    conditions: tuple[NamedCondition, ...] = ()
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -37,7 +57,8 @@ def load_policy(path: str | Path) -> Policy:
 def parse_policy(text: str, name: str = "<policy>") -> Policy:
     """Compile policy YAML text; ``name`` is used in error locations."""
     data = load_yaml(text, name)
-    doc = Fields(data, f"{name}:1:1", "policy", ("apiVersion", "kind", "metadata", "params", "mode", "rules"),
+    doc = Fields(data, f"{name}:1:1", "policy",
+                 ("apiVersion", "kind", "metadata", "params", "conditions", "mode", "rules"),
                  ("apiVersion", "kind", "metadata", "rules"))
     if doc.raw("apiVersion") != API_VERSION:
         raise doc.fail("apiVersion", f"expected {API_VERSION!r}, got {doc.raw('apiVersion')!r}")
@@ -55,7 +76,8 @@ def parse_policy(text: str, name: str = "<policy>") -> Policy:
         raise doc.fail("rules", "expected a non-empty list of rules")
     if len(rules_node) > MAX_RULES:
         raise doc.fail("rules", f"{len(rules_node)} rules; the limit is {MAX_RULES}")
-    builder = _ConditionBuilder(params)
+    named = _named_conditions(doc)
+    builder = _ConditionBuilder(params, named)
     rules: list[Rule] = []
     seen: dict[str, str] = {}
     for order, (node, where) in enumerate(zip(rules_node, rules_node.item_pos)):
@@ -64,13 +86,30 @@ def parse_policy(text: str, name: str = "<policy>") -> Policy:
             raise PolicyError(f"duplicate rule id {rule.id!r} (first at {seen[rule.id]})", rule.pos)
         seen[rule.id] = rule.pos
         rules.append(rule)
+    unused = [key for key in named if key not in builder.used]
+    for key in unused:          # a definition no rule reaches is checked all the same
+        builder.expand(key, 0)
     canonical = canonical_json(plain(data))
-    return Policy(name=meta.string("name", pattern=_ID), version=version.strip(),
-                  mode=doc.choice("mode", ("enforce", "dry-run"), "enforce"),
-                  rules=tuple(sorted(rules, key=Rule.precedence)), params=params,
-                  description=meta.string("description"),
-                  sha256=hashlib.sha256(canonical.encode()).hexdigest(),
-                  source=name)
+    return LoadedPolicy(name=meta.string("name", pattern=_ID), version=version.strip(),
+                        mode=doc.choice("mode", ("enforce", "dry-run"), "enforce"),
+                        rules=tuple(sorted(rules, key=Rule.precedence)), params=params,
+                        description=meta.string("description"),
+                        sha256=hashlib.sha256(canonical.encode()).hexdigest(), source=name,
+                        conditions=tuple(NamedCondition(key, named.key_pos[key], key not in unused)
+                                         for key in named))
+
+
+def _named_conditions(doc: Fields) -> Located:
+    """The ``conditions:`` section, name -> condition as a rule's ``when`` (checked where referenced)."""
+    if not doc.has("conditions"):
+        return Located.empty(doc.pos)
+    node = doc.raw("conditions")
+    if not isinstance(node, Located):
+        raise doc.fail("conditions", f"expected a mapping of name to condition, got {type_name(node)}")
+    for key in node:
+        if not re.fullmatch(_ID, key):
+            raise PolicyError(f"condition name {key!r} must match {_ID}", node.key_pos[key])
+    return node
 
 
 def _params(doc: Fields) -> dict[str, float]:
@@ -119,31 +158,66 @@ def _keep_firing_for(f: Fields) -> int:
 
 
 class _ConditionBuilder:
-    """Builds condition trees from the mapping form and the expression form, resolving ``$params``."""
+    """Builds condition trees from the mapping form and the expression form, resolving ``$params`` and
+    expanding ``{condition: name}`` references, so the condition compiler only ever sees plain trees."""
 
-    def __init__(self, params: dict[str, float]) -> None:
+    def __init__(self, params: dict[str, float], named: Located) -> None:
         self.params = params
         self.keys = metric_keys()
+        self.named = named
+        self.used: set[str] = set()           # named conditions reached from a rule
+        self.expanding: list[str] = []        # the chain of references being expanded, for cycles
+        self.budget = MAX_EXPANDED_NODES      # nodes expansion may still add
 
     def node(self, raw: Any, where: str, depth: int) -> Node:
         if depth > MAX_CONDITION_DEPTH:
             raise PolicyError(f"conditions nested deeper than {MAX_CONDITION_DEPTH} levels", where)
+        if self.expanding:
+            self.budget -= 1
+            if self.budget < 0:
+                raise PolicyError(f"named conditions expand to more than {MAX_EXPANDED_NODES} conditions",
+                                  where)
         if isinstance(raw, str):
             return self.expression(raw, where)
         if not isinstance(raw, Located):
             raise PolicyError(f"a condition must be a mapping or an expression string, got {type_name(raw)}",
                               where)
-        for combinator in ("all", "any", "not"):
-            if combinator in raw:
+        for key in ("all", "any", "not", "condition"):
+            if key in raw:
                 if len(raw) != 1:
-                    extra = next(k for k in raw if k != combinator)
-                    raise PolicyError(f"'{combinator}' cannot be combined with other keys (found {extra!r})",
+                    extra = next(k for k in raw if k != key)
+                    raise PolicyError(f"'{key}' cannot be combined with other keys (found {extra!r})",
                                       raw.key_pos[extra])
-                return self.combinator(combinator, raw[combinator], raw.value_pos[combinator], depth)
+                if key == "condition":
+                    return self.reference(raw[key], raw.value_pos[key], depth)
+                return self.combinator(key, raw[key], raw.value_pos[key], depth)
         if "metric" not in raw:
-            raise PolicyError("a condition needs 'metric' (or 'all', 'any', 'not', or an expression string)"
-                              + suggest(next(iter(raw), ""), ("metric", "all", "any", "not")), raw.pos)
+            keys = ("metric", "all", "any", "not", "condition")
+            raise PolicyError("a condition needs 'metric' (or 'all', 'any', 'not', 'condition', or an expression"
+                              " string)" + suggest(next(iter(raw), ""), keys), raw.pos)
         return self.leaf(raw)
+
+    def reference(self, name: Any, where: str, depth: int) -> Node:
+        """``{condition: name}``: the named condition's tree, in place of the reference."""
+        if not isinstance(name, str):
+            raise PolicyError(f"'condition' takes the name of a named condition, got {type_name(name)}", where)
+        if name not in self.named:
+            raise PolicyError(f"unknown condition {name!r}{suggest(name, self.named)}"
+                              + ("" if self.named else " (the policy has no 'conditions' section)"), where)
+        if name in self.expanding:
+            cycle = " -> ".join(self.expanding[self.expanding.index(name):] + [name])
+            raise PolicyError(f"named conditions refer to each other in a cycle: {cycle}", where)
+        self.used.add(name)
+        return self.expand(name, depth)
+
+    def expand(self, name: str, depth: int) -> Node:
+        """A fresh tree per reference, exactly as if the definition were written there: the engine sees
+        nothing new, and errors point into the definition."""
+        self.expanding.append(name)
+        try:
+            return self.node(self.named[name], self.named.value_pos[name], depth)
+        finally:
+            self.expanding.pop()
 
     def combinator(self, kind: str, raw: Any, where: str, depth: int) -> Node:
         if kind == "not":

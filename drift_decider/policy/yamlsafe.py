@@ -36,6 +36,13 @@ class Located(dict):
     key_pos: dict[str, str]
     value_pos: dict[str, str]
 
+    @classmethod
+    def empty(cls, pos: str) -> "Located":
+        """An empty mapping written at ``pos``: filled by the loader, or standing for a section left out."""
+        out = cls()
+        out.pos, out.key_pos, out.value_pos = pos, {}, {}
+        return out
+
 
 class LocatedList(list):
     """A sequence that remembers where it and each of its items were written."""
@@ -152,10 +159,7 @@ def _convert(loader: _StrictLoader, node: Any) -> Any:
         seq.item_pos = [_content_where(loader.source_name, item) for item in node.value]
         return seq
     if isinstance(node, MappingNode):
-        out = Located()
-        out.pos = where
-        out.key_pos = {}
-        out.value_pos = {}
+        out = Located.empty(where)
         for key_node, value_node in node.value:
             key_where = _where(loader.source_name, key_node.start_mark)
             if not isinstance(key_node, ScalarNode):
