@@ -49,7 +49,8 @@ from _decision_world import (REPAIRS, ServedState, Verdict, Version, Window, Wor
 from drift_decider.evidence_builder import (CurrentData, ReferenceData, build_evidence,  # noqa: E402
                                             measure_noise)
 from drift_decider.loading import EmbeddingSet  # noqa: E402
-from drift_decider.policy import CheckRecord, History, Policy, evaluate, load_policy  # noqa: E402
+from drift_decider.policy import CheckRecord, Decision, Policy, evaluate, load_policy  # noqa: E402
+from drift_decider.policy.replay import decide_series  # noqa: E402
 from drift_decider.table import fmt, render_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,41 +101,57 @@ def check_values(reference: ReferenceData, state: ServedState, queries: np.ndarr
 
 def play(world: World, policy: Policy, *, seed: int, played: tuple[int, ...] | None = None,
          served: int | None = None, log=lambda text: None) -> list[Case]:
-    """Every (window, fault) case of the played versions, labelled by the oracle and decided by the policy."""
+    """Every (window, fault) case of the played versions, labelled by the oracle and decided by the policy.
+
+    The natural windows of a version are decided in turn by the policy's replay loop, each joining the
+    history of the next; a window's injected faults are decided on the same state as its natural check."""
     cases: list[Case] = []
     for version in world.versions:
         if played is not None and version.number not in played:
             continue
         reference = reference_data(world, version, seed)
-        history = History()
         windows = version.served[:served]
-        for window in windows:
-            natural, values = _case(world, policy, reference, history, version, window, None, seed)
-            injected = faults(version) if window is version.served[0] else ()
-            faulty = [_case(world, policy, reference, history, version, window, f, seed)[0] for f in injected]
+        served: dict[str, ServedState] = {}     # a natural window's, until its oracle has read it
+
+        def natural_checks():
+            for window in windows:
+                served[window.window_id], values = _observe(world, reference, version, window, None, seed)
+                yield CheckRecord(window.window_id, utc(window.end), values), _context(version, window, None)
+
+        for window, step in zip(windows, decide_series(policy, natural_checks())):
+            natural = _case(world, version, window, None, served.pop(window.window_id), step.decision)
+            faulty = []
+            for fault in faults(version) if window is version.served[0] else ():
+                state, values = _observe(world, reference, version, window, fault, seed)
+                decision = evaluate(policy, values, step.state, utc(window.end),
+                                    context=_context(version, window, fault))
+                faulty.append(_case(world, version, window, fault, state, decision))
             for case in (natural, *faulty):
                 cases.append(case)
                 log(f"v{case.version} {case.window_id} {case.fault or 'natural':20} "
                     f"oracle {case.verdict.label:13} decided {case.action}")
-            now = utc(window.end)
-            history = history.append(CheckRecord(window.window_id, now, values, natural.action, natural.rule,
-                                                 now, policy.mode))
     return cases
 
 
-def _case(world: World, policy: Policy, reference: ReferenceData, history: History, version: Version,
-          window: Window, fault: str | None, seed: int) -> tuple[Case, dict[str, float]]:
-    """One check of the window as served (``fault`` None) or with the fault injected, and its oracle label."""
-    now = utc(window.end)
+def _observe(world: World, reference: ReferenceData, version: Version, window: Window, fault: str | None,
+             seed: int) -> tuple[ServedState, dict[str, float]]:
+    """The window as served (``fault`` None) or with the fault injected, and what a check of it measures."""
     state = world.healthy(version, window) if fault is None else world.faulty(version, window, fault)
     queries, _ = world.queries(version, window)
-    values = check_values(reference, state, queries, now, seed)
+    return state, check_values(reference, state, queries, utc(window.end), seed)
+
+
+def _context(version: Version, window: Window, fault: str | None) -> dict[str, str]:
     context = {"model": MODEL_NAME, "version": str(version.number), "window_id": window.window_id}
-    decision = evaluate(policy, values, history, now, context=context | ({"fault": fault} if fault else {}))
+    return context | ({"fault": fault} if fault else {})
+
+
+def _case(world: World, version: Version, window: Window, fault: str | None, state: ServedState,
+          decision: Decision) -> Case:
+    """One decided check of the window, labelled by the oracle."""
     verdict = oracle(world.repair_recalls(version, window, state), world.window_requests(window).users)
-    case = Case(version.number, version.split, window.index, window.window_id, window.label, fault, verdict,
+    return Case(version.number, version.split, window.index, window.window_id, window.label, fault, verdict,
                 decision.action, decision.rule_id, decision.explanation)
-    return case, values
 
 
 def summarise(cases: list[Case]) -> dict[str, Any]:

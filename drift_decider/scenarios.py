@@ -62,6 +62,8 @@ from drift_decider.evidence_builder import CurrentData, ReferenceData, build_evi
 from drift_decider.loading import EmbeddingSet
 from drift_decider.metrics.structure import procrustes_fit
 from drift_decider.noise import Sibling
+from drift_decider.policy.history import CheckRecord
+from drift_decider.policy.replay import decide_series
 
 SCENARIO_KINDS: dict[str, str] = {
     "none": "none",
@@ -330,14 +332,6 @@ def first_action(policy, values: dict[str, float], *, checks: int = 2,
     Each decision joins the history of the next as the tracking layer records it, so rules that
     must be sustained (``for: 2``) can fire; after the first action the drift would be repaired.
     """
-    from drift_decider.policy import CheckRecord, History, evaluate
-
-    history = History()
-    for day in range(checks):
-        now = start + timedelta(days=day)
-        decision = evaluate(policy, values, history, now)
-        if decision.action != "none":
-            return decision.action
-        history = history.append(CheckRecord(f"day-{day}", now, dict(values), decision.action,
-                                             decision.rule_id, now, policy.mode))
-    return "none"
+    days = ((CheckRecord(f"day-{day}", start + timedelta(days=day), values), {}) for day in range(checks))
+    actions = (step.decision.action for step in decide_series(policy, days))
+    return next((action for action in actions if action != "none"), "none")

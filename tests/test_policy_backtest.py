@@ -14,9 +14,10 @@ from click.testing import CliRunner
 
 from drift_decider.cli_policy import policy_group
 from drift_decider.errors import InputError
-from drift_decider.policy import CheckRecord, History, evaluate, parse_policy
+from drift_decider.policy import CheckRecord, PolicyState, parse_policy
 from drift_decider.policy.backtest import recorded_from_rows, replay, summary
-from policy_support import T0
+from drift_decider.policy.replay import decided_record
+from policy_support import T0, decide
 
 POLICY_TEXT = """\
 apiVersion: drift-decider/v1
@@ -43,7 +44,7 @@ def test_replay_decides_each_check_on_the_decisions_replayed_before_it() -> None
     history: list[CheckRecord] = []
     for entry, step in zip(recorded, steps):
         check = entry.check
-        expected = evaluate(POLICY, check.metrics, History(tuple(history)), check.decided_at,
+        expected = decide(POLICY, check.metrics, history, check.decided_at,
                             context={"window_id": check.window_id, "version": "1"})
         assert step.decision.to_dict() == expected.to_dict()
         history.append(CheckRecord(check.window_id, check.window_end, check.metrics, expected.action,
@@ -69,14 +70,15 @@ def test_a_dry_run_policy_is_replayed_as_if_in_charge() -> None:
 def recorded_by(policy) -> list[dict]:
     """rows() as live checks under ``policy`` record them: each decided with the context model,
     version, window id on the history of the decisions before it, recorded in the policy's mode."""
-    data, history = rows(), History()
+    data, history = rows(), []
     for row in data:
         check = CheckRecord.from_dict(row)
-        decision = evaluate(policy, check.metrics, history, check.decided_at,
-                            context={"model": "recs", "version": "1", "window_id": check.window_id})
+        decision = decide(policy, check.metrics, history, check.decided_at,
+                          context={"model": "recs", "version": "1", "window_id": check.window_id})
         row.update(model="recs", action=decision.action, rule_id=decision.rule_id, mode=decision.mode,
                    decision_id=decision.decision_id)
-        history = history.append(check.with_decision(decision.action, decision.rule_id, decision.mode))
+        history.append(CheckRecord(check.window_id, check.window_end, check.metrics, decision.action,
+                                   decision.rule_id, check.decided_at, decision.mode))
     return data
 
 
@@ -125,9 +127,6 @@ def test_decisions_pickle_and_deep_copy() -> None:
     for step in (steps[9], steps[15]):
         for copy in (pickle.loads(pickle.dumps(step)), deepcopy(step)):
             assert copy.to_dict() == step.to_dict() and copy.decision.explain() == step.decision.explain()
-    history = History(entry.check for entry in recorded).append(recorded[0].check)
-    history.digest()
-    assert pickle.loads(pickle.dumps(history)).digest() == history.digest()
 
 
 def test_explain_and_backtest_read_the_same_history_rows(tmp_path: Path) -> None:
@@ -186,15 +185,17 @@ def test_cli_table_json_and_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not an ISO-8601 time" in result.output
 
 
-def test_with_decision_is_the_record_built_anew() -> None:
-    (check,) = (entry.check for entry in recorded_from_rows(rows(1))[1])
-    decided = check.with_decision("retrain", "shift", "dry-run")
+def test_the_decided_record_is_the_record_built_anew() -> None:
+    (entry,) = recorded_from_rows(rows(9)[8:])[1]            # a day whose neighbourhoods collapsed
+    check = entry.check
+    policy = parse_policy(POLICY_TEXT.replace("for: 2, ", ""))
+    decision = decide(policy, check.metrics, (), check.decided_at)
+    decided = decided_record(check, decision, "dry-run")
     built = CheckRecord(check.window_id, check.window_end, dict(check.metrics), "retrain", "shift",
                         check.decided_at, "dry-run")
-    assert decided == built and decided._encoded == built._encoded and decided._seconds == built._seconds
-    assert History((decided,)).digest() == History((built,)).digest() != History((check,)).digest()
-    assert check.action == "none"                   # the original is untouched
-    with pytest.raises(InputError, match="unknown action 'redeploy'"):
-        check.with_decision("redeploy", None, "enforce")
-    with pytest.raises(InputError, match="unknown mode"):
-        check.with_decision("none", None, "shadow")
+    assert decided == built and check.action == "none"          # the original is untouched
+
+    def digest(record: CheckRecord) -> str:
+        return PolicyState().after(policy, record).digest
+
+    assert digest(decided) == digest(built) != digest(check)

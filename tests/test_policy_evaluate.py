@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
 
 from drift_decider.errors import InputError
-from drift_decider.policy import CheckRecord, History, evaluate, parse_policy
-from policy_support import T0, weekly
+from drift_decider.policy import CheckRecord, PolicyState, evaluate, parse_policy, records_from_dicts
+from policy_support import T0, decide, weekly
 
-EMPTY = History()
+EMPTY = ()
 
 
 def make(rules: str, params: str = "", mode: str = "enforce"):
@@ -23,7 +23,7 @@ def make(rules: str, params: str = "", mode: str = "enforce"):
 
 def test_no_rule_fires_gives_none() -> None:
     p = make("  - {id: r, action: retrain, when: 'knn_jaccard < 0.5'}\n")
-    d = evaluate(p, {"knn_jaccard": 0.9}, EMPTY, T0)
+    d = decide(p, {"knn_jaccard": 0.9}, EMPTY, T0)
     assert (d.action, d.rule_id, d.severity) == ("none", None, None)
     assert d.rules[0].status == "not-matched"
 
@@ -31,68 +31,68 @@ def test_no_rule_fires_gives_none() -> None:
 def test_priority_wins_then_heavier_action_then_file_order() -> None:
     p = make("  - {id: light-high, action: refresh-index, priority: 5, when: 'knn_jaccard < 1'}\n"
              "  - {id: heavy-low, action: retrain, priority: 1, when: 'knn_jaccard < 1'}\n")
-    assert evaluate(p, {"knn_jaccard": 0.5}, EMPTY, T0).rule_id == "light-high"
+    assert decide(p, {"knn_jaccard": 0.5}, EMPTY, T0).rule_id == "light-high"
     tie = make("  - {id: light, action: refresh-index, when: 'knn_jaccard < 1'}\n"
                "  - {id: heavy, action: retrain, when: 'knn_jaccard < 1'}\n"
                "  - {id: heavy2, action: retrain, when: 'knn_jaccard < 1'}\n")
-    d = evaluate(tie, {"knn_jaccard": 0.5}, EMPTY, T0)
+    d = decide(tie, {"knn_jaccard": 0.5}, EMPTY, T0)
     assert (d.action, d.rule_id) == ("retrain", "heavy")
     assert {(r.rule_id, r.reason) for r in d.suppressed} == {("light", "outranked"), ("heavy2", "outranked")}
 
 
 def test_missing_metric_is_unknown_and_not_inverts_to_unknown() -> None:
     p = make("  - {id: r, action: retrain, when: {not: 'domain_classifier.auc > 0.7'}}\n")
-    d = evaluate(p, {}, EMPTY, T0)
+    d = decide(p, {}, EMPTY, T0)
     assert d.action == "none" and d.rules[0].status == "unknown"
     (cond,) = d.to_dict()["conditions"]
     assert (cond["metric"], cond["value"], cond["outcome"]) == ("domain_classifier.auc", None, "unknown")
-    assert evaluate(p, {"domain_classifier.auc": 0.6}, EMPTY, T0).action == "retrain"
+    assert decide(p, {"domain_classifier.auc": 0.6}, EMPTY, T0).action == "retrain"
 
 
 def test_nan_and_inf_count_as_missing() -> None:
     p = make("  - {id: r, action: retrain, when: 'knn_jaccard < 0.5 or knn_jaccard >= 0.5'}\n")
     for bad in (math.nan, math.inf, -math.inf):
-        assert evaluate(p, {"knn_jaccard": bad}, EMPTY, T0).rules[0].status == "unknown"
+        assert decide(p, {"knn_jaccard": bad}, EMPTY, T0).rules[0].status == "unknown"
 
 
 @pytest.mark.parametrize("metrics", [{"knn_jaccard": "0.4"}, {"knn_jaccard": True}, [("knn_jaccard", 0.4)]])
 def test_bad_metric_values_are_input_errors(metrics) -> None:
     p = make("  - {id: r, action: retrain, when: 'knn_jaccard < 0.5'}\n")
     with pytest.raises(InputError):
-        evaluate(p, metrics, EMPTY, T0)
+        decide(p, metrics, EMPTY, T0)
 
 
 def test_for_counts_current_plus_consecutive_history_recomputed() -> None:
     p = make("  - {id: r, action: retrain, for: 3, when: 'knn_jaccard < 0.5'}\n")
     bad, good = {"knn_jaccard": 0.4}, {"knn_jaccard": 0.6}
-    assert evaluate(p, bad, weekly([bad, bad]), T0).action == "retrain"
-    d = evaluate(p, bad, weekly([bad, good, bad]), T0)
+    assert decide(p, bad, weekly([bad, bad]), T0).action == "retrain"
+    d = decide(p, bad, weekly([bad, good, bad]), T0)
     assert d.action == "none"
     held_2_of_3 = "held on 2 of 3 consecutive checks"
     assert (d.suppressed[0].reason, d.suppressed[0].detail) == ("not-sustained", held_2_of_3)
-    assert evaluate(p, bad, weekly([good, bad]), T0).suppressed[0].detail == held_2_of_3
-    assert evaluate(p, bad, weekly([bad]), T0).action == "none"       # not enough history
-    assert evaluate(p, bad, weekly([{}, bad]), T0).action == "none"   # an unknown check breaks the run
+    assert decide(p, bad, weekly([good, bad]), T0).suppressed[0].detail == held_2_of_3
+    assert decide(p, bad, weekly([bad]), T0).action == "none"       # not enough history
+    assert decide(p, bad, weekly([{}, bad]), T0).action == "none"   # an unknown check breaks the run
 
 
 def test_cooldown_counts_only_enforced_same_or_heavier_actions_in_window() -> None:
     p = make("  - {id: r, action: recalibrate, cooldown: 7d, when: 'norm_ratio > 1.2'}\n")
     m = {"norm_ratio": 1.5}
 
-    def at(days_ago: float, action: str, mode: str = "enforce") -> History:
-        return History((CheckRecord("w", T0 - timedelta(days=days_ago), {}, action, None, None, mode),))
+    def at(days_ago: float, action: str, mode: str = "enforce") -> tuple[CheckRecord, ...]:
+        return (CheckRecord("w", T0 - timedelta(days=days_ago), {}, action, None, None, mode),)
 
-    assert evaluate(p, m, at(3, "recalibrate"), T0).suppressed[0].reason == "cooldown"
-    assert evaluate(p, m, at(3, "retrain"), T0).suppressed[0].reason == "cooldown"          # heavier
-    assert evaluate(p, m, at(3, "refresh-index"), T0).action == "recalibrate"               # lighter
-    assert evaluate(p, m, at(3, "recalibrate", "dry-run"), T0).action == "recalibrate"      # not enforced
-    assert evaluate(p, m, at(7, "recalibrate"), T0).action == "recalibrate"                 # window over
-    assert evaluate(p, m, at(-1, "recalibrate"), T0).action == "recalibrate"                # in the future
+    assert decide(p, m, at(3, "recalibrate"), T0).suppressed[0].reason == "cooldown"
+    assert decide(p, m, at(3, "retrain"), T0).suppressed[0].reason == "cooldown"          # heavier
+    assert decide(p, m, at(3, "refresh-index"), T0).action == "recalibrate"               # lighter
+    assert decide(p, m, at(3, "recalibrate", "dry-run"), T0).action == "recalibrate"      # not enforced
+    assert decide(p, m, at(7, "recalibrate"), T0).action == "recalibrate"                 # window over
+    assert decide(p, m, at(-1, "recalibrate"), T0).action == "recalibrate"                # in the future
 
 
 def test_dry_run_policy_marks_decision() -> None:
     p = make("  - {id: r, action: retrain, when: 'knn_jaccard < 0.5'}\n", mode="dry-run")
-    d = evaluate(p, {"knn_jaccard": 0.1}, EMPTY, T0)
+    d = decide(p, {"knn_jaccard": 0.1}, EMPTY, T0)
     assert d.action == "retrain" and d.dry_run and d.to_dict()["mode"] == "dry-run"
     assert "DRY-RUN" in d.explain()
 
@@ -103,11 +103,11 @@ def test_slope_matches_least_squares_over_time() -> None:
     hist = weekly([{"knn_jaccard": v} for v in values[:-1]])
     p = make("  - {id: r, action: retrain, "
              "when: {metric: knn_jaccard, slope: {window: 6}, op: lt, value: 0}}\n")
-    d = evaluate(p, {"knn_jaccard": values[-1]}, hist, T0)
+    d = decide(p, {"knn_jaccard": values[-1]}, hist, T0)
     expected = np.polyfit(np.arange(6) * 7.0, values, 1)[0]
     assert d.to_dict()["conditions"][0]["value"] == pytest.approx(expected, rel=1e-9)
     assert d.action == ("retrain" if expected < 0 else "none")
-    short = evaluate(p, {"knn_jaccard": values[-1]}, weekly([{"knn_jaccard": v} for v in values[:3]]), T0)
+    short = decide(p, {"knn_jaccard": values[-1]}, weekly([{"knn_jaccard": v} for v in values[:3]]), T0)
     assert short.rules[0].status == "unknown"
 
 
@@ -116,12 +116,12 @@ def test_projection_fires_only_when_the_crossing_is_inside_the_horizon() -> None
             "op: lt, value: 0.5}}\n")
     p = make(rule)
     falling_fast = weekly([{"knn_jaccard": 0.80}, {"knn_jaccard": 0.70}])      # -0.1/week: 0.4 in 2 weeks
-    d = evaluate(p, {"knn_jaccard": 0.60}, falling_fast, T0)
+    d = decide(p, {"knn_jaccard": 0.60}, falling_fast, T0)
     cond = d.to_dict()["conditions"][0]
     assert d.action == "retrain" and cond["value"] == pytest.approx(0.40)
     assert cond["detail"]["days_to_threshold"] == pytest.approx(7.0)
     falling_slow = weekly([{"knn_jaccard": 0.64}, {"knn_jaccard": 0.62}])     # -0.02/week: 0.56 in 2 weeks
-    assert evaluate(p, {"knn_jaccard": 0.60}, falling_slow, T0).action == "none"
+    assert decide(p, {"knn_jaccard": 0.60}, falling_slow, T0).action == "none"
 
 
 def ewma_reference(values, lam, target, sigma, L):
@@ -140,7 +140,7 @@ def test_ewma_alarm_agrees_with_a_direct_computation_over_random_series() -> Non
     for _ in range(200):
         series = list(rng.normal(rng.uniform(0, 0.015), 0.01, size=rng.integers(1, 12)))
         hist = weekly([{"scores.mean_shift": v} for v in series[:-1]])
-        d = evaluate(p, {"scores.mean_shift": series[-1]}, hist, T0)
+        d = decide(p, {"scores.mean_shift": series[-1]}, hist, T0)
         z, width = ewma_reference(series, 0.3, 0.0, 0.01, 2.5)
         assert d.to_dict()["conditions"][0]["value"] == pytest.approx(z)
         assert (d.action == "recalibrate") == (z > width)
@@ -158,7 +158,7 @@ def test_cusum_alarm_agrees_with_a_direct_computation() -> None:
         s = 0.0
         for x in series:
             s = max(0.0, s - (x - 0.9) / 0.03 - 0.5)
-        d = evaluate(p, {"knn_jaccard": series[-1]}, weekly([{"knn_jaccard": v} for v in series[:-1]]), T0)
+        d = decide(p, {"knn_jaccard": series[-1]}, weekly([{"knn_jaccard": v} for v in series[:-1]]), T0)
         assert d.to_dict()["conditions"][0]["value"] == pytest.approx(s)
         assert (d.action == "retrain") == (s > 4)
         alarms += s > 4
@@ -173,7 +173,7 @@ def test_cusum_in_control_false_alarm_rate_is_small() -> None:
     alarms = 0
     for _ in range(500):
         series = list(rng.normal(0.9, 0.03, size=20))
-        d = evaluate(p, {"knn_jaccard": series[-1]}, weekly([{"knn_jaccard": v} for v in series[:-1]]), T0)
+        d = decide(p, {"knn_jaccard": series[-1]}, weekly([{"knn_jaccard": v} for v in series[:-1]]), T0)
         alarms += d.action == "retrain"
     assert alarms / 500 < 0.03
 
@@ -182,15 +182,16 @@ def test_same_inputs_same_decision_and_id_different_inputs_different_id() -> Non
     p = make("  - {id: r, action: retrain, when: 'knn_jaccard < 0.5'}\n")
     hist = weekly([{"knn_jaccard": 0.7}])
     ctx = {"model": "recs", "version": "3", "window_id": "2026-w10"}
-    a = evaluate(p, {"knn_jaccard": 0.4}, hist, T0, context=ctx)
-    b = evaluate(p, {"knn_jaccard": 0.4}, History.from_dicts(hist.to_dicts()), T0, context=dict(ctx))
+    a = decide(p, {"knn_jaccard": 0.4}, hist, T0, context=ctx)
+    rows = [check.to_dict() for check in hist]
+    b = decide(p, {"knn_jaccard": 0.4}, records_from_dicts(rows), T0, context=dict(ctx))
     assert a.to_dict() == b.to_dict()
     variants = [
-        evaluate(p, {"knn_jaccard": 0.41}, hist, T0, context=ctx),
-        evaluate(p, {"knn_jaccard": 0.4}, weekly([{"knn_jaccard": 0.71}]), T0, context=ctx),
-        evaluate(p, {"knn_jaccard": 0.4}, hist, T0, context={**ctx, "version": "4"}),
-        evaluate(p, {"knn_jaccard": 0.4}, hist, T0 + timedelta(seconds=1), context=ctx),
-        evaluate(make("  - {id: r, action: retrain, when: 'knn_jaccard < 0.6'}\n"), {"knn_jaccard": 0.4},
+        decide(p, {"knn_jaccard": 0.41}, hist, T0, context=ctx),
+        decide(p, {"knn_jaccard": 0.4}, weekly([{"knn_jaccard": 0.71}]), T0, context=ctx),
+        decide(p, {"knn_jaccard": 0.4}, hist, T0, context={**ctx, "version": "4"}),
+        decide(p, {"knn_jaccard": 0.4}, hist, T0 + timedelta(seconds=1), context=ctx),
+        decide(make("  - {id: r, action: retrain, when: 'knn_jaccard < 0.6'}\n"), {"knn_jaccard": 0.4},
                  hist, T0, context=ctx),
     ]
     ids = {a.decision_id} | {v.decision_id for v in variants}
@@ -201,7 +202,7 @@ def test_decision_record_is_json_safe_and_complete() -> None:
     p = make("  - {id: r, action: retrain, for: 2, severity: critical, "
              "explain: 'j={knn_jaccard:.2f} below {$low}', when: 'knn_jaccard < $low'}\n"
              "  - {id: s, action: refresh-index, when: 'index.coverage < 0.9'}\n", params="low: 0.5")
-    d = evaluate(p, {"knn_jaccard": 0.4, "index.coverage": 0.5}, weekly([{"knn_jaccard": 0.3}]), T0,
+    d = decide(p, {"knn_jaccard": 0.4, "index.coverage": 0.5}, weekly([{"knn_jaccard": 0.3}]), T0,
                  context={"model": "m"})
     record = json.loads(json.dumps(d.to_dict(), allow_nan=False))
     assert record["action"] == "retrain" and record["rule_id"] == "r" and record["severity"] == "critical"
@@ -220,12 +221,12 @@ def test_decision_record_is_json_safe_and_complete() -> None:
 
 
 def test_naive_now_is_utc_and_history_round_trips() -> None:
-    hist = History.from_dicts([{"window_id": "a", "window_end": "2026-03-01T00:00:00Z",
+    hist = records_from_dicts([{"window_id": "a", "window_end": "2026-03-01T00:00:00Z",
                                 "metrics": {"knn_jaccard": 0.5}, "action": "retrain", "mode": "dry-run"}])
-    assert History.from_dicts(hist.to_dicts()) == hist
-    assert hist.checks[0].decided_at == hist.checks[0].window_end      # defaults to the window end
+    assert records_from_dicts([c.to_dict() for c in hist]) == hist
+    assert hist[0].decided_at == hist[0].window_end      # defaults to the window end
     p = make("  - {id: r, action: retrain, when: 'knn_jaccard < 0.5'}\n")
-    assert evaluate(p, {}, hist, T0.replace(tzinfo=None)).decision_id == evaluate(p, {}, hist, T0).decision_id
+    assert decide(p, {}, hist, T0.replace(tzinfo=None)).decision_id == decide(p, {}, hist, T0).decision_id
 
 
 @pytest.mark.parametrize("rows, message", [
@@ -240,13 +241,13 @@ def test_naive_now_is_utc_and_history_round_trips() -> None:
 ])
 def test_bad_history_is_an_input_error(rows, message) -> None:
     with pytest.raises(InputError, match=message):
-        History.from_dicts(rows)
+        records_from_dicts(rows)
 
 
 def test_trace_lists_every_condition_even_after_a_decisive_one() -> None:
-    """Deciding short-circuits; the recorded trace is rebuilt in full on the same inputs."""
+    """The recorded trace has every condition, also those after the one that settled the rule."""
     p = make("  - {id: r, action: retrain, when: 'knn_jaccard < 0.5 and norm_ratio > 1.1 and mmd2 > 0.1'}\n")
-    d = evaluate(p, {"knn_jaccard": 0.9, "norm_ratio": 1.5}, EMPTY, T0)
+    d = decide(p, {"knn_jaccard": 0.9, "norm_ratio": 1.5}, EMPTY, T0)
     outcomes = [(c["metric"], c["outcome"]) for c in d.to_dict()["conditions"]]
     assert outcomes == [("knn_jaccard", "false"), ("norm_ratio", "true"), ("mmd2", "unknown")]
     assert d.rules[0].status == "not-matched"
@@ -255,14 +256,54 @@ def test_trace_lists_every_condition_even_after_a_decisive_one() -> None:
 def test_missing_condition_lets_a_gate_fail_closed() -> None:
     p = make("  - {id: gate, action: retrain, when: {any: [{metric: domain_classifier.auc, missing: true}, "
              "'domain_classifier.auc > 0.7']}}\n")
-    assert evaluate(p, {}, EMPTY, T0).rule_id == "gate"
-    assert evaluate(p, {"domain_classifier.auc": math.nan}, EMPTY, T0).rule_id == "gate"
-    assert evaluate(p, {"domain_classifier.auc": 0.6}, EMPTY, T0).action == "none"
-    assert evaluate(p, {"domain_classifier.auc": 0.8}, EMPTY, T0).action == "retrain"
+    assert decide(p, {}, EMPTY, T0).rule_id == "gate"
+    assert decide(p, {"domain_classifier.auc": math.nan}, EMPTY, T0).rule_id == "gate"
+    assert decide(p, {"domain_classifier.auc": 0.6}, EMPTY, T0).action == "none"
+    assert decide(p, {"domain_classifier.auc": 0.8}, EMPTY, T0).action == "retrain"
 
 
 def test_explain_template_renders_params_formats_and_missing_values() -> None:
     p = make("  - {id: r, action: retrain, explain: 'j={knn_jaccard:.1%} auc={domain_classifier.auc} "
              "limit={$low:.2f}', when: 'knn_jaccard < $low'}\n", params="low: 0.5")
-    d = evaluate(p, {"knn_jaccard": 0.25}, EMPTY, T0)
+    d = decide(p, {"knn_jaccard": 0.25}, EMPTY, T0)
     assert d.explanation == "j=25.0% auc=n/a limit=0.50"
+
+
+def snapshot(value: object) -> object:
+    """Everything reachable from ``value`` as plain data (a hash object as its digest so far)."""
+    if isinstance(value, (str, bytes, int, float, bool, type(None), datetime)):
+        return value
+    if isinstance(value, dict):
+        return {k: snapshot(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return (type(value).__name__, [snapshot(v) for v in value])
+    if hasattr(value, "hexdigest"):
+        return ("hash", value.hexdigest())
+    slots = {name: getattr(value, name) for name in getattr(value, "__slots__", ()) if hasattr(value, name)}
+    fields = {**getattr(value, "__dict__", {}), **slots}
+    return (type(value).__name__, {k: snapshot(v) for k, v in fields.items()})
+
+
+def test_evaluate_writes_nothing_into_its_arguments() -> None:
+    """Pure: a policy using every kind of memory (for, keep_firing_for, cooldown, trends, charts), a
+    state folded from a history, metrics and context are exactly as they were after deciding."""
+    p = make("  - {id: a, action: retrain, for: 2, keep_firing_for: 2, cooldown: 3d,\n"
+             "     when: 'knn_jaccard < 0.5'}\n"
+             "  - {id: b, action: recalibrate,\n"
+             "     when: {metric: knn_jaccard, slope: {window: 3}, op: lt, value: 0}}\n"
+             "  - {id: c, action: refresh-index, for: 3,\n"
+             "     when: {all: [{metric: norm_ratio, ewma: {lambda: 0.3, target: 1, sigma: 0.02}},\n"
+             "                  {metric: norm_ratio, cusum: {target: 1, sigma: 0.02}}]}}\n"
+             "  - {id: d, action: retrain,\n"
+             "     when: {metric: knn_jaccard, projected: {window: 3, within: 7d}, op: lt, value: 0.3}}\n")
+    rng = np.random.default_rng(1)
+    values = [{"knn_jaccard": float(rng.uniform(0.3, 0.7)), "norm_ratio": float(rng.normal(1.05, 0.02))}
+              for _ in range(8)]
+    history = weekly(values, ["none", "retrain"] * 4)
+    state = PolicyState().after_all(p, history)
+    metrics, context = {"knn_jaccard": 0.4, "norm_ratio": 1.1}, {"model": "m"}
+    before = snapshot((p, metrics, state, context))
+    first = evaluate(p, metrics, state, T0, context=context)
+    assert snapshot((p, metrics, state, context)) == before
+    assert evaluate(p, metrics, state, T0, context=context) == first
+    assert {r.status for r in first.rules} >= {"fired", "suppressed"}

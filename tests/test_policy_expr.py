@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from drift_decider.errors import PolicyError
-from drift_decider.policy import History, evaluate, parse_policy
+from drift_decider.policy import PolicyState, evaluate, parse_policy
 from drift_decider.policy.conditions import All, Compare, Not
 from drift_decider.policy.expr import MAX_DEPTH, MAX_LENGTH, ExprError, parse_expression
 
@@ -98,7 +98,7 @@ def test_expression_and_mapping_forms_decide_identically() -> None:
             for auc in (0.6, 0.8, None):
                 m = {k: v for k, v in {"knn_jaccard": j, "procrustes.residual": r,
                                        "domain_classifier.auc": auc}.items() if v is not None}
-                a, b = evaluate(expr, m, History(), T0), evaluate(mapping, m, History(), T0)
+                a, b = evaluate(expr, m, PolicyState(), T0), evaluate(mapping, m, PolicyState(), T0)
                 assert (a.action, a.rules[0].status) == (b.action, b.rules[0].status)
 
 

@@ -3,7 +3,8 @@
 tests/data/policy_golden.json holds, for a seeded set of policies, histories and metrics (every
 condition kind, missing values, dry-run and future-dated checks, short histories), a sha256 prefix
 of each decision's canonical record and of its explanation. It was written by the engine before its
-per-History work was made incremental (regenerate only for an intended change of the record:
+per-History work was made incremental, and still holds for the explicit PolicyState that replaced
+that machinery (regenerate only for an intended change of the record:
 ``PYTHONPATH=. python tests/test_policy_golden.py --write``). Inputs come from ``random.Random``,
 whose stream is stable across Python versions, so the golden does not depend on numpy.
 """
@@ -17,7 +18,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from drift_decider.policy import CheckRecord, History, evaluate, parse_policy
+from drift_decider.policy import CheckRecord, PolicyState, evaluate, parse_policy
 from drift_decider.policy.history import canonical_json
 
 GOLDEN = Path(__file__).parent / "data" / "policy_golden.json"
@@ -84,7 +85,7 @@ def metrics(rnd: random.Random, p_missing: float) -> dict[str, float]:
     return out
 
 
-def history(rnd: random.Random) -> History:
+def history(rnd: random.Random) -> tuple[CheckRecord, ...]:
     n = rnd.choice((0, 1, 2, 3, 5, 8, 13, 30))
     rows = []
     for i in range(n):
@@ -94,7 +95,7 @@ def history(rnd: random.Random) -> History:
             decided = T0 + timedelta(days=1)               # a clock that ran ahead
         rows.append(CheckRecord(f"w{i}", end, metrics(rnd, 0.08), rnd.choice(("none",) * 2 + ACTIONS),
                                 None, decided, rnd.choice(("enforce",) * 4 + ("dry-run",))))
-    return History(tuple(rows))
+    return tuple(rows)
 
 
 def records(seed: int = 20261125, decisions: int = 400) -> list[list[str]]:
@@ -102,9 +103,13 @@ def records(seed: int = 20261125, decisions: int = 400) -> list[list[str]]:
     rnd = random.Random(seed)
     policies = [parse_policy(policy_text(rnd, mode)) for mode in ("enforce", "enforce", "dry-run")]
     histories = [history(rnd) for _ in range(40)]
+    states = {}         # (policy, history) -> its state, folded once
     out = []
     for i in range(decisions):
-        decision = evaluate(policies[i % len(policies)], metrics(rnd, 0.05), histories[rnd.randrange(40)],
+        values, policy, h = metrics(rnd, 0.05), i % len(policies), rnd.randrange(40)
+        if (policy, h) not in states:
+            states[policy, h] = PolicyState().after_all(policies[policy], histories[h])
+        decision = evaluate(policies[policy], values, states[policy, h],
                             T0 + timedelta(minutes=rnd.randint(0, 600)), context={"case": str(i)})
         record = canonical_json(decision.to_dict()).encode()
         out.append([decision.action, hashlib.sha256(record).hexdigest()[:16],

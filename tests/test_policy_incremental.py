@@ -1,21 +1,26 @@
-"""The per-History memos (trend windows and their sums, EWMA/CUSUM prefix states, ``for`` on earlier
-checks, cooldown windows) against computations from scratch.
+"""What a PolicyState folds (trend windows and their sums, EWMA/CUSUM states, ``for`` streaks,
+enforced actions for cooldowns) against computations from scratch, and folding check by check
+against folding all records at once.
 
 References here recompute each quantity directly from the checks (numpy least squares, plain
-recursions, one evaluation per truncated history, a linear scan for cooldowns), so a memo that
-served a stale or wrong prefix, or leaked state between decisions sharing one History, fails.
+recursions, one evaluation per truncated history, a linear scan for cooldowns), so a state that
+folded a check wrongly, or carried a wrong part of the past, fails.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
-from drift_decider.policy import CheckRecord, History, evaluate, parse_policy
-from drift_decider.policy.conditions import Frame
+from drift_decider.errors import InputError
+from drift_decider.policy import CheckRecord, PolicyState, evaluate, parse_policy
+from drift_decider.policy.history import canonical_json
+from policy_support import decide
+from test_policy_golden import metrics as golden_metrics, policy_text
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 POLICY = parse_policy("""\
@@ -37,7 +42,7 @@ rules:
 RULES = {rule.id: rule for rule in POLICY.rules}
 
 
-def random_history(rng: np.random.Generator, n: int) -> History:
+def random_history(rng: np.random.Generator, n: int) -> tuple[CheckRecord, ...]:
     """Irregular times (so slopes are not on a grid), missing values, enforced and dry-run actions."""
     checks, t = [], T0 - timedelta(days=8 * n)
     for i in range(n):
@@ -52,7 +57,7 @@ def random_history(rng: np.random.Generator, n: int) -> History:
                                                                        "recalibrate", "retrain"])),
                                   None, t + timedelta(hours=float(rng.uniform(0, 30))),
                                   str(rng.choice(["enforce", "enforce", "dry-run"]))))
-    return History(tuple(checks))
+    return tuple(checks)
 
 
 def condition_of(decision, rule_id: str) -> dict:
@@ -64,12 +69,12 @@ def days(moment: datetime) -> float:
     return moment.timestamp() / 86400.0
 
 
-def held_from_scratch(history: History, index: int, rule_id: str) -> bool:
+def held_from_scratch(history: tuple[CheckRecord, ...], index: int, rule_id: str) -> bool:
     """Did the rule's condition hold at check ``index``? Evaluated as if it were the current check,
-    with a new History of the checks before it and a policy in which nothing holds it back."""
-    check = history.checks[index]
+    on the checks before it and with a policy in which nothing holds it back."""
+    check = history[index]
     alone = parse_policy(POLICY_ONE.format(when=RULE_WHEN[rule_id]))
-    decision = evaluate(alone, check.metrics, History(history.checks[:index]), check.decided_at)
+    decision = decide(alone, check.metrics, history[:index], check.decided_at)
     return decision.action != "none"
 
 
@@ -89,10 +94,10 @@ def test_trend_values_match_direct_formulas_on_random_histories() -> None:
     compared = 0
     for _ in range(60):
         history = random_history(rng, int(rng.integers(0, 14)))
-        now = history.checks[-1].decided_at + timedelta(days=7) if len(history) else T0
+        now = history[-1].decided_at + timedelta(days=7) if len(history) else T0
         current = {"knn_jaccard": float(rng.uniform(0.3, 0.8)), "norm_ratio": float(rng.normal(1.02, 0.03))}
-        d = evaluate(POLICY, current, history, now)
-        knn = [(days(c.decided_at), c.metrics.get("knn_jaccard")) for c in history.checks]
+        d = decide(POLICY, current, history, now)
+        knn = [(days(c.decided_at), c.metrics.get("knn_jaccard")) for c in history]
         last4 = knn[-3:] + [(days(now), current["knn_jaccard"])]
         slope = condition_of(d, "slope")["value"]
         if len(history) >= 3 and all(v is not None for _, v in last4):
@@ -101,7 +106,7 @@ def test_trend_values_match_direct_formulas_on_random_histories() -> None:
             compared += 1
         else:
             assert slope is None
-        ratios = [c.metrics["norm_ratio"] for c in history.checks if "norm_ratio" in c.metrics]
+        ratios = [c.metrics["norm_ratio"] for c in history if "norm_ratio" in c.metrics]
         ratios.append(current["norm_ratio"])
         z = 1.0
         hi = 0.0
@@ -126,8 +131,8 @@ def test_for_equals_the_condition_recomputed_on_each_truncated_history(seed: int
         history = random_history(rng, int(rng.integers(0, 10)))
         current = {"knn_jaccard": float(rng.uniform(0.2, 0.6)), "norm_ratio": float(rng.normal(1.06, 0.02)),
                    "index.recall_at_k": float(rng.uniform(0, 0.6))}
-        now = history.checks[-1].decided_at + timedelta(days=5) if len(history) else T0
-        d = evaluate(POLICY, current, history, now)
+        now = history[-1].decided_at + timedelta(days=5) if len(history) else T0
+        d = decide(POLICY, current, history, now)
         (outcome,) = [r for r in d.rules if r.rule_id == rule_id]
         if outcome.status not in ("fired", "suppressed"):
             continue
@@ -151,10 +156,10 @@ def test_cooldown_equals_a_linear_scan_over_the_checks() -> None:
     for _ in range(150):
         history = random_history(rng, int(rng.integers(0, 12)))
         now = T0 + timedelta(days=float(rng.uniform(-40, 10)))
-        d = evaluate(POLICY, {"norm_ratio": 1.5, "index.recall_at_k": 0.1}, history, now)
+        d = decide(POLICY, {"norm_ratio": 1.5, "index.recall_at_k": 0.1}, history, now)
         rule = RULES["cusum-twin"]
         since = now - timedelta(seconds=rule.cooldown_seconds)
-        starting = [c for c in reversed(history.checks) if c.mode == "enforce" and c.action != "none"
+        starting = [c for c in reversed(history) if c.mode == "enforce" and c.action != "none"
                     and since < c.decided_at <= now]
         (outcome,) = [r for r in d.rules if r.rule_id == "cusum-twin"]
         assert (outcome.reason == "cooldown") == bool(starting)
@@ -164,21 +169,67 @@ def test_cooldown_equals_a_linear_scan_over_the_checks() -> None:
     assert seen == {True, False}
 
 
-def test_a_shared_history_gives_the_records_of_fresh_ones_in_any_order() -> None:
-    """Memos depend on the History alone: many decisions (other metrics, other times) in random order
-    over one History object must equal the same decisions each made on a fresh copy."""
-    rng = np.random.default_rng(4)
-    history = random_history(rng, 12)
-    cases = [({"knn_jaccard": float(rng.uniform(0.2, 0.8)), "norm_ratio": float(rng.normal(1.04, 0.04)),
-               "index.recall_at_k": float(rng.uniform(0, 1))},
-              history.checks[-1].decided_at + timedelta(days=float(rng.uniform(-20, 20))))
-             for _ in range(40)]
-    shared = {}
-    for i in rng.permutation(len(cases)):
-        metrics, now = cases[i]
-        shared[i] = evaluate(POLICY, metrics, history, now).to_dict()
-    for i, (metrics, now) in enumerate(cases):
-        assert shared[i] == evaluate(POLICY, metrics, History(history.checks), now).to_dict()
+KEEP_FIRING = parse_policy("""\
+apiVersion: drift-decider/v1
+kind: Policy
+metadata: {name: keep, version: "1"}
+rules:
+  - {id: kept, action: retrain, for: 2, keep_firing_for: 2, when: 'knn_jaccard < 0.5'}
+  - {id: chart, action: recalibrate, cooldown: 2d,
+     when: {metric: scores.mean_shift, cusum: {target: 0, sigma: 0.01, side: both}}}
+  - {id: trend, action: refresh-index, for: 3,
+     when: {metric: norm_ratio, slope: {window: 4}, op: gt, value: 0}}
+""")
+
+
+def policies() -> list:
+    rnd = random.Random(7)
+    modes = ("enforce", "enforce", "dry-run")
+    return [*(parse_policy(policy_text(rnd, mode)) for mode in modes), KEEP_FIRING]
+
+
+def text(decision) -> str:
+    return canonical_json(decision.to_dict()) + decision.explain()
+
+
+@pytest.mark.parametrize("policy", policies(), ids=lambda p: p.name + "-" + p.mode)
+def test_folding_check_by_check_decides_as_folding_all_records_at_once(policy) -> None:
+    """A replay folds each decided check into the state of the next; every decision must equal the one
+    made on all records so far folded at once (records, explanations and ids byte for byte), also
+    when a recorded check differs from what was decided there or its clock ran backwards, and a
+    state branched off an older one leaves that one as it was."""
+    rnd = random.Random(11)
+    state, now, records, seen = PolicyState(), T0, [], []
+    for step in range(80):
+        # mostly a day apart; now and then a check decided before the one before it (clock skew)
+        now = now + timedelta(hours=rnd.choice((24, 24, 24, 30, -20)))
+        values = golden_metrics(rnd, 0.05)
+        decision = evaluate(policy, values, state, now)
+        assert text(decision) == text(decide(policy, values, records, now)), f"step {step}"
+        seen.append(decision.action)
+        # mostly the decision's own record; now and then a record that differs from what was decided
+        # (other values, a time days later)
+        flipped = {**values, "knn_jaccard": 1.0 - values.get("knn_jaccard", 0.5)}
+        recorded = flipped if step % 7 == 3 else values
+        decided_at = now + timedelta(days=3) if step % 11 == 5 else now
+        record = CheckRecord(f"s{step}", now, recorded, decision.action, decision.rule_id, decided_at,
+                             decision.mode)
+        if step % 9 == 8:                   # a branch off this state leaves it as it was (next step checks)
+            state.after(policy, CheckRecord("x", now, {}, "retrain", None, decided_at))
+        records.append(record)
+        state = state.after(policy, record)
+        assert state.checks == len(records)
+    assert len(set(seen)) >= 2                # the replay reaches more than one outcome
+
+
+def test_a_state_takes_check_records_of_its_own_policy() -> None:
+    with pytest.raises(InputError, match="CheckRecord"):
+        PolicyState().after(POLICY, {"window_end": T0})
+    state = PolicyState().after(POLICY, CheckRecord("w", T0, {"knn_jaccard": 0.5}))
+    with pytest.raises(InputError, match="folded for the policy"):
+        evaluate(MIXED, {}, state, T0)
+    with pytest.raises(InputError, match="folded for the policy"):
+        state.after(MIXED, CheckRecord("v", T0, {}))
 
 
 MIXED = parse_policy("""\
@@ -186,35 +237,5 @@ apiVersion: drift-decider/v1
 kind: Policy
 metadata: {name: mixed, version: "1"}
 rules:
-  - {id: a, action: retrain, when: {all: [{metric: norm_ratio, cusum: {target: 1.0, sigma: 0.02}},
-                                         'index.recall_at_k < 0.5']}}
-  - {id: b, action: retrain, when: {any: [{metric: knn_jaccard, slope: {window: 3}, op: lt, value: 0},
-                                         {not: 'index.recall_at_k < 0.3'}]}}
-  - {id: c, action: retrain, when: {all: [{any: [{metric: norm_ratio,
-                                                  ewma: {lambda: 0.3, target: 1, sigma: 0.02}},
-                                                 {metric: knn_jaccard, missing: true}]},
-                                         {metric: knn_jaccard, projected: {window: 3, within: 7d}, op: lt,
-                                          value: 0.4},
-                                         'norm_ratio > 1.01']}}
+  - {id: a, action: retrain, when: 'index.recall_at_k < 0.5'}
 """)
-
-
-def test_cheap_children_first_gives_the_result_of_file_order() -> None:
-    """Without a trace, and/or try cheap children first; the outcome must equal the traced
-    evaluation, which takes every child in file order."""
-    assert all(rule.when.quick != rule.when.children for rule in MIXED.rules)     # order really differs
-    rng = np.random.default_rng(12)
-    outcomes = set()
-    for _ in range(150):
-        history = random_history(rng, int(rng.integers(0, 8)))
-        metrics = {k: v for k, v in {"knn_jaccard": float(rng.uniform(0.2, 0.8)),
-                                     "norm_ratio": float(rng.normal(1.03, 0.03)),
-                                     "index.recall_at_k": float(rng.uniform(0, 1))}.items()
-                   if rng.random() > 0.1}
-        past = history.past()
-        for rule in MIXED.rules:
-            quick = rule.when.evaluate(Frame(metrics, days(T0), past, past.n))
-            traced = rule.when.evaluate(Frame(metrics, days(T0), past, past.n, []))
-            assert quick is traced
-            outcomes.add(traced)
-    assert outcomes == {True, False, None}

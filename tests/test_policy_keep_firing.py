@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from drift_decider.errors import PolicyError
-from drift_decider.policy import evaluate, lint, parse_policy
+from drift_decider.policy import lint, parse_policy
 from drift_decider.policy.testing import run_test_file
-from policy_support import T0, weekly
+from policy_support import T0, decide, weekly
 
 DATA = Path(__file__).parent / "data"
 BAD, GOOD = {"knn_jaccard": 0.4}, {"knn_jaccard": 0.9}
@@ -29,21 +29,21 @@ def rule_record(decision) -> dict:
 
 def test_a_match_is_kept_for_n_checks_after_its_condition_last_held() -> None:
     p = make("keep_firing_for: 2")
-    first = evaluate(p, GOOD, weekly([BAD]), T0)
+    first = decide(p, GOOD, weekly([BAD]), T0)
     assert (first.action, first.kept_firing) == ("retrain", True)
     assert rule_record(first)["kept_firing"] == {"window_id": "w0", "decided_at": "2026-02-23T00:00:00Z",
                                                  "checks_ago": 1}
     assert "kept firing: last held at window w0" in first.explanation
     assert "kept firing: last held at window w0 (2026-02-23T00:00:00Z), 1 check ago" in first.explain()
-    second = evaluate(p, GOOD, weekly([BAD, GOOD]), T0)
+    second = decide(p, GOOD, weekly([BAD, GOOD]), T0)
     assert second.action == "retrain" and rule_record(second)["kept_firing"]["checks_ago"] == 2
-    assert evaluate(p, GOOD, weekly([BAD, GOOD, GOOD]), T0).action == "none"      # 3 checks ago: over
+    assert decide(p, GOOD, weekly([BAD, GOOD, GOOD]), T0).action == "none"      # 3 checks ago: over
 
 
 def test_without_keep_firing_the_same_inputs_do_not_fire_and_records_have_no_kept_key() -> None:
-    d = evaluate(make(""), GOOD, weekly([BAD]), T0)
+    d = decide(make(""), GOOD, weekly([BAD]), T0)
     assert d.action == "none" and not d.kept_firing and "kept_firing" not in rule_record(d)
-    held_now = evaluate(make("keep_firing_for: 2"), BAD, weekly([BAD]), T0)    # holds now: not a kept match
+    held_now = decide(make("keep_firing_for: 2"), BAD, weekly([BAD]), T0)    # holds now: not a kept match
     assert held_now.action == "retrain" and not held_now.kept_firing
     assert "kept_firing" not in rule_record(held_now)
 
@@ -53,7 +53,7 @@ def test_only_checks_where_the_condition_truly_held_count_a_kept_match_never_ext
     checks = [BAD]
     actions = []
     for _ in range(3):                  # good checks after one bad one: kept once, then released
-        d = evaluate(p, GOOD, weekly(checks), T0)
+        d = decide(p, GOOD, weekly(checks), T0)
         actions.append(d.action)
         checks.append(GOOD)
     assert actions == ["retrain", "none", "none"]
@@ -61,36 +61,36 @@ def test_only_checks_where_the_condition_truly_held_count_a_kept_match_never_ext
 
 def test_the_earlier_hold_must_have_passed_for() -> None:
     p = make("for: 2, keep_firing_for: 3")
-    assert evaluate(p, GOOD, weekly([GOOD, BAD]), T0).action == "none"           # held once: never sustained
-    d = evaluate(p, GOOD, weekly([BAD, BAD, GOOD]), T0)                          # sustained at w1, 2 ago
+    assert decide(p, GOOD, weekly([GOOD, BAD]), T0).action == "none"           # held once: never sustained
+    d = decide(p, GOOD, weekly([BAD, BAD, GOOD]), T0)                          # sustained at w1, 2 ago
     assert d.action == "retrain" and rule_record(d)["kept_firing"]["window_id"] == "w1"
     short = make("for: 3, keep_firing_for: 3")                                   # w1 had too little history
-    assert evaluate(short, GOOD, weekly([BAD, BAD, GOOD]), T0).action == "none"
+    assert decide(short, GOOD, weekly([BAD, BAD, GOOD]), T0).action == "none"
 
 
 def test_a_condition_back_before_for_is_met_again_is_still_kept_not_reset() -> None:
     """Prometheus-like: the alert never resolved within the keep window, so ``for`` is not asked anew."""
-    with_keep = evaluate(make("for: 2, keep_firing_for: 2"), BAD, weekly([BAD, BAD, GOOD]), T0)
+    with_keep = decide(make("for: 2, keep_firing_for: 2"), BAD, weekly([BAD, BAD, GOOD]), T0)
     assert with_keep.action == "retrain" and with_keep.kept_firing
-    without = evaluate(make("for: 2"), BAD, weekly([BAD, BAD, GOOD]), T0)
+    without = decide(make("for: 2"), BAD, weekly([BAD, BAD, GOOD]), T0)
     assert without.action == "none" and without.suppressed[0].reason == "not-sustained"
 
 
 def test_missing_data_now_keeps_a_recent_sustained_match() -> None:
-    d = evaluate(make("keep_firing_for: 1"), {}, weekly([BAD]), T0)
+    d = decide(make("keep_firing_for: 1"), {}, weekly([BAD]), T0)
     assert d.action == "retrain" and d.kept_firing
     assert d.to_dict()["conditions"][0]["outcome"] == "unknown"       # the trace still says what holds now
-    assert evaluate(make(""), {}, weekly([BAD]), T0).rules[0].status == "unknown"
+    assert decide(make(""), {}, weekly([BAD]), T0).rules[0].status == "unknown"
 
 
 def test_kept_matches_obey_cooldown_and_say_so_when_suppressed() -> None:
     p = make("keep_firing_for: 2, cooldown: 10d")
-    d = evaluate(p, GOOD, weekly([BAD], ["retrain"]), T0)
+    d = decide(p, GOOD, weekly([BAD], ["retrain"]), T0)
     assert d.action == "none"
     (entry,) = d.to_dict()["suppressed"]
     assert entry["reason"] == "cooldown" and entry["kept_firing"]["window_id"] == "w0"
     assert "SUPPRESSED, kept firing: last held at window w0" in d.explain()
-    assert evaluate(p, GOOD, weekly([BAD, GOOD], ["retrain", "none"]), T0).action == "retrain"   # 14d > 10d
+    assert decide(p, GOOD, weekly([BAD, GOOD], ["retrain", "none"]), T0).action == "retrain"   # 14d > 10d
 
 
 def test_kept_match_can_be_outranked_and_a_held_rule_can_outrank_it() -> None:
@@ -98,10 +98,10 @@ def test_kept_match_can_be_outranked_and_a_held_rule_can_outrank_it() -> None:
                      "  - {id: kept, action: retrain, priority: 2, keep_firing_for: 1, "
                      "when: 'knn_jaccard < 0.5'}\n"
                      "  - {id: now, action: refresh-index, priority: 1, when: 'index.recall_at_k < 0.9'}\n")
-    d = evaluate(p, {**GOOD, "index.recall_at_k": 0.5}, weekly([BAD]), T0)
+    d = decide(p, {**GOOD, "index.recall_at_k": 0.5}, weekly([BAD]), T0)
     assert (d.rule_id, d.kept_firing) == ("kept", True)
     assert {(r.rule_id, r.reason) for r in d.suppressed} == {("now", "outranked")}
-    d = evaluate(p, {**GOOD, "index.recall_at_k": 0.5}, weekly([GOOD]), T0)
+    d = decide(p, {**GOOD, "index.recall_at_k": 0.5}, weekly([GOOD]), T0)
     assert (d.rule_id, d.kept_firing) == ("now", False)
 
 
@@ -109,10 +109,10 @@ def test_trend_conditions_are_recomputed_on_the_earlier_check() -> None:
     """A slope rule kept firing: its earlier hold is the slope over the checks before that one."""
     p = make("keep_firing_for: 1", "{metric: knn_jaccard, slope: {window: 3}, op: lt, value: -0.01}")
     falling = [{"knn_jaccard": v} for v in (0.9, 0.8, 0.7)]                      # -0.1/week at w2
-    assert evaluate(p, {"knn_jaccard": 0.8}, weekly(falling), T0).kept_firing    # rising now
+    assert decide(p, {"knn_jaccard": 0.8}, weekly(falling), T0).kept_firing    # rising now
     flat = [{"knn_jaccard": v} for v in (0.9, 0.9, 0.9)]
-    assert evaluate(p, {"knn_jaccard": 0.6}, weekly(flat), T0).action == "retrain"           # falls now
-    assert evaluate(p, {"knn_jaccard": 0.95}, weekly(flat), T0).action == "none"
+    assert decide(p, {"knn_jaccard": 0.6}, weekly(flat), T0).action == "retrain"           # falls now
+    assert decide(p, {"knn_jaccard": 0.95}, weekly(flat), T0).action == "none"
 
 
 @pytest.mark.parametrize("value, message", [
@@ -200,7 +200,7 @@ def test_decisions_follow_a_step_by_step_alert_state_machine(sustain: int, keep:
         values = [BAD if r < 0.55 else GOOD if r < 0.9 else {} for r in rng.random(n)]
         states = alert_states([v is BAD for v in values], sustain, keep)
         history = weekly(values[:-1])
-        d = evaluate(p, values[-1], history, T0)
+        d = decide(p, values[-1], history, T0)
         state = states[-1]
         assert d.action == ("retrain" if state in ("firing", "kept") else "none"), (values, states)
         fired_by_continuity = state == "firing" and not all(v is BAD for v in values[-sustain:])

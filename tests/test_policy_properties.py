@@ -7,9 +7,10 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drift_decider.policy import CheckRecord, History, evaluate, parse_policy
+from drift_decider.policy import CheckRecord, PolicyState, parse_policy
 from drift_decider.policy.conditions import All, Any_, Compare, Frame, Node, Not
 from drift_decider.policy.expr import parse_expression
+from policy_support import decide
 
 
 METRICS = ("knn_jaccard", "norm_ratio", "index.recall_at_k")
@@ -27,7 +28,7 @@ metric_values = st.dictionaries(st.sampled_from(METRICS),
 
 
 def run(node: Node, metrics: dict[str, float], trace: bool = True) -> bool | None:
-    return node.evaluate(Frame(metrics, 0.0, History().past(), 0, [] if trace else None))
+    return node.evaluate(Frame(metrics, 0.0, PolicyState(), [] if trace else None))
 
 
 def kleene_not(x: bool | None) -> bool | None:
@@ -105,17 +106,17 @@ checks = st.lists(st.tuples(metric_values,
                             st.sampled_from(("enforce", "dry-run"))), max_size=8)
 
 
-def history_of(rows) -> History:
+def history_of(rows) -> tuple[CheckRecord, ...]:
     n = len(rows)
-    return History(tuple(CheckRecord(f"w{i}", T0 - timedelta(days=7 * (n - i)), m, a, None, None, mode)
-                         for i, (m, a, mode) in enumerate(rows)))
+    return tuple(CheckRecord(f"w{i}", T0 - timedelta(days=7 * (n - i)), m, a, None, None, mode)
+                 for i, (m, a, mode) in enumerate(rows))
 
 
 @settings(max_examples=150)
 @given(metric_values, checks)
 def test_evaluate_is_deterministic_and_picks_the_first_unsuppressed_match(metrics, rows) -> None:
-    first = evaluate(POLICY, metrics, history_of(rows), T0, context={"model": "m"})
-    again = evaluate(POLICY, dict(metrics), history_of(list(rows)), T0, context={"model": "m"})
+    first = decide(POLICY, metrics, history_of(rows), T0, context={"model": "m"})
+    again = decide(POLICY, dict(metrics), history_of(list(rows)), T0, context={"model": "m"})
     assert first.to_dict() == again.to_dict()
     fired = [r for r in first.rules if r.status == "fired"]
     assert len(fired) <= 1

@@ -2,8 +2,9 @@
 
 A leaf whose metric is missing or has too little history is *unknown* (None), never an exception.
 ``not`` keeps unknown unknown, so ``not (auc > 0.7)`` does not fire when the AUC was not measured;
-a rule fires only when its tree is True. Trend leaves read the metric's history through a Frame,
-so the same tree can be recomputed on an earlier check for ``for: N``.
+a rule fires only when its tree is True. Trend leaves read what earlier checks left (a PolicyState)
+through a Frame, so a tree evaluates the same way on the current check and on each check as it is
+folded into the state (which is how ``for: N`` knows the earlier checks).
 """
 
 from __future__ import annotations
@@ -11,28 +12,29 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from drift_decider.policy.past import Past
+if TYPE_CHECKING:
+    from drift_decider.policy.state import PolicyState
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le,
     "eq": operator.eq, "ne": operator.ne,
 }
 OP_SYMBOL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "==", "ne": "!="}
+SECONDS_PER_DAY = 86400.0       # trends read time in days since the epoch
 
 
 class Frame:
-    """One check as conditions see it: its metric values, its time and the checks before it."""
+    """One check as conditions see it: its metric values, its time, and the state of the checks before it."""
 
-    __slots__ = ("metrics", "time", "past", "end", "trace")
+    __slots__ = ("metrics", "time", "state", "trace")
 
-    def __init__(self, metrics: Mapping[str, float], time: float, past: Past, end: int,
+    def __init__(self, metrics: Mapping[str, float], time: float, state: "PolicyState",
                  trace: list | None = None) -> None:
         self.metrics = metrics
         self.time = time                          # days since the epoch
-        self.past = past                          # the history, with its memoised derived data
-        self.end = end                            # checks past[:end] precede this one
+        self.state = state                        # what the checks before this one left
         self.trace = trace                        # list to append leaf results to, or None
 
     def slope(self, metric: str, window: int) -> tuple[float | None, float] | None:
@@ -41,20 +43,10 @@ class Frame:
         current = self.metrics.get(metric)
         if current is None:
             return None
-        earlier = self.past.window(metric, window - 1, self.end)
+        earlier = self.state.window(metric, window - 1)
         if earlier is None:
             return None
         return slope_per_day(*earlier, self.time, current), current
-
-    def folded(self, leaf: "Ewma | Cusum") -> tuple:
-        """State of a recursive statistic after the checks before this one (its last item: the count
-        of checks that had the metric).
-
-        Prefix states are computed once per statistic for a History and the histories appended to
-        it (see policy.past), so EWMA and CUSUM cost O(1) per evaluation, also when ``for``
-        recomputes earlier checks.
-        """
-        return self.past.states(leaf.state_key, leaf.fold)[self.end]
 
 
 def _record(frame: Frame, leaf: "Leaf", value: float | None, threshold: float | None,
@@ -81,8 +73,6 @@ def outcome_label(outcome: bool | None) -> str:
 class Node:
     """A node of a condition tree."""
 
-    cost = 1        # rough cost of evaluating it; trends (which read the history) cost more
-
     def evaluate(self, frame: Frame) -> bool | None:
         raise NotImplementedError
 
@@ -93,23 +83,13 @@ class Node:
         raise NotImplementedError
 
 
-def _by_cost(node: "All | Any_") -> None:
-    """Kleene and/or do not depend on the order of children, so without a trace the cheap ones go
-    first: a false threshold then spares a trend its history work. The trace keeps the file order."""
-    object.__setattr__(node, "cost", sum(child.cost for child in node.children))
-    object.__setattr__(node, "quick", tuple(sorted(node.children, key=lambda child: child.cost)))
-
-
 @dataclass(frozen=True, eq=False)
 class All(Node):
     children: tuple[Node, ...]
 
-    def __post_init__(self) -> None:
-        _by_cost(self)
-
     def evaluate(self, frame: Frame) -> bool | None:
         result: bool | None = True
-        for child in self.quick if frame.trace is None else self.children:
+        for child in self.children:
             outcome = child.evaluate(frame)
             if outcome is False:
                 if frame.trace is None:
@@ -130,12 +110,9 @@ class All(Node):
 class Any_(Node):
     children: tuple[Node, ...]
 
-    def __post_init__(self) -> None:
-        _by_cost(self)
-
     def evaluate(self, frame: Frame) -> bool | None:
         result: bool | None = False
-        for child in self.quick if frame.trace is None else self.children:
+        for child in self.children:
             outcome = child.evaluate(frame)
             if outcome is True:
                 if frame.trace is None:
@@ -155,9 +132,6 @@ class Any_(Node):
 @dataclass(frozen=True, eq=False)
 class Not(Node):
     child: Node
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "cost", self.child.cost)
 
     def evaluate(self, frame: Frame) -> bool | None:
         outcome = self.child.evaluate(frame)
@@ -196,12 +170,9 @@ class Compare(Leaf):
 
     kind = "threshold"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_compare", OPS[self.op])     # resolved once: this is the hot path
-
     def evaluate(self, frame: Frame) -> bool | None:
         current = frame.metrics.get(self.metric)
-        outcome = None if current is None else self._compare(current, self.value)
+        outcome = None if current is None else OPS[self.op](current, self.value)
         if frame.trace is not None:
             frame.trace.append((self, current, self.value, outcome, None))
         return outcome
@@ -233,7 +204,7 @@ def slope_per_day(times: Sequence[float], values: Sequence[float], sum_t: float,
                   time: float, value: float) -> float | None:
     """Least-squares slope (units per day) of earlier (time in days, value) points plus one last
     point; None if the times coincide. ``sum_t``/``sum_v`` are the earlier points' sums, added left to
-    right from 0.0 (Past.window keeps them per History): every sum runs in one fixed order, so the
+    right from 0.0 (as PolicyState.window adds them): every sum runs in one fixed order, so the
     slope is the same float whichever way the points were gathered."""
     n = len(times) + 1
     mean_t, mean_v = (sum_t + time) / n, (sum_v + value) / n
@@ -258,7 +229,6 @@ class Slope(Leaf):
     param: str | None = None
 
     kind = "slope"
-    cost = 8
 
     def evaluate(self, frame: Frame) -> bool | None:
         found = frame.slope(self.metric, self.window)
@@ -288,7 +258,6 @@ class Projected(Leaf):
     param: str | None = None
 
     kind = "projected"
-    cost = 8
 
     def evaluate(self, frame: Frame) -> bool | None:
         found = frame.slope(self.metric, self.window)
@@ -327,32 +296,30 @@ class Ewma(Leaf):
     side: str
 
     kind = "ewma"
-    cost = 5
 
-    def __post_init__(self) -> None:
-        # what the prefix states depend on (not L or side), so equal charts share them; hex keeps
-        # -0.0 and 0.0 apart, which start charts whose zero values differ in sign
-        object.__setattr__(self, "state_key", ("ewma", self.metric, self.lam, self.target.hex()))
+    @property
+    def state_key(self) -> tuple:
+        """What the chart's state depends on (not L or side), so equal charts share it; hex keeps -0.0
+        and 0.0 apart, which start charts whose zero values differ in sign."""
+        return ("ewma", self.metric, self.lam, self.target.hex())
 
-    def fold(self, states: list[tuple[float, int]], history_metrics: Iterable[Mapping[str, float]]) -> None:
-        """Append (z, count) after each further check (after none first, if ``states`` is empty);
-        checks lacking the metric are skipped."""
-        lam, keep, metric = self.lam, 1.0 - self.lam, self.metric
-        if not states:
-            states.append((self.target, 0))
-        z, count = states[-1]
-        for metrics in history_metrics:
-            x = metrics.get(metric)
-            if x is not None:
-                z, count = lam * x + keep * z, count + 1
-            states.append((z, count))
+    @property
+    def start(self) -> tuple[float, int]:
+        """(z, count) before any check."""
+        return self.target, 0
+
+    def step(self, state: tuple[float, int], metrics: Mapping[str, float]) -> tuple[float, int]:
+        """(z, count) after one more check; a check lacking the metric leaves it as it was."""
+        x = metrics.get(self.metric)
+        if x is None:
+            return state
+        z, count = state
+        return self.lam * x + (1.0 - self.lam) * z, count + 1
 
     def evaluate(self, frame: Frame) -> bool | None:
-        current = frame.metrics.get(self.metric)
-        if current is None:
+        if self.metric not in frame.metrics:
             return _record(frame, self, None, None, None)
-        z, t = frame.folded(self)
-        z, t = self.lam * current + (1.0 - self.lam) * z, t + 1
+        z, t = self.step(frame.state.chart(self), frame.metrics)
         width = self.limit * self.sigma * math.sqrt(
             self.lam / (2.0 - self.lam) * (1.0 - (1.0 - self.lam) ** (2 * t)))
         upper, lower = self.target + width, self.target - width
@@ -380,41 +347,33 @@ class Cusum(Leaf):
     side: str
 
     kind = "cusum"
-    cost = 5
 
-    def __post_init__(self) -> None:
-        # what the prefix sums depend on (not h or side), so equal charts share them
-        object.__setattr__(self, "state_key", ("cusum", self.metric, self.target.hex(), self.sigma, self.k))
+    @property
+    def state_key(self) -> tuple:
+        """What the sums depend on (not h or side), so equal charts share them."""
+        return ("cusum", self.metric, self.target.hex(), self.sigma, self.k)
 
-    def fold(self, states: list[tuple[float, float, int]],
-             history_metrics: Iterable[Mapping[str, float]]) -> None:
-        """Append (upper sum, lower sum, count) after each further check (after none first, if
-        ``states`` is empty); missing values are skipped."""
-        target, sigma, k, metric = self.target, self.sigma, self.k, self.metric
-        if not states:
-            states.append((0.0, 0.0, 0))
-        hi, lo, count = states[-1]
-        for metrics in history_metrics:
-            x = metrics.get(metric)
-            if x is not None:
-                u = (x - target) / sigma
-                hi = hi + u - k
-                hi = hi if hi > 0.0 else 0.0
-                lo = lo - u - k
-                lo = lo if lo > 0.0 else 0.0
-                count += 1
-            states.append((hi, lo, count))
+    @property
+    def start(self) -> tuple[float, float, int]:
+        """(upper sum, lower sum, count) before any check."""
+        return 0.0, 0.0, 0
+
+    def step(self, state: tuple[float, float, int], metrics: Mapping[str, float]) -> tuple[float, float, int]:
+        """The sums after one more check; a check lacking the metric leaves them as they were."""
+        x = metrics.get(self.metric)
+        if x is None:
+            return state
+        hi, lo, count = state
+        u = (x - self.target) / self.sigma
+        return max(0.0, hi + u - self.k), max(0.0, lo - u - self.k), count + 1
 
     def evaluate(self, frame: Frame) -> bool | None:
-        current = frame.metrics.get(self.metric)
-        if current is None:
+        if self.metric not in frame.metrics:
             return _record(frame, self, None, None, None)
-        hi, lo, count = frame.folded(self)
-        u = (current - self.target) / self.sigma
-        hi, lo = max(0.0, hi + u - self.k), max(0.0, lo - u - self.k)
+        hi, lo, count = self.step(frame.state.chart(self), frame.metrics)
         outcome = _side_alarm(self.side, hi > self.h, lo > self.h)
         stat = hi if self.side == "upper" else lo if self.side == "lower" else max(hi, lo)
-        detail = {"upper_sum": hi, "lower_sum": lo, "checks": count + 1} if frame.trace is not None else None
+        detail = {"upper_sum": hi, "lower_sum": lo, "checks": count} if frame.trace is not None else None
         return _record(frame, self, stat, self.h, outcome, detail)
 
     def describe(self) -> str:

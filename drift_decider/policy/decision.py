@@ -1,20 +1,15 @@
-"""The decision record: what to do, which rule said so, and the full trace of why."""
+"""The decision record: what to do, which rule said so, and the full trace of why. Plain data."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
-from typing import Any, Callable, Union
+from typing import Any
 
-from drift_decider.policy.conditions import Frame, condition_dict
-from drift_decider.policy.history import _iso
+from drift_decider.policy.history import iso_time
 
 
-Detail = Union[str, Callable[[], str], None]     # why a rule was suppressed, possibly not yet formatted
-
-
-@dataclass(slots=True)
+@dataclass(frozen=True)
 class RuleOutcome:
     """How one rule fared: ``fired``, ``suppressed`` (matched, held back), ``not-matched`` or ``unknown``."""
 
@@ -40,9 +35,7 @@ class RuleOutcome:
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome of one evaluation. The per-condition trace is rebuilt on demand (``rules``,
-    ``to_dict``, ``explain``) by re-evaluating on the same inputs: evaluation is pure, so the trace
-    is exactly what decided, and deciding stays cheap when nobody reads it."""
+    """The outcome of one evaluation, with every rule in order of precedence and its evaluated conditions."""
 
     action: str
     rule_id: str | None
@@ -54,13 +47,11 @@ class Decision:
     decided_at: datetime
     severity: str | None
     explanation: str | None
-    verdicts: tuple[tuple[Any, str, str | None, Detail], ...]   # (Rule, status, reason, detail)
-    frame: Frame | None = field(default=None, compare=False, repr=False)
+    rules: tuple[RuleOutcome, ...]
     metrics: dict[str, float] = field(default_factory=dict)      # the finite metric values used
     context: dict[str, str] = field(default_factory=dict)
     history_checks: int = 0
     history_sha256: str = ""
-    kept: dict[str, int] = field(default_factory=dict)   # rule id -> history index it last held at (kept)
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -71,29 +62,10 @@ class Decision:
     def dry_run(self) -> bool:
         return self.mode == "dry-run"
 
-    @cached_property
-    def rules(self) -> tuple[RuleOutcome, ...]:
-        """Every rule in order of precedence with its status and evaluated conditions."""
-        return tuple(self._outcome(*verdict) for verdict in self.verdicts)
-
-    def _outcome(self, rule: Any, status: str, reason: str | None, detail: Detail) -> RuleOutcome:
-        trace: list[tuple] = []
-        if self.frame is not None:
-            f = self.frame
-            rule.when.evaluate(Frame(f.metrics, f.time, f.past, f.end, trace))
-        text = detail() if callable(detail) else detail
-        return RuleOutcome(rule.id, rule.action, rule.priority, rule.severity, status,
-                           [condition_dict(entry) for entry in trace],
-                           reason, text, self._kept_firing(rule.id))
-
-    def _kept_firing(self, rule_id: str) -> dict[str, Any] | None:
-        index = self.kept.get(rule_id)
-        return None if index is None or self.frame is None else kept_record(self.frame.past, index)
-
     @property
     def kept_firing(self) -> bool:
         """Whether the winning rule fired by ``keep_firing_for`` rather than by holding now."""
-        return self.rule_id is not None and self.rule_id in self.kept
+        return any(r.status == "fired" and r.kept_firing for r in self.rules)
 
     @property
     def suppressed(self) -> list[RuleOutcome]:
@@ -101,21 +73,20 @@ class Decision:
 
     @property
     def suppressed_reasons(self) -> set[tuple[str, str]]:
-        """(rule id, reason) of every suppressed rule, without building the trace."""
-        return {(rule.id, reason or "") for rule, status, reason, _ in self.verdicts
-                if status == "suppressed"}
+        """(rule id, reason) of every suppressed rule."""
+        return {(r.rule_id, r.reason or "") for r in self.suppressed}
 
     @property
     def matched(self) -> list[str]:
         """Rules whose conditions held now, whether they fired or were suppressed."""
-        return [rule.id for rule, status, _, _ in self.verdicts if status in ("fired", "suppressed")]
+        return [r.rule_id for r in self.rules if r.status in ("fired", "suppressed")]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-safe decision record (what the tracking layer stores as decision.json)."""
         return {
             "decision_id": self.decision_id, "action": self.action, "rule_id": self.rule_id,
             "severity": self.severity, "mode": self.mode, "dry_run": self.dry_run,
-            "decided_at": _iso(self.decided_at), "explanation": self.explanation,
+            "decided_at": iso_time(self.decided_at), "explanation": self.explanation,
             "policy": {"name": self.policy_name, "version": self.policy_version,
                        "sha256": self.policy_sha256},
             "matched": self.matched,
@@ -136,7 +107,7 @@ class Decision:
             head += "  [DRY-RUN: recorded, not to be acted on]"
         lines = [head,
                  f"Policy: {self.policy_name} v{self.policy_version} (sha256 {self.policy_sha256[:12]})",
-                 f"Decided at: {_iso(self.decided_at)}   decision id: {self.decision_id[:16]}",
+                 f"Decided at: {iso_time(self.decided_at)}   decision id: {self.decision_id[:16]}",
                  f"Inputs: {len(self.metrics)} metrics, {self.history_checks} prior checks"]
         if self.explanation:
             lines.append(f"Why: {self.explanation}")
@@ -160,12 +131,6 @@ def held_rules(record: dict[str, Any]) -> str:
     ``retrain-semantic-change (not-sustained)``; "" when none was. A `none` beside a held retrain is
     not the same news as a quiet `none`."""
     return ", ".join(f"{item['rule']} ({item['reason']})" for item in record.get("suppressed", []))
-
-
-def kept_record(past: Any, index: int) -> dict[str, Any]:
-    """The check a kept match last truly held at (held and sustained), as the record states it."""
-    check = past.checks[index]
-    return {"window_id": check.window_id, "decided_at": _iso(check.decided_at), "checks_ago": past.n - index}
 
 
 def kept_note(kept: dict[str, Any]) -> str:

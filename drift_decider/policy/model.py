@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from drift_decider.policy.conditions import Node
+from drift_decider.policy.conditions import Cusum, Ewma, Node, Projected, Slope
 from drift_decider.policy.history import ACTION_WEIGHT
 
 SEVERITIES = ("info", "warning", "critical")
@@ -29,6 +29,11 @@ class Rule:
         """Sort key: higher priority first, then heavier action, then earlier in the file."""
         return (-self.priority, -ACTION_WEIGHT[self.action], self.order)
 
+    @property
+    def looks_back(self) -> bool:
+        """Whether deciding reads whether the rule held on earlier checks (``for``, ``keep_firing_for``)."""
+        return self.sustain > 1 or self.keep_firing_for > 0
+
 
 @dataclass(frozen=True, eq=False)
 class Policy:
@@ -40,6 +45,16 @@ class Policy:
     description: str | None = None
     sha256: str = ""
     source: str = ""
+    # what a PolicyState keeps for this policy, derived once from the rules (see policy.state)
+    charts: tuple[Ewma | Cusum, ...] = field(init=False, repr=False)     # one per distinct chart state
+    trend_span: int = field(init=False, repr=False)     # earlier checks the longest trend window reads
+
+    def __post_init__(self) -> None:
+        leaves = [leaf for rule in self.rules for leaf in rule.when.leaves()]
+        charts = {leaf.state_key: leaf for leaf in leaves if isinstance(leaf, (Ewma, Cusum))}
+        object.__setattr__(self, "charts", tuple(charts.values()))
+        object.__setattr__(self, "trend_span", max((leaf.window - 1 for leaf in leaves
+                                                    if isinstance(leaf, (Slope, Projected))), default=0))
 
     @property
     def dry_run(self) -> bool:

@@ -7,7 +7,6 @@ substitution (not ``str.format``), so a template cannot reach attributes or item
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Iterable, Mapping
 
 _PLACEHOLDER = re.compile(r"\{(\$?[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"   # name or $param
@@ -47,9 +46,8 @@ def render(text: str, metrics: Mapping[str, float], params: Mapping[str, float])
     return "".join(out)
 
 
-@lru_cache(maxsize=1024)
 def _parts(text: str) -> tuple[tuple[str, str, str], ...]:
-    """(literal text, placeholder name or "", format spec) pieces, parsed once per template; ValueError
+    """(literal text, placeholder name or "", format spec) pieces; ValueError
     for a spec outside _SPEC (every spec it matches formats any float) or whose width or precision is
     over the limit. Loading and rendering both read specs here, so a template that loads renders, small."""
     parts, pos = [], 0

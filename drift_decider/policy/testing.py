@@ -2,8 +2,9 @@
 
 A test file names a policy and lists scenarios. Each scenario is a series of checks (metric
 values per step, ``defaults`` shared by all steps), optional prior history (e.g. an action taken
-last week), and expectations at chosen steps. Steps run in order and each step's decision joins
-the history of the next, exactly as the tracking layer would record it.
+last week), and expectations at chosen steps. Steps run in order through policy.replay, as a
+backtest's checks do: each step's decision joins the history of the next, as the tracking layer
+would record it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Any
 
 from drift_decider.errors import DriftDeciderError, PolicyError
 from drift_decider.policy.decision import Decision
-from drift_decider.policy.engine import evaluate
 from drift_decider.policy.fields import Fields, type_name
-from drift_decider.policy.history import ACTIONS, CheckRecord, History, MODES, clean_metrics, parse_time
+from drift_decider.policy.history import ACTIONS, MODES, CheckRecord, clean_metrics, parse_time
 from drift_decider.policy.model import Policy
+from drift_decider.policy.replay import decide_series
 from drift_decider.policy.schema import API_VERSION, load_policy
+from drift_decider.policy.state import PolicyState
 from drift_decider.policy.yamlsafe import Located, LocatedList, load_yaml, read_text
 
 REASONS = ("not-sustained", "cooldown", "outranked")
@@ -121,14 +123,13 @@ def run_test_file(path: str | Path) -> TestFileResult:
 
 
 def run_scenario(policy: Policy, scenario: Scenario) -> list[Failure]:
-    """Play the steps in order, feeding each decision into the history, and compare expectations."""
-    history = History(tuple(scenario.history))
-    failures: list[Failure] = []
+    """Play the steps in order, each decision joining the history of the next, and compare expectations."""
+    checks: list[tuple[CheckRecord, dict[str, str]]] = []
+    expected: list[Expectation | None] = []
     now = scenario.start
-    number = 0
     for step in scenario.steps:
         for repetition in range(step.repeat):
-            number += 1
+            number = len(checks) + 1
             if step.at is not None and repetition == 0:
                 now = step.at
             elif number > 1:
@@ -138,15 +139,15 @@ def run_scenario(policy: Policy, scenario: Scenario) -> list[Failure]:
                     raise PolicyError(f"test {scenario.name!r}: step {number} falls after the year 9999; use a "
                                       f"shorter interval or fewer steps", scenario.pos) from None
             metrics = {k: v for k, v in {**scenario.defaults, **step.metrics}.items() if v is not None}
-            decision = evaluate(policy, metrics, history, now, context=scenario.context)
-            if step.expect is not None and repetition == step.repeat - 1:
-                lines = _differences(step.expect, decision)
-                if lines:
-                    failures.append(Failure(scenario.name, number, now, step.expect.pos, lines,
-                                            decision.explain()))
-            history = history.append(CheckRecord(window_id=f"step-{number}", window_end=now, metrics=metrics,
-                                                 action=decision.action, rule_id=decision.rule_id,
-                                                 decided_at=now, mode=decision.mode))
+            checks.append((CheckRecord(f"step-{number}", now, metrics, decided_at=now), scenario.context))
+            expected.append(step.expect if repetition == step.repeat - 1 else None)
+    failures: list[Failure] = []
+    state = PolicyState().after_all(policy, scenario.history)
+    for number, (expect, decided) in enumerate(zip(expected, decide_series(policy, checks, state)), 1):
+        lines = [] if expect is None else _differences(expect, decided.decision)
+        if lines:
+            failures.append(Failure(scenario.name, number, decided.check.decided_at, expect.pos, lines,
+                                    decided.decision.explain()))
     return failures
 
 
