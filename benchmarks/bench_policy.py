@@ -1,265 +1,141 @@
-"""Policy evaluation throughput: a 20-rule policy with 30 prior checks of history.
+"""Policy engine speed where users feel it: ``policy backtest`` and a live check's decision.
 
-Run: PYTHONPATH=. python benchmarks/bench_policy.py [--decisions N] [--workers W] [--repeat R] [--seed S]
-Target (issue 4): at least 10,000 decisions/s on 2 cores. "2 cores" is 2 worker processes taking
-chunks of the work as they come free (rows "x2"); the single-process rows give the per-core cost.
-Each row is the median of --repeat runs, with the range.
+Run: PYTHONPATH=. python benchmarks/bench_policy.py [--repeat R] [--seed S] [--before PATH]
 
-Throughput matters where many decisions are made at once: backtests (`policy backtest`, `policy
-test`), where every check of a series is decided on the checks before it. That is the first
-headline: 200 series, each 100 checks replayed after a 30-check History, every decision on its own,
-never-seen History; each replayed decision's record is built and appended (History.append) inside the
-timed loop, the input checks are parsed before it (one row parses them inside, from plain dicts). The
-second headline is the cold case: independent decisions, each on a new History of 30 records built
-once (nothing derived from a History carries over). A `check` decides once per process after
-minutes of measuring; the last row builds each History from plain dicts inside the timed loop, the
-engine's whole cost for such a check. Metrics are drawn around the thresholds: each condition holds
-about half the time, so nearly every decision has a rule that fires, held back or not (the busy
-path; a quiet series short-circuits more and costs less). Times ("s") are CPU seconds of the
-evaluating process; for several processes, the larger of the wall time and the busiest process's
-CPU time. The Python loop reference and the load average show how busy the machine was.
+Targets (issue 14), with the default policy (policies/recommender-default.yaml):
+- ``policy backtest`` of 10,000 checks under 3 s, and linear: the cost per check stays flat from
+  2,500 to 10,000 checks. Timed as the command works, JSON decoding and printing aside: the rows
+  parsed (``recorded_from_rows``), every check replayed, each step's record built, the summary.
+- a live decision over a 3,000-check history under 10 ms. A live check folds its history into a
+  PolicyState once (reported apart: it grows with the history) and decides once on it.
+
+Metrics are drawn uniformly over [0, 1] (norm ratio around 1): rules match often, so most decisions
+take the busy path (fired, held back by ``for`` or a cooldown). Times are CPU seconds of this
+process, the median of --repeat runs. ``--before PATH`` runs the same measurements on another
+checkout (e.g. a ``git worktree`` of the commit before a change) in a child process and prints
+both tables, so before and after are measured in one run on one machine load.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-from collections import Counter
+import json
 import os
-import tempfile
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from statistics import median
+from typing import Any, Callable
 
 import numpy as np
 
 from drift_decider.catalog import metric_keys
-from drift_decider.policy import CheckRecord, History, evaluate, load_policy
-from drift_decider.policy.backtest import Recorded, recorded_from_rows, replay
+from drift_decider.policy import CheckRecord, evaluate, load_policy
+from drift_decider.policy.backtest import recorded_from_rows, replay, summary
 
-ACTIONS = ("retrain", "recalibrate", "refresh-index")
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_POLICY = REPO / "policies" / "recommender-default.yaml"
+START = datetime(2026, 1, 5, tzinfo=timezone.utc)
+BACKTEST_SIZES = (2_500, 5_000, 10_000)
+LIVE_HISTORY = 3_000
 
+try:
+    from drift_decider.policy import PolicyState
 
-def policy_text(n_rules: int) -> str:
-    """A policy mixing every condition kind: expressions, nested trees, slope, projection, EWMA, CUSUM."""
-    kinds = [
-        "when: 'knn_jaccard < $low and procrustes.residual > $high'",
-        "when: {all: ['domain_classifier.auc > 0.7', 'domain_classifier.auc.p_value < 0.01', "
-        "{any: ['knn_jaccard < 0.7', 'procrustes.residual > 0.2']}]}",
-        "when: 'index.recall_at_k < 0.9 or index.coverage < 0.98 or index.stale_share > 0.1'",
-        "when: {all: ['knn_jaccard < 0.8', {metric: knn_jaccard, projected: {window: 4, within: 14d}, "
-        "op: lt, value: 0.5}]}",
-        "when: {metric: norm_ratio, slope: {window: 6}, op: gt, value: 0.002}",
-        "when: {metric: scores.mean_shift, ewma: {lambda: 0.2, target: 0, sigma: 0.01, L: 3}}",
-        "when: {all: [{metric: knn_jaccard, cusum: {target: 0.9, sigma: 0.03, side: lower}}, "
-        "'procrustes.residual > 0.3']}",
-        "when: {all: ['norm_ks.p_value < 0.01', {not: 'norm_ratio >= 0.9 and norm_ratio <= 1.1'}]}",
-    ]
-    # by action, as in the default policy, but refresh-index 3d: the backtest's checks are a day apart
-    cooldowns = {"retrain": "14d", "recalibrate": "7d", "refresh-index": "3d"}
-    rules = []
-    for i in range(n_rules):
-        action = ACTIONS[i % 3]
-        rules.append(f"  - id: rule-{i:02d}\n    action: {action}\n    priority: {i % 5}\n"
-                     f"    for: {1 + i % 3}\n    cooldown: {cooldowns[action]}\n    {kinds[i % len(kinds)]}\n"
-                     f"    explain: 'knn_jaccard={{knn_jaccard:.3f}}'\n")
-    return ("apiVersion: drift-decider/v1\nkind: Policy\nmetadata: {name: bench, version: '1'}\n"
-            "params: {low: 0.5, high: 0.3}\nrules:\n" + "".join(rules))
+    def fold(policy: Any, records: list[CheckRecord]) -> Any:
+        return PolicyState().after_all(policy, records)
+except ImportError:     # a checkout before issue 14 (--before): a History derived its state when deciding
+    from drift_decider.policy import History
+
+    def fold(policy: Any, records: list[CheckRecord]) -> Any:
+        return History(records)
 
 
 def random_metrics(rng: np.random.Generator) -> dict[str, float]:
-    """Values spread across the thresholds, so rules match, get suppressed and fire."""
     values = {key: float(rng.uniform(0.0, 1.0)) for key in sorted(metric_keys())}
     values["norm_ratio"] = float(rng.uniform(0.8, 1.2))
-    values["scores.mean_shift"] = float(rng.normal(0.0, 0.02))
     return values
 
 
-def make_history(rng: np.random.Generator, n: int, now: datetime) -> History:
-    return History(tuple(
-        CheckRecord(f"w{i}", now - timedelta(days=7 * (n - i)), random_metrics(rng),
-                    str(rng.choice(("none",) * 6 + ACTIONS)), None, None, "enforce")
-        for i in range(n)))
+def rows(rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
+    """``drift-decider history --json`` rows of one model version: daily checks, recorded as ``none``."""
+    return [{"window_id": f"w{i}", "window_end": (START + timedelta(days=i)).isoformat(),
+             "metrics": random_metrics(rng), "action": "none", "model": "bench", "version": "1"}
+            for i in range(n)]
 
 
-def run(policy, jobs: list[tuple[dict[str, float], History]], now, fresh: bool
-        ) -> tuple[float, Counter]:
-    """Time one decision per (metrics, history) job. ``fresh`` builds a new History object per
-    decision from the same records, so no per-History cache (digest, prefix statistics, memoised
-    ``for`` checks) carries over; records themselves are built once, as the tracking layer would."""
-    counts: Counter = Counter()
-    start = time.process_time()
-    for i, (m, history) in enumerate(jobs):
-        if fresh:
-            history = History(history.checks)
-        decision = evaluate(policy, m, history, now, context={"model": "bench", "window_id": str(i)})
-        counts[decision.action] += 1
-    return time.process_time() - start, counts
+def backtest(policy: Any, data: list[dict[str, Any]]) -> dict[str, Any]:
+    """What ``policy backtest --json`` computes from its rows."""
+    before, recorded = recorded_from_rows(data)
+    return summary([step.to_dict() for step in replay(policy, recorded, history=before)])
 
 
-def backtest_series(jobs: list[tuple[dict[str, float], History]], now: datetime
-                    ) -> list[tuple[History, list[Recorded]]]:
-    """The jobs as backtest input: per distinct History, its jobs' metrics as recorded checks one day
-    apart after it (checks as a backtest loads them from a file: parsed before the clock starts)."""
-    series: dict[int, tuple[History, list[Recorded]]] = {}
-    for m, history in jobs:
-        checks = series.setdefault(id(history), (history, []))[1]
-        moment = now + timedelta(days=len(checks))
-        checks.append(Recorded(CheckRecord(f"r{len(checks)}", moment, m, "none", None, moment, "enforce"),
-                               model="bench", version="1"))
-    return list(series.values())
+def timed(work: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """Median CPU seconds of ``repeat`` runs, and what the last run returned."""
+    seconds = []
+    for _ in range(repeat):
+        start = time.process_time()
+        result = work()
+        seconds.append(time.process_time() - start)
+    return median(seconds), result
 
 
-def run_backtest(policy, series: list[tuple[History, list[Recorded]]]) -> tuple[float, Counter]:
-    """``policy backtest`` on each series in turn: every check decided on the History before it plus
-    the decisions replayed so far, each replayed decision's record built and appended (History.append)
-    inside the timed loop. No two decisions see the same History."""
-    counts: Counter = Counter()
-    start = time.process_time()
-    for history, checks in series:
-        for step in replay(policy, checks, history=History(history.checks)):
-            counts[step.decision.action] += 1
-    return time.process_time() - start, counts
+def measure(policy_path: Path, repeat: int, seed: int) -> list[dict[str, Any]]:
+    """One row per measurement: what, how many checks, seconds, and what it decided."""
+    policy = load_policy(policy_path)
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in BACKTEST_SIZES:
+        data = rows(rng, n)
+        seconds, totals = timed(lambda: backtest(policy, data), repeat)
+        out.append({"what": f"policy backtest, {n:,} checks", "checks": n, "seconds": seconds,
+                    "per_check": True, "decided": totals["actions"]})
+    records = [CheckRecord.from_dict(row, i) for i, row in enumerate(rows(rng, LIVE_HISTORY))]
+    now, metrics = records[-1].decided_at + timedelta(days=1), random_metrics(rng)
+    seconds, state = timed(lambda: fold(policy, records), repeat)
+    out.append({"what": f"live: fold {LIVE_HISTORY:,} checks", "checks": LIVE_HISTORY, "seconds": seconds,
+                "per_check": True})
+    seconds, decision = timed(lambda: evaluate(policy, metrics, fold(policy, records), now), repeat)
+    out.append({"what": "live: fold and decide", "checks": LIVE_HISTORY, "seconds": seconds,
+                "per_check": False, "decided": {decision.action: 1}})
+    seconds, decision = timed(lambda: evaluate(policy, metrics, state, now), max(repeat, 20))
+    out.append({"what": "live: decide on the folded state", "checks": LIVE_HISTORY, "seconds": seconds,
+                "per_check": False, "decided": {decision.action: 1}})
+    return out
 
 
-def run_backtest_rows(policy, series: list[tuple[History, list[Recorded]]]) -> tuple[float, Counter]:
-    """The backtest with its input parsed inside the timed loop, as ``policy backtest`` reads a history
-    file (rows of plain dicts, times as ISO strings; JSON decoding and output excluded)."""
-    rows = [[*history.to_dicts(), *({**entry.check.to_dict(), "model": entry.model, "version": entry.version}
-                                    for entry in checks)] for history, checks in series]
-    since = [checks[0].check.decided_at for _, checks in series]
-    counts: Counter = Counter()
-    start = time.process_time()
-    for data, first in zip(rows, since):
-        before, recorded = recorded_from_rows(data, first)
-        for step in replay(policy, recorded, history=before):
-            counts[step.decision.action] += 1
-    return time.process_time() - start, counts
-
-
-def run_rebuilt(policy, jobs: list[tuple[dict[str, float], History]], now) -> tuple[float, Counter]:
-    """One decision per job on a History built inside the timed loop from plain dicts (as a check
-    builds it from MLflow runs): the engine's whole cost for a check that decides once."""
-    rows = {id(history): history.to_dicts() for _, history in jobs}
-    counts: Counter = Counter()
-    start = time.process_time()
-    for i, (m, history) in enumerate(jobs):
-        decision = evaluate(policy, m, History.from_dicts(rows[id(history)]), now,
-                            context={"model": "bench", "window_id": str(i)})
-        counts[decision.action] += 1
-    return time.process_time() - start, counts
-
-
-def loop_reference() -> float:
-    """Seconds for 10^6 iterations of a trivial Python loop: to compare machines and load."""
-    start = time.process_time()
-    total = 0
-    for i in range(1_000_000):
-        total += i
-    return time.process_time() - start
-
-
-_SHARED: dict = {}     # set before forking workers, so jobs are inherited rather than pickled
-
-
-def measure(mode: str, start: int = 0, stop: int | None = None) -> tuple[float, Counter]:
-    """One scenario on jobs[start:stop] (a backtest: on series[start:stop])."""
-    policy, now = _SHARED["policy"], _SHARED["now"]
-    if mode == "backtest":
-        return run_backtest(policy, _SHARED["series"][start:stop])
-    return run(policy, _SHARED["jobs"][start:stop], now, fresh=mode == "cold")
-
-
-def _worker(task: tuple[str, int, int]) -> tuple[int, float, Counter]:
-    return (os.getpid(), *measure(*task))
-
-
-def measure_parallel(mode: str, workers: int) -> tuple[float, Counter]:
-    """The scenario in chunks (500 decisions; 5 backtest series) handed to ``workers`` processes as
-    they come free (as backtests of several model versions would run side by side; ``policy
-    backtest`` itself runs one series in one process): a process slowed by the host then takes fewer
-    chunks instead of holding up a fixed half. Returns the time the run took, the larger of the wall
-    time (pool start-up included) and the most CPU time one process spent, and the merged counts."""
-    total, chunk = (len(_SHARED["series"]), 5) if mode == "backtest" else (len(_SHARED["jobs"]), 500)
-    tasks = [(mode, i, min(i + chunk, total)) for i in range(0, total, chunk)]
-    start = time.perf_counter()
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        results = pool.map(_worker, tasks, chunksize=1)
-    wall = time.perf_counter() - start
-    seconds: Counter = Counter()
-    merged: Counter = Counter()
-    for pid, spent, part in results:
-        seconds[pid] += spent
-        merged.update(part)
-    return max(max(seconds.values()), wall), merged
-
-
-def _forget(histories: list[History]) -> None:
-    """Drop what each History derived (digest, memos) so every row starts from the same state."""
-    for history in histories:
-        history._past = history._hashed = history._digest = None
+def table(title: str, measured: list[dict[str, Any]]) -> str:
+    lines = [title, f"  {'measurement':<36} {'ms':>9} {'us/check':>9}  decided"]
+    for row in measured:
+        decided = ", ".join(f"{k}={v}" for k, v in sorted(row.get("decided", {}).items()))
+        per_check = f"{row['seconds'] * 1e6 / row['checks']:.1f}" if row["per_check"] else ""
+        lines.append(f"  {row['what']:<36} {row['seconds'] * 1000:>9.2f} {per_check:>9}  {decided}")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--decisions", type=int, default=20_000)
-    parser.add_argument("--rules", type=int, default=20)
-    parser.add_argument("--history", type=int, default=30)
-    parser.add_argument("--histories", type=int, default=200,
-                        help="distinct histories the decisions cycle through (200 x 30 records: each "
-                             "decision reads records that have left the CPU caches)")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per row; the table gives the median "
-                        "and the range (rates swing between runs on a shared machine)")
+    parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="the policy (of both runs)")
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--before", type=Path, help="another checkout to measure too (e.g. an older commit)")
+    parser.add_argument("--json", action="store_true", help="print the measurements as JSON (for --before)")
     args = parser.parse_args()
-    rng = np.random.default_rng(args.seed)
-    now = datetime(2026, 3, 2, tzinfo=timezone.utc)
-    histories = [make_history(rng, args.history, now) for _ in range(args.histories)]
-    jobs = [(random_metrics(rng), histories[i % len(histories)]) for i in range(args.decisions)]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.yaml"
-        path.write_text(policy_text(args.rules))
-        t0 = time.perf_counter()
-        policy = load_policy(path)
-        load_ms = (time.perf_counter() - t0) * 1000
-    _SHARED.update(policy=policy, jobs=jobs, now=now, series=backtest_series(jobs, now))
-    run(policy, jobs[:500], now, fresh=True)                           # warm-up
-    rows = []
-    steps = args.decisions // len(histories)
-    for label, mode in ((f"backtest: {steps} checks after {args.history}", "backtest"),
-                        ("cold: new History per decision", "cold"),
-                        (f"warm: {args.histories} Histories reused", "warm")):
-        for workers in sorted({1, args.workers}):
-            runs = []
-            for _ in range(args.repeat):
-                _forget(histories)
-                runs.append(measure(mode) if workers == 1 else measure_parallel(mode, workers))
-            seconds = sorted(sec for sec, _ in runs)
-            counts = runs[0][1]
-            assert all(part == counts for _, part in runs)     # every repeat decides the same
-            assert workers == 1 or counts == rows[-1][3]       # and so do one and several processes
-            rows.append((f"{label} x{workers}", sum(counts.values()), seconds, counts))
-    some_series = _SHARED["series"][:max(len(histories) // 10, 1)]
-    seconds, counts = run_backtest_rows(policy, some_series)
-    rows.append(("backtest parsing its rows x1", sum(counts.values()), [seconds], counts))
-    some = jobs[:max(args.decisions // 10, 1)]
-    seconds, counts = run_rebuilt(policy, some, now)
-    rows.append(("History built from dicts x1", len(some), [seconds], counts))
-    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"policy: {len(policy.rules)} rules, history {args.history} checks, load+compile {load_ms:.1f} ms; "
-          f"python reference: 10^6 loop iterations in {loop_reference() * 1000:.0f} ms; load average {load}")
-    print(f"{'scenario (x processes)':<36} {'decisions':>9} {'s':>7} {'decisions/s':>12} {'range/s':>15} "
-          f"{'us/decision':>12}  actions")
-    for label, n, seconds, counts in rows:
-        mid = seconds[len(seconds) // 2]        # the median run (of --repeat)
-        spread = f"{n / seconds[-1]:,.0f}-{n / seconds[0]:,.0f}" if len(seconds) > 1 else ""
-        mix = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-        print(f"{label:<36} {n:>9} {mid:>7.3f} {n / mid:>12,.0f} {spread:>15} {1e6 * mid / n:>12.1f}  {mix}")
-    for what in ("backtest", "cold"):
-        label, n, seconds, _ = [row for row in rows if row[0].startswith(what)][args.workers > 1]
-        print(f"headline, {what}, {label.rsplit(' x', 1)[1]} process(es): {n / seconds[len(seconds) // 2]:,.0f} "
-              f"decisions/s, median of {len(seconds)} (issue 4 target: 10,000 with 2)")
+    if args.before:
+        env = {**os.environ, "PYTHONPATH": str(args.before.resolve())}
+        child = subprocess.run([sys.executable, __file__, "--json", "--repeat", str(args.repeat), "--seed",
+                                str(args.seed), "--policy", str(args.policy)],
+                               env=env, check=True, capture_output=True, text=True)
+        print(table(f"before: {args.before}", json.loads(child.stdout)))
+    measured = measure(args.policy, args.repeat, args.seed)
+    if args.json:
+        print(json.dumps(measured))
+        return
+    print(table(f"{'after: ' if args.before else ''}{REPO}", measured))
+    print(f"load average {'/'.join(f'{x:.1f}' for x in os.getloadavg())}; targets: backtest of 10,000 checks "
+          f"< 3 s and flat us/check; live decision over {LIVE_HISTORY:,} checks < 10 ms")
 
 
 if __name__ == "__main__":
