@@ -1,32 +1,45 @@
-"""The Python API: measure, set a reference, check a window. The CLI is a thin shell over these.
+"""The Python API: everything the CLI does (measure, register, set a reference, check a window,
+history, audit, promote, roll back, sync, and review policies: validate, test, explain, backtest).
+The CLI is a thin shell over these: it parses options and prints what they return.
 
 Every function validates all local input (policy, embeddings) before it talks to MLflow, and writes
 to MLflow only after every measurement and the decision exist, so bad input never leaves a trace.
+MLflow is reached only through ``tracking.store.TrackingStore``, which hands back plain data.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
-import tempfile
+import stat
 import time
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from drift_decider import spool
-from drift_decider.spool import SpoolEntry
-from drift_decider.errors import InFlightError, InputError, TrackingError, redact
+from drift_decider.ann_index import ServingIndex
+from drift_decider.catalog import metric_keys
+from drift_decider.errors import InFlightError, InputError, PolicyError, TrackingError
 from drift_decider.evidence import EvidenceReport
 from drift_decider.evidence_builder import CurrentData, ReferenceData, build_evidence, measure_noise
 from drift_decider.loading import EmbeddingSet, check_same_dim, load_embeddings
-from drift_decider.noise import NoiseFloor, Sibling
 from drift_decider.measure import measure, require_window_rows
-from drift_decider.policy import History, Policy, evaluate, load_policy
-from drift_decider.policy.decision import held_rules
+from drift_decider.noise import NoiseFloor, Sibling
+from drift_decider.spool import SpoolEntry
+from drift_decider.tracking.store import CheckPayload, RecordedCheck, TrackingStore, VersionRef, sync_spool
 from drift_decider.window import Window, make_window, parse_window_end
+# The policy layer, called from here only through _decide, _gate and the policy review functions below.
+from drift_decider.policy import Decision, History, Policy, evaluate, lint, load_policy
+from drift_decider.policy.backtest import recorded_from_rows, replay, summary
+from drift_decider.policy.decision import held_rules
+from drift_decider.policy.fields import suggest
+from drift_decider.policy.history import history_rows, parse_time
+from drift_decider.policy.testing import TestFileResult, run_test_file
 
 
 @dataclass(frozen=True)
@@ -72,15 +85,19 @@ def measure_files(reference_path: str | Path, current_path: str | Path, *, seed:
     return measure(reference.vectors, current.vectors, seed=seed, progress=progress)
 
 
-def register(model: str, *, tracking_uri: str | None = None) -> str:
+def register(model: str, *, tracking_uri: str | None = None, tags: dict[str, str] | None = None,
+             experiment_id: str | None = None) -> str:
     """Register a new version of ``model`` (created if new) backed by an external LoggedModel, the first
     step on an empty store: `reference set` then gives it a reference. Returns the version."""
-    from drift_decider.tracking.connection import connect, resolve_tracking_uri
-    from drift_decider.tracking.registry import ensure_experiment, register_external_model
+    return TrackingStore.open(tracking_uri).register_model(model, tags=tags, experiment_id=experiment_id).version
 
-    uri = resolve_tracking_uri(tracking_uri)
-    client = connect(uri)
-    return register_external_model(client, uri, model, experiment_id=ensure_experiment(client)).version
+
+def create_local_store(tracking_uri: str, artifact_root: Path, models_experiment: str) -> str:
+    """A new store that keeps its artifacts under ``artifact_root`` (``checks/`` for check runs,
+    ``models/`` for the experiment ``models_experiment`` whose id is returned, to register into)."""
+    store = TrackingStore.open(tracking_uri)
+    store.create_experiment(store.CHECKS_EXPERIMENT, artifact_root / "checks")
+    return store.create_experiment(models_experiment, artifact_root / "models")
 
 
 def set_reference(model: str, version: str, embeddings_path: str | Path, *, queries_path: str | Path | None = None,
@@ -92,10 +109,6 @@ def set_reference(model: str, version: str, embeddings_path: str | Path, *, quer
     keeps a query sample (score and ranking metrics); ``sibling_paths`` (refits that saw no new data,
     with ids) give the noise floor that checks judge each metric against.
     """
-    from drift_decider.tracking.connection import connect
-    from drift_decider.tracking.reference_store import store_reference
-    from drift_decider.tracking.registry import resolve_version
-
     embeddings = load_embeddings(embeddings_path)
     queries = load_embeddings(queries_path) if queries_path else None
     if queries is not None:
@@ -105,8 +118,8 @@ def set_reference(model: str, version: str, embeddings_path: str | Path, *, quer
                                           None if queries is None else queries.vectors, seed=seed, progress=progress)
     if siblings:
         reference = replace(reference, noise=measure_noise(reference, siblings, seed=seed))
-    client = connect(tracking_uri)
-    return store_reference(client, resolve_version(client, model, version=version, attach=True), reference)
+    store = TrackingStore.open(tracking_uri)
+    return store.store_reference(store.version(model, version=version, attach=True), reference)
 
 
 MIN_BASELINE_CHECKS = 3
@@ -117,13 +130,10 @@ def set_noise_floor_from_checks(model: str, version: str, *, checks: int, tracki
     a baseline period the team knows was healthy (as NannyML derives thresholds from reference chunks).
     Stored with the reference like a sibling floor; later checks are judged against it. Returns its label.
     """
-    from drift_decider.tracking.connection import connect, resolve_tracking_uri
-    from drift_decider.tracking.reference_store import load_reference, store_reference
-    from drift_decider.tracking.registry import resolve_version
-
     if checks < MIN_BASELINE_CHECKS:
         raise InputError(f"--first-checks {checks}: a baseline floor needs at least {MIN_BASELINE_CHECKS} checks")
-    rows = history(model, version=version, tracking_uri=tracking_uri)
+    store = TrackingStore.open(tracking_uri, read_only=True)
+    rows = _history(store, model, version, None)
     if len(rows) < checks:
         raise InputError(f"{model} version {version} has {len(rows)} recorded checks; --first-checks {checks} "
                          f"needs that many")
@@ -131,14 +141,11 @@ def set_noise_floor_from_checks(model: str, version: str, *, checks: int, tracki
     if not floor.samples:
         raise InputError(f"the first {checks} checks of {model} version {version} have no paired metrics (they "
                          f"need a reference and current embeddings with ids) to take a floor from")
-    uri = resolve_tracking_uri(tracking_uri)
-    client = connect(uri)
-    ref = resolve_version(client, model, version=version)
-    with tempfile.TemporaryDirectory() as tmp:
-        reference = load_reference(client, uri, ref, Path(tmp))
+    ref = store.version(model, version=version)
+    reference = store.load_reference(ref)
     if reference.noise is not None:
         raise InputError(f"{model} version {version} already has a noise floor ({reference.noise.label}); it is kept")
-    store_reference(client, ref, replace(reference, noise=floor))
+    store.store_reference(ref, replace(reference, noise=floor))
     return floor.label
 
 
@@ -166,8 +173,6 @@ def load_siblings(paths: Sequence[str | Path], query_paths: Sequence[str | Path]
 def load_current(current_path: str | Path, *, catalog_path: str | Path | None = None,
                  queries_path: str | Path | None = None, index_path: str | Path | None = None) -> CurrentData:
     """Load and validate every local input of a check before anything talks to MLflow."""
-    from drift_decider.ann_index import ServingIndex
-
     embeddings = load_embeddings(current_path)
     current = CurrentData(embeddings, catalog=load_embeddings(catalog_path) if catalog_path else None,
                           queries=load_embeddings(queries_path) if queries_path else None,
@@ -200,14 +205,6 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
 
     Idempotent per (version, window id): a window decided before returns its recorded decision.
     """
-    from drift_decider.tracking import history as tracking_history
-    from drift_decider.tracking.connection import connect, resolve_tracking_uri
-    from drift_decider.tracking.landing import (claim_window, decide_in_order, land_check, release_window,
-                                                spool_undecided)
-    from drift_decider.tracking.recorder import CheckPayload
-    from drift_decider.tracking.reference_store import load_reference
-    from drift_decider.tracking.registry import find_experiment, resolve_version
-
     launched_at = time.monotonic() if launched_at is None else launched_at
     if (version is None) == (alias is None):
         raise InputError("give exactly one of --version or --alias")
@@ -215,16 +212,12 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
     current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path, index_path=index_path)
     window = make_window(current.embeddings, window_id, parse_window_end(window_end),
                          also=(current.catalog, current.queries))
-    uri = resolve_tracking_uri(tracking_uri)
-    client = connect(uri)
-    ref = resolve_version(client, model, version=version, alias=alias)
-    experiment_id = find_experiment(client)
-    if experiment_id is not None:
-        earlier = tracking_history.check_runs(client, experiment_id, ref, window_id=window.window_id)
-        if earlier:
-            return _recorded_outcome(client, ref, window, earlier[-1])
-    with tempfile.TemporaryDirectory() as tmp:
-        reference = load_reference(client, uri, ref, Path(tmp))
+    store = TrackingStore.open(tracking_uri)
+    ref = store.version(model, version=version, alias=alias)
+    earlier = store.recorded_check(ref, window.window_id)
+    if earlier is not None:
+        return _recorded_outcome(ref, window, earlier)
+    reference = store.load_reference(ref)
     check_same_dim(reference.profile.dim, current.embeddings, f"the reference of {ref.name} version {ref.version}")
     require_window_rows(current.embeddings.n, str(current.embeddings.path))
 
@@ -232,46 +225,39 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
         return build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress,
                               allow_id_mismatch=allow_id_mismatch)
 
+    def decided(evidence: EvidenceReport, history: History) -> dict[str, Any]:
+        return _decide(policy, evidence.values(), evidence.inputs, ref.name, ref.version, window, history)
+
     if dry_run:
         evidence = measured()
-        runs = tracking_history.check_runs(client, experiment_id, ref) if experiment_id else []
-        decision = _decide(policy, evidence.values(), evidence.inputs, ref.name, ref.version, window,
-                           [run for run in runs if tracking_history.window_end_of(run) < window.window_end])
+        decision = decided(evidence, store.history_before(ref, window.window_end))
         return CheckOutcome(ref.name, ref.version, window, decision, evidence.values(), run_id=None)
     # Checks of one version behave as if run one after another: the window is claimed before measuring
     # (a concurrent check of it waits for this one's record), and the decision waits for earlier windows.
     attempt = uuid.uuid4().hex
-    recorded = claim_window(client, ref, window, attempt)
+    recorded = store.claim_window(ref, window, attempt)
     if recorded is not None:
-        return _recorded_outcome(client, ref, window, recorded)
+        return _recorded_outcome(ref, window, recorded)
     claimed_at = time.monotonic()
-    try:
+    with store.holding_window(ref, window, attempt):      # released if measuring or deciding fails
         evidence = measured()
-    except BaseException:
-        release_window(client, ref, window, attempt)
-        raise
-    payload = CheckPayload(values=evidence.values(), inputs=evidence.inputs, evidence=evidence.to_dict(),
-                           decision=None)
-    try:
-        decision, prior = decide_in_order(client, ref, window, lambda prior: _decide(
-            policy, evidence.values(), evidence.inputs, ref.name, ref.version, window, prior),
-            settle_until=claimed_at + (claimed_at - launched_at))
-    except InFlightError:
-        release_window(client, ref, window, attempt)
-        raise
-    except TrackingError as exc:      # MLflow failed reading the history: keep the measurement for sync
-        raise spool_undecided(client, ref, window, payload, spool_dir=spool.spool_dir(spool_dir), attempt=attempt,
-                              policy_path=str(Path(policy_path).resolve()), policy_sha256=policy.sha256,
-                              exc=exc) from exc
-    except BaseException:
-        release_window(client, ref, window, attempt)
-        raise
+        payload = CheckPayload(values=evidence.values(), inputs=evidence.inputs, evidence=evidence.to_dict(),
+                               decision=None)
+        try:
+            decision, prior_checks = store.decide_in_order(ref, window, lambda history: decided(evidence, history),
+                                                           settle_until=claimed_at + (claimed_at - launched_at))
+        except InFlightError:
+            raise
+        except TrackingError as exc:      # MLflow failed reading the history: keep the measurement for sync
+            raise store.spool_undecided(ref, window, payload, spool_dir=spool.spool_dir(spool_dir), attempt=attempt,
+                                        policy_path=str(Path(policy_path).resolve()), policy_sha256=policy.sha256,
+                                        exc=exc) from exc
     payload = replace(payload, decision=decision)
-    landed = land_check(client, ref, window, payload, step=len(prior) + 1, spool_dir=spool.spool_dir(spool_dir),
-                        attempt=attempt)
-    if landed.recorded_by is not None:      # our claim went stale and another check recorded the window
-        return _recorded_outcome(client, ref, window, landed.recorded_by)
-    return CheckOutcome(ref.name, ref.version, window, payload.decision, payload.values, run_id=landed.run_id)
+    run_id, recorded_by = store.land_check(ref, window, payload, step=prior_checks + 1,
+                                           spool_dir=spool.spool_dir(spool_dir), attempt=attempt)
+    if recorded_by is not None:      # our claim went stale and another check recorded the window
+        return _recorded_outcome(ref, window, recorded_by)
+    return CheckOutcome(ref.name, ref.version, window, payload.decision, payload.values, run_id=run_id)
 
 
 def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None) -> list[dict[str, str]]:
@@ -279,22 +265,18 @@ def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None
     (or ``tracking_uri``); a check measured but not decided is decided first, by the policy it names
     if that file is unchanged. An entry whose window (or an earlier one) another check is writing now
     is left in the spool with status ``deferred``; one the store or policy cannot take, ``skipped``."""
-    from drift_decider.tracking.landing import sync_spool
-
     return sync_spool(spool.spool_dir(spool_dir), tracking_uri, decide=_decide_spooled)
 
 
 def _decide(policy: Policy, values: dict[str, float], inputs: dict[str, Any], model: str, version: str,
-            window: Window, prior: list) -> dict[str, Any]:
-    """The decision record of one window on the complete runs before it, in the context a check records."""
-    from drift_decider.tracking.history import history_from_runs
-
-    return evaluate(policy, values, history_from_runs(prior), window.window_end,
+            window: Window, history: History) -> dict[str, Any]:
+    """The decision record of one window on the checks before it, in the context a check records."""
+    return evaluate(policy, values, history, window.window_end,
                     context={"model": model, "version": version, "window_id": window.window_id,
                              "noise_floor": inputs["noise_floor"], "not_measured": inputs["not_measured"]}).to_dict()
 
 
-def _decide_spooled(entry: SpoolEntry, prior: list) -> dict[str, Any]:
+def _decide_spooled(entry: SpoolEntry, history: History) -> dict[str, Any]:
     """Decide a check spooled before its decision, with the policy it named, unless that file changed."""
     policy = load_policy(entry.policy_path)
     if policy.sha256 != entry.policy_sha256:
@@ -303,26 +285,23 @@ def _decide_spooled(entry: SpoolEntry, prior: list) -> dict[str, Any]:
                          f"or check the window again")
     window = Window(**{**entry.window, "window_end": parse_window_end(entry.window["window_end"])})
     return _decide(policy, entry.payload["values"], entry.payload["inputs"], entry.model, entry.version, window,
-                   prior)
+                   history)
 
 
-def _recorded_outcome(client, ref, window: Window, run) -> CheckOutcome:
+def _recorded_outcome(ref: VersionRef, window: Window, recorded: RecordedCheck) -> CheckOutcome:
     """The outcome of a window decided earlier, as it was recorded (its window end, its data). The
     same window id with different data is refused: the recorded decision is not about these inputs."""
-    from drift_decider.tracking.history import window_end_of
-    from drift_decider.tracking.recorder import read_decision_record
-
-    recorded = next(iter(run.inputs.dataset_inputs), None) if run.inputs else None
-    if recorded is not None and recorded.dataset.digest != window.dataset_digest:
-        raise InputError(f"window {window.window_id!r} of {ref.name} version {ref.version} was decided on other "
-                         f"data (input digest {recorded.dataset.digest}, from {recorded.dataset.source}); these "
-                         f"inputs have digest {window.dataset_digest}. Give this window its own --window-id")
-    window = Window(window.window_id, window_end_of(run),
-                    recorded.dataset.name if recorded else window.dataset_name,
-                    recorded.dataset.digest if recorded else window.dataset_digest,
-                    recorded.dataset.source if recorded else window.source)
-    return CheckOutcome(ref.name, ref.version, window, read_decision_record(client, run.info.run_id),
-                        dict(run.data.metrics), run_id=run.info.run_id, already_recorded=True)
+    if recorded.dataset is not None:
+        name, digest, source = recorded.dataset
+        if digest != window.dataset_digest:
+            raise InputError(f"window {window.window_id!r} of {ref.name} version {ref.version} was decided on other "
+                             f"data (input digest {digest}, from {source}); these inputs have digest "
+                             f"{window.dataset_digest}. Give this window its own --window-id")
+        window = Window(window.window_id, recorded.window_end, name, digest, source)
+    else:
+        window = replace(window, window_end=recorded.window_end)
+    return CheckOutcome(ref.name, ref.version, window, recorded.decision, recorded.metrics, run_id=recorded.run_id,
+                        already_recorded=True)
 
 
 HEADLINE_METRICS = ("mmd2", "norm_ratio", "knn_turnover.noise_units", "rank.overlap_fixed", "rank.fix_gain",
@@ -332,64 +311,33 @@ HEADLINE_METRICS = ("mmd2", "norm_ratio", "knn_turnover.noise_units", "rank.over
 def history(model: str, *, version: str | None = None, since: str | None = None,
             tracking_uri: str | None = None) -> list[dict[str, Any]]:
     """Every recorded check of a model (or one version), oldest window first, as plain rows."""
-    from drift_decider.tracking import history as tracking_history
-    from drift_decider.tracking import tags
-    from drift_decider.tracking.connection import connect, mlflow_errors
-    from drift_decider.tracking.registry import find_experiment, require_model
-
     start = parse_window_end(since, option="--since") if since else None
-    client = connect(tracking_uri, read_only=True)
-    with mlflow_errors(f"looking up model {model!r}"):
-        require_model(client, model)
-    experiment_id = find_experiment(client)
-    runs = tracking_history.search_checks(client, experiment_id, model=model, version=version) if experiment_id else []
-    rows = []
-    for run in runs:
-        window_end = tracking_history.window_end_of(run)
-        if start is not None and window_end < start:
-            continue
-        rows.append({"window_end": window_end, "window_id": run.data.tags[tags.WINDOW_ID], "model": model,
-                     "version": run.data.tags[tags.VERSION], "action": run.data.tags[tags.DECISION],
-                     "rule_id": run.data.tags.get(tags.RULE) or None, "held": run.data.tags.get(tags.HELD, ""),
-                     "mode": run.data.tags.get(tags.MODE),
-                     "decision_id": run.data.tags[tags.DECISION_ID], "run_id": run.info.run_id,
-                     "noise_floor": run.data.params.get("noise_floor"),
-                     "not_measured": run.data.params.get("not_measured"), "metrics": dict(run.data.metrics)})
-    return rows
+    return _history(TrackingStore.open(tracking_uri, read_only=True), model, version, start)
+
+
+def _history(store: TrackingStore, model: str, version: str | None, start: datetime | None) -> list[dict[str, Any]]:
+    store.require_model(model)
+    return [row for row in store.check_rows(model, version) if start is None or row["window_end"] >= start]
 
 
 def audit(decision_id: str | None = None, *, model: str | None = None, version: str | None = None,
           window_id: str | None = None, tracking_uri: str | None = None) -> dict[str, Any]:
     """The full record of one decision: the decision, the evidence and where they live in MLflow. Found
     by a unique prefix of its decision id or its run id, or by model, version and window id."""
-    from drift_decider.tracking import history as tracking_history
-    from drift_decider.tracking import tags
-    from drift_decider.tracking.connection import connect, mlflow_errors
-    from drift_decider.tracking.recorder import read_decision_record, read_json_artifact
-    from drift_decider.tracking.registry import find_experiment, require_model
-
     if (decision_id is None) == (window_id is None) or (window_id is not None and not (model and version)):
         raise InputError("give --decision-id, or --model, --version and --window-id")
-    client = connect(tracking_uri, read_only=True)
-    experiment_id = find_experiment(client)
+    store = TrackingStore.open(tracking_uri, read_only=True)
     if window_id is not None:
-        with mlflow_errors(f"looking up model {model!r}"):
-            require_model(client, model)
-        runs = (tracking_history.search_checks(client, experiment_id, model=model, version=version,
-                                               window_id=window_id) if experiment_id else [])
-        run, asked = (runs[-1] if runs else None), f"window {window_id!r} of {model} version {version}"
+        store.require_model(model)
+        asked = f"window {window_id!r} of {model} version {version}"
     else:
-        run = tracking_history.find_decision_run(client, experiment_id, decision_id) if experiment_id else None
         asked = f"a decision id starting {decision_id!r} or a run id {decision_id!r} (run ids go whole)"
-    if run is None:
-        raise InputError(f"no recorded decision for {asked} in this store ({redact(client.tracking_uri)}); "
+    record = store.audit_record(decision_id=decision_id, model=model, version=version, window_id=window_id)
+    if record is None:
+        raise InputError(f"no recorded decision for {asked} in this store ({store.shown_uri}); "
                          f"`drift-decider history --model NAME` lists them")
-    with mlflow_errors(f"reading run {run.info.run_id}"):
-        evidence = read_json_artifact(client, run.info.run_id, tags.EVIDENCE_ARTIFACT)
-    decision = read_decision_record(client, run.info.run_id)
-    return {"run_id": run.info.run_id, "experiment_id": experiment_id, "run_tags": dict(run.data.tags),
-            "metrics": dict(run.data.metrics), "params": dict(run.data.params), "decision": decision,
-            "held": held_rules(decision), "evidence": evidence}
+    evidence = record.pop("evidence")
+    return {**record, "held": held_rules(record["decision"]), "evidence": evidence}
 
 
 @dataclass(frozen=True)
@@ -434,18 +382,11 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
     the alias, for comparison. The gate passes when the policy's decision is ``none`` in enforce mode.
     The decision is recorded on the candidate; the alias moves only when the gate passes.
     """
-    from drift_decider.tracking.connection import connect, mlflow_errors, resolve_tracking_uri
-    from drift_decider.tracking.landing import land_check
-    from drift_decider.tracking.recorder import CheckPayload, publish_promotion
-    from drift_decider.tracking.reference_store import load_reference
-    from drift_decider.tracking.registry import alias_state, move_alias, resolve_version
-
     policy = load_policy(policy_path)
     current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path, index_path=index_path)
-    uri = resolve_tracking_uri(tracking_uri)
-    client = connect(uri)
-    ref = resolve_version(client, model, version=candidate)
-    seen = alias_state(client, model, alias)     # moved at the end only if still so (move_alias)
+    store = TrackingStore.open(tracking_uri)
+    ref = store.version(model, version=candidate)
+    seen = store.alias_state(model, alias)     # moved at the end only if still so (registry.move_alias)
     holder = seen.holder
     if holder == ref.version:       # nothing to gate: recording a run would name the holder its own predecessor
         return PromotionOutcome(model, ref.version, alias, holder, True, False,
@@ -454,20 +395,18 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
     window = make_window(current.embeddings, None, parse_window_end(None), also=(current.catalog, current.queries))
     window = Window(f"promote-{alias}-v{ref.version}-{window.dataset_digest}", window.window_end,
                     window.dataset_name, window.dataset_digest, window.source)
-    with tempfile.TemporaryDirectory() as tmp:
-        candidate_reference = load_reference(client, uri, ref, Path(tmp))
-        check_same_dim(candidate_reference.profile.dim, current.embeddings,
-                       f"the reference of {model} version {ref.version}")
-        require_window_rows(current.embeddings.n, str(current.embeddings.path))
-        evidence = build_evidence(candidate_reference, current, seed=seed, now=window.window_end, progress=progress,
-                                  allow_id_mismatch=allow_id_mismatch)
-        incumbent_values, incumbent_note = None, "no other version holds the alias"
-        if holder is not None and holder != ref.version:
-            incumbent_values, incumbent_note = _incumbent_values(client, uri, model, holder, current, seed,
-                                                                 window.window_end, Path(tmp) / "incumbent")
-    decision = evaluate(policy, evidence.values(), History(checks=[]), window.window_end,
-                        context={"model": model, "candidate": ref.version, "alias": alias,
-                                 "previous_holder": holder or "", "window_id": window.window_id})
+    candidate_reference = store.load_reference(ref)
+    check_same_dim(candidate_reference.profile.dim, current.embeddings,
+                   f"the reference of {model} version {ref.version}")
+    require_window_rows(current.embeddings.n, str(current.embeddings.path))
+    evidence = build_evidence(candidate_reference, current, seed=seed, now=window.window_end, progress=progress,
+                              allow_id_mismatch=allow_id_mismatch)
+    incumbent_values, incumbent_note = None, "no other version holds the alias"
+    if holder is not None and holder != ref.version:
+        incumbent_values, incumbent_note = _incumbent_values(store, model, holder, current, seed, window.window_end)
+    decision = _gate(policy, evidence.values(), window, {"model": model, "candidate": ref.version, "alias": alias,
+                                                         "previous_holder": holder or "",
+                                                         "window_id": window.window_id})
     record = decision.to_dict()
     passed = decision.action == "none" and decision.mode == "enforce"
     if dry_run:
@@ -479,47 +418,157 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
                            decision=record)
     gate_tags = {"drift_decider.promotion.alias": alias, "drift_decider.promotion.previous_holder": holder or "",
                  "drift_decider.promotion.passed": str(passed).lower()}
-    run_id = land_check(client, ref, window, payload, step=1, spool_dir=spool.spool_dir(spool_dir),
-                        kind="promotion", extra_tags=gate_tags).run_id
-    with mlflow_errors(f"recording the promotion decision on {model} version {ref.version}"):
-        if passed:      # a promotion that lost the race raises here: its candidate is not tagged
-            move_alias(client, model, alias, seen, ref.version, token=run_id)
-        publish_promotion(client, ref, record, run_id, gate_tags)
+    run_id, _ = store.land_check(ref, window, payload, step=1, spool_dir=spool.spool_dir(spool_dir),
+                                 kind="promotion", extra_tags=gate_tags)
+    store.publish_promotion(ref, alias, seen, record, run_id, gate_tags, passed=passed)
     return PromotionOutcome(model, ref.version, alias, holder, passed, passed, record, evidence.values(),
                             incumbent_values, run_id)
+
+
+def _gate(policy: Policy, values: dict[str, float], window: Window, context: dict[str, str]) -> Decision:
+    """A promotion gate's decision: the policy on the candidate's evidence alone (a gate has no history)."""
+    return evaluate(policy, values, History(checks=[]), window.window_end, context=context)
 
 
 def rollback(model: str, alias: str, to_version: str, *, tracking_uri: str | None = None) -> str | None:
     """Move ``alias`` back to ``to_version`` (the undo `promote` prints), without a gate: the version
     held it before. Compare-and-set like a promotion (InFlightError, exit 4, when another move
     races it). Returns the version that held the alias before."""
-    from drift_decider.tracking.connection import connect, mlflow_errors
-    from drift_decider.tracking.registry import alias_state, move_alias, require_model, resolve_version
-
-    client = connect(tracking_uri)
-    with mlflow_errors(f"moving alias {alias!r} of {model!r}"):
-        require_model(client, model)
-        target = resolve_version(client, model, version=to_version)
-        seen = alias_state(client, model, alias)
-        if seen.holder != target.version:
-            move_alias(client, model, alias, seen, target.version, token=f"rollback-{uuid.uuid4().hex}")
-    return seen.holder
+    return TrackingStore.open(tracking_uri).roll_back(model, alias, to_version, token=f"rollback-{uuid.uuid4().hex}")
 
 
-def _incumbent_values(client, uri: str, model: str, holder: str, current: CurrentData, seed: int, now,
-                      workdir: Path) -> tuple[dict[str, float] | None, str]:
+def _incumbent_values(store: TrackingStore, model: str, holder: str, current: CurrentData, seed: int,
+                      now: datetime) -> tuple[dict[str, float] | None, str]:
     """The alias holder's metrics on the same data, for comparison; skipped (with the reason) when it
     has no reference or lives in another dimension, which must not block a new model's promotion."""
-    from drift_decider.tracking.reference_store import load_reference
-    from drift_decider.tracking.registry import resolve_version
-
     try:
-        reference = load_reference(client, uri, resolve_version(client, model, version=holder), workdir)
+        reference = store.load_reference(store.version(model, version=holder))
     except InputError as exc:
         return None, f"not compared: {exc}"
     if reference.profile.dim != current.embeddings.dim:
-        return None, f"not compared: version {holder} has {reference.profile.dim} dimensions, the data {current.embeddings.dim}"
+        return None, (f"not compared: version {holder} has {reference.profile.dim} dimensions, the data "
+                      f"{current.embeddings.dim}")
     try:          # after catalogue turnover the holder may not know today's ids: that is why one promotes
         return build_evidence(reference, current, seed=seed, now=now).values(), f"compared with version {holder}"
     except InputError as exc:
         return None, f"not compared: {exc}"
+
+
+# Reviewing policies: what `drift-decider policy validate|test|explain|backtest` do, without MLflow.
+
+MAX_INPUT_BYTES = 50_000_000
+
+
+def validate_policies(paths: Sequence[str | Path], *, strict: bool = False) -> dict[str, Any]:
+    """Load each policy strictly and lint it: ``{"ok", "files": [report per file]}``. A file that does not
+    load is reported (``error``), not raised; ``strict`` counts a lint warning as a failure."""
+    reports, failed = [], False
+    for path in paths:
+        try:
+            policy = load_policy(path)
+        except PolicyError as exc:
+            failed = True
+            reports.append({"file": str(path), "ok": False, "error": str(exc), "warnings": []})
+            continue
+        warnings = [str(w) for w in lint(policy)]
+        failed |= strict and bool(warnings)
+        reports.append({"file": str(path), "ok": not (strict and warnings), "policy": policy.name,
+                        "version": policy.version, "sha256": policy.sha256, "rules": len(policy.rules),
+                        "mode": policy.mode, "warnings": warnings})
+    return {"ok": not failed, "files": reports}
+
+
+@dataclass(frozen=True)
+class PolicyTestRun:
+    """One policy test file's outcome: its result, or the error that kept it from running."""
+
+    path: str
+    result: TestFileResult | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None and self.result.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.result.to_dict() if self.result is not None else {"file": self.path, "ok": False,
+                                                                      "error": self.error}
+
+
+def run_policy_tests(paths: Sequence[str | Path]) -> list[PolicyTestRun]:
+    """Run policy test files (kind: PolicyTest); a file that does not load is a failed run, not raised."""
+    runs = []
+    for path in paths:
+        try:
+            runs.append(PolicyTestRun(str(path), run_test_file(path)))
+        except PolicyError as exc:
+            runs.append(PolicyTestRun(str(path), None, str(exc)))
+    return runs
+
+
+def explain(policy_path: str | Path, metrics_path: str | Path, *, history_path: str | Path | None = None,
+            now: str | datetime | None = None, context: Mapping[str, str] | None = None) -> Decision:
+    """The policy's decision on a metrics file (a JSON object of metric to number, or an evidence report
+    with a ``values`` object) after the checks of a history file, with the reasons (``Decision.explain``)."""
+    policy = load_policy(policy_path)
+    metrics = read_json_file(metrics_path, "metrics")
+    if isinstance(metrics, dict) and isinstance(metrics.get("values"), dict):
+        metrics = metrics["values"]
+    _refuse_unknown_metrics(metrics, str(metrics_path))
+    rows = (history_rows(read_json_file(history_path, "history"), f"{history_path}: history") if history_path
+            else [])
+    moment = now if now is not None else datetime.now(timezone.utc)
+    return evaluate(policy, metrics, History.from_dicts(rows), parse_time(moment, "--now"), context=dict(context or {}))
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """A policy replayed over recorded checks: each replayed step, and counts over them."""
+
+    policy: dict[str, str]                # name, version, sha256
+    history_checks: int                   # checks before --since, taken as recorded
+    summary: dict[str, Any]
+    steps: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": True, "policy": self.policy, "history_checks": self.history_checks, "summary": self.summary,
+                "steps": self.steps}
+
+
+def backtest(policy_path: str | Path, history_path: str | Path, *, since: str | datetime | None = None,
+             as_policy_mode: bool = False) -> BacktestResult:
+    """Replay a version's recorded checks (a `history --json` file) through a policy: what it would have
+    decided, each check counted as enforced (or in the policy's own mode) in the history of the next."""
+    policy = load_policy(policy_path)
+    before, recorded = recorded_from_rows(read_json_file(history_path, "history"),
+                                          parse_time(since, "--since") if since else None)
+    steps = [step.to_dict() for step in replay(policy, recorded, history=before, as_enforced=not as_policy_mode)]
+    return BacktestResult({"name": policy.name, "version": policy.version, "sha256": policy.sha256}, len(before),
+                          summary(steps), steps)
+
+
+def _refuse_unknown_metrics(metrics: Any, path: str) -> None:
+    """A misspelt key would read as a missing metric and fire no rule, silently: name it instead."""
+    if not isinstance(metrics, dict):
+        return
+    known = metric_keys()
+    unknown = [key for key in metrics if key not in known]
+    if unknown:
+        raise InputError(f"{path}: unknown metric {unknown[0]!r}{suggest(str(unknown[0]), known)}"
+                         + (f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""))
+
+
+def read_json_file(path: str | Path, what: str) -> Any:
+    """A JSON input file, refused clearly when it is not a regular file, too large or not JSON."""
+    p = Path(path)
+    try:
+        info = p.stat()    # stat never blocks; opening a FIFO would, forever
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{path}: {what} file is not a regular file (a FIFO or device could block forever)")
+        if info.st_size > MAX_INPUT_BYTES:
+            raise InputError(f"{path}: {what} file is larger than {MAX_INPUT_BYTES} bytes")
+        return json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what} file: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: {what} file is not valid JSON: {exc}") from None

@@ -1,4 +1,8 @@
-"""The `drift-decider` command line: a thin click shell over drift_decider.api."""
+"""The `drift-decider` command line: a thin click shell over drift_decider.api.
+
+Each command imports ``api`` when it runs, so that `--help` and option errors answer at once instead
+of after loading numpy and the measurement code.
+"""
 
 from __future__ import annotations
 
@@ -14,33 +18,40 @@ from typing import Any
 import click
 
 from drift_decider import __version__
-from drift_decider.errors import DriftDeciderError, redact
+from drift_decider.cli_policy import policy_group
+from drift_decider.errors import DriftDeciderError, ExitCode, error_message, exit_code
+from drift_decider.table import fmt, render_table
 
-EXIT_CODES = """\b
-Exit codes (each command's help names the ones it can return):
-  0  success (whatever the decision)
-  1  runtime failure (e.g. MLflow unreachable or refused a write)
-  2  bad input or usage (missing file, NaN rows, dimension mismatch, invalid policy)
-  3  `check --fail-on-action` and the decision is not `none`, or `promote --fail-on-block` and
-     the gate blocked
-  4  another check holds the same window (check waited for it, then spooled its own; `sync`
-     deferred an entry), an earlier window of the same model version is still being checked
-     (check waited for it, then wrote nothing: run it again once that one has landed, after
-     `drift-decider sync` where it failed), or `promote` lost the alias to a concurrent
-     promotion (the alias was not moved)
-"""
-_EXIT_LABELS = {0: "success", 1: "runtime failure", 2: "bad input",
-                3: "decision not `none` (--fail-on-action) or gate blocked (--fail-on-block)",
-                4: "a concurrent check or promotion"}
+# What each exit code means, once: the legend of `drift-decider --help` and the labels of each command's epilog.
+_EXIT_MEANINGS = {
+    ExitCode.OK: ("success (whatever the decision)", "success"),
+    ExitCode.FAILURE: ("runtime failure (e.g. MLflow unreachable or refused a write)", "runtime failure"),
+    ExitCode.BAD_INPUT: ("bad input or usage (missing file, NaN rows, dimension mismatch, invalid policy)",
+                         "bad input"),
+    ExitCode.GATED: ("`check --fail-on-action` and the decision is not `none`, or `promote --fail-on-block` and\n"
+                     "     the gate blocked",
+                     "decision not `none` (--fail-on-action) or gate blocked (--fail-on-block)"),
+    ExitCode.IN_FLIGHT: ("another check holds the same window (check waited for it, then spooled its own; `sync`\n"
+                         "     deferred an entry), an earlier window of the same model version is still being checked\n"
+                         "     (check waited for it, then wrote nothing: run it again once that one has landed, after\n"
+                         "     `drift-decider sync` where it failed), or `promote` lost the alias to a concurrent\n"
+                         "     promotion (the alias was not moved)",
+                         "a concurrent check or promotion"),
+}
+EXIT_CODES = ("\b\nExit codes (each command's help names the ones it can return):\n"
+              + "".join(f"  {code:d}  {legend}\n" for code, (legend, _) in _EXIT_MEANINGS.items()))
+# `sync`'s worst entry status decides its exit code, in this order of precedence
+_SYNC_EXIT = (("unreachable", ExitCode.FAILURE), ("skipped", ExitCode.BAD_INPUT), ("deferred", ExitCode.IN_FLIGHT))
 
 
 _INVOKED = "drift_decider.invoked"
 
 
-def exit_codes(*codes: int) -> str:
+def exit_codes(*codes: ExitCode) -> str:
     """A subcommand's epilog: the codes it can return in one line; the legend is shown once, in
     `drift-decider --help`, instead of in full under every command."""
-    return f"Exit codes: {', '.join(f'{code} {_EXIT_LABELS[code]}' for code in codes)} (see drift-decider --help)."
+    labels = (f"{code:d} {_EXIT_MEANINGS[ExitCode(code)][1]}" for code in codes)
+    return f"Exit codes: {', '.join(labels)} (see drift-decider --help)."
 
 
 def _bars(as_json: bool = False) -> bool:
@@ -65,16 +76,13 @@ class _Cli(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except DriftDeciderError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except Exception as exc:  # a bug or an environment failure: say so, exit 1
-            click.echo(f"error: unexpected failure: {type(exc).__name__}: {redact(str(exc))}", err=True)
-            if os.environ.get("DRIFT_DECIDER_DEBUG"):
+        except Exception as exc:  # ours, or a bug or an environment failure: say so
+            click.echo(f"error: {error_message(exc)}", err=True)
+            if not isinstance(exc, DriftDeciderError) and os.environ.get("DRIFT_DECIDER_DEBUG"):
                 traceback.print_exc()
-            ctx.exit(1)
+            ctx.exit(exit_code(exc))
 
 
 tracking_uri_option = click.option(
@@ -134,7 +142,7 @@ def cli() -> None:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
-@cli.command(epilog=exit_codes(0, 1, 2))
+@cli.command(epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT))
 @click.option("--reference", required=True, type=click.Path(dir_okay=False), help="Reference embeddings "
               "(.npy, .npz or .parquet).")
 @click.option("--current", required=True, type=click.Path(dir_okay=False), help="Current embeddings, same dimension.")
@@ -148,9 +156,9 @@ def measure(reference: str, current: str, alpha: float, seed: int, as_json: bool
     Tests (metrics with a p-value) get a verdict at --alpha: `drift` when p < alpha. Other metrics
     are sizes of a change, with no verdict of their own.
     """
-    from drift_decider.api import measure_files
+    from drift_decider import api
 
-    report = measure_files(reference, current, seed=seed, progress=_bars(as_json))
+    report = api.measure_files(reference, current, seed=seed, progress=_bars(as_json))
     if as_json:
         click.echo(_dumps(report.to_dict()))
         return
@@ -171,7 +179,7 @@ def _verdict(result, alpha: float) -> str:
     return "drift" if result.p_value < alpha else "no drift"
 
 
-@cli.command(epilog=exit_codes(0, 1, 2))
+@cli.command(epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT))
 @click.option("--model", required=True, help="Registered model name (created if new).")
 @json_option
 @tracking_uri_option
@@ -187,9 +195,9 @@ def register(model: str, as_json: bool, tracking_uri: str | None) -> None:
       drift-decider register --model recsys
       drift-decider reference set --model recsys --version 1 --embeddings items.npz
     """
-    from drift_decider.api import register as run_register
+    from drift_decider import api
 
-    version = run_register(model, tracking_uri=tracking_uri)
+    version = api.register(model, tracking_uri=tracking_uri)
     if as_json:
         click.echo(_dumps({"model": model, "version": version}))
     else:
@@ -202,7 +210,7 @@ def reference() -> None:
     """Manage the reference embeddings stored with a model version."""
 
 
-@reference.command("set", epilog=exit_codes(0, 1, 2))
+@reference.command("set", epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version", required=True, help="Model version the reference belongs to.")
 @click.option("--embeddings", required=True, type=click.Path(dir_okay=False),
@@ -234,14 +242,14 @@ def reference_set(model: str, version: str, embeddings: str, queries: str | None
       drift-decider reference set --model recsys --version 3 --embeddings items.npz \\
           --queries queries.npy --sibling items-seed1.npz --sibling items-seed2.npz
     """
-    from drift_decider.api import set_reference
+    from drift_decider import api
 
-    uri = set_reference(model, version, embeddings, queries_path=queries, sibling_paths=siblings,
+    uri = api.set_reference(model, version, embeddings, queries_path=queries, sibling_paths=siblings,
                         sibling_query_paths=sibling_queries, tracking_uri=tracking_uri, seed=seed, progress=_bars())
     click.echo(f"reference for {model} version {version} stored at {uri}")
 
 
-@reference.command("noise", epilog=exit_codes(0, 1, 2))
+@reference.command("noise", epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version", required=True, help="Model version whose reference gets the floor.")
 @click.option("--first-checks", "checks", required=True, type=click.IntRange(min=1),
@@ -259,13 +267,13 @@ def reference_noise(model: str, version: str, checks: int, tracking_uri: str | N
     Example:
       drift-decider reference noise --model recsys --version 3 --first-checks 7
     """
-    from drift_decider.api import set_noise_floor_from_checks
+    from drift_decider import api
 
-    label = set_noise_floor_from_checks(model, version, checks=checks, tracking_uri=tracking_uri)
+    label = api.set_noise_floor_from_checks(model, version, checks=checks, tracking_uri=tracking_uri)
     click.echo(f"noise floor for {model} version {version}: {label}")
 
 
-@cli.command(epilog=exit_codes(0, 1, 2, 3, 4))
+@cli.command(epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT, ExitCode.GATED, ExitCode.IN_FLIGHT))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version", default=None, help="Model version to check (or use --alias).")
 @click.option("--alias", default=None, help="Alias naming the version to check, e.g. champion.")
@@ -296,9 +304,9 @@ def check(model: str, version: str | None, alias: str | None, current: str, poli
     Logs one MLflow run with every metric (tied to the version's LoggedModel), evaluates the policy
     over this check and the version's earlier checks, and tags run and model version with the decision.
     """
-    from drift_decider.api import check as run_check
+    from drift_decider import api
 
-    outcome = run_check(model, current, policy_path, version=version, alias=alias, tracking_uri=tracking_uri,
+    outcome = api.check(model, current, policy_path, version=version, alias=alias, tracking_uri=tracking_uri,
                         window_id=window_id, window_end=window_end, dry_run=dry_run, seed=seed,
                         progress=_bars(as_json), spool_dir=spool_dir, catalog_path=catalog, queries_path=queries,
                         index_path=index, allow_id_mismatch=allow_id_mismatch,
@@ -308,7 +316,7 @@ def check(model: str, version: str | None, alias: str | None, current: str, poli
     else:
         _print_outcome(outcome)
     if fail_on_action and outcome.action != "none":
-        sys.exit(3)
+        sys.exit(ExitCode.GATED)
 
 
 def _print_outcome(outcome) -> None:
@@ -329,7 +337,7 @@ def _print_outcome(outcome) -> None:
 
 
 
-@cli.command(epilog=exit_codes(0, 1, 2))
+@cli.command(epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT))
 @click.option("--workdir", default="drift-decider-demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the demo's sqlite MLflow store, artifacts and data (created if missing).")
 @click.option("--force", is_flag=True, help="Delete an earlier demo in --workdir (its store, artifacts and data, "
@@ -351,7 +359,7 @@ def demo(workdir: str, force: bool, seed: int, as_json: bool) -> None:
         click.echo(result.table())
 
 
-@cli.command(epilog=exit_codes(0, 1, 2, 4))
+@cli.command(epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT, ExitCode.IN_FLIGHT))
 @tracking_uri_option
 @spool_option
 @json_option
@@ -366,9 +374,9 @@ def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None
     cannot be reached is `unreachable` and kept (exit 1). Entries go in window order, and one store
     being down holds back only its own entries.
     """
-    from drift_decider.api import sync as run_sync
+    from drift_decider import api
 
-    outcomes = run_sync(tracking_uri=tracking_uri, spool_dir=spool_dir)
+    outcomes = api.sync(tracking_uri=tracking_uri, spool_dir=spool_dir)
     deferred = sum(outcome["status"] == "deferred" for outcome in outcomes)
     if as_json:
         click.echo(_dumps(outcomes))
@@ -383,12 +391,12 @@ def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None
         click.echo(f"{len(outcomes) - deferred - kept} spooled check(s) synced, {deferred} deferred, "
                    f"{kept} skipped or unreachable (kept in the spool)")
     statuses = {outcome["status"] for outcome in outcomes}
-    for status, code in (("unreachable", 1), ("skipped", 2), ("deferred", 4)):
+    for status, code in _SYNC_EXIT:
         if status in statuses:
             sys.exit(code)
 
 
-@cli.command("history", epilog=exit_codes(0, 1, 2))
+@cli.command("history", epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version", default=None, help="Only this version (default: all versions).")
 @click.option("--since", default=None, metavar="ISO8601", help="Only windows ending at or after this time.")
@@ -399,19 +407,17 @@ def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None
 def history_cmd(model: str, version: str | None, since: str | None, plot_path: str | None, as_json: bool,
                 tracking_uri: str | None) -> None:
     """Show every recorded check of a model: window, key metrics, decision, rule, run."""
-    from drift_decider.api import HEADLINE_METRICS, history
+    from drift_decider import api
 
-    from drift_decider.table import fmt, render_table
-
-    rows = history(model, version=version, since=since, tracking_uri=tracking_uri)
+    rows = api.history(model, version=version, since=since, tracking_uri=tracking_uri)
     if plot_path:
         from drift_decider.plots import plot_history
 
-        plot_history(rows, HEADLINE_METRICS, plot_path, f"{model}" + (f" v{version}" if version else ""))
+        plot_history(rows, api.HEADLINE_METRICS, plot_path, f"{model}" + (f" v{version}" if version else ""))
     if as_json:
         click.echo(_dumps(rows))
         return
-    shown = [m for m in HEADLINE_METRICS if any(m in row["metrics"] for row in rows)]
+    shown = [m for m in api.HEADLINE_METRICS if any(m in row["metrics"] for row in rows)]
     click.echo(render_table(["window end", "window", "v"] + shown + ["decision", "rule", "held back", "noise floor",
                                                                      "decision id", "run"],
                             [[row["window_end"].strftime("%Y-%m-%d %H:%M"), row["window_id"], row["version"]]
@@ -425,7 +431,7 @@ def history_cmd(model: str, version: str | None, since: str | None, plot_path: s
         click.echo(f"plot written to {plot_path}")
 
 
-@cli.command(epilog=exit_codes(0, 1, 2))
+@cli.command(epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT))
 @click.option("--decision-id", default=None, metavar="ID", help="A decision id, or a unique prefix of one (at "
               "least 6 hex digits, as `history` shows them), or the check's run id.")
 @click.option("--model", default=None, help="With --version and --window-id: the decision of that window.")
@@ -443,10 +449,9 @@ def audit(decision_id: str | None, model: str | None, version: str | None, windo
       drift-decider audit --decision-id 55c8d8a8
       drift-decider audit --model recsys --version 1 --window-id 2026-11-25
     """
-    from drift_decider.api import audit as run_audit
-    from drift_decider.table import fmt, render_table
+    from drift_decider import api
 
-    record = run_audit(decision_id, model=model, version=version, window_id=window_id, tracking_uri=tracking_uri)
+    record = api.audit(decision_id, model=model, version=version, window_id=window_id, tracking_uri=tracking_uri)
     if as_json:
         click.echo(_dumps(record))
         return
@@ -471,7 +476,7 @@ def audit(decision_id: str | None, model: str | None, version: str | None, windo
                               c.get("outcome", "-")] for c in decision.get("conditions", [])]))
 
 
-@cli.command(epilog=exit_codes(0, 1, 2, 3, 4))
+@cli.command(epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT, ExitCode.GATED, ExitCode.IN_FLIGHT))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--candidate", required=True, help="Version that wants the alias.")
 @click.option("--alias", default="champion", show_default=True, help="Alias to move when the gate passes.")
@@ -488,7 +493,8 @@ def audit(decision_id: str | None, model: str | None, version: str | None, windo
 @tracking_uri_option
 @spool_option
 def promote(model: str, candidate: str, alias: str, current: str, policy_path: str, dry_run: bool,
-            fail_on_block: bool, allow_id_mismatch: bool, seed: int, as_json: bool, tracking_uri: str | None, spool_dir: str | None,
+            fail_on_block: bool, allow_id_mismatch: bool, seed: int, as_json: bool, tracking_uri: str | None,
+            spool_dir: str | None,
             catalog: str | None, queries: str | None, index: str | None) -> None:
     """Move ALIAS to the candidate version only if the gate policy passes on current data.
 
@@ -498,9 +504,9 @@ def promote(model: str, candidate: str, alias: str, current: str, policy_path: s
     candidate either way; the alias moves only on a pass, and the command to undo it is printed.
     Promoting the version that holds the alias already does nothing.
     """
-    from drift_decider.api import promote as run_promote
+    from drift_decider import api
 
-    outcome = run_promote(model, candidate, alias, current, policy_path, tracking_uri=tracking_uri,
+    outcome = api.promote(model, candidate, alias, current, policy_path, tracking_uri=tracking_uri,
                           dry_run=dry_run, seed=seed, progress=_bars(as_json), spool_dir=spool_dir,
                           catalog_path=catalog, queries_path=queries, index_path=index,
                           allow_id_mismatch=allow_id_mismatch)
@@ -511,7 +517,7 @@ def promote(model: str, candidate: str, alias: str, current: str, policy_path: s
     else:
         _print_promotion(outcome, dry_run)
     if fail_on_block and not outcome.passed:
-        sys.exit(3)
+        sys.exit(ExitCode.GATED)
 
 
 def _print_promotion(outcome, dry_run: bool) -> None:
@@ -531,7 +537,7 @@ def _print_promotion(outcome, dry_run: bool) -> None:
         click.echo(f"alias {outcome.alias!r} stays on version {outcome.previous_holder or '(unset)'}")
 
 
-@cli.command(epilog=exit_codes(0, 1, 2, 4))
+@cli.command(epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT, ExitCode.IN_FLIGHT))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--alias", default="champion", show_default=True, help="Alias to move back.")
 @click.option("--to", "to_version", required=True, help="The version that held the alias before.")
@@ -543,20 +549,14 @@ def rollback(model: str, alias: str, to_version: str, tracking_uri: str | None) 
     Example:
       drift-decider rollback --model recsys --alias champion --to 3
     """
-    from drift_decider.api import rollback as run_rollback
+    from drift_decider import api
 
-    before = run_rollback(model, alias, to_version, tracking_uri=tracking_uri)
+    before = api.rollback(model, alias, to_version, tracking_uri=tracking_uri)
     click.echo(f"alias {alias!r} of {model} already on version {to_version}" if before == to_version else
                f"alias {alias!r} of {model} moved back to version {to_version} (from {before or '(unset)'})")
 
 
-def _register_subcommands() -> None:
-    from drift_decider.cli_policy import policy_group
-
-    cli.add_command(policy_group)
-
-
-_register_subcommands()
+cli.add_command(policy_group)
 
 
 def main() -> None:

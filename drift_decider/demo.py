@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from drift_decider import api
 from drift_decider.ann_index import ServingIndex
 from drift_decider.errors import InputError
 from drift_decider.scenarios import generate_scenario
@@ -71,22 +72,15 @@ class DemoResult:
 
 
 def run_demo(workdir: str | Path, *, seed: int = 0, progress: bool = False, force: bool = False) -> DemoResult:
-    from drift_decider import api
-    from drift_decider.tracking.connection import connect
-    from drift_decider.tracking.registry import EXPERIMENT, register_external_model
-
     workdir = Path(workdir).resolve()
     _claim_workdir(workdir, force)
     base = generate_scenario("none", 0.0, seed)      # reads the MovieLens data before any store exists
     data = workdir / "data"
     data.mkdir()
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    client = connect(uri)
-    client.create_experiment(EXPERIMENT, artifact_location=(workdir / "artifacts" / "checks").as_uri())
-    training = client.create_experiment("recommender-training",
-                                        artifact_location=(workdir / "artifacts" / "models").as_uri())
-    ref = register_external_model(client, uri, MODEL_NAME, experiment_id=training,
-                                  tags={"embedding": "MovieLens item factors (truncated SVD, 32 d)"})
+    training = api.create_local_store(uri, workdir / "artifacts", "recommender-training")
+    version = api.register(MODEL_NAME, tracking_uri=uri, experiment_id=training,
+                           tags={"embedding": "MovieLens item factors (truncated SVD, 32 d)"})
 
     np.savez(data / "reference_items.npz", ids=base.reference_ids, vectors=base.reference_vectors)
     np.save(data / "reference_queries.npy", base.queries_reference)
@@ -94,11 +88,11 @@ def run_demo(workdir: str | Path, *, seed: int = 0, progress: bool = False, forc
     for number, sibling in enumerate(base.siblings, start=1):
         siblings.append(data / f"sibling-{number}-items.npz")
         np.savez(siblings[-1], ids=sibling.ids, vectors=sibling.vectors)
-    api.set_reference(MODEL_NAME, ref.version, data / "reference_items.npz",
+    api.set_reference(MODEL_NAME, version, data / "reference_items.npz",
                       queries_path=data / "reference_queries.npy", sibling_paths=siblings, tracking_uri=uri,
                       seed=seed)
 
-    result = DemoResult(workdir, uri, MODEL_NAME, ref.version)
+    result = DemoResult(workdir, uri, MODEL_NAME, version)
     for day, (phase, kind, strength) in enumerate(_progress(SCHEDULE, progress), start=1):
         window = generate_scenario(kind, strength, seed)
         items = data / f"day-{day:02d}-items.npz"
@@ -108,7 +102,7 @@ def run_demo(workdir: str | Path, *, seed: int = 0, progress: bool = False, forc
         # the index serving that day: built at registration, or rebuilt by the pipeline that changed the vectors
         index = ServingIndex.build(window.index_ids, window.index_vectors, kind="hnsw", seed=seed,
                                    built_at=START).save(data / f"day-{day:02d}-index")
-        outcome = api.check(MODEL_NAME, items, POLICY, version=ref.version, tracking_uri=uri,
+        outcome = api.check(MODEL_NAME, items, POLICY, version=version, tracking_uri=uri,
                             window_id=f"day-{day:02d}", window_end=(START + timedelta(days=day)).isoformat(),
                             seed=seed, queries_path=queries, index_path=index)
         result.rows.append({"window_id": outcome.window.window_id, "phase": phase, "scenario": kind,

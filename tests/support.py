@@ -41,6 +41,15 @@ def run_cli(*args: str, expect: int | None = 0):
     return result
 
 
+def check_args(uri: str, version: str, current: Path, window_id: str = "w1", *, model: str = "recsys",
+               policy: Path = POLICY, window_end: str = "2026-07-01T00:00:00Z",
+               spool: Path | None = None) -> list[object]:
+    """`drift-decider check` of one window with --json (last, so a caller may drop it), as tests run it."""
+    args: list[object] = ["check", "--model", model, "--version", version, "--current", current, "--policy", policy,
+                          "--window-id", window_id, "--window-end", window_end, "--tracking-uri", uri]
+    return [*args, *(["--spool-dir", spool] if spool is not None else []), "--json"]
+
+
 def register_with_reference(uri: str, tmp_path: Path, name: str = "recsys") -> tuple[str, Path]:
     """Register an external model version and store MovieLens item factors as its reference."""
     tmp_path.mkdir(parents=True, exist_ok=True)

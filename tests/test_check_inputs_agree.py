@@ -10,19 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from drift_decider import api
-from support import POLICY, movielens_items, register_with_reference, run_cli, write_items
-
-
-def _check_args(uri: str, version: str, current: Path, window_id: str = "w1") -> list[object]:
-    return ["check", "--model", "recsys", "--version", version, "--current", current, "--policy", POLICY,
-            "--window-id", window_id, "--window-end", "2026-07-01T00:00:00Z", "--tracking-uri", uri, "--json"]
+from support import POLICY, check_args, movielens_items, register_with_reference, run_cli, write_items
 
 
 def test_ids_matching_few_reference_items_are_refused_naming_both_sides(tmp_path: Path, sqlite_uri: str) -> None:
     version, _ = register_with_reference(sqlite_uri, tmp_path)
     ids, vectors = movielens_items()
     renumbered = write_items(tmp_path / "renumbered.npz", ids + 10_000_000, vectors)   # another id column
-    result = run_cli(*_check_args(sqlite_uri, version, renumbered), expect=2)
+    result = run_cli(*check_args(sqlite_uri, version, renumbered), expect=2)
     assert "renumbered.npz" in result.output and "0.0% of its ids are items the version learned" in result.output
     assert repr(int(ids[0])) in result.output and repr(int(ids[0]) + 10_000_000) in result.output
     assert "--allow-id-mismatch" in result.output
@@ -39,10 +34,10 @@ def test_half_the_catalogue_renewed_is_still_checked(tmp_path: Path, sqlite_uri:
     ids, vectors = movielens_items()
     kept = int(len(ids) * 0.6)
     renewed = np.concatenate([ids[:kept], ids[kept:] + 10_000_000])
-    outcome = json.loads(run_cli(*_check_args(sqlite_uri, version, write_items(tmp_path / "cur.npz", renewed,
+    outcome = json.loads(run_cli(*check_args(sqlite_uri, version, write_items(tmp_path / "cur.npz", renewed,
                                                                                  vectors))).output)
     assert abs(outcome["metrics"]["catalog.new_item_share"] - 0.4) < 0.01
-    few = json.loads(run_cli(*_check_args(sqlite_uri, version, write_items(tmp_path / "few.npz", ids[:50],
+    few = json.loads(run_cli(*check_args(sqlite_uri, version, write_items(tmp_path / "few.npz", ids[:50],
                                                                              vectors[:50]), "w2")).output)
     assert few["metrics"]["catalog.new_item_share"] == 0.0
 
@@ -50,12 +45,12 @@ def test_half_the_catalogue_renewed_is_still_checked(tmp_path: Path, sqlite_uri:
 def test_a_window_id_reused_with_other_data_is_refused_with_both_digests(tmp_path: Path, sqlite_uri: str) -> None:
     version, _ = register_with_reference(sqlite_uri, tmp_path)
     ids, vectors = movielens_items()
-    first = json.loads(run_cli(*_check_args(sqlite_uri, version, write_items(tmp_path / "a.npz", ids,
+    first = json.loads(run_cli(*check_args(sqlite_uri, version, write_items(tmp_path / "a.npz", ids,
                                                                                vectors * 1.1))).output)
-    again = json.loads(run_cli(*_check_args(sqlite_uri, version, tmp_path / "a.npz")).output)
+    again = json.loads(run_cli(*check_args(sqlite_uri, version, tmp_path / "a.npz")).output)
     assert again["already_recorded"] is True and again["decision_id"] == first["decision_id"]
     other = write_items(tmp_path / "b.npz", ids, vectors * 1.2)
-    result = run_cli(*_check_args(sqlite_uri, version, other), expect=2)
+    result = run_cli(*check_args(sqlite_uri, version, other), expect=2)
     recorded = api.history("recsys", tracking_uri=sqlite_uri)
     assert len(recorded) == 1 and "was decided on other data" in result.output
     assert "a.npz" in result.output and "--window-id" in result.output
@@ -64,7 +59,7 @@ def test_a_window_id_reused_with_other_data_is_refused_with_both_digests(tmp_pat
 def test_the_decision_record_names_the_evidence_it_did_not_see(tmp_path: Path, sqlite_uri: str) -> None:
     version, _ = register_with_reference(sqlite_uri, tmp_path)      # ids, no queries, no siblings, no index
     ids, vectors = movielens_items()
-    outcome = json.loads(run_cli(*_check_args(sqlite_uri, version, write_items(tmp_path / "a.npz", ids,
+    outcome = json.loads(run_cli(*check_args(sqlite_uri, version, write_items(tmp_path / "a.npz", ids,
                                                                                  vectors))).output)
     missing = outcome["decision"]["inputs"]["context"]["not_measured"]
     assert outcome["not_measured"] == missing

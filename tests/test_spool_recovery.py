@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 import drift_decider.tracking.landing as landing
 from drift_decider.tracking.connection import connect
 from drift_decider.tracking.registry import ensure_experiment, read_claims, register_external_model, resolve_version
-from support import POLICY, movielens_items, register_with_reference, run_cli, write_items
+from support import POLICY, check_args, movielens_items, register_with_reference, run_cli, write_items
 
 GATE = POLICY.parent / "promotion-gate.yaml"
 
@@ -43,15 +43,9 @@ def _spool_undecided(tmp_path: Path, uri: str, monkeypatch: pytest.MonkeyPatch, 
     current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
     _flaky_history(monkeypatch, len(windows))
     for window_id, end in windows.items():
-        _check(uri, version, current, policy, window_id, end, tmp_path / "spool", expect=1)
+        run_cli(*check_args(uri, version, current, window_id, policy=policy, window_end=end, spool=tmp_path / "spool"),
+                expect=1)
     return version, tmp_path / "spool"
-
-
-def _check(uri: str, version: str, current: Path, policy: Path, window_id: str, end: str, spool: Path,
-           expect: int | None):
-    return run_cli("check", "--model", "recsys", "--version", version, "--current", current, "--policy", policy,
-                   "--window-id", window_id, "--window-end", end, "--tracking-uri", uri, "--spool-dir", spool,
-                   "--json", expect=expect)
 
 
 @pytest.mark.parametrize("failure", ["policy-broken", "mlflow-fails-again"])
@@ -125,8 +119,8 @@ def test_a_lost_completion_tag_after_the_metrics_keeps_one_point_per_metric(
         return real(self, run_id, run_tags)
 
     monkeypatch.setattr(SqlAlchemyStore, "_set_tags", failing)
-    outcome = json.loads(_check(sqlite_uri, version, current, POLICY, "w1", "2026-01-01T00:00:00Z", spool,
-                                expect=0).output)
+    outcome = json.loads(run_cli(*check_args(sqlite_uri, version, current, "w1", window_end="2026-01-01T00:00:00Z",
+                                             spool=spool)).output)
     assert failed and outcome["run_id"] == failed[0] and not list(spool.glob("*.json"))
     client = connect(sqlite_uri)
     model = client.get_logged_model(resolve_version(client, "recsys", version).model_id)

@@ -8,26 +8,27 @@ from __future__ import annotations
 import contextlib
 import re
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 
 from drift_decider.policy import CheckRecord, History
 from drift_decider.errors import InputError
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
-from drift_decider.tracking.registry import VersionRef
+from drift_decider.tracking.registry import VersionRef, quoted
+
+if TYPE_CHECKING:      # MLflow's types, for annotations only (mlflow loads when a call needs it)
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def check_runs(client, experiment_id: str, ref: VersionRef, *, kind: str = "check",
+def check_runs(client: MlflowClient, experiment_id: str, ref: VersionRef, *, kind: str = "check",
                window_id: str | None = None) -> list:
     """Complete check runs of one model version, oldest window first."""
     return search_checks(client, experiment_id, model=ref.name, version=ref.version, kind=kind, window_id=window_id)
 
 
-def search_checks(client, experiment_id: str, *, model: str | None = None, version: str | None = None,
+def search_checks(client: MlflowClient, experiment_id: str, *, model: str | None = None, version: str | None = None,
                   kind: str | None = "check", window_id: str | None = None, decision_id: str | None = None,
                   complete_only: bool = True) -> list:
     """Complete (or, with ``complete_only=False``, all active) drift-decider runs matching the tags,
@@ -36,7 +37,7 @@ def search_checks(client, experiment_id: str, *, model: str | None = None, versi
 
     wanted = {tags.MODEL: model, tags.VERSION: version, tags.KIND: kind, tags.WINDOW_ID: window_id,
               tags.DECISION_ID: decision_id, tags.COMPLETE: "true" if complete_only else None}
-    conditions = [f"tags.`{key}` = {_quote(value)}" for key, value in wanted.items() if value is not None]
+    conditions = [f"tags.`{key}` = {quoted(value)}" for key, value in wanted.items() if value is not None]
     runs, token = [], None
     with mlflow_errors("reading the check history" + (f" of {model}" if model else "")):
         while True:
@@ -49,7 +50,7 @@ def search_checks(client, experiment_id: str, *, model: str | None = None, versi
     return sorted(runs, key=lambda run: (window_end_of(run), run.info.start_time))
 
 
-def find_decision_run(client, experiment_id: str, key: str):
+def find_decision_run(client: MlflowClient, experiment_id: str, key: str):
     """The complete run of one decision, given its run id or a unique prefix of its decision id (at
     least 6 hex digits, as `history` shows them); None when nothing matches. An ambiguous prefix is
     an InputError naming the candidates."""
@@ -73,17 +74,27 @@ def find_decision_run(client, experiment_id: str, key: str):
     return runs[0] if runs else None
 
 
-def window_end_of(run) -> datetime:
+def window_end_of(run: Run) -> datetime:
     return datetime.fromisoformat(run.data.tags[tags.WINDOW_END])
 
 
-def history_from_runs(runs: list) -> History:
+def check_row(run: Run) -> dict[str, Any]:
+    """A complete check run as a plain row (what `drift-decider history --json` prints): the one place
+    that reads a check's tags."""
+    run_tags = run.data.tags
+    return {"window_end": window_end_of(run), "window_id": run_tags[tags.WINDOW_ID], "model": run_tags[tags.MODEL],
+            "version": run_tags[tags.VERSION], "action": run_tags[tags.DECISION],
+            "rule_id": run_tags.get(tags.RULE) or None, "held": run_tags.get(tags.HELD, ""),
+            "mode": run_tags.get(tags.MODE), "decision_id": run_tags[tags.DECISION_ID], "run_id": run.info.run_id,
+            "noise_floor": run.data.params.get("noise_floor"), "not_measured": run.data.params.get("not_measured"),
+            "metrics": dict(run.data.metrics)}
+
+
+def history_from_runs(runs: list[Run]) -> History:
+    """The policy's view of complete check runs: each row, decided when its decision says."""
+    rows = [(check_row(run), datetime.fromisoformat(run.data.tags[tags.DECIDED_AT])) for run in runs]
     return History(checks=[
-        CheckRecord(window_id=run.data.tags[tags.WINDOW_ID],
-                    window_end=window_end_of(run),
-                    metrics=dict(run.data.metrics),
-                    action=run.data.tags[tags.DECISION],
-                    rule_id=run.data.tags.get(tags.RULE) or None,
-                    decided_at=datetime.fromisoformat(run.data.tags[tags.DECIDED_AT]),
-                    mode=run.data.tags.get(tags.MODE, "enforce"))
-        for run in runs])
+        CheckRecord(window_id=row["window_id"], window_end=row["window_end"], metrics=row["metrics"],
+                    action=row["action"], rule_id=row["rule_id"], decided_at=decided_at,
+                    mode=row["mode"] or "enforce")
+        for row, decided_at in rows])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 from drift_decider.errors import InFlightError, InputError, PolicyError, TrackingError, redact
 from drift_decider.spool import SpoolEntry, read_entries, spool_lock, write_entry
@@ -20,6 +21,10 @@ from drift_decider.tracking.registry import (RELEASED, Claim, VersionRef, claim_
                                              read_claims, try_claim)
 from drift_decider.window import Window
 
+if TYPE_CHECKING:      # MLflow's types, for annotations only (mlflow loads when a call needs it)
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
 
 @dataclass(frozen=True)
 class Landed:
@@ -30,8 +35,9 @@ class Landed:
     recorded_by: Any | None = None
 
 
-def land_check(client, ref: VersionRef, window: Window, payload: CheckPayload, step: int, *, spool_dir: Path,
-               kind: str = "check", extra_tags: dict[str, str] | None = None, attempt: str | None = None) -> Landed:
+def land_check(client: MlflowClient, ref: VersionRef, window: Window, payload: CheckPayload, step: int, *,
+               spool_dir: Path, kind: str = "check", extra_tags: dict[str, str] | None = None,
+               attempt: str | None = None) -> Landed:
     """Record the check and publish the version's latest decision, unless another check of the window
     holds its claim (then its run, once complete); on failure, or when that check is still writing
     after WAIT_SECONDS, spool this one and raise. ``attempt`` is the token of the window's claim when
@@ -52,23 +58,28 @@ def land_check(client, ref: VersionRef, window: Window, payload: CheckPayload, s
                 "nor moves the alias: run `promote` again then")
         if isinstance(exc, InFlightError):
             then = "`drift-decider sync` lands it only if that check never does"
-        raise type(exc)(f"{exc}\nThe complete {kind} (metrics and decision {payload.decision['action']!r}) "
-                        f"was saved to {path}; {then}.") from exc
+        raise _spooled(type(exc)(f"{exc}\nThe complete {kind} (metrics and decision "
+                                 f"{payload.decision['action']!r}) was saved to {path}; {then}."), path) from exc
 
 
-def spool_undecided(client, ref: VersionRef, window: Window, payload: CheckPayload, *, spool_dir: Path,
+def spool_undecided(client: MlflowClient, ref: VersionRef, window: Window, payload: CheckPayload, *, spool_dir: Path,
                     attempt: str, policy_path: str, policy_sha256: str, exc: TrackingError) -> TrackingError:
     """Keep a check MLflow failed before it could be decided (reading the history): its measurement is
     spooled with the policy it is to be decided by; `sync` decides it on the history as it stands
     then, with that policy if its file is unchanged. Returns the error to raise."""
     path = _spool(client, spool_dir, ref, window, payload, 0, "check", {}, attempt, exc,
                   policy_path=policy_path, policy_sha256=policy_sha256)
-    return type(exc)(f"{exc}\nThe measured check was saved to {path}; `drift-decider sync` decides and records it "
-                     f"once MLflow is back (with {policy_path}, if unchanged).")
+    return _spooled(type(exc)(f"{exc}\nThe measured check was saved to {path}; `drift-decider sync` decides and "
+                              f"records it once MLflow is back (with {policy_path}, if unchanged)."), path)
 
 
-def _spool(client, spool_dir: Path, ref: VersionRef, window: Window, payload: CheckPayload, step: int, kind: str,
-           extra_tags: dict[str, str], attempt: str, exc: TrackingError, **policy: str) -> Path:
+def _spooled(error: TrackingError, path: Path) -> TrackingError:
+    error.spool_path = path
+    return error
+
+
+def _spool(client: MlflowClient, spool_dir: Path, ref: VersionRef, window: Window, payload: CheckPayload, step: int,
+           kind: str, extra_tags: dict[str, str], attempt: str, exc: TrackingError, **policy: str) -> Path:
     return write_entry(spool_dir, SpoolEntry(
         model=ref.name, version=ref.version, model_id=ref.model_id, kind=kind,
         tracking_uri=spooled_uri(client.tracking_uri),
@@ -101,7 +112,7 @@ def _end_ms(window: Window) -> int:
     return round(window.window_end.timestamp() * 1000)
 
 
-def claim_window(client, ref: VersionRef, window: Window, attempt: str) -> Any | None:
+def claim_window(client: MlflowClient, ref: VersionRef, window: Window, attempt: str) -> Any | None:
     """Before a check measures: make ``attempt`` the one check that records ``window``. Returns the
     window's complete run instead when it was recorded before, or by a concurrent holder of the claim
     within WAIT_SECONDS; InFlightError when that holder is still at it (this check wrote nothing)."""
@@ -114,7 +125,7 @@ def claim_window(client, ref: VersionRef, window: Window, attempt: str) -> Any |
                                 f"has landed") from exc
 
 
-def release_window(client, ref: VersionRef, window: Window, attempt: str) -> None:
+def release_window(client: MlflowClient, ref: VersionRef, window: Window, attempt: str) -> None:
     """Give up the window's claim after a failure before recording, so that neither a retry of the
     window nor a later window waits for this check. Best effort: the failure being reported matters
     more, and a claim left behind goes stale after IN_FLIGHT_SECONDS."""
@@ -129,7 +140,19 @@ def release_window(client, ref: VersionRef, window: Window, attempt: str) -> Non
         pass
 
 
-def decide_in_order(client, ref: VersionRef, window: Window, decide: Callable[[list], T], *,
+@contextlib.contextmanager
+def holding_window(client: MlflowClient, ref: VersionRef, window: Window, attempt: str) -> Iterator[None]:
+    """Hold the window's claim while the check measures and decides: a failure in the block releases
+    it (release_window), except one that saved the check to the spool, whose attempt `sync` lands."""
+    try:
+        yield
+    except BaseException as exc:
+        if getattr(exc, "spool_path", None) is None:
+            release_window(client, ref, window, attempt)
+        raise
+
+
+def decide_in_order(client: MlflowClient, ref: VersionRef, window: Window, decide: Callable[[list], T], *,
                     settle_until: float = 0.0) -> tuple[T, list]:
     """Decide ``window`` on the version's history as it will stand, not as a race leaves it: wait until
     every earlier window that a check has claimed is recorded (or released, or abandoned), call
@@ -167,7 +190,7 @@ def decide_in_order(client, ref: VersionRef, window: Window, decide: Callable[[l
                 return decision, prior
 
 
-def _earlier_claims(client, ref: VersionRef, window: Window) -> dict[tuple[str, int], tuple[str, Claim]]:
+def _earlier_claims(client: MlflowClient, ref: VersionRef, window: Window) -> dict[tuple[str, int], tuple[str, Claim]]:
     """The check claims on the version whose note names a window ending before ``window``, keyed by
     (prefix, generation), with that window's id."""
     end = _end_ms(window)
@@ -183,7 +206,7 @@ def _abandoned(claim: Claim) -> bool:
     return time.time() - claim.claimed_at > IN_FLIGHT_SECONDS
 
 
-def _take_window(client, experiment_id: str, ref: VersionRef, window: Window, kind: str, token: str,
+def _take_window(client: MlflowClient, experiment_id: str, ref: VersionRef, window: Window, kind: str, token: str,
                  dead: set[str], wait: float) -> Any | None:
     """Claim the window for ``token``: None when it is ours to record, else its complete run (recorded
     before, or by the claim's holder within ``wait`` seconds). InFlightError when the holder is still
@@ -259,7 +282,7 @@ def spooled_uri(uri: str) -> str:
     return redact(uri)
 
 
-def _lacks_version(client, entry: SpoolEntry) -> str | None:
+def _lacks_version(client: MlflowClient, entry: SpoolEntry) -> str | None:
     """Why this store cannot take the entry (it lacks the entry's LoggedModel), or None."""
     from mlflow.exceptions import MlflowException
 
@@ -284,7 +307,7 @@ def _action(entry: SpoolEntry) -> str:
     return decision["action"] if decision else "undecided"
 
 
-def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str],
+def _sync_entry(client: MlflowClient, path: Path, entry: SpoolEntry, dead: set[str],
                 decide: DecideSpooled | None) -> dict[str, str]:
     """Land one spooled check unless its window is recorded already, or another check is writing it now.
 
@@ -360,15 +383,15 @@ def _sync_entry(client, path: Path, entry: SpoolEntry, dead: set[str],
     return {"entry": path.name, "status": status, "run_id": run_id, "decision": action}
 
 
-def _dead(run, dead: set[str]) -> bool:
+def _dead(run: Run, dead: set[str]) -> bool:
     """An incomplete run sync may delete: made by a failed write attempt, or abandoned."""
     if run.data.tags.get(tags.ATTEMPT) in dead or run.info.run_id in dead:
         return True
     return time.time() * 1000 - run.info.start_time > IN_FLIGHT_SECONDS * 1000
 
 
-def _record_and_publish(client, experiment_id: str, ref: VersionRef, window: Window, payload: CheckPayload,
-                        step: int, kind: str, extra_tags: dict[str, str], attempt: str) -> str:
+def _record_and_publish(client: MlflowClient, experiment_id: str, ref: VersionRef, window: Window,
+                        payload: CheckPayload, step: int, kind: str, extra_tags: dict[str, str], attempt: str) -> str:
     run_id = record_check(client, experiment_id, ref, window, payload, step, attempt=attempt, kind=kind,
                           extra_tags=extra_tags)
     with mlflow_errors(f"publishing the latest decision of {ref.name} version {ref.version}"):
@@ -376,7 +399,7 @@ def _record_and_publish(client, experiment_id: str, ref: VersionRef, window: Win
     return run_id
 
 
-def _publish(client, experiment_id: str, ref: VersionRef, kind: str) -> None:
+def _publish(client: MlflowClient, experiment_id: str, ref: VersionRef, kind: str) -> None:
     """A recorded check moves the version's latest-decision tags; a promotion run does not."""
     if kind == "check":
         publish_latest(client, ref, lambda: check_runs(client, experiment_id, ref))

@@ -14,13 +14,17 @@ import time
 from datetime import timezone
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from drift_decider.errors import TrackingError
 from drift_decider.policy.decision import held_rules
 from drift_decider.tracking import tags
 from drift_decider.tracking.registry import VersionRef
 from drift_decider.window import Window
+
+if TYPE_CHECKING:      # MLflow's types, for annotations only (mlflow loads when a call needs it)
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 
 def decision_tags(decision: dict[str, Any], run_id: str | None = None) -> dict[str, str]:
@@ -59,8 +63,8 @@ class CheckPayload:
     decision: dict[str, Any] | None     # None: measured, to be decided at sync (MLflow failed first)
 
 
-def record_check(client, experiment_id: str, ref: VersionRef, window: Window, record: CheckPayload, step: int,
-                 *, attempt: str, kind: str = "check", extra_tags: dict[str, str] | None = None) -> str:
+def record_check(client: MlflowClient, experiment_id: str, ref: VersionRef, window: Window, record: CheckPayload,
+                 step: int, *, attempt: str, kind: str = "check", extra_tags: dict[str, str] | None = None) -> str:
     """Log the check as one complete run and return its id; raise TrackingError leaving nothing behind.
 
     ``attempt`` (a random id chosen before the run exists) is a tag of the run from its creation, so
@@ -112,7 +116,7 @@ def record_check(client, experiment_id: str, ref: VersionRef, window: Window, re
 _METRICS_WITH_COMPLETION = 999      # MLflow takes 1,000 entities per log_batch request; one is the tag
 
 
-def _settle_failed_write(client, run_id: str, metric_keys: set[str]) -> str:
+def _settle_failed_write(client: MlflowClient, run_id: str, metric_keys: set[str]) -> str:
     """After a failed write: "complete" when the run holds every metric (only the reply was lost, or a
     store that commits metrics and tags apart, as MLflow's SQL store does, failed on the tag): its
     metrics are on the model already, so the run is completed and counts rather than deleted beside
@@ -132,7 +136,7 @@ def _settle_failed_write(client, run_id: str, metric_keys: set[str]) -> str:
         return "orphan"
 
 
-def publish_latest(client, ref: VersionRef, list_runs: Callable[[], list], attempts: int = 8) -> None:
+def publish_latest(client: MlflowClient, ref: VersionRef, list_runs: Callable[[], list], attempts: int = 8) -> None:
     """Point the version's tags at the decision of its latest window (by window end, not write order).
 
     Tags are last-write-wins and several checks may publish at once (MLflow's sqlite store even
@@ -165,7 +169,7 @@ def publish_latest(client, ref: VersionRef, list_runs: Callable[[], list], attem
             time.sleep(0.05 * (attempt + 1))   # a concurrent writer won this round; read again
 
 
-def publish_promotion(client, ref: VersionRef, decision: dict[str, Any], run_id: str,
+def publish_promotion(client: MlflowClient, ref: VersionRef, decision: dict[str, Any], run_id: str,
                       gate_tags: dict[str, str]) -> None:
     """Tag the candidate with its gate decision (under ``drift_decider.promotion.``) and the gate facts."""
     prefixed = {key.replace(tags.PREFIX, tags.PREFIX + "promotion.", 1): value
@@ -174,12 +178,12 @@ def publish_promotion(client, ref: VersionRef, decision: dict[str, Any], run_id:
         client.set_model_version_tag(ref.name, ref.version, key, value)
 
 
-def read_decision_record(client, run_id: str) -> dict[str, Any]:
+def read_decision_record(client: MlflowClient, run_id: str) -> dict[str, Any]:
     """The full decision record stored with a check run."""
     return read_json_artifact(client, run_id, tags.DECISION_ARTIFACT)
 
 
-def read_json_artifact(client, run_id: str, artifact_path: str) -> dict[str, Any]:
+def read_json_artifact(client: MlflowClient, run_id: str, artifact_path: str) -> dict[str, Any]:
     from drift_decider.tracking.connection import mlflow_errors
 
     with tempfile.TemporaryDirectory() as tmp, mlflow_errors(f"reading {artifact_path} of run {run_id}"):
@@ -187,7 +191,7 @@ def read_json_artifact(client, run_id: str, artifact_path: str) -> dict[str, Any
         return json.loads(Path(path).read_text())
 
 
-def _log_json_artifacts(client, run_id: str, documents: dict[str, Any]) -> None:
+def _log_json_artifacts(client: MlflowClient, run_id: str, documents: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for artifact_path, document in documents.items():
             path = Path(tmp) / artifact_path
@@ -196,12 +200,12 @@ def _log_json_artifacts(client, run_id: str, documents: dict[str, Any]) -> None:
         client.log_artifacts(run_id, tmp)
 
 
-def is_complete(run) -> bool:
+def is_complete(run: Run) -> bool:
     """Whether every part of the check was written (readers trust nothing else)."""
     return run.data.tags.get(tags.COMPLETE) == "true"
 
 
-def discard_orphan(client, run_id: str) -> bool:
+def discard_orphan(client: MlflowClient, run_id: str) -> bool:
     """Delete a run left incomplete by a failed check (called by sync once the server is back);
     returns True if it turned out to be complete and active after all (then it stays and records
     the window). A run that no longer exists is False; any other error is raised."""

@@ -9,6 +9,8 @@ digests, itself pinned by a version tag, makes a tampered or truncated reference
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import json
 import tempfile
@@ -24,6 +26,9 @@ from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
 from drift_decider.tracking.registry import VersionRef
 
+if TYPE_CHECKING:      # MLflow's types, for annotations only (mlflow loads when a call needs it)
+    from mlflow import MlflowClient
+
 PROFILE_FILE = "profile.npz"
 ITEMS_FILE = "items.npz"
 QUERIES_FILE = "queries.npy"
@@ -32,7 +37,7 @@ KNOWN_IDS_FILE = "known_ids.npy"
 MANIFEST_FILE = "manifest.json"
 
 
-def store_reference(client, ref: VersionRef, reference: ReferenceData) -> str:
+def store_reference(client: MlflowClient, ref: VersionRef, reference: ReferenceData) -> str:
     """Upload the reference and point the model version at it; returns its artifact URI."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -58,7 +63,7 @@ def store_reference(client, ref: VersionRef, reference: ReferenceData) -> str:
     return uri
 
 
-def load_reference(client, tracking_uri: str, ref: VersionRef, workdir: Path) -> ReferenceData:
+def load_reference(client: MlflowClient, tracking_uri: str, ref: VersionRef, workdir: Path) -> ReferenceData:
     """Download the version's reference and verify every file against the pinned manifest."""
     import mlflow.artifacts
 

@@ -8,11 +8,15 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from drift_decider.errors import InFlightError, InputError, TrackingError, redact
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
+
+if TYPE_CHECKING:      # MLflow's types, for annotations only (mlflow loads when a call needs it)
+    from mlflow import MlflowClient
+    from mlflow.entities import ModelVersion
 
 EXPERIMENT = "drift-decider"
 _MODEL_ID_IN_SOURCE = re.compile(r"^models:/(m-[0-9a-f]+)(?:/|$)")
@@ -28,7 +32,7 @@ class VersionRef:
     tags: dict[str, str]
 
 
-def resolve_version(client, name: str, version: str | None = None, alias: str | None = None, *,
+def resolve_version(client: MlflowClient, name: str, version: str | None = None, alias: str | None = None, *,
                     attach: bool = False) -> VersionRef:
     """Look up ``name`` at ``version`` or ``alias``, read-only unless ``attach``.
 
@@ -49,14 +53,14 @@ def resolve_version(client, name: str, version: str | None = None, alias: str | 
                       tags=dict(mv.tags or {}))
 
 
-def _missing_version(client, name: str, version: str | None, alias: str | None) -> InputError:
+def _missing_version(client: MlflowClient, name: str, version: str | None, alias: str | None) -> InputError:
     """What to say when a version or alias is missing: the versions there are, or how to make one."""
     register = f"`drift-decider register --model {name}` registers a new version"
     try:
         require_model(client, name)
     except InputError as exc:
         return InputError(f"{exc}; {register}")
-    versions = sorted((mv.version for mv in client.search_model_versions(f"name = '{name}'", max_results=200)),
+    versions = sorted((mv.version for mv in client.search_model_versions(f"name = {quoted(name)}", max_results=200)),
                       key=int)
     what = f"version {version}" if version is not None else f"alias {alias!r}"
     have = f"it has version{'s' if len(versions) > 1 else ''} {', '.join(map(str, versions))}" if versions else \
@@ -64,7 +68,12 @@ def _missing_version(client, name: str, version: str | None, alias: str | None) 
     return InputError(f"registered model {name!r} has no {what} ({have}); {register}")
 
 
-def _logged_model_id(client, mv, attach: bool) -> str | None:
+def quoted(value: str) -> str:
+    """``value`` as a string literal of an MLflow search filter (a name may hold quotes)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _logged_model_id(client: MlflowClient, mv: ModelVersion, attach: bool) -> str | None:
     """The version's LoggedModel id: ``model_id``, else parsed from ``source``, else the one we attached
     earlier (tagged on the version), else a new one when ``attach`` (None otherwise).
 
@@ -88,7 +97,7 @@ def _logged_model_id(client, mv, attach: bool) -> str | None:
     return logged.model_id
 
 
-def alias_holder(client, name: str, alias: str) -> str | None:
+def alias_holder(client: MlflowClient, name: str, alias: str) -> str | None:
     """The version now holding ``alias``, or None when the alias is unset."""
     from mlflow.exceptions import MlflowException
 
@@ -100,14 +109,14 @@ def alias_holder(client, name: str, alias: str) -> str | None:
         raise TrackingError(f"MLflow failed while looking up alias {alias!r} of {name!r}: {exc}") from exc
 
 
-def find_experiment(client, name: str = EXPERIMENT) -> str | None:
+def find_experiment(client: MlflowClient, name: str = EXPERIMENT) -> str | None:
     """The id of the experiment checks are logged to, or None before the first check."""
     with mlflow_errors(f"looking up experiment {name!r}"):
         experiment = client.get_experiment_by_name(name)
     return experiment.experiment_id if experiment is not None else None
 
 
-def ensure_experiment(client, name: str = EXPERIMENT) -> str:
+def ensure_experiment(client: MlflowClient, name: str = EXPERIMENT) -> str:
     """The id of the experiment checks are logged to, created on first use."""
     from mlflow.exceptions import MlflowException
 
@@ -123,7 +132,7 @@ def ensure_experiment(client, name: str = EXPERIMENT) -> str:
         return experiment.experiment_id
 
 
-def register_external_model(client, tracking_uri: str, name: str, *, experiment_id: str,
+def register_external_model(client: MlflowClient, tracking_uri: str, name: str, *, experiment_id: str,
                             tags: dict[str, str] | None = None) -> VersionRef:
     """Register a new version of a model that lives outside MLflow (e.g. an embedding service).
 
@@ -189,7 +198,7 @@ def claim_prefix(subject: str) -> str:
     return f"{CLAIM_PREFIX}{hashlib.sha256(subject.encode()).hexdigest()[:40]}."
 
 
-def read_claims(client, model_id: str) -> dict[str, Claim]:
+def read_claims(client: MlflowClient, model_id: str) -> dict[str, Claim]:
     """The latest generation's claim of every subject claimed on the LoggedModel, by claim prefix."""
     latest: dict[str, Claim] = {}
     for key, value in (client.get_logged_model(model_id).params or {}).items():
@@ -202,12 +211,12 @@ def read_claims(client, model_id: str) -> dict[str, Claim]:
     return latest
 
 
-def read_claim(client, model_id: str, prefix: str) -> Claim | None:
+def read_claim(client: MlflowClient, model_id: str, prefix: str) -> Claim | None:
     """The latest generation's claim under ``prefix`` on the LoggedModel, or None before any."""
     return read_claims(client, model_id).get(prefix)
 
 
-def try_claim(client, model_id: str, prefix: str, generation: int, token: str, note: str = "") -> bool:
+def try_claim(client: MlflowClient, model_id: str, prefix: str, generation: int, token: str, note: str = "") -> bool:
     """Insert the claim of ``generation`` for ``token``; False when another one inserted it first."""
     from mlflow.exceptions import MlflowException
 
@@ -231,7 +240,7 @@ class AliasState:
     model_id: str | None = None       # the holder's LoggedModel, where those claims live
 
 
-def alias_state(client, name: str, alias: str) -> AliasState:
+def alias_state(client: MlflowClient, name: str, alias: str) -> AliasState:
     holder = alias_holder(client, name, alias)
     model_id = None if holder is None else resolve_version(client, name, version=holder).model_id
     if model_id is None:
@@ -240,7 +249,7 @@ def alias_state(client, name: str, alias: str) -> AliasState:
     return AliasState(holder, 0 if latest is None else latest.generation + 1, model_id)
 
 
-def move_alias(client, name: str, alias: str, seen: AliasState, candidate: str, token: str) -> None:
+def move_alias(client: MlflowClient, name: str, alias: str, seen: AliasState, candidate: str, token: str) -> None:
     """Move ``alias`` from the holder ``seen`` before the gate to ``candidate``, compare-and-set in effect:
     InFlightError, with nothing moved, when another promotion moved it since or is moving it.
 
@@ -266,7 +275,7 @@ def move_alias(client, name: str, alias: str, seen: AliasState, candidate: str, 
                             f"right after this one moved it")
 
 
-def require_model(client, name: str) -> None:
+def require_model(client: MlflowClient, name: str) -> None:
     """A read of a model that is not registered is a typo or the wrong store: name the nearest models."""
     import difflib
 

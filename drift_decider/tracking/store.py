@@ -1,0 +1,218 @@
+"""The tracking store: the one owner of the MLflow client, the resolved tracking URI and the
+experiment checks are logged to.
+
+Everything above ``tracking/`` (``api.py``) talks to MLflow through a ``TrackingStore`` and gets plain
+data back (rows, decision records, ``RecordedCheck``, ``VersionRef``): no MLflow object leaves this
+package, so the rest of the code base cannot come to depend on MLflow's object model.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, TypeVar
+
+from drift_decider.errors import TrackingError, redact
+from drift_decider.evidence_builder import ReferenceData
+from drift_decider.policy import History
+from drift_decider.spool import SpoolEntry
+from drift_decider.tracking import history, landing, recorder, reference_store, registry, tags
+from drift_decider.tracking.connection import connect, mlflow_errors
+from drift_decider.tracking.recorder import CheckPayload
+from drift_decider.tracking.registry import AliasState, VersionRef
+from drift_decider.window import Window
+
+if TYPE_CHECKING:          # mlflow itself is imported where a call needs it: `drift-decider measure` never does
+    from mlflow import MlflowClient
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RecordedCheck:
+    """A window decided earlier, as it was recorded: what a repeated check of the window answers with."""
+
+    run_id: str
+    window_end: datetime
+    dataset: tuple[str, str, str] | None      # name, digest and source of the data it was decided on
+    metrics: dict[str, float]
+    decision: dict[str, Any]
+
+
+class TrackingStore:
+    """One MLflow store (tracking and registry at one URI), opened once per command."""
+
+    CHECKS_EXPERIMENT = registry.EXPERIMENT
+
+    def __init__(self, client: MlflowClient) -> None:       # an MlflowClient from connection.connect
+        self.client = client
+        self.uri: str = client.tracking_uri       # resolved once, by connect
+        self._experiment_id: str | None = None
+
+    @classmethod
+    def open(cls, tracking_uri: str | None = None, *, read_only: bool = False) -> TrackingStore:
+        """``tracking_uri``, else MLflow's own choice (``MLFLOW_TRACKING_URI``, else its default), after a
+        cheap request proves it answers. ``read_only`` never creates a store (see connection.connect)."""
+        return cls(connect(tracking_uri, read_only=read_only))
+
+    @property
+    def shown_uri(self) -> str:
+        """The URI as messages may print it: without credentials."""
+        return redact(self.uri)
+
+    # -- the experiment checks are logged to
+
+    def experiment_id(self) -> str | None:
+        """The checks' experiment, or None before the first check (reads never create it)."""
+        if self._experiment_id is None:
+            self._experiment_id = registry.find_experiment(self.client)
+        return self._experiment_id
+
+    def create_experiment(self, name: str, artifact_location: Path) -> str:
+        """A new experiment whose artifacts go to ``artifact_location`` (the demo keeps all in one folder)."""
+        with mlflow_errors(f"creating experiment {name!r}"):
+            return self.client.create_experiment(name, artifact_location=artifact_location.as_uri())
+
+    # -- the registry
+
+    def require_model(self, name: str) -> None:
+        with mlflow_errors(f"looking up model {name!r}"):
+            registry.require_model(self.client, name)
+
+    def version(self, name: str, version: str | None = None, alias: str | None = None, *,
+                attach: bool = False) -> VersionRef:
+        return registry.resolve_version(self.client, name, version=version, alias=alias, attach=attach)
+
+    def register_model(self, name: str, *, tags: dict[str, str] | None = None,
+                       experiment_id: str | None = None) -> VersionRef:
+        """A new version of an externally hosted model, its LoggedModel in ``experiment_id`` (default: the
+        checks' experiment, created if new)."""
+        with mlflow_errors(f"registering a version of {name!r}"):
+            experiment_id = experiment_id or registry.ensure_experiment(self.client)
+        return registry.register_external_model(self.client, self.uri, name, experiment_id=experiment_id,
+                                                tags=tags)
+
+    def alias_state(self, name: str, alias: str) -> AliasState:
+        return registry.alias_state(self.client, name, alias)
+
+    def roll_back(self, name: str, alias: str, to_version: str, token: str) -> str | None:
+        """Move ``alias`` to ``to_version`` unless it holds it already, compare-and-set like a promotion
+        (registry.move_alias); returns the version that held it before."""
+        with mlflow_errors(f"moving alias {alias!r} of {name!r}"):
+            registry.require_model(self.client, name)
+            target = registry.resolve_version(self.client, name, version=to_version)
+            seen = registry.alias_state(self.client, name, alias)
+            if seen.holder != target.version:
+                registry.move_alias(self.client, name, alias, seen, target.version, token=token)
+        return seen.holder
+
+    # -- references
+
+    def store_reference(self, ref: VersionRef, reference: ReferenceData) -> str:
+        return reference_store.store_reference(self.client, ref, reference)
+
+    def load_reference(self, ref: VersionRef) -> ReferenceData:
+        """The version's reference, verified, in memory (the downloaded files are deleted)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            return reference_store.load_reference(self.client, self.uri, ref, Path(tmp))
+
+    # -- recorded checks
+
+    def recorded_check(self, ref: VersionRef, window_id: str) -> RecordedCheck | None:
+        """The complete check of this window of the version, if one was recorded."""
+        experiment_id = self.experiment_id()
+        runs = history.check_runs(self.client, experiment_id, ref, window_id=window_id) if experiment_id else []
+        return self._recorded(runs[-1]) if runs else None
+
+    def history_before(self, ref: VersionRef, window_end: datetime) -> History:
+        """The version's complete checks of windows ending before ``window_end``, as the policy reads them."""
+        experiment_id = self.experiment_id()
+        runs = history.check_runs(self.client, experiment_id, ref) if experiment_id else []
+        return history.history_from_runs([run for run in runs if history.window_end_of(run) < window_end])
+
+    def check_rows(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
+        """Every complete check of a model (or one version), oldest window first, as plain rows."""
+        experiment_id = self.experiment_id()
+        runs = history.search_checks(self.client, experiment_id, model=model, version=version) if experiment_id else []
+        return [history.check_row(run) for run in runs]
+
+    def audit_record(self, *, decision_id: str | None = None, model: str | None = None,
+                     version: str | None = None, window_id: str | None = None) -> dict[str, Any] | None:
+        """The full record of one decision (see api.audit), or None when the store has no such decision."""
+        experiment_id = self.experiment_id()
+        if experiment_id is None:
+            return None
+        if window_id is not None:
+            runs = history.search_checks(self.client, experiment_id, model=model, version=version,
+                                         window_id=window_id)
+            run = runs[-1] if runs else None
+        else:
+            run = history.find_decision_run(self.client, experiment_id, decision_id)
+        if run is None:
+            return None
+        run_id = run.info.run_id
+        with mlflow_errors(f"reading run {run_id}"):
+            evidence = recorder.read_json_artifact(self.client, run_id, tags.EVIDENCE_ARTIFACT)
+        return {"run_id": run_id, "experiment_id": experiment_id, "run_tags": dict(run.data.tags),
+                "metrics": dict(run.data.metrics), "params": dict(run.data.params),
+                "decision": recorder.read_decision_record(self.client, run_id), "evidence": evidence}
+
+    def _recorded(self, run: Any) -> RecordedCheck:
+        dataset = next(iter(run.inputs.dataset_inputs), None) if run.inputs else None
+        return RecordedCheck(run.info.run_id, history.window_end_of(run),
+                             None if dataset is None else (dataset.dataset.name, dataset.dataset.digest,
+                                                           dataset.dataset.source),
+                             dict(run.data.metrics), recorder.read_decision_record(self.client, run.info.run_id))
+
+    # -- writing a check: claim the window, decide in order, land (or spool)
+
+    def claim_window(self, ref: VersionRef, window: Window, attempt: str) -> RecordedCheck | None:
+        """Make ``attempt`` the one check that records ``window`` (landing.claim_window); the window's
+        recorded check instead when another check recorded it."""
+        recorded = landing.claim_window(self.client, ref, window, attempt)
+        return None if recorded is None else self._recorded(recorded)
+
+    def holding_window(self, ref: VersionRef, window: Window, attempt: str) -> ContextManager[None]:
+        """Release the window's claim when the block fails, unless the check was spooled (landing.holding_window)."""
+        return landing.holding_window(self.client, ref, window, attempt)
+
+    def decide_in_order(self, ref: VersionRef, window: Window, decide: Callable[[History], T], *,
+                        settle_until: float = 0.0) -> tuple[T, int]:
+        """``decide`` on the version's history before ``window`` once every earlier claimed window is
+        recorded (landing.decide_in_order); returns the decision and how many checks that history holds."""
+        decision, prior = landing.decide_in_order(self.client, ref, window,
+                                                  lambda runs: decide(history.history_from_runs(runs)),
+                                                  settle_until=settle_until)
+        return decision, len(prior)
+
+    def land_check(self, ref: VersionRef, window: Window, payload: CheckPayload, step: int, *, spool_dir: Path,
+                   kind: str = "check", extra_tags: dict[str, str] | None = None,
+                   attempt: str | None = None) -> tuple[str, RecordedCheck | None]:
+        """Record the check (landing.land_check): its run id, and the check that recorded the window
+        instead when another check held its claim (then nothing of this one was written)."""
+        landed = landing.land_check(self.client, ref, window, payload, step, spool_dir=spool_dir, kind=kind,
+                                    extra_tags=extra_tags, attempt=attempt)
+        return landed.run_id, None if landed.recorded_by is None else self._recorded(landed.recorded_by)
+
+    def spool_undecided(self, ref: VersionRef, window: Window, payload: CheckPayload, *, spool_dir: Path,
+                        attempt: str, policy_path: str, policy_sha256: str, exc: TrackingError) -> TrackingError:
+        return landing.spool_undecided(self.client, ref, window, payload, spool_dir=spool_dir, attempt=attempt,
+                                       policy_path=policy_path, policy_sha256=policy_sha256, exc=exc)
+
+    def publish_promotion(self, ref: VersionRef, alias: str, seen: AliasState, decision: dict[str, Any],
+                          run_id: str, gate_tags: dict[str, str], *, passed: bool) -> None:
+        """After the gate's run landed: move the alias when it passed (a promotion that lost the race
+        raises InFlightError here, its candidate untagged), then tag the candidate with the gate."""
+        with mlflow_errors(f"recording the promotion decision on {ref.name} version {ref.version}"):
+            if passed:
+                registry.move_alias(self.client, ref.name, alias, seen, ref.version, token=run_id)
+            recorder.publish_promotion(self.client, ref, decision, run_id, gate_tags)
+
+
+def sync_spool(spool_dir: Path, tracking_uri: str | None,
+               decide: Callable[[SpoolEntry, History], dict[str, Any]]) -> list[dict[str, str]]:
+    """Land every spooled check (landing.sync_spool); ``decide`` decides one measured but never decided."""
+    return landing.sync_spool(spool_dir, tracking_uri,
+                              decide=lambda entry, runs: decide(entry, history.history_from_runs(runs)))
