@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import drift_decider.policy
 from drift_decider.errors import InputError
 from drift_decider.policy import CheckRecord, PolicyState, evaluate, parse_policy, records_from_dicts
 from policy_support import T0, decide, weekly
@@ -307,3 +309,11 @@ def test_evaluate_writes_nothing_into_its_arguments() -> None:
     assert snapshot((p, metrics, state, context)) == before
     assert evaluate(p, metrics, state, T0, context=context) == first
     assert {r.status for r in first.rules} >= {"fired", "suppressed"}
+
+
+def test_the_policy_package_keeps_no_lock_and_no_cache() -> None:
+    """Deciding reads only its arguments: nothing in policy/ is shared between calls behind their back."""
+    for path in Path(drift_decider.policy.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        for word in ("threading", "Lock(", "lru_cache", "functools.cache", "global "):
+            assert word not in text, f"{path.name}: {word}"
