@@ -70,7 +70,7 @@ def lint(policy: Policy) -> list[LintWarning]:
             if getattr(leaf, "param", None)}
     for name in sorted(set(policy.params) - used):
         warnings.append(LintWarning(policy.source, f"param {name!r} is never used"))
-    for named in getattr(policy, "conditions", ()):      # schema.LoadedPolicy: what parse_policy returns
+    for named in policy.conditions:
         if not named.used:
             warnings.append(LintWarning(named.pos, f"named condition {named.name!r} is never used by a rule"))
     return sorted(warnings, key=lambda w: _location_key(w.location))

@@ -35,6 +35,16 @@ class Rule:
         return self.sustain > 1 or self.keep_firing_for > 0
 
 
+@dataclass(frozen=True)
+class NamedCondition:
+    """One entry of the policy's ``conditions:`` section: where it is defined and whether a rule uses it
+    (rules hold the expanded trees; lint reads these)."""
+
+    name: str
+    pos: str
+    used: bool
+
+
 @dataclass(frozen=True, eq=False)
 class Policy:
     name: str
@@ -45,6 +55,7 @@ class Policy:
     description: str | None = None
     sha256: str = ""
     source: str = ""
+    conditions: tuple[NamedCondition, ...] = ()
     # what a PolicyState keeps for this policy, derived once from the rules (see policy.state)
     charts: tuple[Ewma | Cusum, ...] = field(init=False, repr=False)     # one per distinct chart state
     trend_span: int = field(init=False, repr=False)     # earlier checks the longest trend window reads

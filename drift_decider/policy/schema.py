@@ -5,19 +5,17 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from drift_decider.catalog import metric_keys
 from drift_decider.errors import PolicyError
-from drift_decider.policy.conditions import (OPS, All, Any_, Compare, Cusum, Ewma, Leaf, Missing, Node, Not,
-                                            Projected, Slope)
+from drift_decider.policy.conditions import (OPS, SECONDS_PER_DAY, All, Any_, Compare, Cusum, Ewma, Leaf, Missing,
+                                            Node, Not, Projected, Slope)
 from drift_decider.policy.expr import ExprError, parse_expression
 from drift_decider.policy.fields import Fields, shift, suggest, type_name
 from drift_decider.policy.history import ACTIONS, canonical_json
-from drift_decider.policy.model import SEVERITIES, Policy, Rule
-from drift_decider.policy.past import SECONDS_PER_DAY
+from drift_decider.policy.model import SEVERITIES, NamedCondition, Policy, Rule
 from drift_decider.policy.template import check_template
 from drift_decider.policy.yamlsafe import Located, LocatedList, load_yaml, plain, read_text
 
@@ -31,22 +29,6 @@ MAX_EXPANDED_NODES = 10_000
 _ID = r"[a-z0-9][a-z0-9_.-]{0,63}"
 _PARAM = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
 TREND_KEYS = ("slope", "projected", "ewma", "cusum")
-
-
-@dataclass(frozen=True)
-class NamedCondition:
-    """One entry of the policy's ``conditions:`` section: where it is defined and whether a rule uses it."""
-
-    name: str
-    pos: str
-    used: bool
-
-
-@dataclass(frozen=True, eq=False)
-class LoadedPolicy(Policy):
-    """A Policy with its named conditions, which lint reads (rules hold their expanded trees only)."""
-
-    conditions: tuple[NamedCondition, ...] = ()
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -90,13 +72,12 @@ def parse_policy(text: str, name: str = "<policy>") -> Policy:
     for key in unused:          # a definition no rule reaches is checked all the same
         builder.expand(key, 0)
     canonical = canonical_json(plain(data))
-    return LoadedPolicy(name=meta.string("name", pattern=_ID), version=version.strip(),
-                        mode=doc.choice("mode", ("enforce", "dry-run"), "enforce"),
-                        rules=tuple(sorted(rules, key=Rule.precedence)), params=params,
-                        description=meta.string("description"),
-                        sha256=hashlib.sha256(canonical.encode()).hexdigest(), source=name,
-                        conditions=tuple(NamedCondition(key, named.key_pos[key], key not in unused)
-                                         for key in named))
+    return Policy(name=meta.string("name", pattern=_ID), version=version.strip(),
+                  mode=doc.choice("mode", ("enforce", "dry-run"), "enforce"),
+                  rules=tuple(sorted(rules, key=Rule.precedence)), params=params,
+                  description=meta.string("description"),
+                  sha256=hashlib.sha256(canonical.encode()).hexdigest(), source=name,
+                  conditions=tuple(NamedCondition(key, named.key_pos[key], key not in unused) for key in named))
 
 
 def _named_conditions(doc: Fields) -> Located:
