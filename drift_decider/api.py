@@ -34,11 +34,11 @@ from drift_decider.spool import SpoolEntry
 from drift_decider.tracking.store import CheckPayload, RecordedCheck, TrackingStore, VersionRef, sync_spool
 from drift_decider.window import Window, make_window, parse_window_end
 # The policy layer, called from here only through _decide, _gate and the policy review functions below.
-from drift_decider.policy import Decision, History, Policy, evaluate, lint, load_policy
+from drift_decider.policy import CheckRecord, Decision, Policy, PolicyState, evaluate, lint, load_policy
 from drift_decider.policy.backtest import recorded_from_rows, replay, summary
 from drift_decider.policy.decision import held_rules
 from drift_decider.policy.fields import suggest
-from drift_decider.policy.history import history_rows, parse_time
+from drift_decider.policy.history import history_rows, parse_time, records_from_dicts
 from drift_decider.policy.testing import TestFileResult, run_test_file
 
 
@@ -225,12 +225,12 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
         return build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress,
                               allow_id_mismatch=allow_id_mismatch)
 
-    def decided(evidence: EvidenceReport, history: History) -> dict[str, Any]:
-        return _decide(policy, evidence.values(), evidence.inputs, ref.name, ref.version, window, history)
+    def decided(evidence: EvidenceReport, prior: tuple[CheckRecord, ...]) -> dict[str, Any]:
+        return _decide(policy, evidence.values(), evidence.inputs, ref.name, ref.version, window, prior)
 
     if dry_run:
         evidence = measured()
-        decision = decided(evidence, store.history_before(ref, window.window_end))
+        decision = decided(evidence, store.checks_before(ref, window.window_end))
         return CheckOutcome(ref.name, ref.version, window, decision, evidence.values(), run_id=None)
     # Checks of one version behave as if run one after another: the window is claimed before measuring
     # (a concurrent check of it waits for this one's record), and the decision waits for earlier windows.
@@ -244,7 +244,7 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
         payload = CheckPayload(values=evidence.values(), inputs=evidence.inputs, evidence=evidence.to_dict(),
                                decision=None)
         try:
-            decision, prior_checks = store.decide_in_order(ref, window, lambda history: decided(evidence, history),
+            decision, prior_checks = store.decide_in_order(ref, window, lambda prior: decided(evidence, prior),
                                                            settle_until=claimed_at + (claimed_at - launched_at))
         except InFlightError:
             raise
@@ -269,14 +269,15 @@ def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None
 
 
 def _decide(policy: Policy, values: dict[str, float], inputs: dict[str, Any], model: str, version: str,
-            window: Window, history: History) -> dict[str, Any]:
-    """The decision record of one window on the checks before it, in the context a check records."""
-    return evaluate(policy, values, history, window.window_end,
+            window: Window, prior: tuple[CheckRecord, ...]) -> dict[str, Any]:
+    """The decision record of one window on the checks before it (folded here, once), in the context a
+    check records."""
+    return evaluate(policy, values, PolicyState().after_all(policy, prior), window.window_end,
                     context={"model": model, "version": version, "window_id": window.window_id,
                              "noise_floor": inputs["noise_floor"], "not_measured": inputs["not_measured"]}).to_dict()
 
 
-def _decide_spooled(entry: SpoolEntry, history: History) -> dict[str, Any]:
+def _decide_spooled(entry: SpoolEntry, prior: tuple[CheckRecord, ...]) -> dict[str, Any]:
     """Decide a check spooled before its decision, with the policy it named, unless that file changed."""
     policy = load_policy(entry.policy_path)
     if policy.sha256 != entry.policy_sha256:
@@ -285,7 +286,7 @@ def _decide_spooled(entry: SpoolEntry, history: History) -> dict[str, Any]:
                          f"or check the window again")
     window = Window(**{**entry.window, "window_end": parse_window_end(entry.window["window_end"])})
     return _decide(policy, entry.payload["values"], entry.payload["inputs"], entry.model, entry.version, window,
-                   history)
+                   prior)
 
 
 def _recorded_outcome(ref: VersionRef, window: Window, recorded: RecordedCheck) -> CheckOutcome:
@@ -427,7 +428,7 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
 
 def _gate(policy: Policy, values: dict[str, float], window: Window, context: dict[str, str]) -> Decision:
     """A promotion gate's decision: the policy on the candidate's evidence alone (a gate has no history)."""
-    return evaluate(policy, values, History(checks=[]), window.window_end, context=context)
+    return evaluate(policy, values, PolicyState(), window.window_end, context=context)
 
 
 def rollback(model: str, alias: str, to_version: str, *, tracking_uri: str | None = None) -> str | None:
@@ -518,7 +519,8 @@ def explain(policy_path: str | Path, metrics_path: str | Path, *, history_path: 
     rows = (history_rows(read_json_file(history_path, "history"), f"{history_path}: history") if history_path
             else [])
     moment = now if now is not None else datetime.now(timezone.utc)
-    return evaluate(policy, metrics, History.from_dicts(rows), parse_time(moment, "--now"), context=dict(context or {}))
+    state = PolicyState().after_all(policy, records_from_dicts(rows))
+    return evaluate(policy, metrics, state, parse_time(moment, "--now"), context=dict(context or {}))
 
 
 @dataclass(frozen=True)

@@ -16,23 +16,22 @@ import pytest
 
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
-from support import (POLICY, cli_process, json_outcomes, movielens_items, register_with_reference, run_cli,
+from support import (check_args, cli_process, json_outcomes, movielens_items, register_with_reference, run_cli,
                      write_items)
 
 pytestmark = pytest.mark.server
 
 
-def _check(*args: object) -> subprocess.Popen:
-    return cli_process("check", *args, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+def _check_process(args: list[object]) -> subprocess.Popen:
+    return cli_process(*args, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
 
 
 def test_four_concurrent_checks_of_one_window_record_it_once(tmp_path: Path, mlflow_server) -> None:
     version, _ = register_with_reference(mlflow_server.uri, tmp_path, name="one-window")
     ids, vectors = movielens_items()
     current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
-    processes = [_check("--model", "one-window", "--version", version, "--current", current, "--policy", POLICY,
-                        "--window-id", "w1", "--window-end", "2026-07-01T00:00:00Z", "--tracking-uri",
-                        mlflow_server.uri, "--spool-dir", tmp_path / "spool", "--json") for _ in range(4)]
+    processes = [_check_process(check_args(mlflow_server.uri, version, current, "w1", model="one-window",
+                                           spool=tmp_path / "spool")) for _ in range(4)]
     outcomes = json_outcomes(processes)
     client = connect(mlflow_server.uri)
     experiment = client.get_experiment_by_name("drift-decider").experiment_id
@@ -57,13 +56,6 @@ def _claim(uri: str, version: str, window_id: str, token: str, claimed_at: float
     client.log_model_params(model_id, {_claim_prefix("check", window_id) + "0": f"{token} {claimed_at}"})
 
 
-def _check_args(uri: str, version: str, current: Path, window_id: str, spool: Path,
-                model: str = "recsys") -> list[object]:
-    return ["check", "--model", model, "--version", version, "--current", current, "--policy", POLICY,
-            "--window-id", window_id, "--window-end", "2026-07-01T00:00:00Z", "--tracking-uri", uri,
-            "--spool-dir", spool, "--json"]
-
-
 def test_a_window_claimed_by_a_live_check_makes_a_second_check_wait_then_exit_4(
         tmp_path: Path, sqlite_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
@@ -75,7 +67,7 @@ def test_a_window_claimed_by_a_live_check_makes_a_second_check_wait_then_exit_4(
     ids, vectors = movielens_items()
     current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
     _claim(sqlite_uri, version, "busy", "f" * 32, time.time())
-    result = run_cli(*_check_args(sqlite_uri, version, current, "busy", tmp_path / "spool"), expect=4)
+    result = run_cli(*check_args(sqlite_uri, version, current, "busy", spool=tmp_path / "spool"), expect=4)
     assert "is being recorded by another check" in result.output and "wrote nothing" in result.output
     assert not list((tmp_path / "spool").glob("*.json"))
     assert json.loads(run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri, "--json").output) == []
@@ -91,14 +83,13 @@ def test_a_check_failing_before_it_records_releases_its_window(tmp_path: Path, s
     version, _ = register_with_reference(sqlite_uri, tmp_path)
     ids, vectors = movielens_items()
     text_ids = write_items(tmp_path / "text.npz", np.array([f"item-{i}" for i in ids]), vectors * 1.3)
-    run_cli(*_check_args(sqlite_uri, version, text_ids, "w1", tmp_path / "spool"), expect=2)
+    run_cli(*check_args(sqlite_uri, version, text_ids, "w1", spool=tmp_path / "spool"), expect=2)
     client = connect(sqlite_uri)
     claim = read_claim(client, resolve_version(client, "recsys", version).model_id, _claim_prefix("check", "w1"))
     assert claim is not None and claim.released
     started = time.monotonic()
-    outcome = json.loads(run_cli(*_check_args(sqlite_uri, version, write_items(tmp_path / "cur.npz", ids,
-                                                                                  vectors * 1.3),
-                                              "w1", tmp_path / "spool")).output)
+    outcome = json.loads(run_cli(*check_args(sqlite_uri, version, write_items(tmp_path / "cur.npz", ids, vectors * 1.3),
+                                             "w1", spool=tmp_path / "spool")).output)
     assert outcome["already_recorded"] is False and time.monotonic() - started < 60
 
 
@@ -123,14 +114,13 @@ def test_eight_concurrent_checks_of_consecutive_windows_decide_as_in_order(tmp_p
     currents = [write_items(tmp_path / f"w{day}.npz", ids, vectors * (1.3 + 0.01 * day)) for day in range(1, 9)]
 
     def args(model: str, version: str, day: int) -> list[object]:
-        return ["--model", model, "--version", version, "--current", currents[day - 1], "--policy", policy,
-                "--window-id", f"w{day}", "--window-end", f"2026-06-0{day}T00:00:00Z", "--tracking-uri",
-                mlflow_server.uri, "--spool-dir", tmp_path / "spool", "--json"]
+        return check_args(mlflow_server.uri, version, currents[day - 1], f"w{day}", model=model, policy=policy,
+                          window_end=f"2026-06-0{day}T00:00:00Z", spool=tmp_path / "spool")
 
     in_order = register_with_reference(mlflow_server.uri, tmp_path / "a", name="in-order")[0]
-    expected = [json.loads(run_cli("check", *args("in-order", in_order, day)).output) for day in range(1, 9)]
+    expected = [json.loads(run_cli(*args("in-order", in_order, day)).output) for day in range(1, 9)]
     at_once = register_with_reference(mlflow_server.uri, tmp_path / "b", name="at-once")[0]
-    outcomes = json_outcomes([_check(*args("at-once", at_once, day)) for day in reversed(range(1, 9))])
+    outcomes = json_outcomes([_check_process(args("at-once", at_once, day)) for day in reversed(range(1, 9))])
     decided = {o["window_id"]: (o["action"], o["rule_id"]) for o in outcomes}
     assert decided == {o["window_id"]: (o["action"], o["rule_id"]) for o in expected}
     assert {action for action, _ in decided.values()} == {"recalibrate", "none"}   # the cooldown mattered
@@ -151,15 +141,15 @@ def test_a_check_waits_for_an_earlier_window_in_flight_then_exits_4(
     version, _ = register_with_reference(sqlite_uri, tmp_path)
     client = connect(sqlite_uri)
     model_id = resolve_version(client, "recsys", version).model_id
-    earlier_end = 1782864000000 - 86_400_000          # the day before _check_args' window end
+    earlier_end = 1782864000000 - 86_400_000          # the day before check_args' window end
     try_claim(client, model_id, landing._claim_prefix("check", "w0"), 0, "d" * 32, f"{earlier_end} w0")
     ids, vectors = movielens_items()
     current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
-    result = run_cli(*_check_args(sqlite_uri, version, current, "w1", tmp_path / "spool"), expect=4)
+    result = run_cli(*check_args(sqlite_uri, version, current, "w1", spool=tmp_path / "spool"), expect=4)
     assert "'w0'" in result.output and "ends before" in result.output and "wrote nothing" in result.output
     assert json.loads(run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri, "--json").output) == []
     try_claim(client, model_id, landing._claim_prefix("check", "w0"), 1, "released", f"{earlier_end} w0")
-    outcome = json.loads(run_cli(*_check_args(sqlite_uri, version, current, "w1", tmp_path / "spool")).output)
+    outcome = json.loads(run_cli(*check_args(sqlite_uri, version, current, "w1", spool=tmp_path / "spool")).output)
     assert outcome["already_recorded"] is False
 
 
@@ -172,7 +162,7 @@ def test_a_claim_abandoned_for_an_hour_is_taken_over(tmp_path: Path, sqlite_uri:
     ids, vectors = movielens_items()
     current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
     _claim(sqlite_uri, version, "stale", "e" * 32, time.time() - IN_FLIGHT_SECONDS - 60)
-    outcome = json.loads(run_cli(*_check_args(sqlite_uri, version, current, "stale", tmp_path / "spool")).output)
+    outcome = json.loads(run_cli(*check_args(sqlite_uri, version, current, "stale", spool=tmp_path / "spool")).output)
     assert outcome["already_recorded"] is False
     rows = json.loads(run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri, "--json").output)
     assert [(row["window_id"], row["run_id"]) for row in rows] == [("stale", outcome["run_id"])]
@@ -291,10 +281,10 @@ def test_a_publish_failing_midway_leaves_the_latest_tag_whole(tmp_path: Path, ml
     version, _ = register_with_reference(mlflow_server.uri, tmp_path, name="tagged")
     ids, vectors = movielens_items()
     current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
-    run_cli(*_check_args(mlflow_server.uri, version, current, "w1", tmp_path / "spool", model="tagged"))
+    run_cli(*check_args(mlflow_server.uri, version, current, "w1", spool=tmp_path / "spool", model="tagged"))
     proxy = _FaultProxy(mlflow_server.uri, "/api/2.0/mlflow/model-versions/set-tag", allowed=1)
     try:
-        second = _check_args(proxy.uri, version, current, "w2", tmp_path / "spool", model="tagged")
+        second = check_args(proxy.uri, version, current, "w2", spool=tmp_path / "spool", model="tagged")
         second[second.index("--window-end") + 1] = "2026-07-02T00:00:00Z"
         result = run_cli(*second[:-1], expect=1)
     finally:
@@ -316,7 +306,7 @@ def test_a_run_deleted_after_a_failed_write_leaves_no_metrics_on_the_model(tmp_p
     ids, vectors = movielens_items()
     current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
     spool = tmp_path / "spool"
-    args = _check_args(mlflow_server.uri, version, current, "w1", spool, model="model-metrics")[:-1]
+    args = check_args(mlflow_server.uri, version, current, "w1", spool=spool, model="model-metrics")[:-1]
     proxy = _FaultProxy(mlflow_server.uri, "/api/2.0/mlflow/runs/log-inputs", allowed=0)
     try:
         args[args.index("--tracking-uri") + 1] = proxy.uri
@@ -343,7 +333,7 @@ def test_a_lost_reply_to_the_last_write_keeps_the_complete_run_and_one_point_per
     ids, vectors = movielens_items()
     current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
     spool = tmp_path / "spool"
-    args = _check_args(mlflow_server.uri, version, current, "w1", spool, model="lost-reply")
+    args = check_args(mlflow_server.uri, version, current, "w1", spool=spool, model="lost-reply")
     proxy = _FaultProxy(mlflow_server.uri, "/api/2.0/mlflow/runs/log-batch", allowed=1, reply_lost=True)
     try:
         args[args.index("--tracking-uri") + 1] = proxy.uri

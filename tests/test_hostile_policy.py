@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from drift_decider.catalog import metric_keys
 from drift_decider.cli import cli
-from drift_decider.policy import ACTIONS, CheckRecord, History, evaluate, load_policy
+from drift_decider.policy import ACTIONS, CheckRecord, PolicyState, evaluate, load_policy
 
 SHIPPED_POLICY = Path(__file__).resolve().parents[1] / "policies" / "recommender-default.yaml"
 
@@ -39,7 +39,7 @@ def rule(extra: str = "", when: str = '"mmd2 > 0.1"') -> str:
     return HEADER + f"rules:\n  - id: r\n    action: retrain\n    when: {when}\n{extra}"
 
 
-def history() -> History:
+def history() -> tuple[CheckRecord, ...]:
     """Twenty daily checks before NOW with every metric, every fourth one an enforced action."""
     rng = np.random.default_rng(16)
     checks = []
@@ -48,7 +48,7 @@ def history() -> History:
         action = ACTIONS[1 + i % 3] if i % 4 == 0 else "none"
         end = NOW - timedelta(days=20 - i)
         checks.append(CheckRecord(f"w{i}", end, values, action, "r" if action != "none" else None, end))
-    return History(tuple(checks))
+    return tuple(checks)
 
 
 HISTORY = history()
@@ -121,7 +121,7 @@ def test_explain_spec_at_the_limit_still_renders() -> None:
     from drift_decider.policy import parse_policy
 
     policy = parse_policy(rule('    explain: "{mmd2:+040,.17f} {mmd2:.17e} {mmd2:40.17%}"\n'))
-    decision = evaluate(policy, {"mmd2": 1e300}, HISTORY, NOW)
+    decision = evaluate(policy, {"mmd2": 1e300}, PolicyState().after_all(policy, HISTORY), NOW)
     assert decision.action == "retrain" and len(decision.explanation) < 1000
 
 
@@ -238,7 +238,8 @@ def _run_case(text: str, folder: Path) -> None:
     result = invoke("policy", "validate", path)
     if result.exit_code == 0:
         policy = load_policy(path)
-        decision = evaluate(policy, CURRENT, HISTORY, NOW, context={"model": "m", "version": "1"})
+        decision = evaluate(policy, CURRENT, PolicyState().after_all(policy, HISTORY), NOW,
+                            context={"model": "m", "version": "1"})
         json.dumps(decision.to_dict(), default=str)
         decision.explain()
         explained = invoke("policy", "explain", "--policy", path, "--metrics", folder / "metrics.json",

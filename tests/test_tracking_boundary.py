@@ -66,3 +66,27 @@ def test_exit_codes_are_written_once() -> None:
         code = _code(path)
         assert not re.search(r"\b(sys\.exit|ctx\.exit|exit_code\s*=)\(?\s*\d", code), path.name
         assert not re.search(r"exit_codes\([^)]*\d", code), path.name
+
+
+# each command and the API function it is a shell over (the demo is a fixture that runs on the API)
+API_OF_COMMAND = {"measure": "measure_files", "register": "register", "reference set": "set_reference",
+                  "reference noise": "set_noise_floor_from_checks", "check": "check", "sync": "sync",
+                  "history": "history", "audit": "audit", "promote": "promote", "rollback": "rollback",
+                  "policy validate": "validate_policies", "policy test": "run_policy_tests",
+                  "policy explain": "explain", "policy backtest": "backtest", "demo": None}
+
+
+def test_the_api_offers_every_command() -> None:
+    import click
+
+    from drift_decider import api
+    from drift_decider.cli import cli
+
+    def paths(group: click.Group, prefix: str = "") -> list[str]:
+        found = []
+        for name, command in group.commands.items():
+            found += paths(command, f"{prefix}{name} ") if isinstance(command, click.Group) else [prefix + name]
+        return found
+
+    assert sorted(paths(cli)) == sorted(API_OF_COMMAND)
+    assert all(callable(getattr(api, name)) for name in API_OF_COMMAND.values() if name)

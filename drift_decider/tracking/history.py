@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 
-from drift_decider.policy import CheckRecord, History
+from drift_decider.policy import CheckRecord
 from drift_decider.errors import InputError
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
@@ -90,11 +90,10 @@ def check_row(run: Run) -> dict[str, Any]:
             "metrics": dict(run.data.metrics)}
 
 
-def history_from_runs(runs: list[Run]) -> History:
-    """The policy's view of complete check runs: each row, decided when its decision says."""
-    rows = [(check_row(run), datetime.fromisoformat(run.data.tags[tags.DECIDED_AT])) for run in runs]
-    return History(checks=[
-        CheckRecord(window_id=row["window_id"], window_end=row["window_end"], metrics=row["metrics"],
-                    action=row["action"], rule_id=row["rule_id"], decided_at=decided_at,
-                    mode=row["mode"] or "enforce")
-        for row, decided_at in rows])
+def records_from_runs(runs: list[Run]) -> tuple[CheckRecord, ...]:
+    """The policy's view of complete check runs, oldest first: each row, decided when its decision says."""
+    return tuple(CheckRecord(window_id=row["window_id"], window_end=row["window_end"], metrics=row["metrics"],
+                             action=row["action"], rule_id=row["rule_id"],
+                             decided_at=datetime.fromisoformat(run.data.tags[tags.DECIDED_AT]),
+                             mode=row["mode"] or "enforce")
+                 for run, row in ((run, check_row(run)) for run in runs))

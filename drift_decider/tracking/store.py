@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, TypeVar
 
 from drift_decider.errors import TrackingError, redact
 from drift_decider.evidence_builder import ReferenceData
-from drift_decider.policy import History
+from drift_decider.policy import CheckRecord
 from drift_decider.spool import SpoolEntry
 from drift_decider.tracking import history, landing, recorder, reference_store, registry, tags
 from drift_decider.tracking.connection import connect, mlflow_errors
@@ -126,11 +126,11 @@ class TrackingStore:
         runs = history.check_runs(self.client, experiment_id, ref, window_id=window_id) if experiment_id else []
         return self._recorded(runs[-1]) if runs else None
 
-    def history_before(self, ref: VersionRef, window_end: datetime) -> History:
+    def checks_before(self, ref: VersionRef, window_end: datetime) -> tuple[CheckRecord, ...]:
         """The version's complete checks of windows ending before ``window_end``, as the policy reads them."""
         experiment_id = self.experiment_id()
         runs = history.check_runs(self.client, experiment_id, ref) if experiment_id else []
-        return history.history_from_runs([run for run in runs if history.window_end_of(run) < window_end])
+        return history.records_from_runs([run for run in runs if history.window_end_of(run) < window_end])
 
     def check_rows(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
         """Every complete check of a model (or one version), oldest window first, as plain rows."""
@@ -178,12 +178,12 @@ class TrackingStore:
         """Release the window's claim when the block fails, unless the check was spooled (landing.holding_window)."""
         return landing.holding_window(self.client, ref, window, attempt)
 
-    def decide_in_order(self, ref: VersionRef, window: Window, decide: Callable[[History], T], *,
+    def decide_in_order(self, ref: VersionRef, window: Window, decide: Callable[[tuple[CheckRecord, ...]], T], *,
                         settle_until: float = 0.0) -> tuple[T, int]:
         """``decide`` on the version's history before ``window`` once every earlier claimed window is
         recorded (landing.decide_in_order); returns the decision and how many checks that history holds."""
         decision, prior = landing.decide_in_order(self.client, ref, window,
-                                                  lambda runs: decide(history.history_from_runs(runs)),
+                                                  lambda runs: decide(history.records_from_runs(runs)),
                                                   settle_until=settle_until)
         return decision, len(prior)
 
@@ -212,7 +212,7 @@ class TrackingStore:
 
 
 def sync_spool(spool_dir: Path, tracking_uri: str | None,
-               decide: Callable[[SpoolEntry, History], dict[str, Any]]) -> list[dict[str, str]]:
+               decide: Callable[[SpoolEntry, tuple[CheckRecord, ...]], dict[str, Any]]) -> list[dict[str, str]]:
     """Land every spooled check (landing.sync_spool); ``decide`` decides one measured but never decided."""
     return landing.sync_spool(spool_dir, tracking_uri,
-                              decide=lambda entry, runs: decide(entry, history.history_from_runs(runs)))
+                              decide=lambda entry, runs: decide(entry, history.records_from_runs(runs)))
