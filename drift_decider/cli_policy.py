@@ -1,7 +1,7 @@
 """``drift-decider policy validate|test|explain|backtest``: review, test and dry-run decision policies.
 
-Exit codes (all four commands): 0 ok; 2 invalid policy, failing policy test or bad input;
-1 unexpected runtime failure.
+A shell over the policy functions of ``drift_decider.api``; all four commands share one set of exit
+codes (EXIT_HELP).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import click
 from drift_decider.errors import ExitCode, InputError, error_message, exit_code
 from drift_decider.table import render_table
 
-EXIT_HELP = "Exit codes: 0 ok; 2 invalid policy, failing policy test or bad input; 1 unexpected failure."
+EXIT_HELP = (f"Exit codes: {ExitCode.OK:d} ok; {ExitCode.BAD_INPUT:d} invalid policy, failing policy test or bad "
+             f"input; {ExitCode.FAILURE:d} unexpected failure.")
 FILE = click.Path(dir_okay=False)
 
 

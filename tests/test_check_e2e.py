@@ -9,7 +9,7 @@ import pytest
 from drift_decider.tracking.connection import connect
 
 from drift_decider.tracking import tags
-from support import POLICY, movielens_items, register_with_reference, run_cli, write_items
+from support import POLICY, check_args, movielens_items, register_with_reference, run_cli, write_items
 
 
 def _windows(tmp_path):
@@ -21,9 +21,7 @@ def _windows(tmp_path):
 
 
 def _check(uri, version, current, window, end, *extra, expect=0):
-    return run_cli("check", "--model", "recsys", "--version", version, "--current", current, "--policy", POLICY,
-                   "--window-id", window, "--window-end", end, "--tracking-uri", uri, "--json", *extra,
-                   expect=expect)
+    return run_cli(*check_args(uri, version, current, window, window_end=end), *extra, expect=expect)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "http"])
@@ -180,3 +178,4 @@ def test_index_of_another_dimension_is_refused_before_mlflow(tmp_path):
 def test_history_since_names_its_own_option(sqlite_uri):
     result = run_cli("history", "--model", "recsys", "--since", "yesterday", "--tracking-uri", sqlite_uri, expect=2)
     assert "--since 'yesterday' is not an ISO 8601" in result.output
+

@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from drift_decider.errors import TrackingError
-from drift_decider.policy import History, evaluate, load_policy
+from drift_decider.policy import PolicyState, evaluate, load_policy
 from drift_decider.spool import read_entries
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
@@ -49,7 +49,7 @@ def _spool_one(ref, spool) -> str:
     """A check whose MLflow was unreachable: a real decision, saved whole to the spool. Returns the
     attempt id the entry keeps."""
     metrics = {"knn_jaccard": 0.4, "domain_classifier.auc": 0.9, "norm_ratio": 1.0}
-    decision = evaluate(load_policy(POLICY), metrics, History(), END)
+    decision = evaluate(load_policy(POLICY), metrics, PolicyState(), END)
     payload = CheckPayload(values=metrics, inputs={"note": "spooled in a test"}, evidence={},
                            decision=decision.to_dict())
     window = Window(WINDOW, END, "current", "d1g3st", "test")
