@@ -16,6 +16,7 @@ import pytest
 
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
+from drift_decider.tracking.store import TrackingStore
 from support import (check_args, cli_process, json_outcomes, movielens_items, register_with_reference, run_cli,
                      write_items)
 
@@ -173,7 +174,7 @@ def test_sync_finishes_a_complete_run_whose_completion_reply_was_lost(tmp_path: 
     RUNNING, and sync reported it recorded without finishing it."""
     from test_sync_in_flight import _incomplete_run, _spool_one
 
-    from drift_decider.tracking.landing import sync_spool
+    from drift_decider import api
     from drift_decider.tracking.registry import resolve_version
 
     register_with_reference(sqlite_uri, tmp_path / "ref")
@@ -182,7 +183,7 @@ def test_sync_finishes_a_complete_run_whose_completion_reply_was_lost(tmp_path: 
     attempt = _spool_one(ref, tmp_path / "spool")
     run_id = _incomplete_run(client, ref, attempt=attempt)
     client.set_tag(run_id, tags.COMPLETE, "true")
-    (outcome,) = sync_spool(tmp_path / "spool", sqlite_uri)
+    (outcome,) = api.sync(tracking_uri=sqlite_uri, spool_dir=tmp_path / "spool")
     assert outcome["status"] == "already recorded" and outcome["run_id"] == run_id
     assert client.get_run(run_id).info.status == "FINISHED"
 
@@ -369,4 +370,5 @@ def test_windows_ending_in_the_same_millisecond_do_not_wait_for_each_other(tmp_p
     for window in (first, second):
         try_claim(client, ref.model_id, landing._claim_prefix("check", window.window_id), 0, "t" * 32,
                   landing._note(window))
-    assert landing._earlier_claims(client, ref, first) == {} and landing._earlier_claims(client, ref, second) == {}
+    store = TrackingStore(client)
+    assert landing._earlier_claims(store, ref, first) == {} and landing._earlier_claims(store, ref, second) == {}

@@ -21,6 +21,7 @@ from drift_decider.errors import TrackingError, redact
 from drift_decider.tracking.landing import land_check
 from drift_decider.tracking.recorder import CheckPayload
 from drift_decider.tracking.registry import VersionRef
+from drift_decider.tracking.store import TrackingStore
 from drift_decider.window import Window
 from test_concurrency import _FaultProxy
 from support import POLICY, movielens_items, register_with_reference, write_items
@@ -93,7 +94,7 @@ def test_a_check_spooled_for_an_unreachable_server_keeps_no_password(tmp_path: P
     window = Window("w1", datetime(2026, 3, 1, tzinfo=timezone.utc), "cur", "digest", str(tmp_path / "cur.npz"))
     payload = CheckPayload(values={"mmd2": 0.1}, inputs={}, evidence={}, decision={"action": "none"})
     with pytest.raises(TrackingError) as raised:
-        land_check(MlflowClient(uri, uri), ref, window, payload, 1, spool_dir=tmp_path / "spool")
+        land_check(TrackingStore(MlflowClient(uri, uri)), ref, window, payload, 1, spool_dir=tmp_path / "spool")
     (entry,) = (tmp_path / "spool").glob("*.json")
     assert password not in str(raised.value) and password not in entry.read_text()
     assert "http://***@127.0.0.1" in str(raised.value) and "http://***@127.0.0.1" in entry.read_text()

@@ -15,15 +15,17 @@ from datetime import datetime, timezone
 import pytest
 from mlflow import MlflowClient
 
+from drift_decider import api
 from drift_decider.errors import TrackingError
 from drift_decider.policy import PolicyState, evaluate, load_policy
 from drift_decider.spool import read_entries
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
 from drift_decider.tracking.history import search_checks
-from drift_decider.tracking.landing import IN_FLIGHT_SECONDS, land_check, sync_spool
+from drift_decider.tracking.landing import IN_FLIGHT_SECONDS, land_check
 from drift_decider.tracking.recorder import CheckPayload, discard_orphan
 from drift_decider.tracking.registry import ensure_experiment, resolve_version
+from drift_decider.tracking.store import TrackingStore
 from drift_decider.window import Window
 from support import POLICY, register_with_reference, run_cli
 
@@ -55,7 +57,7 @@ def _spool_one(ref, spool) -> str:
     window = Window(WINDOW, END, "current", "d1g3st", "test")
     before = {path for path, _ in read_entries(spool)}
     with pytest.raises(TrackingError, match="saved to"):      # mlflow's own client, no connect() probe
-        land_check(MlflowClient(_dead_uri()), ref, window, payload, 0, spool_dir=spool)
+        land_check(TrackingStore(MlflowClient(_dead_uri())), ref, window, payload, 0, spool_dir=spool)
     ((_, entry),) = [(path, entry) for path, entry in read_entries(spool) if path not in before]
     (attempt,) = entry.attempts
     return attempt
@@ -83,13 +85,13 @@ def test_sync_waits_for_a_check_still_writing_the_window(version_ref, sqlite_uri
     _spool_one(ref, spool)
     writer = _incomplete_run(client, ref, attempt="another-check", age_s=age_s)
 
-    (outcome,) = sync_spool(spool, sqlite_uri)
+    (outcome,) = api.sync(tracking_uri=sqlite_uri, spool_dir=spool)
     assert outcome["status"] == "deferred" and outcome["run_id"] == writer
     assert len(read_entries(spool)) == 1, "the entry must stay for the next sync"
     assert client.get_run(writer).info.lifecycle_stage == "active"
 
     client.set_tag(writer, tags.COMPLETE, "true")          # the concurrent check finishes
-    (outcome,) = sync_spool(spool, sqlite_uri)
+    (outcome,) = api.sync(tracking_uri=sqlite_uri, spool_dir=spool)
     assert outcome["status"] == "already recorded" and outcome["run_id"] == writer
     assert read_entries(spool) == []
     assert [run.info.run_id for run in _runs(client, ref)] == [writer]
@@ -105,7 +107,7 @@ def test_sync_deletes_incomplete_runs_no_live_check_owns(version_ref, sqlite_uri
     else:
         stale = _incomplete_run(client, ref, attempt="a-dead-check", age_s=IN_FLIGHT_SECONDS + 60)
 
-    (outcome,) = sync_spool(spool, sqlite_uri)
+    (outcome,) = api.sync(tracking_uri=sqlite_uri, spool_dir=spool)
     assert outcome["status"] == "recorded" and outcome["run_id"] != stale
     assert client.get_run(stale).info.lifecycle_stage == "deleted"
     runs = _runs(client, ref)
@@ -121,7 +123,7 @@ def test_two_failed_checks_of_one_window_land_once(version_ref, sqlite_uri, tmp_
     assert len(read_entries(spool)) == 2                  # the second failure does not overwrite the first
     orphans = [_incomplete_run(client, ref, attempt=a) for a in (first, second)]
 
-    outcomes = sync_spool(spool, sqlite_uri)
+    outcomes = api.sync(tracking_uri=sqlite_uri, spool_dir=spool)
     assert sorted(o["status"] for o in outcomes) == ["already recorded", "recorded"]
     assert read_entries(spool) == []
     assert all(client.get_run(run).info.lifecycle_stage == "deleted" for run in orphans)
@@ -139,7 +141,7 @@ def test_an_old_entry_names_its_orphan_by_run_id(version_ref, sqlite_uri, tmp_pa
     del old["attempts"]
     path.write_text(json.dumps({**old, "orphan_run_id": orphan}))
 
-    (outcome,) = sync_spool(spool, sqlite_uri)
+    (outcome,) = api.sync(tracking_uri=sqlite_uri, spool_dir=spool)
     assert outcome["status"] == "recorded"
     assert client.get_run(orphan).info.lifecycle_stage == "deleted"
 

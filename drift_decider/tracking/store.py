@@ -171,18 +171,18 @@ class TrackingStore:
     def claim_window(self, ref: VersionRef, window: Window, attempt: str) -> RecordedCheck | None:
         """Make ``attempt`` the one check that records ``window`` (landing.claim_window); the window's
         recorded check instead when another check recorded it."""
-        recorded = landing.claim_window(self.client, ref, window, attempt)
+        recorded = landing.claim_window(self, ref, window, attempt)
         return None if recorded is None else self._recorded(recorded)
 
     def holding_window(self, ref: VersionRef, window: Window, attempt: str) -> ContextManager[None]:
         """Release the window's claim when the block fails, unless the check was spooled (landing.holding_window)."""
-        return landing.holding_window(self.client, ref, window, attempt)
+        return landing.holding_window(self, ref, window, attempt)
 
     def decide_in_order(self, ref: VersionRef, window: Window, decide: Callable[[tuple[CheckRecord, ...]], T], *,
                         settle_until: float = 0.0) -> tuple[T, int]:
         """``decide`` on the version's history before ``window`` once every earlier claimed window is
         recorded (landing.decide_in_order); returns the decision and how many checks that history holds."""
-        decision, prior = landing.decide_in_order(self.client, ref, window,
+        decision, prior = landing.decide_in_order(self, ref, window,
                                                   lambda runs: decide(history.records_from_runs(runs)),
                                                   settle_until=settle_until)
         return decision, len(prior)
@@ -192,13 +192,13 @@ class TrackingStore:
                    attempt: str | None = None) -> tuple[str, RecordedCheck | None]:
         """Record the check (landing.land_check): its run id, and the check that recorded the window
         instead when another check held its claim (then nothing of this one was written)."""
-        landed = landing.land_check(self.client, ref, window, payload, step, spool_dir=spool_dir, kind=kind,
+        landed = landing.land_check(self, ref, window, payload, step, spool_dir=spool_dir, kind=kind,
                                     extra_tags=extra_tags, attempt=attempt)
         return landed.run_id, None if landed.recorded_by is None else self._recorded(landed.recorded_by)
 
     def spool_undecided(self, ref: VersionRef, window: Window, payload: CheckPayload, *, spool_dir: Path,
                         attempt: str, policy_path: str, policy_sha256: str, exc: TrackingError) -> TrackingError:
-        return landing.spool_undecided(self.client, ref, window, payload, spool_dir=spool_dir, attempt=attempt,
+        return landing.spool_undecided(self, ref, window, payload, spool_dir=spool_dir, attempt=attempt,
                                        policy_path=policy_path, policy_sha256=policy_sha256, exc=exc)
 
     def publish_promotion(self, ref: VersionRef, alias: str, seen: AliasState, decision: dict[str, Any],
@@ -214,5 +214,5 @@ class TrackingStore:
 def sync_spool(spool_dir: Path, tracking_uri: str | None,
                decide: Callable[[SpoolEntry, tuple[CheckRecord, ...]], dict[str, Any]]) -> list[dict[str, str]]:
     """Land every spooled check (landing.sync_spool); ``decide`` decides one measured but never decided."""
-    return landing.sync_spool(spool_dir, tracking_uri,
+    return landing.sync_spool(spool_dir, lambda uri: TrackingStore.open(uri, read_only=True), tracking_uri,
                               decide=lambda entry, runs: decide(entry, history.records_from_runs(runs)))
