@@ -14,8 +14,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from drift_decider.datasets.movielens import item_factors  # noqa: E402
-from drift_decider.table import render_table  # noqa: E402
+from drift_decider.demo.movielens import item_factors  # noqa: E402
+from drift_decider.cli.table import render_table  # noqa: E402
 
 
 def real_pool(dim: int = 32) -> np.ndarray:

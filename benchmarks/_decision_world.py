@@ -80,11 +80,11 @@ import analysis  # noqa: E402
 from data_windows import Requests, Window, build_requests, equal_count_windows, in_window  # noqa: E402
 from recommender import Model, fold_in, train  # noqa: E402
 
-from drift_decider.ann_index import ServingIndex  # noqa: E402
-from drift_decider.datasets.movielens import Factors, load_ratings  # noqa: E402
-from drift_decider.metrics.structure import procrustes_fit  # noqa: E402
-from drift_decider.noise import Sibling  # noqa: E402
-from drift_decider.scenarios import _least_squares_items  # noqa: E402
+from drift_decider.inputs.serving_index import ServingIndex  # noqa: E402
+from drift_decider.demo.movielens import Factors, load_ratings  # noqa: E402
+from drift_decider.measure.metrics.structure import procrustes_fit  # noqa: E402
+from drift_decider.evidence.noise_floor import Sibling  # noqa: E402
+from drift_decider.demo.scenarios import _least_squares_items  # noqa: E402
 
 N_WINDOWS = 24
 VERSION_STARTS = (6, 12, 18)

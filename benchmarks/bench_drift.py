@@ -25,8 +25,8 @@ import numpy as np
 
 from _common_drift import print_table, real_pool, shifted, timer
 from _peak_rss import run_measured
-from drift_decider.measure import MeasureOptions, measure
-from drift_decider.metrics.mmd import mmd2_test
+from drift_decider.measure.distribution import MeasureOptions, measure
+from drift_decider.measure.metrics.mmd import mmd2_test
 
 ALPHA = 0.05
 PERMUTATIONS = 100
@@ -137,7 +137,7 @@ out.flush()
 
 _LIBRARY = """
 import json, sys, numpy as np
-from drift_decider.measure import measure
+from drift_decider.measure.distribution import measure
 ref = np.load(sys.argv[1], mmap_mode="r"); cur = np.load(sys.argv[2], mmap_mode="r")
 print(json.dumps(measure(ref, cur, seed=0).values()))
 """

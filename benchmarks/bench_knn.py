@@ -19,8 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from drift_decider.metrics.knn import DEFAULT_BLOCK_BYTES, exact_knn, jaccard_rows
-from drift_decider.metrics.structure import structure_metrics
+from drift_decider.measure.metrics.knn import DEFAULT_BLOCK_BYTES, exact_knn, jaccard_rows
+from drift_decider.measure.metrics.structure import structure_metrics
 
 
 def clustered(n: int, dim: int, rng: np.random.Generator, clusters: int = 500) -> np.ndarray:

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from drift_decider.catalog import metric_keys
+from drift_decider.measure.metric_names import metric_keys
 from drift_decider.policy import CheckRecord, evaluate, load_policy
 from drift_decider.policy.backtest import recorded_from_rows, replay, summary
 

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from _common_drift import null_split, print_table, real_pool
-from drift_decider.measure import TESTS, measure
+from drift_decider.measure.distribution import TESTS, measure
 
 
 def run(trials: int, sizes: list[int], alpha: float) -> None:

@@ -46,12 +46,12 @@ import _decision_world as world_mod  # noqa: E402
 from _decision_world import (REPAIRS, ServedState, Verdict, Version, Window, World, faults,  # noqa: E402
                              oracle, utc)
 
-from drift_decider.evidence_builder import (CurrentData, ReferenceData, build_evidence,  # noqa: E402
+from drift_decider.evidence.assemble import (CurrentData, ReferenceData, build_evidence,  # noqa: E402
                                             measure_noise)
-from drift_decider.loading import EmbeddingSet  # noqa: E402
+from drift_decider.inputs.embeddings import EmbeddingSet  # noqa: E402
 from drift_decider.policy import CheckRecord, Decision, Policy, evaluate, load_policy  # noqa: E402
 from drift_decider.policy.replay import decide_series  # noqa: E402
-from drift_decider.table import fmt, render_table  # noqa: E402
+from drift_decider.cli.table import fmt, render_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_POLICY = REPO / "policies" / "recommender-default.yaml"

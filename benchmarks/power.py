@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from _common_drift import null_split, print_table, real_pool, shifted
-from drift_decider.measure import TESTS, MeasureOptions, measure
+from drift_decider.measure.distribution import TESTS, MeasureOptions, measure
 
 ALPHA = 0.05
 SHIFTS = {"none": 0.0, "mean": 0.05, "noise": 0.3, "subpop": 0.2}

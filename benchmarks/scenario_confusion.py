@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/scenario_confusion.py [--seeds 3] [--first-seed 0] [--persist 2] [--json]
 
-Runs every scenario kind at every strength (drift_decider.scenarios: 14 kinds x 3 strengths) for
+Runs every scenario kind at every strength (drift_decider.demo.scenarios: 14 kinds x 3 strengths) for
 ``--seeds`` seeds, assembles the evidence a real check assembles (``scenarios.scenario_evidence``:
 ``evidence_builder.build_evidence`` with the version's sibling noise floor) and decides with the
 shipped policy, each scenario seen by ``--persist`` consecutive daily checks of the same drift (the
@@ -25,7 +25,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from drift_decider.policy import load_policy
-from drift_decider.scenarios import (SCENARIO_KINDS, STRENGTHS, check_values, first_action, generate_scenario,
+from drift_decider.demo.scenarios import (SCENARIO_KINDS, STRENGTHS, check_values, first_action, generate_scenario,
                                      scenario_grid)
 
 ACTIONS = ("none", "refresh-index", "recalibrate", "retrain")

@@ -1,5 +1,5 @@
 """`python -m drift_decider` runs the CLI (used by tests that need a separate process)."""
 
-from drift_decider.cli import main
+from drift_decider.cli.main import main
 
 main()

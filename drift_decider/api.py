@@ -21,25 +21,23 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from drift_decider import spool
-from drift_decider.ann_index import ServingIndex
-from drift_decider.catalog import metric_keys
+from drift_decider.inputs.serving_index import ServingIndex
+from drift_decider.measure.metric_names import metric_keys
 from drift_decider.errors import InFlightError, InputError, PolicyError, TrackingError
-from drift_decider.evidence import EvidenceReport
-from drift_decider.evidence_builder import CurrentData, ReferenceData, build_evidence, measure_noise
-from drift_decider.loading import EmbeddingSet, check_same_dim, load_embeddings
-from drift_decider.measure import measure, require_window_rows
-from drift_decider.noise import NoiseFloor, Sibling
-from drift_decider.spool import SpoolEntry
-from drift_decider.tracking.store import CheckPayload, RecordedCheck, TrackingStore, VersionRef, sync_spool
-from drift_decider.window import Window, make_window, parse_window_end
+from drift_decider.evidence.report import EvidenceReport
+from drift_decider.evidence.assemble import CurrentData, ReferenceData, build_evidence, measure_noise
+from drift_decider.inputs.embeddings import EmbeddingSet, check_same_dim, load_embeddings
+from drift_decider.measure.distribution import measure, require_window_rows
+from drift_decider.evidence.noise_floor import NoiseFloor, Sibling
+from drift_decider.tracking.store import CheckPayload, RecordedCheck, SpoolEntry, TrackingStore, VersionRef, sync_spool
+from drift_decider.inputs.windows import Window, make_window, parse_window_end
 # The policy layer, called from here only through _decide, _gate and the policy review functions below.
 from drift_decider.policy import CheckRecord, Decision, Policy, PolicyState, evaluate, lint, load_policy
 from drift_decider.policy.backtest import recorded_from_rows, replay, summary
 from drift_decider.policy.decision import held_rules
-from drift_decider.policy.fields import suggest
-from drift_decider.policy.history import history_rows, parse_time, records_from_dicts
-from drift_decider.policy.testing import TestFileResult, run_test_file
+from drift_decider.policy.yaml_fields import suggest
+from drift_decider.policy.records import history_rows, parse_time, records_from_dicts
+from drift_decider.policy.policy_tests import TestFileResult, run_test_file
 
 
 @dataclass(frozen=True)
@@ -249,12 +247,12 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
         except InFlightError:
             raise
         except TrackingError as exc:      # MLflow failed reading the history: keep the measurement for sync
-            raise store.spool_undecided(ref, window, payload, spool_dir=spool.spool_dir(spool_dir), attempt=attempt,
+            raise store.spool_undecided(ref, window, payload, spool_dir=spool_dir, attempt=attempt,
                                         policy_path=str(Path(policy_path).resolve()), policy_sha256=policy.sha256,
                                         exc=exc) from exc
     payload = replace(payload, decision=decision)
     run_id, recorded_by = store.land_check(ref, window, payload, step=prior_checks + 1,
-                                           spool_dir=spool.spool_dir(spool_dir), attempt=attempt)
+                                           spool_dir=spool_dir, attempt=attempt)
     if recorded_by is not None:      # our claim went stale and another check recorded the window
         return _recorded_outcome(ref, window, recorded_by)
     return CheckOutcome(ref.name, ref.version, window, payload.decision, payload.values, run_id=run_id)
@@ -265,7 +263,7 @@ def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None
     (or ``tracking_uri``); a check measured but not decided is decided first, by the policy it names
     if that file is unchanged. An entry whose window (or an earlier one) another check is writing now
     is left in the spool with status ``deferred``; one the store or policy cannot take, ``skipped``."""
-    return sync_spool(spool.spool_dir(spool_dir), tracking_uri, decide=_decide_spooled)
+    return sync_spool(spool_dir, tracking_uri, decide=_decide_spooled)
 
 
 def _decide(policy: Policy, values: dict[str, float], inputs: dict[str, Any], model: str, version: str,
@@ -419,7 +417,7 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
                            decision=record)
     gate_tags = {"drift_decider.promotion.alias": alias, "drift_decider.promotion.previous_holder": holder or "",
                  "drift_decider.promotion.passed": str(passed).lower()}
-    run_id, _ = store.land_check(ref, window, payload, step=1, spool_dir=spool.spool_dir(spool_dir),
+    run_id, _ = store.land_check(ref, window, payload, step=1, spool_dir=spool_dir,
                                  kind="promotion", extra_tags=gate_tags)
     store.publish_promotion(ref, alias, seen, record, run_id, gate_tags, passed=passed)
     return PromotionOutcome(model, ref.version, alias, holder, passed, passed, record, evidence.values(),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from drift_decider.policy import lint, load_policy
-from drift_decider.policy.testing import run_test_file
+from drift_decider.policy.policy_tests import run_test_file
 
 HERE = Path(__file__).parent
 POLICIES = sorted(HERE.glob("*.yaml"))

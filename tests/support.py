@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
-from drift_decider.cli import cli
-from drift_decider.datasets.movielens import factorize, load_ratings
+from drift_decider.cli.main import cli
+from drift_decider.demo.movielens import factorize, load_ratings
 from drift_decider.tracking.connection import connect
 from drift_decider.tracking.registry import ensure_experiment, register_external_model
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from drift_decider.datasets.movielens import item_factors
-from drift_decider.measure import TESTS, MeasureOptions, measure
-from drift_decider.profile import EmbeddingProfile
+from drift_decider.demo.movielens import item_factors
+from drift_decider.measure.distribution import TESTS, MeasureOptions, measure
+from drift_decider.measure.profile import EmbeddingProfile
 
 ALPHA = 0.05
 TRIALS = 200

@@ -165,7 +165,7 @@ def test_bad_window_end_and_conflicting_version_flags_exit_2(tmp_path, sqlite_ur
 
 
 def test_index_of_another_dimension_is_refused_before_mlflow(tmp_path):
-    from drift_decider.ann_index import ServingIndex
+    from drift_decider.inputs.serving_index import ServingIndex
 
     ids, vectors = movielens_items()
     ServingIndex.build(ids[:200], vectors[:200, :8], kind="exact").save(tmp_path / "index")

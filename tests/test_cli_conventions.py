@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from drift_decider.cli import cli
+from drift_decider.cli.main import cli
 from support import POLICY, cli_process, movielens_items, register_with_reference, run_cli, write_items
 
 LEGEND_ONLY = "an earlier window of the same model version is still being checked"

@@ -359,7 +359,7 @@ def test_windows_ending_in_the_same_millisecond_do_not_wait_for_each_other(tmp_p
 
     from drift_decider.tracking import landing
     from drift_decider.tracking.registry import resolve_version, try_claim
-    from drift_decider.window import Window
+    from drift_decider.inputs.windows import Window
 
     version, _ = register_with_reference(sqlite_uri, tmp_path)
     client = connect(sqlite_uri)

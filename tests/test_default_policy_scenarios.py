@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from drift_decider.policy import load_policy
-from drift_decider.scenarios import SCENARIO_KINDS, STRENGTHS, check_values, first_action, generate_scenario
+from drift_decider.demo.scenarios import SCENARIO_KINDS, STRENGTHS, check_values, first_action, generate_scenario
 
 POLICY = load_policy(Path(__file__).resolve().parents[1] / "policies" / "recommender-default.yaml")
 BELOW_REFIT_NOISE = ("a semantic change smaller than twice what an 80 % subsample refit does to rankings and "

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from drift_decider.demo import MODEL_NAME, POLICY, SCHEDULE
+from drift_decider.demo.run import MODEL_NAME, POLICY, SCHEDULE
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
 from support import run_cli

@@ -67,7 +67,7 @@ def test_promotion_moves_alias_only_when_the_gate_passes(tmp_path, sqlite_uri):
     assert run.data.tags[tags.KIND] == "promotion" and run.data.tags[tags.DECISION] == blocked["action"]
     # the promotion gate fails closed without index evidence; with it, a candidate matching
     # production passes and takes the alias
-    from drift_decider.ann_index import ServingIndex
+    from drift_decider.inputs.serving_index import ServingIndex
 
     ServingIndex.build(ids, vectors, kind="exact").save(tmp_path / "index")
     good, _ = register_with_reference(sqlite_uri, tmp_path / "good")
@@ -102,7 +102,7 @@ def test_promoting_the_holder_is_a_no_op_and_the_printed_undo_works(tmp_path, sq
     import shlex
 
     from drift_decider import api
-    from drift_decider.ann_index import ServingIndex
+    from drift_decider.inputs.serving_index import ServingIndex
 
     client = connect(sqlite_uri)
     champion, reference = register_with_reference(sqlite_uri, tmp_path)

@@ -22,7 +22,7 @@ from drift_decider.tracking.landing import land_check
 from drift_decider.tracking.recorder import CheckPayload
 from drift_decider.tracking.registry import VersionRef
 from drift_decider.tracking.store import TrackingStore
-from drift_decider.window import Window
+from drift_decider.inputs.windows import Window
 from test_concurrency import _FaultProxy
 from support import POLICY, movielens_items, register_with_reference, write_items
 

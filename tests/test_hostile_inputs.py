@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from drift_decider.cli import cli
+from drift_decider.cli.main import cli
 
 GOOD = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
 

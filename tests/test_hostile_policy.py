@@ -21,8 +21,8 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from drift_decider.catalog import metric_keys
-from drift_decider.cli import cli
+from drift_decider.measure.metric_names import metric_keys
+from drift_decider.cli.main import cli
 from drift_decider.policy import ACTIONS, CheckRecord, PolicyState, evaluate, load_policy
 
 SHIPPED_POLICY = Path(__file__).resolve().parents[1] / "policies" / "recommender-default.yaml"

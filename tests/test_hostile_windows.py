@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drift_decider.measure import MIN_WINDOW_ROWS
+from drift_decider.measure.distribution import MIN_WINDOW_ROWS
 from drift_decider.tracking.connection import connect
 from support import POLICY, movielens_items, register_with_reference, run_cli, write_items
 
@@ -52,7 +52,7 @@ def test_measure_command_still_reports_small_sets_as_insufficient(tmp_path: Path
 
 
 def test_a_window_id_past_the_limit_is_refused_before_measuring(tmp_path: Path, sqlite_uri: str) -> None:
-    from drift_decider.window import MAX_WINDOW_ID_CHARS
+    from drift_decider.inputs.windows import MAX_WINDOW_ID_CHARS
 
     version, _ = register_with_reference(sqlite_uri, tmp_path)
     ids, vectors = movielens_items()

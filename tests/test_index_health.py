@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from drift_decider.ann_index import ServingIndex
+from drift_decider.inputs.serving_index import ServingIndex
 from drift_decider.errors import InputError
-from drift_decider.metrics.index_health import index_health_metrics
-from drift_decider.scenarios import base_factors
+from drift_decider.measure.metrics.index_health import index_health_metrics
+from drift_decider.demo.scenarios import base_factors
 
 BUILT = datetime(2026, 3, 1, tzinfo=timezone.utc)
 

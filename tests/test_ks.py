@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from scipy.stats._stats_py import _attempt_exact_2kssamp
 
-from drift_decider.metrics.ks import EXACT_MAX_CELLS, exact_p_value, ks_test
-from drift_decider.metrics.norms import norm_ks
-from drift_decider.metrics.pc_ks import pc_drift, principal_axes
+from drift_decider.measure.metrics.ks import EXACT_MAX_CELLS, exact_p_value, ks_test
+from drift_decider.measure.metrics.norms import norm_ks
+from drift_decider.measure.metrics.pc_ks import pc_drift, principal_axes
 
 
 @pytest.mark.parametrize("n, m", [(10, 10), (13, 13), (10, 37), (50, 50), (100, 90), (300, 250), (7, 300)])

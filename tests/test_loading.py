@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from drift_decider.errors import InputError
-from drift_decider.loading import check_same_dim, load_embeddings
+from drift_decider.inputs.embeddings import check_same_dim, load_embeddings
 
 
 def test_npy_is_memory_mapped_not_copied(tmp_path):

@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from drift_decider.loading import load_embeddings
-from drift_decider.sketch import SketchSpec
+from drift_decider.inputs.embeddings import load_embeddings
+from drift_decider.measure.sketch import SketchSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _peak_rss import run_measured  # noqa: E402

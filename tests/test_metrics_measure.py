@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drift_decider.catalog import CATALOG
+from drift_decider.measure.metric_names import CATALOG
 from drift_decider.errors import InputError
-from drift_decider.measure import MeasureOptions, measure
-from drift_decider.profile import EmbeddingProfile
+from drift_decider.measure.distribution import MeasureOptions, measure
+from drift_decider.measure.profile import EmbeddingProfile
 
 DRIFT_NAMES = [s.name for s in CATALOG if s.family == "drift"]
 
@@ -108,7 +108,7 @@ def test_progress_bar_only_when_asked(capsys):
 def test_measure_table_gives_a_verdict_per_test_at_alpha(tmp_path) -> None:
     from click.testing import CliRunner
 
-    from drift_decider.cli import cli
+    from drift_decider.cli.main import cli
 
     rng = np.random.default_rng(0)
     np.save(tmp_path / "ref.npy", rng.standard_normal((600, 8)).astype(np.float32))

@@ -8,12 +8,12 @@ from scipy.stats import false_discovery_control, ks_2samp, mannwhitneyu, wassers
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
-from drift_decider.metrics.classifier import domain_classifier
-from drift_decider.metrics.mmd import gaussian_kernel, median_bandwidth, mmd2_test
-from drift_decider.metrics.moments import mean_shift, norm_ratio, pca_recon_ratio
-from drift_decider.metrics.norms import norm_ks
-from drift_decider.metrics.pc_ks import benjamini_hochberg, pc_drift, principal_axes
-from drift_decider.metrics.sliced import random_directions, sliced_wasserstein, wasserstein_1d
+from drift_decider.measure.metrics.classifier import domain_classifier
+from drift_decider.measure.metrics.mmd import gaussian_kernel, median_bandwidth, mmd2_test
+from drift_decider.measure.metrics.moments import mean_shift, norm_ratio, pca_recon_ratio
+from drift_decider.measure.metrics.norms import norm_ks
+from drift_decider.measure.metrics.pc_ks import benjamini_hochberg, pc_drift, principal_axes
+from drift_decider.measure.metrics.sliced import random_directions, sliced_wasserstein, wasserstein_1d
 
 
 def _xy(m=60, n=45, d=5, shift=0.0, seed=0):

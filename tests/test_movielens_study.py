@@ -17,8 +17,8 @@ from data_windows import Requests, build_requests, equal_count_windows, in_windo
 from recommender import fold_in, recall_at_k, train  # noqa: E402
 from shadow import current_catalog  # noqa: E402
 
-from drift_decider.datasets.movielens import factorize, load_ratings  # noqa: E402
-from drift_decider.metrics.structure import procrustes_fit  # noqa: E402
+from drift_decider.demo.movielens import factorize, load_ratings  # noqa: E402
+from drift_decider.measure.metrics.structure import procrustes_fit  # noqa: E402
 
 
 @pytest.fixture(scope="module")

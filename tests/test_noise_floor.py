@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from drift_decider.evidence_builder import ReferenceData, measure_noise, paired_metrics
-from drift_decider.metrics.result import MetricResult
-from drift_decider.metrics.structure import procrustes_fit, shared_rows
-from drift_decider.noise import NoiseFloor, Sibling
+from drift_decider.evidence.assemble import ReferenceData, measure_noise, paired_metrics
+from drift_decider.measure.metrics.result import MetricResult
+from drift_decider.measure.metrics.structure import procrustes_fit, shared_rows
+from drift_decider.evidence.noise_floor import NoiseFloor, Sibling
 from drift_decider.policy import load_policy
-from drift_decider.scenarios import SIBLING_SHARE, base_factors, first_action, subsample_refit, version_siblings
+from drift_decider.demo.scenarios import SIBLING_SHARE, base_factors, first_action, subsample_refit, version_siblings
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
 from support import POLICY, run_cli, write_items

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from drift_decider.cli_policy import policy_group
+from drift_decider.cli.policy_commands import policy_group
 from drift_decider.errors import InputError
 from drift_decider.policy import CheckRecord, PolicyState, parse_policy
 from drift_decider.policy.backtest import recorded_from_rows, replay, summary

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from drift_decider.cli_policy import policy_group
+from drift_decider.cli.policy_commands import policy_group
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "policies" / "recommender-default.yaml"

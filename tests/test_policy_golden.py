@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from drift_decider.policy import CheckRecord, PolicyState, evaluate, parse_policy
-from drift_decider.policy.history import canonical_json
+from drift_decider.policy.records import canonical_json
 
 GOLDEN = Path(__file__).parent / "data" / "policy_golden.json"
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)

@@ -18,7 +18,7 @@ import pytest
 
 from drift_decider.errors import InputError
 from drift_decider.policy import CheckRecord, PolicyState, evaluate, parse_policy
-from drift_decider.policy.history import canonical_json
+from drift_decider.policy.records import canonical_json
 from policy_support import decide
 from test_policy_golden import metrics as golden_metrics, policy_text
 

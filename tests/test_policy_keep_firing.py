@@ -9,7 +9,7 @@ import pytest
 
 from drift_decider.errors import PolicyError
 from drift_decider.policy import lint, parse_policy
-from drift_decider.policy.testing import run_test_file
+from drift_decider.policy.policy_tests import run_test_file
 from policy_support import T0, decide, weekly
 
 DATA = Path(__file__).parent / "data"

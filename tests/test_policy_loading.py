@@ -9,7 +9,7 @@ import pytest
 
 from drift_decider.errors import PolicyError
 from drift_decider.policy import load_policy, parse_policy
-from drift_decider.policy.yamlsafe import MAX_FILE_BYTES
+from drift_decider.policy.located_yaml import MAX_FILE_BYTES
 
 HEADER = """\
 apiVersion: drift-decider/v1

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from drift_decider.errors import InputError
-from drift_decider.profile import EmbeddingProfile
+from drift_decider.measure.profile import EmbeddingProfile
 
 
 def _data(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import MlflowServer
-from drift_decider.ann_index import ServingIndex
+from drift_decider.inputs.serving_index import ServingIndex
 from support import POLICY, movielens_items
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from drift_decider.errors import InputError
-from drift_decider.scenarios import (SCENARIO_KINDS, STRENGTHS, UPDATE_NOISE, check_values, generate_scenario,
+from drift_decider.demo.scenarios import (SCENARIO_KINDS, STRENGTHS, UPDATE_NOISE, check_values, generate_scenario,
                                      scenario_grid)
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from drift_decider.errors import InputError
-from drift_decider.metrics.scores import score_metrics
-from drift_decider.scenarios import base_factors
+from drift_decider.measure.metrics.scores import score_metrics
+from drift_decider.demo.scenarios import base_factors
 
 
 @pytest.fixture(scope="module")

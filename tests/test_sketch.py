@@ -8,11 +8,11 @@ from scipy.spatial.distance import cdist
 from scipy.stats import f as f_distribution
 
 from drift_decider.errors import InputError
-from drift_decider.measure import measure
-from drift_decider.metrics.sketched import mmd2_rff, sliced_wasserstein_sketch
-from drift_decider.metrics.sliced import wasserstein_1d
-from drift_decider.profile import EmbeddingProfile
-from drift_decider.sketch import FeatureSketch, SketchSpec, random_features
+from drift_decider.measure.distribution import measure
+from drift_decider.measure.metrics.sketched import mmd2_rff, sliced_wasserstein_sketch
+from drift_decider.measure.metrics.sliced import wasserstein_1d
+from drift_decider.measure.profile import EmbeddingProfile
+from drift_decider.measure.sketch import FeatureSketch, SketchSpec, random_features
 
 
 def _pair(n: int, d: int, seed: int, shift: float) -> tuple[np.ndarray, np.ndarray]:

@@ -7,9 +7,9 @@ import pytest
 from scipy.stats import special_ortho_group
 
 from drift_decider.errors import InputError
-from drift_decider.metrics.knn import exact_knn, jaccard_rows, top_k, unit_rows
-from drift_decider.metrics.structure import STRUCTURE_METRICS, structure_metrics
-from drift_decider.scenarios import base_factors
+from drift_decider.measure.metrics.knn import exact_knn, jaccard_rows, top_k, unit_rows
+from drift_decider.measure.metrics.structure import STRUCTURE_METRICS, structure_metrics
+from drift_decider.demo.scenarios import base_factors
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,15 @@ from mlflow import MlflowClient
 from drift_decider import api
 from drift_decider.errors import TrackingError
 from drift_decider.policy import PolicyState, evaluate, load_policy
-from drift_decider.spool import read_entries
+from drift_decider.tracking.spool import read_entries
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
-from drift_decider.tracking.history import search_checks
+from drift_decider.tracking.checks import search_checks
 from drift_decider.tracking.landing import IN_FLIGHT_SECONDS, land_check
 from drift_decider.tracking.recorder import CheckPayload, discard_orphan
 from drift_decider.tracking.registry import ensure_experiment, resolve_version
 from drift_decider.tracking.store import TrackingStore
-from drift_decider.window import Window
+from drift_decider.inputs.windows import Window
 from support import POLICY, register_with_reference, run_cli
 
 END = datetime(2026, 5, 1, tzinfo=timezone.utc)

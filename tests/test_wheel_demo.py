@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from drift_decider.demo import MARKER, SCHEDULE, run_demo
+from drift_decider.demo.run import MARKER, SCHEDULE, run_demo
 from drift_decider.errors import InputError
 from drift_decider.tracking.connection import connect
 
@@ -59,8 +59,8 @@ def _install(wheel: Path, env_dir: Path) -> Path:
 def test_demo_runs_from_the_wheel_and_starts_over_only_on_force(tmp_path: Path) -> None:
     wheel = _build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"drift_decider/policies/recommender-default.yaml", "drift_decider/datasets/movielens_data/ratings.csv",
-            "drift_decider/datasets/movielens_data/README.txt"} <= set(names)
+    assert {"drift_decider/policies/recommender-default.yaml", "drift_decider/demo/movielens_data/ratings.csv",
+            "drift_decider/demo/movielens_data/README.txt"} <= set(names)
     assert not [n for n in names if "/tests/" in n or Path(n).name.startswith("test_")], "tests in the wheel"
 
     env_dir = tmp_path / "venv"

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from drift_decider.errors import InputError
 from drift_decider.policy.decision import Decision
-from drift_decider.policy.history import REFERENCE_KEYS, CheckRecord, history_rows, iso_time
+from drift_decider.policy.records import REFERENCE_KEYS, CheckRecord, history_rows, iso_time
 from drift_decider.policy.model import Policy
 from drift_decider.policy.replay import decide_series
 from drift_decider.policy.state import PolicyState

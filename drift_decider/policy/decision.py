@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from drift_decider.policy.history import iso_time
+from drift_decider.policy.records import iso_time
 
 
 @dataclass(frozen=True)

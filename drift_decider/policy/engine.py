@@ -13,11 +13,11 @@ from typing import Mapping
 
 from drift_decider.policy.conditions import SECONDS_PER_DAY, Frame, condition_dict
 from drift_decider.policy.decision import Decision, RuleOutcome, kept_note
-from drift_decider.policy.history import (ACTION_WEIGHT, clean_metrics, encode_fields, encode_metrics,
+from drift_decider.policy.records import (ACTION_WEIGHT, clean_metrics, encode_fields, encode_metrics,
                                           iso_time, parse_time)
 from drift_decider.policy.model import Policy, Rule
 from drift_decider.policy.state import PolicyState
-from drift_decider.policy.template import render
+from drift_decider.policy.explain_template import render
 
 
 def evaluate(policy: Policy, metrics: Mapping[str, float], state: PolicyState, now: datetime, *,

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from drift_decider.policy.conditions import OP_SYMBOL, All, Compare, Node
-from drift_decider.policy.history import ACTION_WEIGHT
+from drift_decider.policy.records import ACTION_WEIGHT
 from drift_decider.policy.model import Policy, Rule
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from drift_decider.policy.conditions import Cusum, Ewma, Node, Projected, Slope
-from drift_decider.policy.history import ACTION_WEIGHT
+from drift_decider.policy.records import ACTION_WEIGHT
 
 SEVERITIES = ("info", "warning", "critical")
 

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Mapping
 
 from drift_decider.policy.decision import Decision
 from drift_decider.policy.engine import evaluate
-from drift_decider.policy.history import CheckRecord
+from drift_decider.policy.records import CheckRecord
 from drift_decider.policy.model import Policy
 from drift_decider.policy.state import PolicyState
 

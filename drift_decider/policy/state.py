@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 
 from drift_decider.errors import InputError
 from drift_decider.policy.conditions import SECONDS_PER_DAY, Cusum, Ewma, Frame
-from drift_decider.policy.history import ACTION_WEIGHT, CheckRecord, encode_record, iso_time
+from drift_decider.policy.records import ACTION_WEIGHT, CheckRecord, encode_record, iso_time
 from drift_decider.policy.model import Policy
 
 Window = tuple[list[float], list[float], float, float]     # times, values, sum of times, sum of values

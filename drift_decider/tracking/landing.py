@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 from drift_decider.errors import InFlightError, InputError, PolicyError, TrackingError, redact
-from drift_decider.spool import SpoolEntry, read_entries, spool_lock, write_entry
+from drift_decider.tracking.spool import SpoolEntry, read_entries, spool_lock, write_entry
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
-from drift_decider.tracking.history import check_runs, search_checks, window_end_of
+from drift_decider.tracking.checks import check_runs, search_checks, window_end_of
 from drift_decider.tracking.recorder import (CheckPayload, RecordingFailed, discard_orphan, is_complete,
                                              publish_latest, record_check)
 from drift_decider.tracking.registry import (RELEASED, Claim, VersionRef, claim_prefix, ensure_experiment, read_claim,
                                              read_claims, try_claim)
-from drift_decider.window import Window
+from drift_decider.inputs.windows import Window
 
 if TYPE_CHECKING:      # for annotations only: the store calls this module (mlflow loads when a call needs it)
     from mlflow.entities import Run

@@ -20,7 +20,7 @@ from drift_decider.errors import TrackingError
 from drift_decider.policy.decision import held_rules
 from drift_decider.tracking import tags
 from drift_decider.tracking.registry import VersionRef
-from drift_decider.window import Window
+from drift_decider.inputs.windows import Window
 
 if TYPE_CHECKING:      # MLflow's types, for annotations only (mlflow loads when a call needs it)
     from mlflow import MlflowClient

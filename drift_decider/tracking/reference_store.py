@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from drift_decider.errors import InputError
-from drift_decider.evidence_builder import ReferenceData
-from drift_decider.noise import NoiseFloor
-from drift_decider.profile import EmbeddingProfile
+from drift_decider.evidence.assemble import ReferenceData
+from drift_decider.evidence.noise_floor import NoiseFloor
+from drift_decider.measure.profile import EmbeddingProfile
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
 from drift_decider.tracking.registry import VersionRef

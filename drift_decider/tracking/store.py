@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, TypeVar
 
 from drift_decider.errors import TrackingError, redact
-from drift_decider.evidence_builder import ReferenceData
+from drift_decider.evidence.assemble import ReferenceData
 from drift_decider.policy import CheckRecord
-from drift_decider.spool import SpoolEntry
-from drift_decider.tracking import history, landing, recorder, reference_store, registry, tags
+from drift_decider.tracking.spool import SpoolEntry, spool_dir as resolve_spool_dir
+from drift_decider.tracking import checks, landing, recorder, reference_store, registry, tags
 from drift_decider.tracking.connection import connect, mlflow_errors
 from drift_decider.tracking.recorder import CheckPayload
 from drift_decider.tracking.registry import AliasState, VersionRef
-from drift_decider.window import Window
+from drift_decider.inputs.windows import Window
 
 if TYPE_CHECKING:          # mlflow itself is imported where a call needs it: `drift-decider measure` never does
     from mlflow import MlflowClient
@@ -123,20 +123,20 @@ class TrackingStore:
     def recorded_check(self, ref: VersionRef, window_id: str) -> RecordedCheck | None:
         """The complete check of this window of the version, if one was recorded."""
         experiment_id = self.experiment_id()
-        runs = history.check_runs(self.client, experiment_id, ref, window_id=window_id) if experiment_id else []
+        runs = checks.check_runs(self.client, experiment_id, ref, window_id=window_id) if experiment_id else []
         return self._recorded(runs[-1]) if runs else None
 
     def checks_before(self, ref: VersionRef, window_end: datetime) -> tuple[CheckRecord, ...]:
         """The version's complete checks of windows ending before ``window_end``, as the policy reads them."""
         experiment_id = self.experiment_id()
-        runs = history.check_runs(self.client, experiment_id, ref) if experiment_id else []
-        return history.records_from_runs([run for run in runs if history.window_end_of(run) < window_end])
+        runs = checks.check_runs(self.client, experiment_id, ref) if experiment_id else []
+        return checks.records_from_runs([run for run in runs if checks.window_end_of(run) < window_end])
 
     def check_rows(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
         """Every complete check of a model (or one version), oldest window first, as plain rows."""
         experiment_id = self.experiment_id()
-        runs = history.search_checks(self.client, experiment_id, model=model, version=version) if experiment_id else []
-        return [history.check_row(run) for run in runs]
+        runs = checks.search_checks(self.client, experiment_id, model=model, version=version) if experiment_id else []
+        return [checks.check_row(run) for run in runs]
 
     def audit_record(self, *, decision_id: str | None = None, model: str | None = None,
                      version: str | None = None, window_id: str | None = None) -> dict[str, Any] | None:
@@ -145,11 +145,11 @@ class TrackingStore:
         if experiment_id is None:
             return None
         if window_id is not None:
-            runs = history.search_checks(self.client, experiment_id, model=model, version=version,
+            runs = checks.search_checks(self.client, experiment_id, model=model, version=version,
                                          window_id=window_id)
             run = runs[-1] if runs else None
         else:
-            run = history.find_decision_run(self.client, experiment_id, decision_id)
+            run = checks.find_decision_run(self.client, experiment_id, decision_id)
         if run is None:
             return None
         run_id = run.info.run_id
@@ -161,7 +161,7 @@ class TrackingStore:
 
     def _recorded(self, run: Any) -> RecordedCheck:
         dataset = next(iter(run.inputs.dataset_inputs), None) if run.inputs else None
-        return RecordedCheck(run.info.run_id, history.window_end_of(run),
+        return RecordedCheck(run.info.run_id, checks.window_end_of(run),
                              None if dataset is None else (dataset.dataset.name, dataset.dataset.digest,
                                                            dataset.dataset.source),
                              dict(run.data.metrics), recorder.read_decision_record(self.client, run.info.run_id))
@@ -183,22 +183,24 @@ class TrackingStore:
         """``decide`` on the version's history before ``window`` once every earlier claimed window is
         recorded (landing.decide_in_order); returns the decision and how many checks that history holds."""
         decision, prior = landing.decide_in_order(self, ref, window,
-                                                  lambda runs: decide(history.records_from_runs(runs)),
+                                                  lambda runs: decide(checks.records_from_runs(runs)),
                                                   settle_until=settle_until)
         return decision, len(prior)
 
-    def land_check(self, ref: VersionRef, window: Window, payload: CheckPayload, step: int, *, spool_dir: Path,
-                   kind: str = "check", extra_tags: dict[str, str] | None = None,
+    def land_check(self, ref: VersionRef, window: Window, payload: CheckPayload, step: int, *,
+                   spool_dir: str | Path | None, kind: str = "check", extra_tags: dict[str, str] | None = None,
                    attempt: str | None = None) -> tuple[str, RecordedCheck | None]:
         """Record the check (landing.land_check): its run id, and the check that recorded the window
         instead when another check held its claim (then nothing of this one was written)."""
-        landed = landing.land_check(self, ref, window, payload, step, spool_dir=spool_dir, kind=kind,
-                                    extra_tags=extra_tags, attempt=attempt)
+        landed = landing.land_check(self, ref, window, payload, step, spool_dir=resolve_spool_dir(spool_dir),
+                                    kind=kind, extra_tags=extra_tags, attempt=attempt)
         return landed.run_id, None if landed.recorded_by is None else self._recorded(landed.recorded_by)
 
-    def spool_undecided(self, ref: VersionRef, window: Window, payload: CheckPayload, *, spool_dir: Path,
-                        attempt: str, policy_path: str, policy_sha256: str, exc: TrackingError) -> TrackingError:
-        return landing.spool_undecided(self, ref, window, payload, spool_dir=spool_dir, attempt=attempt,
+    def spool_undecided(self, ref: VersionRef, window: Window, payload: CheckPayload, *,
+                        spool_dir: str | Path | None, attempt: str, policy_path: str, policy_sha256: str,
+                        exc: TrackingError) -> TrackingError:
+        return landing.spool_undecided(self, ref, window, payload, spool_dir=resolve_spool_dir(spool_dir),
+                                       attempt=attempt,
                                        policy_path=policy_path, policy_sha256=policy_sha256, exc=exc)
 
     def publish_promotion(self, ref: VersionRef, alias: str, seen: AliasState, decision: dict[str, Any],
@@ -211,8 +213,9 @@ class TrackingStore:
             recorder.publish_promotion(self.client, ref, decision, run_id, gate_tags)
 
 
-def sync_spool(spool_dir: Path, tracking_uri: str | None,
+def sync_spool(spool_dir: str | Path | None, tracking_uri: str | None,
                decide: Callable[[SpoolEntry, tuple[CheckRecord, ...]], dict[str, Any]]) -> list[dict[str, str]]:
     """Land every spooled check (landing.sync_spool); ``decide`` decides one measured but never decided."""
-    return landing.sync_spool(spool_dir, lambda uri: TrackingStore.open(uri, read_only=True), tracking_uri,
-                              decide=lambda entry, runs: decide(entry, history.records_from_runs(runs)))
+    return landing.sync_spool(resolve_spool_dir(spool_dir), lambda uri: TrackingStore.open(uri, read_only=True),
+                              tracking_uri,
+                              decide=lambda entry, runs: decide(entry, checks.records_from_runs(runs)))

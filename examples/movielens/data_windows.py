@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from drift_decider.datasets.movielens import Ratings
+from drift_decider.demo.movielens import Ratings
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The recommender under study: truncated-SVD item factors, users folded in from recent ratings.
 
-Training is ``drift_decider.datasets.movielens.factorize`` on every rating before a cutoff. At
+Training is ``drift_decider.demo.movielens.factorize`` on every rating before a cutoff. At
 serving time a user is not looked up but *folded in*: the centred ratings of the request's context
 are projected onto the item factors, exactly as SVD maps a training row to its user vector
 (u = x V S^-1/2 = x W S^-1 with W = V S^1/2 the item factors). So the reference queries (requests
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drift_decider.datasets.movielens import Ratings, factorize
+from drift_decider.demo.movielens import Ratings, factorize
 
 from data_windows import Requests
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drift_decider.datasets.movielens import Ratings, factorize
-from drift_decider.metrics.structure import procrustes_fit
+from drift_decider.demo.movielens import Ratings, factorize
+from drift_decider.measure.metrics.structure import procrustes_fit
 
 from recommender import Model
 

@@ -61,7 +61,7 @@ class StudyConfig:
 def run_study(workdir: Path, config: StudyConfig = StudyConfig(), *, log=print) -> dict:
     """Run the whole study into ``workdir`` (which must not hold an earlier study)."""
     from drift_decider import api
-    from drift_decider.datasets.movielens import load_ratings
+    from drift_decider.demo.movielens import load_ratings
 
     workdir = workdir.resolve()
     if workdir.exists() and not workdir.is_dir():
@@ -141,7 +141,7 @@ def _deploy(api, client, experiment_id: str, config: StudyConfig, ratings, reque
     """
     from datetime import datetime, timezone
 
-    from drift_decider.ann_index import ServingIndex
+    from drift_decider.inputs.serving_index import ServingIndex
 
     cutoff = validation[0].start
     model = train(ratings, cutoff, dim=config.dim, seed=config.seed)
@@ -174,7 +174,7 @@ def _deploy(api, client, experiment_id: str, config: StudyConfig, ratings, reque
 
 
 def _refit_noise(model: Model, refit, seed: int) -> dict[str, float]:
-    from drift_decider.metrics.structure import structure_metrics
+    from drift_decider.measure.metrics.structure import structure_metrics
 
     results = structure_metrics(model.item_vectors, model.item_ids, refit.vectors, refit.ids, seed=seed)
     return {r.name: float(r.value) for r in results if r.value is not None}

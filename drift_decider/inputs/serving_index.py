@@ -1,0 +1,201 @@
+"""The serving ANN index as the checks see it: the index file, the snapshot it was built from, metadata.
+
+Index health compares what the index serves with what the catalogue holds now, so besides the
+ANN structure (hnswlib or faiss-cpu) a saved index keeps the ids and vectors it was built from
+and when it was built. An index known only by that snapshot (kind ``exact``) is searched exactly:
+the health metrics then measure staleness and coverage, and recall is that of a perfect index.
+
+On disk, a directory: ``index.json`` (kind, metric, built_at, parameters), ``snapshot.npz``
+(``ids``, ``vectors``) and, for ANN kinds, ``index.hnsw`` or ``index.faiss``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drift_decider.errors import InputError
+from drift_decider.measure.metrics.knn import Metric, exact_knn, prepare
+
+KINDS = ("hnsw", "faiss-hnsw", "exact")
+ANN_FILES = {"hnsw": "index.hnsw", "faiss-hnsw": "index.faiss"}
+META_FILE = "index.json"
+SNAPSHOT_FILE = "snapshot.npz"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ServingIndex:
+    """A searchable index plus the snapshot of ids and vectors it was built from."""
+
+    ids: np.ndarray
+    vectors: np.ndarray
+    kind: str = "exact"
+    metric: Metric = "ip"
+    built_at: datetime | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    engine: Any = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, *, kind: str = "hnsw", metric: Metric = "ip",
+              seed: int = 0, built_at: datetime | None = None, m: int = 16, ef_construction: int = 200,
+              ef_search: int = 100) -> "ServingIndex":
+        """Build an index over ``vectors`` (one row per id). Single-threaded, so a seed gives one index."""
+        ids, vectors = _check_snapshot(ids, vectors)
+        if kind not in KINDS:
+            raise InputError(f"unknown index kind {kind!r}; expected one of {', '.join(KINDS)}")
+        prepare(vectors[:1], metric)  # validates the metric name
+        params = {} if kind == "exact" else {"m": m, "ef_construction": ef_construction,
+                                               "ef_search": ef_search, "seed": seed}
+        index = cls(ids, vectors, kind, metric, built_at or datetime.now(timezone.utc), params)
+        if kind == "hnsw":
+            index.engine = _build_hnsw(vectors, metric, m, ef_construction, seed)
+        elif kind == "faiss-hnsw":
+            index.engine = _build_faiss(vectors, metric, m, ef_construction)
+        return index
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and similarity scores of the top ``k`` indexed items per query, best first."""
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.vectors.shape[1]:
+            raise InputError(f"queries must be (n, {self.vectors.shape[1]}), got {queries.shape}")
+        if not 1 <= k <= len(self.ids):
+            raise InputError(f"k={k} must be between 1 and the {len(self.ids)} indexed items")
+        if self.kind == "hnsw":
+            self.engine.set_ef(max(self.params["ef_search"], k))
+            labels, distances = self.engine.knn_query(queries, k=k, num_threads=1)
+            rows, scores = labels.astype(np.int64), 1.0 - distances
+        elif self.kind == "faiss-hnsw":
+            self.engine.hnsw.efSearch = max(self.params["ef_search"], k)
+            scores, rows = self.engine.search(prepare(queries, self.metric), k)
+        else:
+            rows, scores = exact_knn(self.vectors, queries, k, metric=self.metric)
+        return self.ids[rows], np.asarray(scores, dtype=np.float32)
+
+    def save(self, directory: Path | str) -> Path:
+        """Write the index directory; returns its path."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(directory / SNAPSHOT_FILE, ids=self.ids, vectors=self.vectors)
+        if self.kind == "hnsw":
+            self.engine.save_index(str(directory / ANN_FILES["hnsw"]))
+        elif self.kind == "faiss-hnsw":
+            import faiss
+            faiss.write_index(self.engine, str(directory / ANN_FILES["faiss-hnsw"]))
+        meta = {"format": FORMAT_VERSION, "kind": self.kind, "metric": self.metric,
+                "built_at": self.built_at.isoformat() if self.built_at else None,
+                "count": int(len(self.ids)), "dim": int(self.vectors.shape[1]), "params": self.params}
+        (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, path: Path | str, *, snapshot_metric: Metric = "ip") -> "ServingIndex":
+        """Load an index directory written by :meth:`save`, or a bare ``.npz`` snapshot (ids, vectors).
+
+        A bare snapshot is searched exactly with ``snapshot_metric``; a ``built_at`` entry in it
+        (ISO text) dates it.
+        """
+        path = Path(path)
+        if path.is_file() and path.suffix == ".npz":
+            ids, vectors, built_at = _read_snapshot(path)
+            prepare(vectors[:1], snapshot_metric)  # validates the metric name
+            return cls(ids, vectors, "exact", snapshot_metric, _parse_time(built_at, path))
+        meta_path = path / META_FILE
+        if not meta_path.is_file():
+            raise InputError(f"{path}: not an index directory (no {META_FILE}) and not a .npz snapshot")
+        try:
+            meta = json.loads(meta_path.read_text())
+            kind, metric = meta["kind"], meta["metric"]
+        except (ValueError, KeyError) as exc:
+            raise InputError(f"{meta_path}: unreadable index metadata ({exc})") from None
+        if kind not in KINDS:
+            raise InputError(f"{meta_path}: unknown index kind {kind!r}")
+        ids, vectors, _ = _read_snapshot(path / SNAPSHOT_FILE)
+        index = cls(ids, vectors, kind, metric, _parse_time(meta.get("built_at"), meta_path),
+                    dict(meta.get("params", {})))
+        if kind in ANN_FILES:
+            index.engine = _load_engine(path / ANN_FILES[kind], kind, metric, vectors.shape[1], len(ids))
+        return index
+
+
+def _check_snapshot(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.asarray(ids)
+    if ids.dtype == object:
+        ids = ids.astype(str)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if ids.ndim != 1 or vectors.ndim != 2 or len(ids) != len(vectors) or len(ids) == 0:
+        raise InputError(f"an index needs one vector per id: {ids.shape} ids, {vectors.shape} vectors")
+    if len(np.unique(ids)) != len(ids):
+        raise InputError("index ids contain duplicates: each item must appear once")
+    if not np.isfinite(vectors).all():
+        raise InputError("index vectors contain NaN or infinite values")
+    return ids, vectors
+
+
+def _read_snapshot(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
+    if not path.is_file():
+        raise InputError(f"{path}: index snapshot not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            ids, vectors = data["ids"], data["vectors"]
+            built_at = str(data["built_at"]) if "built_at" in data.files else None
+    except (ValueError, KeyError, OSError) as exc:
+        raise InputError(f"{path}: unreadable snapshot, expected arrays 'ids' and 'vectors' ({exc})") from None
+    ids, vectors = _check_snapshot(ids, vectors)
+    return ids, vectors, built_at
+
+
+def _parse_time(text: str | None, where: Path) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{where}: built_at {text!r} is not an ISO-8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _build_hnsw(vectors: np.ndarray, metric: Metric, m: int, ef_construction: int, seed: int) -> Any:
+    import hnswlib
+    engine = hnswlib.Index(space=metric, dim=vectors.shape[1])
+    engine.init_index(max_elements=len(vectors), M=m, ef_construction=ef_construction, random_seed=seed)
+    engine.add_items(vectors, np.arange(len(vectors)), num_threads=1)
+    return engine
+
+
+def _build_faiss(vectors: np.ndarray, metric: Metric, m: int, ef_construction: int) -> Any:
+    import faiss
+    engine = faiss.IndexHNSWFlat(vectors.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    engine.hnsw.efConstruction = ef_construction
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        engine.add(prepare(vectors, metric))
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return engine
+
+
+def _load_engine(path: Path, kind: str, metric: Metric, dim: int, count: int) -> Any:
+    if not path.is_file():
+        raise InputError(f"{path}: ANN index file not found")
+    try:
+        if kind == "hnsw":
+            import hnswlib
+            engine = hnswlib.Index(space=metric, dim=dim)
+            engine.load_index(str(path), max_elements=count)
+            size = engine.get_current_count()
+        else:
+            import faiss
+            engine = faiss.read_index(str(path))
+            size = engine.ntotal
+    except (RuntimeError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the {kind} index ({exc})") from None
+    if size != count:
+        raise InputError(f"{path}: index holds {size} items but its snapshot has {count}")
+    return engine
