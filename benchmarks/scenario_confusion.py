@@ -4,7 +4,7 @@
 
 Runs every scenario kind at every strength (drift_decider.demo.scenarios: 14 kinds x 3 strengths) for
 ``--seeds`` seeds, assembles the evidence a real check assembles (``scenarios.scenario_evidence``:
-``evidence_builder.build_evidence`` with the version's sibling noise floor) and decides with the
+``evidence.assemble.build_evidence`` with the version's sibling noise floor) and decides with the
 shipped policy, each scenario seen by ``--persist`` consecutive daily checks of the same drift (the
 policy's ``for: 2`` rules need two). Prints the confusion matrix, the accuracy per kind and strength,
 the retrains in no-change kinds, and per kind min / median / max of the key metrics. ``--json``

@@ -25,7 +25,7 @@ from drift_decider.demo.scenarios import generate_scenario
 from drift_decider.cli.table import fmt, render_table
 
 MODEL_NAME = "movielens-recommender"
-POLICY = Path(__file__).resolve().parent / "policies" / "recommender-default.yaml"
+POLICY = Path(__file__).resolve().parents[1] / "policies" / "recommender-default.yaml"
 # Written first, so even a half-built demo is known as one; --force deletes only a folder that has it.
 MARKER = ".drift-decider-demo"
 OUTPUTS = ("mlflow.db", "artifacts", "data")

@@ -307,7 +307,7 @@ def _compress_norms(vectors: np.ndarray, exponent: float) -> np.ndarray:
 
 
 def scenario_evidence(scenario: Scenario, *, index_kind: str = "hnsw", seed: int = 0) -> EvidenceReport:
-    """The evidence a real check of this scenario assembles (``evidence_builder.build_evidence``): the
+    """The evidence a real check of this scenario assembles (``evidence.assemble.build_evidence``): the
     version's reference with its sibling noise floor, today's catalogue, queries and serving index (a
     real ANN index unless ``index_kind="exact"``)."""
     index = ServingIndex.build(scenario.index_ids, scenario.index_vectors, kind=index_kind, metric="ip",
