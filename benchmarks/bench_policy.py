@@ -31,7 +31,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from drift_decider.measure.metric_names import metric_keys
 from drift_decider.policy import CheckRecord, evaluate, load_policy
 from drift_decider.policy.backtest import recorded_from_rows, replay, summary
 
@@ -42,11 +41,13 @@ BACKTEST_SIZES = (2_500, 5_000, 10_000)
 LIVE_HISTORY = 3_000
 
 try:
+    from drift_decider.measure.metric_names import metric_keys
     from drift_decider.policy import PolicyState
 
     def fold(policy: Any, records: list[CheckRecord]) -> Any:
         return PolicyState().after_all(policy, records)
 except ImportError:     # a checkout before issue 14 (--before): a History derived its state when deciding
+    from drift_decider.catalog import metric_keys
     from drift_decider.policy import History
 
     def fold(policy: Any, records: list[CheckRecord]) -> Any:
