@@ -82,10 +82,11 @@ CASES = {
     "explain-width": (rule('    explain: "{mmd2:99999999}"\n'), "width is limited to 40"),
     "explain-precision": (rule('    explain: "{mmd2:.999999999f}"\n'), "precision to 17"),
     "explain-wider": (rule('    explain: "{mmd2:999999999999}"\n'), "width is limited"),
-    # named conditions that each repeat the next ten times: 10**12 conditions if expanded
+    # named conditions that each repeat the next ten times: 10**6 conditions if expanded (a deeper chain
+    # is refused for its depth first)
     "condition-bomb": (HEADER + "conditions:\n" + "".join(
-        f"  c{i}: {{any: [{', '.join([f'{{condition: c{i + 1}}}'] * 10)}]}}\n" for i in range(12))
-        + "  c12: 'mmd2 > 0.1'\nrules:\n  - {id: r, action: retrain, when: {condition: c0}}\n",
+        f"  c{i}: {{any: [{', '.join([f'{{condition: c{i + 1}}}'] * 10)}]}}\n" for i in range(6))
+        + "  c6: 'mmd2 > 0.1'\nrules:\n  - {id: r, action: retrain, when: {condition: c0}}\n",
         "named conditions expand to more than"),
 }
 

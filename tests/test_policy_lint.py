@@ -18,11 +18,16 @@ def warnings_for(rules: str, params: str = "") -> list[str]:
     "'norm_ratio >= 0.5 and norm_ratio < 0.5'",
     "'norm_ratio == 1 and norm_ratio > 1'",
     "{all: ['norm_ratio > 0.7', {all: ['knn_jaccard < 1', 'norm_ratio <= 0.7']}]}",
-    "{any: ['knn_jaccard < 0.1', {all: ['norm_ratio > 0.7', 'norm_ratio < 0.5']}]}",
 ])
 def test_contradictions_are_warned(when: str) -> None:
     (warning,) = warnings_for(f"  - {{id: r, action: retrain, when: {when}}}\n")
     assert "can never fire" in warning and "norm_ratio" in warning and warning.startswith("p.yaml:6:")
+
+
+def test_a_contradiction_under_any_is_a_dead_branch_not_a_rule_that_never_fires() -> None:
+    (warning,) = warnings_for("  - {id: r, action: retrain, when: "
+                              "{any: ['knn_jaccard < 0.1', {all: ['norm_ratio > 0.7', 'norm_ratio < 0.5']}]}}\n")
+    assert "a branch of rule 'r' can never hold" in warning and "can never fire" not in warning
 
 
 @pytest.mark.parametrize("when", [

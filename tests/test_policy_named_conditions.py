@@ -137,3 +137,20 @@ def test_the_depth_limit_counts_the_expanded_tree() -> None:
     text = HEADER + (f"conditions:\n  deep: {nots(repr('knn_jaccard < 1'))}\n"
                      f"rules:\n  - {{id: r, action: retrain, when: {nots('{condition: deep}')}}}\n")
     assert "nested deeper than 16 levels" in str(error_of(text))
+
+
+def test_a_long_chain_of_references_is_nesting_too() -> None:
+    """Each reference is a level: a chain of 350 names once crashed the loader with RecursionError."""
+    chain = "".join(f"  c{i}: {{condition: c{i + 1}}}\n" for i in range(349)) + "  c349: 'knn_jaccard < 0.5'\n"
+    text = HEADER + f"conditions:\n{chain}rules:\n  - {{id: r, action: retrain, when: {{condition: c0}}}}\n"
+    assert "nested deeper than 16 levels" in str(error_of(text))
+
+
+def test_the_expansion_cap_counts_the_comparisons_in_expressions() -> None:
+    """An expression string of 22 comparisons repeated 16 x 16 x 16 times is 90,112 comparisons from a
+    1.5 kB file: refused, although it is only 4,096 expressions."""
+    expr = " or ".join(["index.coverage < 0"] * 22)
+    levels = "".join(f"  c{i}: {{any: [{', '.join([f'{{condition: c{i - 1}}}'] * 16)}]}}\n" for i in range(1, 4))
+    text = (HEADER + f"conditions:\n  c0: '{expr}'\n{levels}"
+            "rules:\n  - {id: r, action: retrain, when: {condition: c3}}\n")
+    assert "expand to more than 10000 conditions" in str(error_of(text))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from drift_decider.policy.conditions import OP_SYMBOL, All, Compare, Node
+from drift_decider.policy.conditions import OP_SYMBOL, All, Any_, Compare, Node
 from drift_decider.policy.records import ACTION_WEIGHT
 from drift_decider.policy.model import Policy, Rule
 
@@ -103,8 +103,10 @@ def _bounds(node: Node) -> dict[str, Interval] | None:
     return bounds
 
 
-def _contradictions(rule: Rule, node: Node, inside_all: bool = False) -> list[LintWarning]:
-    """Empty intervals in each maximal conjunction (not under ``not``, where they would be tautologies)."""
+def _contradictions(rule: Rule, node: Node, inside_all: bool = False, in_branch: bool = False
+                    ) -> list[LintWarning]:
+    """Empty intervals in each maximal conjunction (not under ``not``, where they would be tautologies).
+    One under an ``any`` is a dead branch, not a rule that can never fire."""
     out: list[LintWarning] = []
     if not inside_all:
         compares = [p for p in _conjuncts(node) if isinstance(p, Compare) and Interval.of(p) is not None]
@@ -115,10 +117,11 @@ def _contradictions(rule: Rule, node: Node, inside_all: bool = False) -> list[Li
                 meet = meet.meet(Interval.of(atom))  # type: ignore[arg-type]
             if meet.empty():
                 text = " and ".join(f"{a.metric} {OP_SYMBOL[a.op]} {a.value:g}" for a in atoms)
-                out.append(LintWarning(atoms[0].pos,
-                                       f"rule {rule.id!r} can never fire: {text} cannot all hold"))
+                what = f"a branch of rule {rule.id!r} can never hold" if in_branch else \
+                    f"rule {rule.id!r} can never fire"
+                out.append(LintWarning(atoms[0].pos, f"{what}: {text} cannot all hold"))
     for child in getattr(node, "children", ()):
-        out += _contradictions(rule, child, isinstance(node, All))
+        out += _contradictions(rule, child, isinstance(node, All), in_branch or isinstance(node, Any_))
     return out
 
 

@@ -153,13 +153,11 @@ class _ConditionBuilder:
     def node(self, raw: Any, where: str, depth: int) -> Node:
         if depth > MAX_CONDITION_DEPTH:
             raise PolicyError(f"conditions nested deeper than {MAX_CONDITION_DEPTH} levels", where)
-        if self.expanding:
-            self.budget -= 1
-            if self.budget < 0:
-                raise PolicyError(f"named conditions expand to more than {MAX_EXPANDED_NODES} conditions",
-                                  where)
         if isinstance(raw, str):
-            return self.expression(raw, where)
+            tree = self.expression(raw, where)
+            self.charge(len(tree.leaves()), where)      # an expression holds up to about 20 comparisons
+            return tree
+        self.charge(1, where)
         if not isinstance(raw, Located):
             raise PolicyError(f"a condition must be a mapping or an expression string, got {type_name(raw)}",
                               where)
@@ -169,14 +167,23 @@ class _ConditionBuilder:
                     extra = next(k for k in raw if k != key)
                     raise PolicyError(f"'{key}' cannot be combined with other keys (found {extra!r})",
                                       raw.key_pos[extra])
-                if key == "condition":
-                    return self.reference(raw[key], raw.value_pos[key], depth)
+                if key == "condition":      # a level of its own: a chain of references is nesting too
+                    return self.reference(raw[key], raw.value_pos[key], depth + 1)
                 return self.combinator(key, raw[key], raw.value_pos[key], depth)
         if "metric" not in raw:
             keys = ("metric", "all", "any", "not", "condition")
             raise PolicyError("a condition needs 'metric' (or 'all', 'any', 'not', 'condition', or an expression"
                               " string)" + suggest(next(iter(raw), ""), keys), raw.pos)
         return self.leaf(raw)
+
+    def charge(self, nodes: int, where: str) -> None:
+        """Count what expanding named conditions adds (the alias bomb again: names that each repeat the
+        next would grow without bound); what rules write themselves is bounded by the file's size."""
+        if self.expanding:
+            self.budget -= nodes
+            if self.budget < 0:
+                raise PolicyError(f"named conditions expand to more than {MAX_EXPANDED_NODES} conditions",
+                                  where)
 
     def reference(self, name: Any, where: str, depth: int) -> Node:
         """``{condition: name}``: the named condition's tree, in place of the reference."""
