@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 import stat
+import sys
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -38,6 +39,7 @@ from drift_decider.policy.decision import held_rules
 from drift_decider.policy.yaml_fields import suggest
 from drift_decider.policy.records import history_rows, parse_time, records_from_dicts
 from drift_decider.policy.policy_tests import TestFileResult, run_test_file
+from drift_decider.report.html import render_report
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,7 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
                                            spool_dir=spool_dir, attempt=attempt)
     if recorded_by is not None:      # our claim went stale and another check recorded the window
         return _recorded_outcome(ref, window, recorded_by)
+    _attach_report(store, ref, run_id)
     return CheckOutcome(ref.name, ref.version, window, payload.decision, payload.values, run_id=run_id)
 
 
@@ -317,6 +320,33 @@ def history(model: str, *, version: str | None = None, since: str | None = None,
 def _history(store: TrackingStore, model: str, version: str | None, start: datetime | None) -> list[dict[str, Any]]:
     store.require_model(model)
     return [row for row in store.check_rows(model, version) if start is None or row["window_end"] >= start]
+
+
+def history_report(model: str, *, version: str | None, since: str | None = None,
+                   tracking_uri: str | None = None) -> str:
+    """One version's drift report, self-contained HTML (report.html): what `history --html` writes and
+    what each check attaches to its run and to the version's LoggedModel."""
+    if version is None:
+        raise InputError("--html writes the report of one version: give --version")
+    start = parse_window_end(since, option="--since") if since else None
+    return _report(TrackingStore.open(tracking_uri, read_only=True), model, version, start)
+
+
+def _report(store: TrackingStore, model: str, version: str, start: datetime | None = None) -> str:
+    """The report from the version's history rows and the latest window's full record."""
+    rows = _history(store, model, version, start)
+    latest = store.audit_record(decision_id=rows[-1]["run_id"]) if rows else None
+    return render_report(rows, latest, model=model, version=version, metrics=HEADLINE_METRICS)
+
+
+def _attach_report(store: TrackingStore, ref: VersionRef, run_id: str) -> None:
+    """Once the check has landed: attach the report to its run and refresh it on the version's model.
+    The check is recorded by then, so no failure here (MLflow's, or the report's own) may fail or spool
+    it: it is reported on stderr, and the next check of the version attaches a fresh report."""
+    try:
+        store.attach_report(ref, run_id, _report(store, ref.name, ref.version))
+    except Exception as exc:  # noqa: BLE001 - whatever it was, the recorded check stands
+        print(f"warning: the drift report was not attached to run {run_id}: {exc}", file=sys.stderr)
 
 
 def audit(decision_id: str | None = None, *, model: str | None = None, version: str | None = None,

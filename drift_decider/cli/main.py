@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import click
@@ -402,13 +403,21 @@ def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None
 @click.option("--since", default=None, metavar="ISO8601", help="Only windows ending at or after this time.")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
               help="Also write a PNG of the headline metrics with a marker per decision.")
+@click.option("--html", "html_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write the version's drift report: one self-contained HTML file (key metrics over "
+                   "windows with thresholds, noise floor and decision markers, held rules, the latest "
+                   "evidence and rule trace), as each check attaches it in MLflow. Needs --version.")
 @json_option
 @tracking_uri_option
-def history_cmd(model: str, version: str | None, since: str | None, plot_path: str | None, as_json: bool,
-                tracking_uri: str | None) -> None:
+def history_cmd(model: str, version: str | None, since: str | None, plot_path: str | None, html_path: str | None,
+                as_json: bool, tracking_uri: str | None) -> None:
     """Show every recorded check of a model: window, key metrics, decision, rule, run."""
     from drift_decider import api
 
+    if html_path:       # first: without --version it is refused before anything is printed
+        report = api.history_report(model, version=version, since=since, tracking_uri=tracking_uri)
+        Path(html_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(html_path).write_text(report, encoding="utf-8")
     rows = api.history(model, version=version, since=since, tracking_uri=tracking_uri)
     if plot_path:
         from drift_decider.cli.plots import plot_history
@@ -429,6 +438,8 @@ def history_cmd(model: str, version: str | None, since: str | None, plot_path: s
         click.echo("drift-decider audit --decision-id ID shows one decision in full")
     if plot_path:
         click.echo(f"plot written to {plot_path}")
+    if html_path:
+        click.echo(f"report written to {html_path}")
 
 
 @cli.command(epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT))

@@ -77,7 +77,7 @@ def record_check(client: MlflowClient, experiment_id: str, ref: VersionRef, wind
     timestamp = int(window.window_end.timestamp() * 1000)
     run = None
     try:
-        run = client.create_run(experiment_id, run_name=f"{ref.name}-v{ref.version}-{window.window_id}", tags={
+        run = client.create_run(experiment_id, run_name=run_name(ref, window), tags={
             tags.MODEL: ref.name, tags.VERSION: ref.version, tags.WINDOW_ID: window.window_id,
             tags.WINDOW_END: window.window_end.astimezone(timezone.utc).isoformat(), tags.KIND: kind,
             tags.ATTEMPT: attempt,
@@ -86,6 +86,7 @@ def record_check(client: MlflowClient, experiment_id: str, ref: VersionRef, wind
         metrics = [Metric(key, value, timestamp, step, model_id=ref.model_id, dataset_name=window.dataset_name,
                           dataset_digest=window.dataset_digest) for key, value in sorted(record.values.items())]
         params = {key: value for key, value in record.inputs.items() if isinstance(value, (int, float, str))}
+        params |= {tags.WINDOW_END_MS: timestamp, tags.WINDOW_INDEX: step}
         run_tags = {**decision_tags(record.decision, run_id), **(extra_tags or {})}
         client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in sorted(params.items())],
                          tags=[RunTag(k, v) for k, v in run_tags.items()])
@@ -114,6 +115,23 @@ def record_check(client: MlflowClient, experiment_id: str, ref: VersionRef, wind
 
 
 _METRICS_WITH_COMPLETION = 999      # MLflow takes 1,000 entities per log_batch request; one is the tag
+
+
+def run_name(ref: VersionRef, window: Window) -> str:
+    """What the runs list shows: model, version and window, e.g. ``recs v3 · 2026-w10``."""
+    return f"{ref.name} v{ref.version} · {window.window_id}"
+
+
+def attach_report(client: MlflowClient, ref: VersionRef, run_id: str, html: str) -> None:
+    """The version's drift report as an artifact of the check's run, and the same file on the version's
+    LoggedModel (overwritten: the model page shows the latest report)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, name = tags.REPORT_ARTIFACT.rsplit("/", 1)
+        path = Path(tmp) / name
+        path.write_text(html, encoding="utf-8")
+        client.log_artifact(run_id, str(path), folder)
+        if ref.model_id:
+            client.log_model_artifact(ref.model_id, str(path), folder)
 
 
 def _settle_failed_write(client: MlflowClient, run_id: str, metric_keys: set[str]) -> str:

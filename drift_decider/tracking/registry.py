@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -86,15 +87,37 @@ def _logged_model_id(client: MlflowClient, mv: ModelVersion, attach: bool) -> st
     if match:
         return match.group(1)
     existing = (mv.tags or {}).get(tags.LOGGED_MODEL_ID)
-    if existing or not attach:
+    if not attach:
         return existing
     with mlflow_errors(f"attaching a LoggedModel to {mv.name} version {mv.version}"):
-        experiment_id = ensure_experiment(client)
-        logged = client.create_logged_model(
-            experiment_id=experiment_id, name=f"{mv.name}-v{mv.version}", source_run_id=mv.run_id,
-            tags={tags.MODEL: mv.name, tags.VERSION: str(mv.version)}, model_type="external")
-        client.set_model_version_tag(mv.name, str(mv.version), tags.LOGGED_MODEL_ID, logged.model_id)
-    return logged.model_id
+        if not existing:
+            existing = client.create_logged_model(
+                experiment_id=ensure_experiment(client), name=f"{mv.name}-v{mv.version}", source_run_id=mv.run_id,
+                tags={tags.MODEL: mv.name, tags.VERSION: str(mv.version)}, model_type="external").model_id
+            client.set_model_version_tag(mv.name, str(mv.version), tags.LOGGED_MODEL_ID, existing)
+        finish_logged_model(client, existing, mv.name, str(mv.version))   # also one attached before it was
+    return existing
+
+
+# The LoggedModel tag MLflow's UI reads to show a model as registered, and to which versions. A tracking
+# server sets it when a version is created with a model id; a client writing to sqlite does not.
+REGISTERED_VERSIONS_TAG = "mlflow.modelVersions"
+
+
+def finish_logged_model(client: MlflowClient, model_id: str, name: str, version: str) -> None:
+    """Make a LoggedModel drift-decider created READY (MLflow shows a PENDING one as still being logged)
+    and registered as ``name`` ``version``, as MLflow itself records it; idempotent."""
+    logged = client.get_logged_model(model_id)
+    if str(logged.status) == "PENDING":
+        client.finalize_logged_model(model_id, "READY")
+    try:
+        registered = json.loads(logged.tags.get(REGISTERED_VERSIONS_TAG) or "[]")
+    except ValueError:
+        return                     # not MLflow's format: someone else's value, left as it is
+    if isinstance(registered, list) and not any(isinstance(entry, dict) and entry.get("name") == name
+                                                and str(entry.get("version")) == version for entry in registered):
+        entry = {"name": name, "version": int(version)}        # as the server writes it (a version is a number)
+        client.set_logged_model_tags(model_id, {REGISTERED_VERSIONS_TAG: json.dumps([*registered, entry])})
 
 
 def alias_holder(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -153,6 +176,7 @@ def register_external_model(client: MlflowClient, tracking_uri: str, name: str, 
         with _global_tracking_uri(tracking_uri):  # MLflow resolves a models:/ source via the global URI
             mv = client.create_model_version(name, source=f"models:/{logged.model_id}", model_id=logged.model_id,
                                              tags=tags, await_creation_for=0)
+        finish_logged_model(client, logged.model_id, name, str(mv.version))
     return VersionRef(name=name, version=str(mv.version), model_id=logged.model_id, tags=dict(mv.tags or {}))
 
 

@@ -203,6 +203,12 @@ class TrackingStore:
                                        attempt=attempt,
                                        policy_path=policy_path, policy_sha256=policy_sha256, exc=exc)
 
+    def attach_report(self, ref: VersionRef, run_id: str, html: str) -> None:
+        """Attach the version's drift report to a landed check's run and refresh it on the version's
+        LoggedModel (recorder.attach_report)."""
+        with mlflow_errors(f"attaching the drift report of {ref.name} version {ref.version} to run {run_id}"):
+            recorder.attach_report(self.client, ref, run_id, html)
+
     def publish_promotion(self, ref: VersionRef, alias: str, seen: AliasState, decision: dict[str, Any],
                           run_id: str, gate_tags: dict[str, str], *, passed: bool) -> None:
         """After the gate's run landed: move the alias when it passed (a promotion that lost the race

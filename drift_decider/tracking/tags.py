@@ -26,6 +26,11 @@ KIND = PREFIX + "kind"                  # "check" | "promotion"
 COMPLETE = PREFIX + "complete"          # "true" once metrics, artifact and decision are all written
 ATTEMPT = PREFIX + "attempt"            # random id of the write attempt, set when the run is created
 
+# params of check runs: where the window sits in time, as numbers the runs charts can take as an axis
+# (params, not metrics: they would join the metric rows that history and the policy read)
+WINDOW_END_MS = PREFIX + "window_end_ms"          # the window's end, milliseconds since the epoch
+WINDOW_INDEX = PREFIX + "window_index"            # the step of its metric points: 1 + the checks before it
+
 # on model versions only
 LOGGED_MODEL_ID = PREFIX + "logged_model_id"
 REFERENCE_URI = PREFIX + "reference_uri"
@@ -36,4 +41,5 @@ REFERENCE_NOISE = PREFIX + "reference_noise_floor"   # the noise floor's label, 
 
 DECISION_ARTIFACT = "drift_decider/decision.json"
 EVIDENCE_ARTIFACT = "drift_decider/evidence.json"
+REPORT_ARTIFACT = "drift_decider/report.html"     # on check runs and the version's LoggedModel
 REFERENCE_ARTIFACT_DIR = "drift_decider/reference"
