@@ -25,7 +25,7 @@ import numpy as np
 from drift_decider.inputs.serving_index import ServingIndex
 from drift_decider.measure.metric_names import metric_keys
 from drift_decider.errors import InFlightError, InputError, PolicyError, TrackingError
-from drift_decider.evidence.report import EvidenceReport
+from drift_decider.measure.report import EvidenceReport
 from drift_decider.evidence.assemble import CurrentData, ReferenceData, build_evidence, measure_noise
 from drift_decider.inputs.embeddings import EmbeddingSet, check_same_dim, load_embeddings
 from drift_decider.measure.distribution import measure, require_window_rows

@@ -57,7 +57,7 @@ from scipy.linalg import expm
 from drift_decider.inputs.serving_index import ServingIndex
 from drift_decider.demo.movielens import Factors, Ratings, factorize, load_ratings
 from drift_decider.errors import InputError
-from drift_decider.evidence.report import EvidenceReport
+from drift_decider.measure.report import EvidenceReport
 from drift_decider.evidence.assemble import CurrentData, ReferenceData, build_evidence, measure_noise
 from drift_decider.inputs.embeddings import EmbeddingSet
 from drift_decider.measure.metrics.structure import procrustes_fit

@@ -14,7 +14,7 @@ import numpy as np
 from drift_decider.inputs.serving_index import ServingIndex
 from drift_decider.measure.metric_names import family_of
 from drift_decider.errors import InputError
-from drift_decider.evidence.report import EvidenceReport
+from drift_decider.measure.report import EvidenceReport
 from drift_decider.inputs.embeddings import EmbeddingSet
 from drift_decider.measure.distribution import measure
 from drift_decider.measure.metrics.index_health import index_health_metrics

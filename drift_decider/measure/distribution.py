@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from drift_decider.measure.merge_moments import combine_moments
 from drift_decider.errors import InputError
-from drift_decider.evidence.report import EvidenceReport
+from drift_decider.measure.report import EvidenceReport
 from drift_decider.measure.metrics.classifier import domain_classifier
 from drift_decider.measure.metrics.mmd import mmd2_test
 from drift_decider.measure.metrics.moments import mean_shift, norm_ratio, pca_recon_ratio

@@ -70,8 +70,10 @@ def _missing_version(client: MlflowClient, name: str, version: str | None, alias
 
 
 def quoted(value: str) -> str:
-    """``value`` as a string literal of an MLflow search filter (a name may hold quotes)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """``value`` as a string literal of an MLflow search filter. MLflow's filter parser takes no
+    backslash escapes: a name holding ``'`` is written in double quotes (one holding both kinds of
+    quote cannot be written, and matches nothing)."""
+    return f'"{value}"' if "'" in value and '"' not in value else f"'{value}'"
 
 
 def _logged_model_id(client: MlflowClient, mv: ModelVersion, attach: bool) -> str | None:
