@@ -28,7 +28,7 @@ def _registered_versions(client: MlflowClient, model_id: str) -> list[tuple[str,
 def test_register_makes_a_ready_registered_logged_model(sqlite_uri: str) -> None:
     run_cli("register", "--model", "recs", "--tracking-uri", sqlite_uri)
     run_cli("register", "--model", "recs", "--tracking-uri", sqlite_uri)
-    client = MlflowClient(sqlite_uri)
+    client = MlflowClient(sqlite_uri, sqlite_uri)
     for version in ("1", "2"):
         model_id = resolve_version(client, "recs", version).model_id
         assert str(client.get_logged_model(model_id).status) == "READY"
@@ -38,7 +38,7 @@ def test_register_makes_a_ready_registered_logged_model(sqlite_uri: str) -> None
 @pytest.mark.server
 def test_register_through_a_server_is_registered_once(mlflow_server) -> None:
     version = run_cli("register", "--model", "recs-server", "--tracking-uri", mlflow_server.uri).stdout
-    client = MlflowClient(mlflow_server.uri)
+    client = MlflowClient(mlflow_server.uri, mlflow_server.uri)
     latest = max(client.search_model_versions("name = 'recs-server'"), key=lambda mv: int(mv.version))
     assert f"version {latest.version};" in version
     model_id = resolve_version(client, "recs-server", latest.version).model_id
@@ -55,7 +55,7 @@ def _runs_version(client: MlflowClient, name: str) -> str:
 
 
 def test_reference_set_gives_a_runs_version_a_ready_registered_logged_model(tmp_path: Path, sqlite_uri: str) -> None:
-    client = MlflowClient(sqlite_uri)
+    client = MlflowClient(sqlite_uri, sqlite_uri)
     version = _runs_version(client, "recs")
     ids, vectors = movielens_items()
     run_cli("reference", "set", "--model", "recs", "--version", version, "--embeddings",
@@ -67,7 +67,7 @@ def test_reference_set_gives_a_runs_version_a_ready_registered_logged_model(tmp_
 
 def test_reference_set_repairs_a_logged_model_attached_before(tmp_path: Path, sqlite_uri: str) -> None:
     """Stores written before: the attached LoggedModel was left PENDING and unregistered."""
-    client = MlflowClient(sqlite_uri)
+    client = MlflowClient(sqlite_uri, sqlite_uri)
     version = _runs_version(client, "recs")
     experiment_id = client.create_experiment(EXPERIMENT)
     old = client.create_logged_model(experiment_id=experiment_id, name=f"recs-v{version}", model_type="external")
@@ -81,7 +81,7 @@ def test_reference_set_repairs_a_logged_model_attached_before(tmp_path: Path, sq
 
 def test_check_runs_are_named_linked_and_placed_in_time(tmp_path: Path, sqlite_uri: str) -> None:
     version, reference = register_with_reference(sqlite_uri, tmp_path)
-    client = MlflowClient(sqlite_uri)
+    client = MlflowClient(sqlite_uri, sqlite_uri)
     model_id = resolve_version(client, "recsys", version).model_id
     ends = ["2026-03-02T00:00:00Z", "2026-03-09T00:00:00Z"]
     outcomes = [json.loads(run_cli(*check_args(sqlite_uri, version, reference, f"2026-w{10 + n}",

@@ -74,7 +74,7 @@ def test_history_html_and_the_reports_attached_to_runs_and_the_model(tmp_path: P
     assert all(rule["rule"] in page for rule in audit["decision"]["rules"])
 
     # each check attached the report as it stood after it landed; the version's LoggedModel has the latest
-    client = MlflowClient(sqlite_uri)
+    client = MlflowClient(sqlite_uri, sqlite_uri)
     for number, outcome in enumerate(outcomes, start=1):
         attached = Path(client.download_artifacts(outcome["run_id"], tags.REPORT_ARTIFACT, str(tmp_path))).read_text()
         _assert_self_contained(attached)
@@ -96,7 +96,7 @@ def test_history_html_needs_a_version(tmp_path: Path, sqlite_uri: str) -> None:
 
 def test_a_report_that_cannot_be_attached_never_fails_the_check(tmp_path: Path, sqlite_uri: str) -> None:
     version, _ = register_with_reference(sqlite_uri, tmp_path)
-    client = MlflowClient(sqlite_uri)
+    client = MlflowClient(sqlite_uri, sqlite_uri)
     model_id = resolve_version(client, "recsys", version).model_id
     # the model's report path points into a folder that does not exist: writing it fails (as root, too)
     folder = Path(client.get_logged_model(model_id).artifact_location.removeprefix("file://")) / "drift_decider"
