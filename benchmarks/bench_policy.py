@@ -8,6 +8,10 @@ Targets (issue 14), with the default policy (policies/recommender-default.yaml):
   parsed (``recorded_from_rows``), every check replayed, each step's record built, the summary.
 - a live decision over a 3,000-check history under 10 ms. A live check folds its history into a
   PolicyState once (reported apart: it grows with the history) and decides once on it.
+- ``--store DIR``: what surrounds that decision in a live check, a sqlite MLflow store holding 3,000
+  complete check runs of one version (built in DIR on first use, about 2 minutes): reading the
+  history as a check does before deciding (``TrackingStore.checks_before``), and the one-run read
+  that publishing the version's latest decision makes. Wall seconds, one run each.
 
 Metrics are drawn uniformly over [0, 1] (norm ratio around 1): rules match often, so most decisions
 take the busy path (fired, held back by ``for`` or a cooldown). Times are CPU seconds of this
@@ -107,6 +111,53 @@ def measure(policy_path: Path, repeat: int, seed: int) -> list[dict[str, Any]]:
     return out
 
 
+def build_store(folder: Path, n: int, seed: int) -> str:
+    """A sqlite store whose experiment holds ``n`` complete check runs of model ``bench`` version 1,
+    tagged and with metrics as a check writes them (no artifacts: nothing here reads them)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from drift_decider.tracking import tags
+    from drift_decider.tracking.registry import EXPERIMENT
+
+    uri = f"sqlite:///{folder.resolve() / 'mlflow.db'}"
+    if (folder / "mlflow.db").exists():
+        return uri
+    folder.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(uri, uri)
+    experiment_id = client.create_experiment(EXPERIMENT, artifact_location=(folder / "artifacts").as_uri())
+    for i, row in enumerate(rows(np.random.default_rng(seed), n)):
+        end = row["window_end"]
+        run = client.create_run(experiment_id, tags={
+            tags.MODEL: "bench", tags.VERSION: "1", tags.KIND: "check", tags.WINDOW_ID: row["window_id"],
+            tags.WINDOW_END: end, tags.DECISION: "none", tags.RULE: "", tags.MODE: "enforce",
+            tags.DECISION_ID: f"{i:064x}", tags.DECIDED_AT: end, tags.COMPLETE: "true"})
+        stamp = int(datetime.fromisoformat(end).timestamp() * 1000)
+        client.log_batch(run.info.run_id, metrics=[Metric(k, v, stamp, i + 1) for k, v in row["metrics"].items()])
+        client.set_terminated(run.info.run_id)
+    return uri
+
+
+def measure_store(folder: Path, seed: int) -> list[dict[str, Any]]:
+    """Wall seconds of a live check's two reads of its history, on a store of LIVE_HISTORY checks."""
+    from drift_decider.tracking import checks
+    from drift_decider.tracking.registry import VersionRef
+    from drift_decider.tracking.store import TrackingStore
+
+    store = TrackingStore.open(build_store(folder, LIVE_HISTORY, seed))
+    ref = VersionRef("bench", "1", None, {})
+    out = []
+    start = time.perf_counter()
+    records = store.checks_before(ref, datetime(2100, 1, 1, tzinfo=timezone.utc))
+    out.append({"what": f"live: read {len(records):,} checks (sqlite)", "checks": len(records),
+                "seconds": time.perf_counter() - start, "per_check": True})
+    start = time.perf_counter()
+    newest = checks.check_runs(store.client, store.experiment_id(), ref, newest=True)
+    out.append({"what": f"live: read the newest ({newest[0].data.tags['drift_decider.window_id']})",
+                "checks": len(records), "seconds": time.perf_counter() - start, "per_check": False})
+    return out
+
+
 def table(title: str, measured: list[dict[str, Any]]) -> str:
     lines = [title, f"  {'measurement':<36} {'ms':>9} {'us/check':>9}  decided"]
     for row in measured:
@@ -123,6 +174,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--before", type=Path, help="another checkout to measure too (e.g. an older commit)")
     parser.add_argument("--json", action="store_true", help="print the measurements as JSON (for --before)")
+    parser.add_argument("--store", type=Path, help="also time a live check's history reads from a sqlite store "
+                                                   "of 3,000 checks kept in this folder (built if missing)")
     args = parser.parse_args()
     if args.before:
         env = {**os.environ, "PYTHONPATH": str(args.before.resolve())}
@@ -134,6 +187,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(measured))
         return
+    if args.store:
+        measured += measure_store(args.store, args.seed)
     print(table(f"{'after: ' if args.before else ''}{REPO}", measured))
     print(f"load average {'/'.join(f'{x:.1f}' for x in os.getloadavg())}; targets: backtest of 10,000 checks "
           f"< 3 s and flat us/check; live decision over {LIVE_HISTORY:,} checks < 10 ms")

@@ -199,6 +199,7 @@ def test_concurrent_promotions_move_the_alias_once(tmp_path: Path, mlflow_server
     gate = tmp_path / "gate.yaml"           # a gate that passes: the race, not the gate, is under test
     gate.write_text("apiVersion: drift-decider/v1\nkind: Policy\nmetadata: {name: open-gate, version: '1'}\n"
                     "rules:\n  - {id: never, action: retrain, when: 'mmd2 > 1000000'}\n")
+    raced = 0
     for trial in range(20):
         client.set_registered_model_alias("promo", "champion", versions[0])
         for version in versions[1:]:       # the winner of the trial before was tagged
@@ -211,11 +212,19 @@ def test_concurrent_promotions_move_the_alias_once(tmp_path: Path, mlflow_server
             text=True) for version in versions[1:]}
         codes = {version: process.wait(timeout=600) for version, process in processes.items()}
         winners = [version for version, code in codes.items() if code == 0]
+        if len(winners) == 2:    # on a loaded machine one ran after the other had moved the alias: two
+            # promotions in a row, the second gated against the holder it read, which is no lost update
+            before = {json.loads(processes[v].stdout.read())["previous_holder"]: v for v in winners}
+            assert set(before) == {versions[0], before[versions[0]]}, (trial, before)
+            assert client.get_model_version_by_alias("promo", "champion").version == before[before[versions[0]]]
+            continue
+        raced += 1
         assert len(winners) == 1, (trial, codes, {v: p.stderr.read() for v, p in processes.items()})
         (loser,) = [version for version in versions[1:] if version not in winners]
         assert codes[loser] == 4 and "the alias was not moved" in processes[loser].stderr.read(), trial
         assert client.get_model_version_by_alias("promo", "champion").version == winners[0]
         assert "drift_decider.promotion.decision_id" not in client.get_model_version("promo", loser).tags
+    assert raced >= 5, f"only {raced} of 20 trials ran the two promotions together"
 
 
 

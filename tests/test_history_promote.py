@@ -47,6 +47,21 @@ def test_history_lists_checks_and_plots_markers(tmp_path, sqlite_uri):
         assert orange.sum() > 20
 
 
+def test_the_version_names_its_latest_window_not_the_last_written(tmp_path, sqlite_uri):
+    """Publishing reads only the run of the latest window (ordered by its end, in MLflow): a backfilled
+    earlier window, checked last, leaves the version's tags on the later one; ends half a second apart
+    order as times do (a whole second's ISO form is shorter than a fractional one's)."""
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "cur.npz", ids, vectors)
+    for window_id, end in (("later", "2026-04-02T00:00:00.500Z"), ("earlier", "2026-04-02T00:00:00Z"),
+                           ("first", "2026-04-01T00:00:00Z")):
+        run_cli("check", "--model", "recsys", "--version", version, "--current", current, "--policy", POLICY,
+                "--window-id", window_id, "--window-end", end, "--tracking-uri", sqlite_uri)
+    mv_tags = connect(sqlite_uri).get_model_version("recsys", version).tags
+    assert mv_tags[tags.WINDOW_ID] == "later" and json.loads(mv_tags[tags.LATEST])[tags.WINDOW_ID] == "later"
+
+
 def test_promotion_moves_alias_only_when_the_gate_passes(tmp_path, sqlite_uri):
     client = connect(sqlite_uri)
     champion, reference = register_with_reference(sqlite_uri, tmp_path)

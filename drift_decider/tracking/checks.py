@@ -23,16 +23,23 @@ if TYPE_CHECKING:      # MLflow's types, for annotations only (mlflow loads when
 
 
 def check_runs(client: MlflowClient, experiment_id: str, ref: VersionRef, *, kind: str = "check",
-               window_id: str | None = None) -> list:
-    """Complete check runs of one model version, oldest window first."""
-    return search_checks(client, experiment_id, model=ref.name, version=ref.version, kind=kind, window_id=window_id)
+               window_id: str | None = None, newest: bool = False) -> list:
+    """Complete check runs of one model version, oldest window first (``newest``: the latest only)."""
+    return search_checks(client, experiment_id, model=ref.name, version=ref.version, kind=kind, window_id=window_id,
+                         newest=newest)
+
+
+# Latest window first, as check_runs orders them from the other end: window ends are written in one
+# ISO-8601 form (UTC, +00:00), which sorts as the times do.
+NEWEST_FIRST = [f"tags.`{tags.WINDOW_END}` DESC", "attributes.start_time DESC"]
 
 
 def search_checks(client: MlflowClient, experiment_id: str, *, model: str | None = None, version: str | None = None,
                   kind: str | None = "check", window_id: str | None = None, decision_id: str | None = None,
-                  complete_only: bool = True) -> list:
+                  complete_only: bool = True, newest: bool = False) -> list:
     """Complete (or, with ``complete_only=False``, all active) drift-decider runs matching the tags,
-    oldest window first."""
+    oldest window first; with ``newest``, only the run of the latest window (one request, however long
+    the history: what publishing the latest decision reads)."""
     from mlflow.entities import ViewType
 
     wanted = {tags.MODEL: model, tags.VERSION: version, tags.KIND: kind, tags.WINDOW_ID: window_id,
@@ -42,7 +49,10 @@ def search_checks(client: MlflowClient, experiment_id: str, *, model: str | None
     with mlflow_errors("reading the check history" + (f" of {model}" if model else "")):
         while True:
             page = client.search_runs([experiment_id], " and ".join(conditions),
-                                      run_view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+                                      run_view_type=ViewType.ACTIVE_ONLY, max_results=1 if newest else 1000,
+                                      page_token=token, order_by=NEWEST_FIRST if newest else None)
+            if newest:
+                return list(page)
             runs.extend(page)
             token = page.token
             if not token:

@@ -404,4 +404,4 @@ def _record_and_publish(store: TrackingStore, experiment_id: str, ref: VersionRe
 def _publish(store: TrackingStore, experiment_id: str, ref: VersionRef, kind: str) -> None:
     """A recorded check moves the version's latest-decision tags; a promotion run does not."""
     if kind == "check":
-        publish_latest(store.client, ref, lambda: check_runs(store.client, experiment_id, ref))
+        publish_latest(store.client, ref, lambda: check_runs(store.client, experiment_id, ref, newest=True))

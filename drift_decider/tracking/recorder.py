@@ -155,7 +155,8 @@ def _settle_failed_write(client: MlflowClient, run_id: str, metric_keys: set[str
 
 
 def publish_latest(client: MlflowClient, ref: VersionRef, list_runs: Callable[[], list], attempts: int = 8) -> None:
-    """Point the version's tags at the decision of its latest window (by window end, not write order).
+    """Point the version's tags at the decision of its latest window (by window end, not write order):
+    the last run ``list_runs`` returns (landing searches for that one run only).
 
     Tags are last-write-wins and several checks may publish at once (MLflow's sqlite store even
     rejects two simultaneous writes of one tag), so publish, read back and repeat until the tags
