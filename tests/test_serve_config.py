@@ -90,3 +90,20 @@ def test_delivery_ids_are_remembered_across_a_restart(tmp_path: Path) -> None:
     restarted = SeenDeliveries(path, 300)
     assert not restarted.first_time("d-1", now)
     assert restarted.first_time("d-old", now - 3600)      # beyond the window: refused by its timestamp instead
+
+
+def test_the_config_in_docs_automation_loads_as_printed(tmp_path: Path) -> None:
+    """docs/automation.md's example, next to the shipped policies it names: it loads, subscribes to its
+    two events and reads the secret from the variable it names."""
+    import re
+    import shutil
+
+    from drift_decider.automation.config import load_config
+
+    docs = (POLICY.parents[1] / "docs" / "automation.md").read_text()
+    (tmp_path / "automation.yaml").write_text(re.search(r"```yaml\n(.*?)```", docs, re.S).group(1))
+    shutil.copytree(POLICY.parent, tmp_path / "policies")
+    config = load_config(tmp_path / "automation.yaml")
+    assert config.events() == ["model_version.created", "model_version_alias.created"]
+    assert config.listen == ("127.0.0.1", 8787) and config.route == "/mlflow-webhook"
+    assert config.secret_env == "DRIFT_DECIDER_WEBHOOK_SECRET" and config.max_age_seconds == 300
