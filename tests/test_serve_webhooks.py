@@ -7,6 +7,7 @@ nothing; a version created while the receiver is down is caught up by `webhooks 
 Deliveries are asynchronous (the server posts from a thread pool after replying), so the test
 polls the registry with a timeout; the webhook is registered before the first version is created,
 because the server caches each event's webhook list for up to 60 s once it has looked it up.
+Champion moving gets the new holder checked on today's window (model_version_alias.created).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import pytest
 
 from conftest import MlflowServer, free_port
+from drift_decider import api
 from drift_decider.inputs.serving_index import ServingIndex
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
@@ -54,6 +56,11 @@ models:
           policy: {gate}
           current: prod/{{today}}/items.npz
           index: prod/{{today}}/index
+    model_version_alias.created:
+      - check:
+          alias: champion
+          policy: {policy}
+          current: prod/{{today}}/items.npz
 """
 
 
@@ -123,10 +130,10 @@ def test_registry_events_set_references_and_gate_promotions(tmp_path: Path, webh
     _inputs(tmp_path)
     port = free_port()
     config = tmp_path / "automation.yaml"
-    config.write_text(CONFIG.format(port=port, secret_env=SECRET_ENV, gate=GATE))
+    config.write_text(CONFIG.format(port=port, secret_env=SECRET_ENV, gate=GATE, policy=POLICY))
     uri = webhook_server.uri
     hook = json.loads(run_cli("webhooks", "register", "--config", config, "--tracking-uri", uri, "--json").stdout)
-    assert hook["events"] == ["model_version.created"] and hook["status"] == "ACTIVE" and secret not in str(hook)
+    assert hook["events"] == ["model_version.created", "model_version_alias.created"] and hook["status"] == "ACTIVE" and secret not in str(hook)
     again = json.loads(run_cli("webhooks", "register", "--config", config, "--tracking-uri", uri, "--json").stdout)
     assert again["webhook_id"] == hook["webhook_id"] and not again["created"]     # updated, not doubled
 
@@ -158,8 +165,16 @@ def test_registry_events_set_references_and_gate_promotions(tmp_path: Path, webh
         runs = _promotion_runs(client, experiment)
         assert sorted(runs) == [first, second]          # one recorded gate each
         assert runs[second] != "none" and runs[first] == "none"
+        # champion moving to version 1 got it checked on today's window, recorded as `check` records it
+        checked = _wait_for(lambda: [line for line in _lines(log) if line.get("job") == "check"],
+                            "the check of the new champion", log=log)
+        assert [(line["version"], line["status"]) for line in checked] == [(first, "done")]
+        assert [row["run_id"] for row in api.history("recsys", version=first, tracking_uri=uri)] == [checked[0]["run_id"]]
         accepted = [line for line in _lines(log) if line.get("delivery") == "accepted"]
-        assert [line["version"] for line in accepted] == [first, second]
+        assert sorted((line["event"], line["version"]) for line in accepted) == [
+            ("model_version.created", first), ("model_version.created", second), ("model_version_alias.created", first)]
+        created_second = next(line["delivery_id"] for line in accepted
+                              if (line["event"], line["version"]) == ("model_version.created", second))
 
         # a forged signature is refused, and runs nothing
         body = json.dumps({"entity": "model_version", "action": "created",
@@ -170,7 +185,7 @@ def test_registry_events_set_references_and_gate_promotions(tmp_path: Path, webh
         # MLflow's delivery of version 2, replayed (same id, signed again): nothing runs
         replay = json.dumps({"entity": "model_version", "action": "created",
                              "data": {"name": "recsys", "version": second}}).encode()
-        status, reply = _post(endpoint, replay, _signed(secret, accepted[1]["delivery_id"], replay))
+        status, reply = _post(endpoint, replay, _signed(secret, created_second, replay))
         assert (status, reply["status"]) == (200, "duplicate")
         time.sleep(2)
         assert sorted(_promotion_runs(client, experiment)) == [first, second]
@@ -186,12 +201,14 @@ def test_registry_events_set_references_and_gate_promotions(tmp_path: Path, webh
     third = register_external_model(client, uri, "recsys", experiment_id=experiment).version
     results = json.loads(run_cli("webhooks", "reconcile", "--config", config, "--tracking-uri", uri,
                                  "--json").stdout)
-    assert [(r["version"], r["job"], r["status"]) for r in results] == [(third, "reference", "done"),
-                                                                       (third, "promote", "done")]
+    assert [(r["version"], r["job"], r["status"]) for r in results] == [
+        (third, "reference", "done"), (third, "promote", "done"), (third, "check", "done")]
     assert results[1]["passed"] and results[1]["alias_moved"] and results[1]["previous_holder"] == first
     assert str(client.get_model_version_by_alias("recsys", "champion").version) == third
-    assert json.loads(run_cli("webhooks", "reconcile", "--config", config, "--tracking-uri", uri,
-                              "--json").stdout) == []
+    assert not results[2]["already_recorded"]
+    # a second pass owes nothing: the champion's check of today is the one recorded
+    again = json.loads(run_cli("webhooks", "reconcile", "--config", config, "--tracking-uri", uri, "--json").stdout)
+    assert [(r["job"], r["already_recorded"], r["run_id"]) for r in again] == [("check", True, results[2]["run_id"])]
 
 
 def _healthy(port: int) -> bool:
