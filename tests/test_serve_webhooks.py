@@ -36,6 +36,8 @@ from drift_decider.tracking.connection import connect
 from drift_decider.tracking.registry import ensure_experiment, register_external_model
 from support import POLICY, movielens_items, run_cli, write_items
 
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 GATE = POLICY.parent / "promotion-gate.yaml"
 SECRET_ENV = "DRIFT_DECIDER_TEST_WEBHOOK_SECRET"
 PASSED = "drift_decider.promotion.passed"
@@ -133,7 +135,8 @@ def test_registry_events_set_references_and_gate_promotions(tmp_path: Path, webh
     config.write_text(CONFIG.format(port=port, secret_env=SECRET_ENV, gate=GATE, policy=POLICY))
     uri = webhook_server.uri
     hook = json.loads(run_cli("webhooks", "register", "--config", config, "--tracking-uri", uri, "--json").stdout)
-    assert hook["events"] == ["model_version.created", "model_version_alias.created"] and hook["status"] == "ACTIVE" and secret not in str(hook)
+    assert hook["events"] == ["model_version.created", "model_version_alias.created"]
+    assert hook["status"] == "ACTIVE" and secret not in str(hook)
     again = json.loads(run_cli("webhooks", "register", "--config", config, "--tracking-uri", uri, "--json").stdout)
     assert again["webhook_id"] == hook["webhook_id"] and not again["created"]     # updated, not doubled
 
@@ -169,7 +172,8 @@ def test_registry_events_set_references_and_gate_promotions(tmp_path: Path, webh
         checked = _wait_for(lambda: [line for line in _lines(log) if line.get("job") == "check"],
                             "the check of the new champion", log=log)
         assert [(line["version"], line["status"]) for line in checked] == [(first, "done")]
-        assert [row["run_id"] for row in api.history("recsys", version=first, tracking_uri=uri)] == [checked[0]["run_id"]]
+        history = api.history("recsys", version=first, tracking_uri=uri)
+        assert [row["run_id"] for row in history] == [checked[0]["run_id"]]
         accepted = [line for line in _lines(log) if line.get("delivery") == "accepted"]
         assert sorted((line["event"], line["version"]) for line in accepted) == [
             ("model_version.created", first), ("model_version.created", second), ("model_version_alias.created", first)]
@@ -182,6 +186,13 @@ def test_registry_events_set_references_and_gate_promotions(tmp_path: Path, webh
         forged = _signed("not-the-secret-" + "x" * 20, "forged-1", body)
         assert _post(endpoint, body, forged)[0] == 401
         assert _post(endpoint, body, {**_signed(secret, "stale-1", body, int(time.time()) - 3600)})[0] == 401
+        # an authentic delivery whose job fails (no such version, no such file): accepted, the failure
+        # logged with its exit code, the receiver goes on; the rest of the event's jobs are skipped
+        assert _post(endpoint, body, _signed(secret, "no-such-version", body))[0] == 202
+        failed = _wait_for(lambda: [line for line in _lines(log) if line.get("delivery_id") == "no-such-version"
+                                    and "job" in line], "the failed job", log=log)
+        assert [(line["job"], line["status"]) for line in failed] == [("reference", "failed"), ("promote", "skipped")]
+        assert failed[0]["exit_code"] == 2 and "v7.npz: file not found" in failed[0]["error"]
         # MLflow's delivery of version 2, replayed (same id, signed again): nothing runs
         replay = json.dumps({"entity": "model_version", "action": "created",
                              "data": {"name": "recsys", "version": second}}).encode()
@@ -189,7 +200,7 @@ def test_registry_events_set_references_and_gate_promotions(tmp_path: Path, webh
         assert (status, reply["status"]) == (200, "duplicate")
         time.sleep(2)
         assert sorted(_promotion_runs(client, experiment)) == [first, second]
-        assert len([line for line in _lines(log) if line.get("job") == "promote"]) == 2
+        assert len([line for line in _lines(log) if line.get("job") == "promote" and line["status"] == "done"]) == 2
         assert receiver.poll() is None
     finally:
         receiver.terminate()

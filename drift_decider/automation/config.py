@@ -98,8 +98,9 @@ class Config:
                                  f"{exc.strerror or exc}") from None
             where = f"file {self.secret_file}"
         if len(value) < 16:
-            raise InputError(f"the webhook secret ({where}) is {'unset' if not value else 'shorter than 16 characters'}"
-                             f": give a long random string, the same one MLflow signs with")
+            problem = "unset" if not value else "shorter than 16 characters"
+            raise InputError(f"the webhook secret ({where}) is {problem}: give a long random string, the same one "
+                             f"MLflow signs with")
         return value
 
 

@@ -40,7 +40,8 @@ def refusal(secret: str, delivery_id: str | None, timestamp: str | None, signatu
         return "signature does not match"
     age = (time.time() if now is None else now) - int(timestamp)
     if abs(age) > max_age_seconds:
-        return f"timestamp is {abs(age):.0f} s {'old' if age > 0 else 'ahead'}, outside the {max_age_seconds:.0f} s window"
+        return (f"timestamp is {abs(age):.0f} s {'old' if age > 0 else 'ahead'}, outside the "
+                f"{max_age_seconds:.0f} s window")
     return None
 
 

@@ -107,8 +107,9 @@ def make_server(receiver: Receiver) -> ThreadingHTTPServer:
                 return
             length = self.headers.get("Content-Length", "")
             if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE if length.isdigit() else HTTPStatus.LENGTH_REQUIRED,
-                           {"status": "refused", "reason": f"a body of at most {MAX_BODY_BYTES} bytes, with its length"})
+                status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if length.isdigit() else HTTPStatus.LENGTH_REQUIRED
+                self._send(status, {"status": "refused",
+                                    "reason": f"a body of at most {MAX_BODY_BYTES} bytes, with its length"})
                 return
             self._send(*receiver.handle(self.headers, self.rfile.read(int(length))))
 
