@@ -58,7 +58,7 @@ class Receiver:
         why = refusal(self._secret, delivery_id, headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER), body,
                       self.config.max_age_seconds)
         if why is not None:
-            return self._reply(HTTPStatus.UNAUTHORIZED, "refused", delivery_id, reason=why)
+            return self._reply(HTTPStatus.UNAUTHORIZED, "refused", (delivery_id or "")[:128] or None, reason=why)
         if not self.seen.first_time(delivery_id, int(headers[TIMESTAMP_HEADER])):
             return self._reply(HTTPStatus.OK, "duplicate", delivery_id)
         try:
