@@ -31,6 +31,7 @@ from drift_decider.inputs.embeddings import EmbeddingSet, check_same_dim, load_e
 from drift_decider.measure.distribution import measure, require_window_rows
 from drift_decider.evidence.noise_floor import NoiseFloor, Sibling
 from drift_decider.tracking.store import CheckPayload, RecordedCheck, SpoolEntry, TrackingStore, VersionRef, sync_spool
+from drift_decider.tracking.store import VersionState, register_webhook, version_states as _version_states
 from drift_decider.inputs.windows import Window, make_window, parse_window_end
 # The policy layer, called from here only through _decide, _gate and the policy review functions below.
 from drift_decider.policy import CheckRecord, Decision, Policy, PolicyState, evaluate, lint, load_policy
@@ -602,3 +603,25 @@ def read_json_file(path: str | Path, what: str) -> Any:
         raise InputError(f"{path}: cannot read {what} file: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: {what} file is not valid JSON: {exc}") from None
+
+
+# Registry automation (`drift-decider serve`, drift_decider.automation): what it reads of the registry,
+# and the webhooks it registers. Its jobs call set_reference, promote and check above.
+
+def version_states(model: str, *, tracking_uri: str | None = None) -> list[VersionState]:
+    """Every version of ``model``, oldest first: whether it has a reference and its latest gate."""
+    return _version_states(TrackingStore.open(tracking_uri, read_only=True), model)
+
+
+def alias_holder(model: str, alias: str, *, tracking_uri: str | None = None) -> str | None:
+    """The version holding ``alias`` now, or None when it is unset."""
+    return TrackingStore.open(tracking_uri, read_only=True).alias_state(model, alias).holder
+
+
+def register_webhooks(name: str, url: str, events: Sequence[str], secret: str, *, description: str = "",
+                      tracking_uri: str | None = None) -> dict[str, Any]:
+    """Create (or update, by name) the webhook MLflow calls on ``events``, signed with ``secret``; its
+    id, url, events and status. MLflow keeps the secret encrypted; it is never returned or printed."""
+    if not secret:
+        raise InputError("a webhook needs a secret: deliveries are verified by their HMAC signature")
+    return register_webhook(TrackingStore.open(tracking_uri), name, url, list(events), secret, description)

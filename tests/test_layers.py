@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "drift_decider"
 RANK = {"errors": 0, "inputs": 1, "measure": 2, "evidence": 3, "policy": 4, "tracking": 5, "report": 6,
-        "api": 7, "cli": 8, "demo": 8, "__init__": 9, "__main__": 9}
+        "api": 7, "cli": 8, "demo": 8, "automation": 8, "__init__": 9, "__main__": 9}
 # the one upward import allowed, and why: the serving index searches with the exact k-NN the metrics
 # use (one implementation of k-NN), which lives with the metrics
 ALLOWED = {("inputs/serving_index.py", "drift_decider.measure.metrics.knn")}

@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "drift_decider"
-SHELLS = ("cli/main.py", "cli/policy_commands.py")
+SHELLS = ("cli/main.py", "cli/policy_commands.py", "cli/serve_commands.py")
+# the registry automation: a shell over the API too (its receiver and jobs call it as the CLI does)
+AUTOMATION = tuple(str(path.relative_to(PACKAGE)) for path in sorted((PACKAGE / "automation").glob("*.py")))
 # what a shell may import from the package: the API, its errors and exit codes, and presentation
 SHELL_IMPORTS = {"drift_decider", "drift_decider.api", "drift_decider.errors", "drift_decider.cli.table",
-                 "drift_decider.cli.plots", "drift_decider.cli.policy_commands", "drift_decider.demo.run"}
+                 "drift_decider.cli.plots", "drift_decider.cli.policy_commands", "drift_decider.demo.run",
+                 "drift_decider.cli.serve_commands", *(f"drift_decider.{name[:-3].replace('/', '.')}" for name in AUTOMATION)}
 # MLflow's object model seen through an attribute: a run's parts, or a client call
 MLFLOW_OBJECTS = re.compile(r"\.inputs\.dataset_inputs|\.data\.(?:tags|metrics|params)\b|\.info\.\w+|\bclient\b"
                             r"|\bmlflow\w*", re.IGNORECASE)
@@ -46,7 +49,7 @@ def test_only_the_tracking_package_imports_mlflow() -> None:
     assert outside == []
 
 
-@pytest.mark.parametrize("name", ["api.py", "demo/run.py", *SHELLS])
+@pytest.mark.parametrize("name", ["api.py", "demo/run.py", *SHELLS, *AUTOMATION])
 def test_no_mlflow_object_above_the_tracking_store(name: str) -> None:
     code = _code(PACKAGE / name)
     assert MLFLOW_OBJECTS.findall(code) == []
@@ -73,7 +76,10 @@ API_OF_COMMAND = {"measure": "measure_files", "register": "register", "reference
                   "reference noise": "set_noise_floor_from_checks", "check": "check", "sync": "sync",
                   "history": "history", "audit": "audit", "promote": "promote", "rollback": "rollback",
                   "policy validate": "validate_policies", "policy test": "run_policy_tests",
-                  "policy explain": "explain", "policy backtest": "backtest", "demo": None}
+                  "policy explain": "explain", "policy backtest": "backtest", "demo": None,
+                  "webhooks register": "register_webhooks",
+                  # the receiver and its reconcile pass are drift_decider.automation, itself a shell over the API
+                  "serve": None, "webhooks reconcile": None}
 
 
 def test_the_api_offers_every_command() -> None:

@@ -20,6 +20,7 @@ import click
 
 from drift_decider import __version__
 from drift_decider.cli.policy_commands import policy_group
+from drift_decider.cli.serve_commands import serve_commands
 from drift_decider.errors import DriftDeciderError, ExitCode, error_message, exit_code
 from drift_decider.cli.table import fmt, render_table
 
@@ -568,6 +569,8 @@ def rollback(model: str, alias: str, to_version: str, tracking_uri: str | None) 
 
 
 cli.add_command(policy_group)
+for _command in serve_commands(exit_codes, tracking_uri_option, json_option):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -225,3 +225,57 @@ def sync_spool(spool_dir: str | Path | None, tracking_uri: str | None,
     return landing.sync_spool(resolve_spool_dir(spool_dir), lambda uri: TrackingStore.open(uri, read_only=True),
                               tracking_uri,
                               decide=lambda entry, runs: decide(entry, checks.records_from_runs(runs)))
+
+
+# -- registry automation (drift_decider.automation): what its reconcile pass reads, and its webhooks
+
+@dataclass(frozen=True)
+class VersionState:
+    """A registered version as the automation's reconcile pass reads it: what drift-decider recorded on it."""
+
+    version: str
+    has_reference: bool
+    gate_alias: str | None          # the alias its latest recorded promotion gate was for, if any
+    gate_passed: bool | None
+
+
+def version_states(store: TrackingStore, name: str) -> list[VersionState]:
+    """Every version of ``name``, oldest first, with its reference and gate tags read as facts."""
+    found, token = [], None
+    with mlflow_errors(f"listing the versions of {name!r}"):
+        registry.require_model(store.client, name)
+        while True:
+            page = store.client.search_model_versions(f"name = {registry.quoted(name)}", max_results=200,
+                                                      page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token:
+                break
+    gate = tags.PREFIX + "promotion."
+    return sorted((VersionState(str(mv.version), bool((mv.tags or {}).get(tags.REFERENCE_URI)),
+                                (mv.tags or {}).get(gate + "alias") or None,
+                                None if (mv.tags or {}).get(gate + "passed") is None
+                                else mv.tags[gate + "passed"] == "true") for mv in found),
+                  key=lambda state: int(state.version))
+
+
+def register_webhook(store: TrackingStore, name: str, url: str, events: list[str], secret: str,
+                     description: str) -> dict[str, Any]:
+    """Create the webhook ``name``, or update the one of that name, so registering twice is harmless.
+    Returns its id, url, events and status (never the secret)."""
+    with mlflow_errors(f"registering webhook {name!r}"):
+        existing, token = None, None
+        while existing is None:
+            page = store.client.list_webhooks(max_results=100, page_token=token)
+            existing = next((hook for hook in page if hook.name == name), None)
+            token = page.token
+            if not token:
+                break
+        if existing is None:
+            hook = store.client.create_webhook(name, url, events, description=description, secret=secret)
+        else:
+            hook = store.client.update_webhook(existing.webhook_id, url=url, events=events, description=description,
+                                               secret=secret, status="ACTIVE")
+    return {"webhook_id": hook.webhook_id, "name": hook.name, "url": hook.url, "created": existing is None,
+            "events": sorted(f"{event.entity.value}.{event.action.value}" for event in hook.events),
+            "status": str(hook.status.value)}

@@ -1,0 +1,64 @@
+"""Catch up what deliveries missed: MLflow keeps no delivery history, and a delivery that failed its
+retries (receiver down, network) is gone. The registry and the recorded decisions say what is owed:
+
+- a version with no reference gets one (its ``reference`` job);
+- a version newer than the alias holder with no gate decision for the alias is gated (``promote``),
+  oldest first, so the alias ends where deliveries in order would have put it; a candidate the gate
+  blocked stays blocked (it is not gated again: a new version, or a person, moves the alias);
+- the holder of an alias with ``check`` jobs is checked: the window id (``{today}`` by default) makes
+  this once per window however often the pass runs.
+
+Every job is the same API call a delivery would make, so a pass after a delivery did its work does nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from drift_decider import api
+from drift_decider.api import VersionState
+from drift_decider.automation.config import ALIAS_CREATED, VERSION_CREATED, Config, Job, ModelJobs
+from drift_decider.automation.jobs import Event, run_jobs
+from drift_decider.errors import error_message, exit_code
+
+
+def reconcile(config: Config, *, tracking_uri: str | None, today: date | None = None) -> list[dict[str, Any]]:
+    """One pass over every configured model; a model that cannot be read is one failed result."""
+    results: list[dict[str, Any]] = []
+    for model in config.models.values():
+        try:
+            results += _model(config, model, tracking_uri, today)
+        except Exception as exc:  # noqa: BLE001 - one model's failure must not hold back the others
+            results.append({"job": "reconcile", "model": model.name, "status": "failed", "error": error_message(exc),
+                            "exit_code": int(exit_code(exc))})
+    return results
+
+
+def _model(config: Config, model: ModelJobs, tracking_uri: str | None, today: date | None) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    created = model.on.get(VERSION_CREATED, ())
+    if created:
+        holders = {job.alias: api.alias_holder(model.name, job.alias, tracking_uri=tracking_uri)
+                   for job in created if job.kind == "promote"}
+        for state in api.version_states(model.name, tracking_uri=tracking_uri):
+            owed = tuple(job for job in created if _owed(job, state, holders))
+            if owed:
+                done = run_jobs(config, Event(VERSION_CREATED, model.name, state.version), owed,
+                                tracking_uri=tracking_uri, today=today)
+                holders.update({job.alias: state.version for job, result in zip(owed, done)
+                                if result.get("alias_moved")})
+                results += done
+    for job in model.on.get(ALIAS_CREATED, ()):
+        holder = api.alias_holder(model.name, job.alias, tracking_uri=tracking_uri)
+        if holder is not None:
+            results += run_jobs(config, Event(ALIAS_CREATED, model.name, holder, job.alias), (job,),
+                                tracking_uri=tracking_uri, today=today)
+    return results
+
+
+def _owed(job: Job, state: VersionState, holders: dict[str | None, str | None]) -> bool:
+    if job.kind == "reference":
+        return not state.has_reference
+    holder = holders[job.alias]
+    return state.gate_alias != job.alias and (holder is None or int(state.version) > int(holder))

@@ -1,0 +1,109 @@
+"""The automation config is refused at file:line:col before anything runs (exit 2), and deliveries are
+verified as MLflow signs them: its own signing function's output is accepted, anything else refused,
+and a delivery id is remembered across a restart of the receiver."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.webhooks.delivery import _generate_hmac_signature
+
+from drift_decider.automation.deliveries import SeenDeliveries, refusal
+from support import POLICY, run_cli
+
+GOOD = f"""\
+apiVersion: drift-decider/v1
+kind: Automation
+receiver:
+  url: http://127.0.0.1:8787/hook
+  secret_env: DD_TEST_SECRET
+models:
+  recsys:
+    model_version.created:
+      - reference:
+          embeddings: items/v{{version}}.npz
+      - promote:
+          alias: champion
+          policy: {POLICY}
+          current: prod/{{today}}.npz
+"""
+
+
+@pytest.mark.parametrize("change, where, says", [
+    ("      - reference:", "9:9", "not 'refrence' (did you mean 'reference'?)"),
+    ("items/v{version}.npz", "10:23", "unknown placeholder {versoin}"),
+    ("prod/{today}.npz", "14:20", "unknown placeholder {today!r}"),
+    ("  url: http://127.0.0.1:8787/hook", "4:8", "is not an http(s) URL"),
+    ("          alias: champion", "12:18", "does not match"),
+])
+def test_a_bad_config_is_refused_at_its_line_and_column(tmp_path: Path, change: str, where: str, says: str) -> None:
+    broken = {"      - reference:": "      - refrence:", "items/v{version}.npz": "items/v{versoin}.npz",
+              "prod/{today}.npz": "prod/{today!r}.npz", "  url: http://127.0.0.1:8787/hook": "  url: ftp://h/x",
+              "          alias: champion": "          alias: ../champion"}[change]
+    config = tmp_path / "automation.yaml"
+    config.write_text(GOOD.replace(change, broken))
+    output = run_cli("webhooks", "reconcile", "--config", config, expect=2).output
+    assert f"{config}:{where}:" in output and says in output, output
+
+
+def test_a_broken_policy_is_named_at_its_own_line_before_any_event(tmp_path: Path) -> None:
+    policy = tmp_path / "gate.yaml"
+    policy.write_text("apiVersion: drift-decider/v1\nkind: Policy\nmetadata: {name: g, version: '1'}\nrules: 3\n")
+    config = tmp_path / "automation.yaml"
+    config.write_text(GOOD.replace(str(POLICY), "gate.yaml"))
+    output = run_cli("serve", "--config", config, expect=2).output
+    assert f"{policy}:4:8:" in output, output
+
+
+def test_the_secret_comes_from_the_environment_and_must_be_set(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "automation.yaml"
+    config.write_text(GOOD)
+    monkeypatch.delenv("DD_TEST_SECRET", raising=False)
+    output = run_cli("serve", "--config", config, expect=2).output
+    assert "DD_TEST_SECRET" in output and "unset" in output
+    config.write_text(GOOD.replace("  secret_env: DD_TEST_SECRET\n", ""))
+    assert "exactly one of secret_env" in run_cli("serve", "--config", config, expect=2).output
+
+
+def test_deliveries_signed_as_mlflow_signs_them_are_accepted_and_nothing_else() -> None:
+    secret, body, now = "a-secret-of-some-length", '{"entity": "model_version", "action": "created"}', time.time()
+    stamp = str(int(now))
+    signature = _generate_hmac_signature(secret, "d-1", stamp, body)
+    assert refusal(secret, "d-1", stamp, signature, body.encode(), 300, now) is None
+    assert refusal(secret, "d-1", stamp, f"v1,bm9wZQ== {signature}", body.encode(), 300, now) is None  # rotation
+    assert "does not match" in refusal("another-secret-of-length", "d-1", stamp, signature, body.encode(), 300, now)
+    assert "does not match" in refusal(secret, "d-2", stamp, signature, body.encode(), 300, now)
+    assert "does not match" in refusal(secret, "d-1", stamp, signature, body.encode() + b" ", 300, now)
+    assert "outside" in refusal(secret, "d-1", stamp, signature, body.encode(), 300, now + 301)
+    assert "missing" in refusal(secret, "d-1", stamp, None, body.encode(), 300, now)
+
+
+def test_delivery_ids_are_remembered_across_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "deliveries.log"
+    seen = SeenDeliveries(path, 300)
+    now = int(time.time())
+    assert seen.first_time("d-1", now) and not seen.first_time("d-1", now)
+    assert seen.first_time("d-old", now - 3600)
+    restarted = SeenDeliveries(path, 300)
+    assert not restarted.first_time("d-1", now)
+    assert restarted.first_time("d-old", now - 3600)      # beyond the window: refused by its timestamp instead
+
+
+def test_the_config_in_docs_automation_loads_as_printed(tmp_path: Path) -> None:
+    """docs/automation.md's example, next to the shipped policies it names: it loads, subscribes to its
+    two events and reads the secret from the variable it names."""
+    import re
+    import shutil
+
+    from drift_decider.automation.config import load_config
+
+    docs = (POLICY.parents[1] / "docs" / "automation.md").read_text()
+    (tmp_path / "automation.yaml").write_text(re.search(r"```yaml\n(.*?)```", docs, re.S).group(1))
+    shutil.copytree(POLICY.parent, tmp_path / "policies")
+    config = load_config(tmp_path / "automation.yaml")
+    assert config.events() == ["model_version.created", "model_version_alias.created"]
+    assert config.listen == ("127.0.0.1", 8787) and config.route == "/mlflow-webhook"
+    assert config.secret_env == "DRIFT_DECIDER_WEBHOOK_SECRET" and config.max_age_seconds == 300
