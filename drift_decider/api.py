@@ -93,12 +93,12 @@ def register(model: str, *, tracking_uri: str | None = None, tags: dict[str, str
     return TrackingStore.open(tracking_uri).register_model(model, tags=tags, experiment_id=experiment_id).version
 
 
-def create_local_store(tracking_uri: str, artifact_root: Path, models_experiment: str) -> str:
-    """A new store that keeps its artifacts under ``artifact_root`` (``checks/`` for check runs,
-    ``models/`` for the experiment ``models_experiment`` whose id is returned, to register into)."""
+def create_local_store(tracking_uri: str, artifact_root: Path) -> str:
+    """A new store whose checks' experiment keeps its artifacts under ``artifact_root``; returns its id.
+    Versions registered there have their LoggedModel beside the check runs: MLflow's run page looks for
+    a run's models in the run's own experiment only."""
     store = TrackingStore.open(tracking_uri)
-    store.create_experiment(store.CHECKS_EXPERIMENT, artifact_root / "checks")
-    return store.create_experiment(models_experiment, artifact_root / "models")
+    return store.create_experiment(store.CHECKS_EXPERIMENT, artifact_root)
 
 
 def set_reference(model: str, version: str, embeddings_path: str | Path, *, queries_path: str | Path | None = None,

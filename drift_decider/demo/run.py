@@ -78,8 +78,8 @@ def run_demo(workdir: str | Path, *, seed: int = 0, progress: bool = False, forc
     data = workdir / "data"
     data.mkdir()
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    training = api.create_local_store(uri, workdir / "artifacts", "recommender-training")
-    version = api.register(MODEL_NAME, tracking_uri=uri, experiment_id=training,
+    experiment = api.create_local_store(uri, workdir / "artifacts")
+    version = api.register(MODEL_NAME, tracking_uri=uri, experiment_id=experiment,
                            tags={"embedding": "MovieLens item factors (truncated SVD, 32 d)"})
 
     np.savez(data / "reference_items.npz", ids=base.reference_ids, vectors=base.reference_vectors)
