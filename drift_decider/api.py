@@ -30,8 +30,8 @@ from drift_decider.evidence.assemble import CurrentData, ReferenceData, build_ev
 from drift_decider.inputs.embeddings import EmbeddingSet, check_same_dim, load_embeddings
 from drift_decider.measure.distribution import measure, require_window_rows
 from drift_decider.evidence.noise_floor import NoiseFloor, Sibling
-from drift_decider.tracking.store import CheckPayload, RecordedCheck, SpoolEntry, TrackingStore, VersionRef, sync_spool
-from drift_decider.tracking.store import VersionState, register_webhook, version_states as _version_states
+from drift_decider.tracking.store import (CheckPayload, RecordedCheck, SpoolEntry, TrackingStore, VersionRef,
+                                          VersionState, sync_spool)
 from drift_decider.inputs.windows import Window, make_window, parse_window_end
 # The policy layer, called from here only through _decide, _gate and the policy review functions below.
 from drift_decider.policy import CheckRecord, Decision, Policy, PolicyState, evaluate, lint, load_policy
@@ -266,8 +266,9 @@ def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None
     """Land the checks spooled while MLflow was unavailable, each in the store it was spooled for
     (or ``tracking_uri``); a check measured but not decided is decided first, by the policy it names
     if that file is unchanged. An entry whose window (or an earlier one) another check is writing now
-    is left in the spool with status ``deferred``; one the store or policy cannot take, ``skipped``."""
-    return sync_spool(spool_dir, tracking_uri, decide=_decide_spooled)
+    is left in the spool with status ``deferred``; one the store or policy cannot take, ``skipped``.
+    Each check landed gets the version's drift report, as a check landing at once does."""
+    return sync_spool(spool_dir, tracking_uri, decide=_decide_spooled, landed=_attach_report)
 
 
 def _decide(policy: Policy, values: dict[str, float], inputs: dict[str, Any], model: str, version: str,
@@ -610,7 +611,7 @@ def read_json_file(path: str | Path, what: str) -> Any:
 
 def version_states(model: str, *, tracking_uri: str | None = None) -> list[VersionState]:
     """Every version of ``model``, oldest first: whether it has a reference and its latest gate."""
-    return _version_states(TrackingStore.open(tracking_uri, read_only=True), model)
+    return TrackingStore.open(tracking_uri, read_only=True).version_states(model)
 
 
 def alias_holder(model: str, alias: str, *, tracking_uri: str | None = None) -> str | None:
@@ -624,4 +625,4 @@ def register_webhooks(name: str, url: str, events: Sequence[str], secret: str, *
     id, url, events and status. MLflow keeps the secret encrypted; it is never returned or printed."""
     if not secret:
         raise InputError("a webhook needs a secret: deliveries are verified by their HMAC signature")
-    return register_webhook(TrackingStore.open(tracking_uri), name, url, list(events), secret, description)
+    return TrackingStore.open(tracking_uri).register_webhook(name, url, list(events), secret, description)

@@ -13,6 +13,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 import drift_decider.tracking.landing as landing
+from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
 from drift_decider.tracking.registry import ensure_experiment, read_claims, register_external_model, resolve_version
 from support import POLICY, check_args, movielens_items, register_with_reference, run_cli, write_items
@@ -80,6 +81,11 @@ def test_sync_lands_entries_in_window_order(tmp_path: Path, sqlite_uri: str, mon
     assert [o["status"] for o in outcomes] == ["recorded", "recorded"]
     rows = json.loads(run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri, "--json").output)
     assert [row["window_id"] for row in rows] == ["b-early", "a-late"]
+    client = connect(sqlite_uri)        # each landed check carries the report as it stood when it landed
+    reports = [Path(client.download_artifacts(row["run_id"], tags.REPORT_ARTIFACT, str(tmp_path / row["window_id"])))
+               .read_text() for row in rows]
+    assert ">b-early<" in reports[0] and ">a-late<" not in reports[0]
+    assert ">b-early<" in reports[1] and ">a-late<" in reports[1]
 
 
 def test_an_entry_for_a_store_that_is_gone_holds_back_only_itself(tmp_path: Path, sqlite_uri: str,

@@ -237,10 +237,12 @@ def _take_window(store: TrackingStore, experiment_id: str, ref: VersionRef, wind
 
 # Decides a spooled check that was measured but never decided, on the complete runs before its window.
 DecideSpooled = Callable[[SpoolEntry, list], dict[str, Any]]
+# Called with each check run sync records (the caller attaches the version's report to it).
+OnLanded = Callable[["TrackingStore", VersionRef, str], None]
 
 
 def sync_spool(spool_dir: Path, open_store: Callable[[str | None], TrackingStore], tracking_uri: str | None,
-               decide: DecideSpooled) -> list[dict[str, str]]:
+               decide: DecideSpooled, landed: OnLanded) -> list[dict[str, str]]:
     """Land every spooled check exactly once (or defer it, see _sync_entry); returns what happened to
     each entry.
 
@@ -249,7 +251,8 @@ def sync_spool(spool_dir: Path, open_store: Callable[[str | None], TrackingStore
     whose model version that store does not have is skipped and kept. One sync at a time per spool (a lock file), so two syncs never
     record the same window twice. Every write attempt named in the spool failed, so a run made by any
     of them is dead, whichever entry names it (two failed checks of one window leave two entries).
-    An entry measured but never decided is decided by ``decide`` first.
+    An entry measured but never decided is decided by ``decide`` first; ``landed`` is called with each
+    check run recorded.
     """
     with spool_lock(spool_dir):
         # window order: an undecided entry is decided after the earlier windows this sync lands
@@ -272,7 +275,7 @@ def sync_spool(spool_dir: Path, open_store: Callable[[str | None], TrackingStore
                 outcomes.append({**skipped, "status": "unreachable", "reason": str(exc)})
                 continue
             outcomes.append({**skipped, "reason": missing} if missing
-                            else _sync_entry(store, path, entry, dead, decide))
+                            else _sync_entry(store, path, entry, dead, decide, landed))
         return outcomes
 
 
@@ -310,7 +313,7 @@ def _action(entry: SpoolEntry) -> str:
 
 
 def _sync_entry(store: TrackingStore, path: Path, entry: SpoolEntry, dead: set[str],
-                decide: DecideSpooled) -> dict[str, str]:
+                decide: DecideSpooled, landed: OnLanded) -> dict[str, str]:
     """Land one spooled check unless its window is recorded already, or another check is writing it now.
 
     An incomplete run of the window is a failed write when ``dead`` (attempt ids and run ids the
@@ -381,6 +384,8 @@ def _sync_entry(store: TrackingStore, path: Path, entry: SpoolEntry, dead: set[s
                     path.unlink()
                 raise
             status, action = "recorded", payload.decision["action"]
+            if entry.kind == "check":
+                landed(store, ref, run_id)
     path.unlink()
     return {"entry": path.name, "status": status, "run_id": run_id, "decision": action}
 

@@ -41,6 +41,16 @@ class RecordedCheck:
     decision: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class VersionState:
+    """A registered version as the automation's reconcile pass reads it: what drift-decider recorded on it."""
+
+    version: str
+    has_reference: bool
+    gate_alias: str | None          # the alias its latest recorded promotion gate was for, if any
+    gate_passed: bool | None
+
+
 class TrackingStore:
     """One MLflow store (tracking and registry at one URI), opened once per command."""
 
@@ -107,6 +117,49 @@ class TrackingStore:
             if seen.holder != target.version:
                 registry.move_alias(self.client, name, alias, seen, target.version, token=token)
         return seen.holder
+
+    # -- registry automation (drift_decider.automation): what its reconcile pass reads, and its webhooks
+
+    def version_states(self, name: str) -> list[VersionState]:
+        """Every version of ``name``, oldest first, with its reference and gate tags read as facts."""
+        found, token = [], None
+        with mlflow_errors(f"listing the versions of {name!r}"):
+            registry.require_model(self.client, name)
+            while True:
+                page = self.client.search_model_versions(f"name = {registry.quoted(name)}", max_results=200,
+                                                          page_token=token)
+                found.extend(page)
+                token = page.token
+                if not token:
+                    break
+        gate, states = tags.PREFIX + "promotion.", []
+        for mv in found:
+            mv_tags = mv.tags or {}
+            passed = mv_tags.get(gate + "passed")
+            states.append(VersionState(str(mv.version), bool(mv_tags.get(tags.REFERENCE_URI)),
+                                       mv_tags.get(gate + "alias") or None, None if passed is None else passed == "true"))
+        return sorted(states, key=lambda state: int(state.version))
+
+    def register_webhook(self, name: str, url: str, events: list[str], secret: str,
+                         description: str) -> dict[str, Any]:
+        """Create the webhook ``name``, or update the one of that name, so registering twice is harmless.
+        Returns its id, url, events and status (never the secret)."""
+        with mlflow_errors(f"registering webhook {name!r}"):
+            existing, token = None, None
+            while existing is None:
+                page = self.client.list_webhooks(max_results=100, page_token=token)
+                existing = next((hook for hook in page if hook.name == name), None)
+                token = page.token
+                if not token:
+                    break
+            if existing is None:
+                hook = self.client.create_webhook(name, url, events, description=description, secret=secret)
+            else:
+                hook = self.client.update_webhook(existing.webhook_id, url=url, events=events,
+                                                  description=description, secret=secret, status="ACTIVE")
+        return {"webhook_id": hook.webhook_id, "name": hook.name, "url": hook.url, "created": existing is None,
+                "events": sorted(f"{event.entity.value}.{event.action.value}" for event in hook.events),
+                "status": str(hook.status.value)}
 
     # -- references
 
@@ -220,62 +273,11 @@ class TrackingStore:
 
 
 def sync_spool(spool_dir: str | Path | None, tracking_uri: str | None,
-               decide: Callable[[SpoolEntry, tuple[CheckRecord, ...]], dict[str, Any]]) -> list[dict[str, str]]:
-    """Land every spooled check (landing.sync_spool); ``decide`` decides one measured but never decided."""
+               decide: Callable[[SpoolEntry, tuple[CheckRecord, ...]], dict[str, Any]],
+               landed: Callable[[TrackingStore, VersionRef, str], None]) -> list[dict[str, str]]:
+    """Land every spooled check (landing.sync_spool); ``decide`` decides one measured but never decided,
+    ``landed`` is called with each check run recorded."""
     return landing.sync_spool(resolve_spool_dir(spool_dir), lambda uri: TrackingStore.open(uri, read_only=True),
                               tracking_uri,
-                              decide=lambda entry, runs: decide(entry, checks.records_from_runs(runs)))
+                              decide=lambda entry, runs: decide(entry, checks.records_from_runs(runs)), landed=landed)
 
-
-# -- registry automation (drift_decider.automation): what its reconcile pass reads, and its webhooks
-
-@dataclass(frozen=True)
-class VersionState:
-    """A registered version as the automation's reconcile pass reads it: what drift-decider recorded on it."""
-
-    version: str
-    has_reference: bool
-    gate_alias: str | None          # the alias its latest recorded promotion gate was for, if any
-    gate_passed: bool | None
-
-
-def version_states(store: TrackingStore, name: str) -> list[VersionState]:
-    """Every version of ``name``, oldest first, with its reference and gate tags read as facts."""
-    found, token = [], None
-    with mlflow_errors(f"listing the versions of {name!r}"):
-        registry.require_model(store.client, name)
-        while True:
-            page = store.client.search_model_versions(f"name = {registry.quoted(name)}", max_results=200,
-                                                      page_token=token)
-            found.extend(page)
-            token = page.token
-            if not token:
-                break
-    gate = tags.PREFIX + "promotion."
-    return sorted((VersionState(str(mv.version), bool((mv.tags or {}).get(tags.REFERENCE_URI)),
-                                (mv.tags or {}).get(gate + "alias") or None,
-                                None if (mv.tags or {}).get(gate + "passed") is None
-                                else mv.tags[gate + "passed"] == "true") for mv in found),
-                  key=lambda state: int(state.version))
-
-
-def register_webhook(store: TrackingStore, name: str, url: str, events: list[str], secret: str,
-                     description: str) -> dict[str, Any]:
-    """Create the webhook ``name``, or update the one of that name, so registering twice is harmless.
-    Returns its id, url, events and status (never the secret)."""
-    with mlflow_errors(f"registering webhook {name!r}"):
-        existing, token = None, None
-        while existing is None:
-            page = store.client.list_webhooks(max_results=100, page_token=token)
-            existing = next((hook for hook in page if hook.name == name), None)
-            token = page.token
-            if not token:
-                break
-        if existing is None:
-            hook = store.client.create_webhook(name, url, events, description=description, secret=secret)
-        else:
-            hook = store.client.update_webhook(existing.webhook_id, url=url, events=events, description=description,
-                                               secret=secret, status="ACTIVE")
-    return {"webhook_id": hook.webhook_id, "name": hook.name, "url": hook.url, "created": existing is None,
-            "events": sorted(f"{event.entity.value}.{event.action.value}" for event in hook.events),
-            "status": str(hook.status.value)}
