@@ -111,15 +111,15 @@ def play(world: World, policy: Policy, *, seed: int, played: tuple[int, ...] | N
             continue
         reference = reference_data(world, version, seed)
         windows = version.served[:served]
-        served: dict[str, ServedState] = {}     # a natural window's, until its oracle has read it
+        states: dict[str, ServedState] = {}     # a natural window's, until its oracle has read it
 
         def natural_checks():
             for window in windows:
-                served[window.window_id], values = _observe(world, reference, version, window, None, seed)
+                states[window.window_id], values = _observe(world, reference, version, window, None, seed)
                 yield CheckRecord(window.window_id, utc(window.end), values), _context(version, window, None)
 
         for window, step in zip(windows, decide_series(policy, natural_checks())):
-            natural = _case(world, version, window, None, served.pop(window.window_id), step.decision)
+            natural = _case(world, version, window, None, states.pop(window.window_id), step.decision)
             faulty = []
             for fault in faults(version) if window is version.served[0] else ():
                 state, values = _observe(world, reference, version, window, fault, seed)
