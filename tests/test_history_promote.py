@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import mlflow.artifacts
 import numpy as np
-from drift_decider.tracking.connection import connect
 
 from drift_decider.tracking import tags
+from drift_decider.tracking.connection import connect
+from drift_decider.tracking.registry import resolve_version
 from support import POLICY, movielens_items, register_with_reference, run_cli, write_items
 
 GATE = POLICY.parent / "promotion-gate.yaml"
@@ -58,8 +61,14 @@ def test_the_version_names_its_latest_window_not_the_last_written(tmp_path, sqli
                            ("first", "2026-04-01T00:00:00Z")):
         run_cli("check", "--model", "recsys", "--version", version, "--current", current, "--policy", POLICY,
                 "--window-id", window_id, "--window-end", end, "--tracking-uri", sqlite_uri)
-    mv_tags = connect(sqlite_uri).get_model_version("recsys", version).tags
+    client = connect(sqlite_uri)
+    mv_tags = client.get_model_version("recsys", version).tags
     assert mv_tags[tags.WINDOW_ID] == "later" and json.loads(mv_tags[tags.LATEST])[tags.WINDOW_ID] == "later"
+    # the report the last, backfilled check refreshed on the version's model charts every window
+    logged = client.get_logged_model(resolve_version(client, "recsys", version).model_id)
+    report = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{logged.artifact_location}/{tags.REPORT_ARTIFACT}",
+                                                      dst_path=str(tmp_path / "model"), tracking_uri=sqlite_uri))
+    assert all(f">{window}<" in report.read_text() for window in ("first", "earlier", "later"))
 
 
 def test_promotion_moves_alias_only_when_the_gate_passes(tmp_path, sqlite_uri):

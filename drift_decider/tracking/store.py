@@ -232,13 +232,24 @@ class TrackingStore:
         return landing.holding_window(self, ref, window, attempt)
 
     def decide_in_order(self, ref: VersionRef, window: Window, decide: Callable[[tuple[CheckRecord, ...]], T], *,
-                        settle_until: float = 0.0) -> tuple[T, int]:
+                        settle_until: float = 0.0) -> tuple[T, list[dict[str, Any]]]:
         """``decide`` on the version's history before ``window`` once every earlier claimed window is
-        recorded (landing.decide_in_order); returns the decision and how many checks that history holds."""
+        recorded (landing.decide_in_order); returns the decision and that history as plain rows."""
         decision, prior = landing.decide_in_order(self, ref, window,
                                                   lambda runs: decide(checks.records_from_runs(runs)),
                                                   settle_until=settle_until)
-        return decision, len(prior)
+        return decision, [checks.check_row(run) for run in prior]
+
+    def newest_check_id(self, ref: VersionRef) -> str | None:
+        """The run id of the version's latest window's check (one request, however long the history)."""
+        experiment_id = self.experiment_id()
+        runs = checks.check_runs(self.client, experiment_id, ref, newest=True) if experiment_id else []
+        return runs[0].info.run_id if runs else None
+
+    def check_row(self, run_id: str) -> dict[str, Any]:
+        """One complete check run as a plain row (as check_rows gives them)."""
+        with mlflow_errors(f"reading run {run_id}"):
+            return checks.check_row(self.client.get_run(run_id))
 
     def land_check(self, ref: VersionRef, window: Window, payload: CheckPayload, step: int, *,
                    spool_dir: str | Path | None, kind: str = "check", extra_tags: dict[str, str] | None = None,
