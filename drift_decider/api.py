@@ -134,6 +134,18 @@ def set_reference(model: str, version: str, embeddings_path: str | Path, *, quer
     return store.store_reference(store.version(model, version=version, attach=True), reference)
 
 
+def set_reference_table(model: str, version: str, table_path: str | Path, *, tracking_uri: str | None = None,
+                        seed: int = 0, spark_master: str = DEFAULT_MASTER) -> str:
+    """``set_reference`` for a Parquet table profiled on Spark: the same profile as from the file, keyed
+    by the table's ids; the id-keyed item sample and the catalogue's ids stay in the table, so checks
+    against it measure distribution drift (paired families are named not measured). Returns its URI."""
+    from drift_decider.measure.spark_profile import profile_dataframe
+
+    profile = profile_dataframe(read_table(spark_session(spark_master), table_path), seed=seed, name=str(table_path))
+    store = TrackingStore.open(tracking_uri)
+    return store.store_reference(store.version(model, version=version, attach=True), ReferenceData(profile))
+
+
 MIN_BASELINE_CHECKS = 3
 
 

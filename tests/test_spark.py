@@ -159,3 +159,24 @@ def test_a_table_without_ids_is_refused_with_the_reason(spark):
     df = spark.createDataFrame([([1.0, 2.0],)], "embedding array<float>")
     with pytest.raises(InputError, match="sampled by their id"):
         profile_dataframe(df, seed=0)
+
+
+def test_a_reference_set_on_spark_checks_as_the_local_engine_measures(sides, tables, sqlite_uri):
+    """`reference set --engine spark` stores the profile the file gives; a check against it sees the
+    distribution metrics measure() gives on the same rows and ids, and names the paired families it lacks."""
+    from drift_decider import api
+    from drift_decider.tracking.store import TrackingStore
+
+    (x, ids, _), (y, cur_ids, _) = sides
+    version = api.register("recsys", tracking_uri=sqlite_uri)
+    api.set_reference_table("recsys", version, tables / "reference.parquet", tracking_uri=sqlite_uri, seed=3)
+    store = TrackingStore.open(sqlite_uri)
+    stored = store.load_reference(store.version("recsys", version=version)).profile
+    local = EmbeddingProfile.from_array(x, seed=3, ids=ids)
+    np.testing.assert_array_equal(stored.sample_keys, local.sample_keys)
+    assert stored.sketch.spec == local.sketch.spec
+    outcome = api.check("recsys", tables / "current.parquet", POLICY, version=version, tracking_uri=sqlite_uri,
+                        seed=3, dry_run=True, allow_id_mismatch=True)
+    expected = measure(x, y, seed=3, reference_ids=ids, current_ids=cur_ids).values()
+    assert {k: outcome.values[k] for k in expected} == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    assert "structure" in outcome.not_measured

@@ -227,9 +227,9 @@ def reference() -> None:
 @reference.command("set", epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version", required=True, help="Model version the reference belongs to.")
-@click.option("--embeddings", required=True, type=click.Path(dir_okay=False),
+@click.option("--embeddings", required=True, type=click.Path(),
               help="Reference item embeddings (.npy is memory-mapped; .npz/.parquet may carry ids, which "
-                   "enable structure metrics).")
+                   "enable structure metrics; with --engine spark a Parquet file or directory with ids).")
 @click.option("--queries", default=None, type=click.Path(dir_okay=False),
               help="A sample of query embeddings at registration time (enables score and ranking metrics).")
 @click.option("--sibling", "siblings", multiple=True, type=click.Path(dir_okay=False),
@@ -242,8 +242,10 @@ def reference() -> None:
                    "without them the reference queries stand in).")
 @seed_option
 @tracking_uri_option
+@engine_options
 def reference_set(model: str, version: str, embeddings: str, queries: str | None, siblings: tuple[str, ...],
-                  sibling_queries: tuple[str, ...], seed: int, tracking_uri: str | None) -> None:
+                  sibling_queries: tuple[str, ...], seed: int, tracking_uri: str | None, engine: str,
+                  spark_master: str) -> None:
     """Summarise the reference once and store it as an artifact of the model version.
 
     Stores a mergeable profile (moments, sketches, a seeded sample) and, when the embeddings carry
@@ -258,8 +260,13 @@ def reference_set(model: str, version: str, embeddings: str, queries: str | None
     """
     from drift_decider import api
 
-    uri = api.set_reference(model, version, embeddings, queries_path=queries, sibling_paths=siblings,
-                        sibling_query_paths=sibling_queries, tracking_uri=tracking_uri, seed=seed, progress=_bars())
+    if engine == "spark" and (queries or siblings):
+        raise click.UsageError("--engine spark stores the profile only: --queries and --sibling need the local engine")
+    uri = (api.set_reference_table(model, version, embeddings, tracking_uri=tracking_uri, seed=seed,
+                                   spark_master=spark_master) if engine == "spark"
+           else api.set_reference(model, version, embeddings, queries_path=queries, sibling_paths=siblings,
+                                  sibling_query_paths=sibling_queries, tracking_uri=tracking_uri, seed=seed,
+                                  progress=_bars()))
     click.echo(f"reference for {model} version {version} stored at {uri}")
 
 
