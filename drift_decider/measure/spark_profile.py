@@ -13,11 +13,11 @@ sample, the hash halves and the sketches' pilot do not depend on how the rows ar
 3. profile: each Arrow batch is profiled by ``EmbeddingProfile.from_array`` (one implementation of
    moments, sample and sketches) and the batches merged; a partition then ships only the sampled
    rows that can be in the whole set's sample (``EmbeddingProfile.sample_up_to``), so a partial is
-   ``8 dim² × 2`` (half moments) plus the sketches' sums (about 0.8 MB at the defaults), whatever
-   ``sample_rows`` is, plus its share of the sample.
+   ``16 dim²`` bytes of half moments plus the sketches' sums and maps (about 1.05 MB at dim 128 and
+   the defaults), whatever ``sample_rows`` is, plus its share of the sample (docs/spark.md).
 
-The driver receives the tree's last few partials (at most about 8) and the merged keys, never a
-partition's rows. A NaN, infinite, null or wrong-width vector, or a null id, fails the job naming
+The driver receives the tree's last few partials (at most 5 up to 100,000 partitions), the merged
+keys and the pilot's 1,000 rows, never a partition's rows. A NaN, infinite, null or wrong-width vector, or a null id, fails the job naming
 the partition, the row within it and the row's id.
 
 pyspark is imported only by callers that pass a DataFrame: nothing else in the package needs it.
