@@ -82,10 +82,10 @@ def partials_frame(df: "DataFrame", *, seed: int, column: str | Sequence[str] | 
     """One row per non-empty partition: its partial profile, pickled (column ``partial``), lazily.
     Runs the keys pass (and the pilot pass for ``sketch_spec="auto"``) to know what to build."""
     frame = _vectors_and_ids(df, column, id_column, name)
-    first = frame.select(VECTOR).first()
+    first = frame.where(frame[VECTOR].isNotNull()).select(VECTOR).first()   # null rows are named in pass 3
     if first is None:
         raise InputError(f"{name}: no rows (empty embedding set)")
-    dim = len(first[0]) if first[0] is not None else 0
+    dim = len(first[0])
     if dim == 0:
         raise InputError(f"{name}: rows have zero dimensions")
     kept = max(sample_rows, PILOT_ROWS)
