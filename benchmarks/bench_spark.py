@@ -1,15 +1,15 @@
 """`drift-decider measure` on Spark (local[2]) beside the single-process engine, from Parquet.
 
-    PYTHONPATH=. /work/venv/bin/python benchmarks/bench_spark.py --rows 1000000            # ~10 min
-    ... bench_spark.py --rows 10000000 --no-partials                        # Spark only at 10M (~40 min)
+    PYTHONPATH=. /work/venv/bin/python benchmarks/bench_spark.py --rows 1000000     # ~5 min
+    ... bench_spark.py --rows 10000000 --no-partials     # Spark and the .npy path at 10M (~15 min)
 
 Writes per side and size a directory of --files Parquet files (item_id int64, embedding
 list<float>, dim --dim), the same vectors as one .npy (the single-process engine's scalable input:
 memory-mapped, keyed by row number as it has no ids) and, up to --local-up-to rows, the same rows
 as one .parquet file (the single-process engine on the same rows and ids, whose metrics must equal
-Spark's; it holds both tables and matrices in memory: 2.6 GB at 1M x 128). Each engine runs as the user runs it, `python -m drift_decider measure
---json` in its own process, and the table shows wall time, the CLI process's peak RSS (ru_maxrss,
-_peak_rss.py) and, for Spark, the peak RSS summed over the process tree (the driver JVM, which in
+Spark's; it holds both tables and matrices in memory: 2.6 GB at 1M x 128). Each engine runs as the
+user runs it, `python -m drift_decider measure --json` in its own process, and the table shows
+wall time, the CLI process's peak RSS (ru_maxrss, _peak_rss.py) and, for Spark, the peak RSS summed over the process tree (the driver JVM, which in
 local mode is also the executor, and its Python workers), sampled every 0.2 s.
 
 Then the bytes each partition sends (its pickled partial profile, pass 3 of

@@ -17,8 +17,8 @@ sample, the hash halves and the sketches' pilot do not depend on how the rows ar
    the defaults), whatever ``sample_rows`` is, plus its share of the sample (docs/spark.md).
 
 The driver receives the tree's last few partials (at most 5 up to 100,000 partitions), the merged
-keys and the pilot's 1,000 rows, never a partition's rows. A NaN, infinite, null or wrong-width vector, or a null id, fails the job naming
-the partition, the row within it and the row's id.
+keys and the pilot's 1,000 rows, never a partition's rows. A NaN, infinite, null or wrong-width
+vector, or a null id, fails the job naming the partition, the row within it and the row's id.
 
 pyspark is imported only by callers that pass a DataFrame: nothing else in the package needs it.
 """
