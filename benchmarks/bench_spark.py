@@ -9,8 +9,9 @@ memory-mapped, keyed by row number as it has no ids) and, up to --local-up-to ro
 as one .parquet file (the single-process engine on the same rows and ids, whose metrics must equal
 Spark's; it holds both tables and matrices in memory: 2.6 GB at 1M x 128). Each engine runs as the
 user runs it, `python -m drift_decider measure --json` in its own process, and the table shows
-wall time, the CLI process's peak RSS (ru_maxrss, _peak_rss.py) and, for Spark, the peak RSS summed over the process tree (the driver JVM, which in
-local mode is also the executor, and its Python workers), sampled every 0.2 s.
+wall time, the CLI process's peak RSS (ru_maxrss, _peak_rss.py) and the peak RSS summed over its
+process tree (for Spark, the driver JVM, which in local mode is also the executor, and its Python
+workers), sampled every 0.2 s.
 
 Then the bytes each partition sends (its pickled partial profile, pass 3 of
 drift_decider.measure.spark_profile, measured on the reference) and what reaches the driver: the
