@@ -161,3 +161,50 @@ def test_load_rejects_a_sketch_that_does_not_match_its_header(tmp_path):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(InputError, match="not a drift-decider profile"):
         EmbeddingProfile.load(tmp_path / "bad.npz")
+
+
+def test_rows_without_ids_keep_the_keys_of_their_row_numbers():
+    """A plain array's rows are keyed by row number, as before ids were used (values of the previous
+    implementation, _RowKeys(seed=7)), so single-process profiles of .npy files did not change."""
+    from drift_decider.measure.row_keys import row_keys
+
+    assert row_keys(7, np.arange(3)).tolist() == [14747125356601916714, 6806217478837400258, 13166369281174977629]
+    x = _data(3_000, 5, 4)
+    by_number = EmbeddingProfile.from_array(x, seed=7, sample_rows=200)
+    by_id = EmbeddingProfile.from_array(x, seed=7, sample_rows=200, ids=np.arange(3_000))
+    np.testing.assert_array_equal(by_number.sample_keys, by_id.sample_keys)
+    assert by_number.sketch.spec == by_id.sketch.spec
+
+
+@pytest.mark.parametrize("ids", [np.arange(10_000, 14_000) * 3, np.array([f"item-{i}" for i in range(4_000)])])
+def test_rows_keyed_by_id_give_one_profile_in_any_order_and_split(ids):
+    x = _data(4_000, 6, 5)
+    whole = EmbeddingProfile.from_array(x, seed=2, sample_rows=1_500, ids=ids)
+    order = np.random.default_rng(0).permutation(len(x))
+    shuffled = EmbeddingProfile.from_array(x[order], seed=2, sample_rows=1_500, ids=ids[order], chunk_rows=333)
+    parts = [EmbeddingProfile.from_array(x[order][rows], seed=2, sample_rows=1_500, ids=ids[order][rows],
+                                         sketch_spec=whole.sketch.spec)
+             for rows in (slice(0, 1_111), slice(1_111, None))]
+    for p in (shuffled, parts[1].merge(parts[0])):
+        np.testing.assert_array_equal(p.half_counts, whole.half_counts)
+        np.testing.assert_array_equal(p.sample_keys, whole.sample_keys)
+        np.testing.assert_array_equal(p.sample, whole.sample)
+        np.testing.assert_allclose(p.half_means, whole.half_means, rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(p.sketch.histograms, whole.sketch.histograms)
+    assert shuffled.sketch.spec == whole.sketch.spec
+
+
+def test_the_sketch_pilot_is_the_first_thousand_rows_of_the_sample():
+    from drift_decider.measure.sketch import SketchSpec
+
+    x = _data(5_000, 6, 6)
+    p = EmbeddingProfile.from_array(x, seed=3, sample_rows=1_200, ids=np.arange(5_000) + 77)
+    assert p.sketch.spec == SketchSpec.from_rows(p.sample[:1_000], seed=3)
+
+
+def test_sample_up_to_keeps_only_rows_keyed_at_most_the_limit():
+    p = EmbeddingProfile.from_array(_data(1_000, 4, 7), seed=1, sample_rows=300)
+    cut = p.sample_up_to(int(p.sample_keys[99]))
+    np.testing.assert_array_equal(cut.sample_keys, p.sample_keys[:100])
+    np.testing.assert_array_equal(cut.sample, p.sample[:100])
+    assert cut.count == p.count

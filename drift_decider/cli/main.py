@@ -121,6 +121,16 @@ seed_option = click.option("--seed", default=0, show_default=True, type=int,
                            help="Seed for every random choice (subsamples, permutations, projections).")
 
 
+def engine_options(command):
+    """--engine/--spark-master: profile Parquet tables on Spark (docs/spark.md) instead of in this process."""
+    command = click.option("--spark-master", default="local[*]", show_default=True,
+                           help="Spark master for --engine spark when no session is active (spark-submit "
+                                "and Databricks provide one).")(command)
+    return click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+                        help="spark: profile the inputs where they are, on Spark (pip install "
+                             "'drift-decider[spark]'); the numbers are the local engine's.")(command)
+
+
 @click.group(cls=_Cli, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="drift-decider")
 def cli() -> None:
@@ -145,14 +155,16 @@ def cli() -> None:
 
 
 @cli.command(epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT))
-@click.option("--reference", required=True, type=click.Path(dir_okay=False), help="Reference embeddings "
-              "(.npy, .npz or .parquet).")
-@click.option("--current", required=True, type=click.Path(dir_okay=False), help="Current embeddings, same dimension.")
+@click.option("--reference", required=True, type=click.Path(), help="Reference embeddings "
+              "(.npy, .npz or .parquet; with --engine spark a Parquet file or directory).")
+@click.option("--current", required=True, type=click.Path(), help="Current embeddings, same dimension.")
 @click.option("--alpha", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Significance level of the per-test verdict (the table only; --json gives the p-values).")
 @seed_option
 @json_option
-def measure(reference: str, current: str, alpha: float, seed: int, as_json: bool) -> None:
+@engine_options
+def measure(reference: str, current: str, alpha: float, seed: int, as_json: bool, engine: str,
+            spark_master: str) -> None:
     """Measure drift between two embedding files (no MLflow involved).
 
     Tests (metrics with a p-value) get a verdict at --alpha: `drift` when p < alpha. Other metrics
@@ -160,7 +172,8 @@ def measure(reference: str, current: str, alpha: float, seed: int, as_json: bool
     """
     from drift_decider import api
 
-    report = api.measure_files(reference, current, seed=seed, progress=_bars(as_json))
+    report = (api.measure_tables(reference, current, seed=seed, spark_master=spark_master) if engine == "spark"
+              else api.measure_files(reference, current, seed=seed, progress=_bars(as_json)))
     if as_json:
         click.echo(_dumps(report.to_dict()))
         return
@@ -215,9 +228,9 @@ def reference() -> None:
 @reference.command("set", epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version", required=True, help="Model version the reference belongs to.")
-@click.option("--embeddings", required=True, type=click.Path(dir_okay=False),
+@click.option("--embeddings", required=True, type=click.Path(),
               help="Reference item embeddings (.npy is memory-mapped; .npz/.parquet may carry ids, which "
-                   "enable structure metrics).")
+                   "enable structure metrics; with --engine spark a Parquet file or directory with ids).")
 @click.option("--queries", default=None, type=click.Path(dir_okay=False),
               help="A sample of query embeddings at registration time (enables score and ranking metrics).")
 @click.option("--sibling", "siblings", multiple=True, type=click.Path(dir_okay=False),
@@ -230,8 +243,10 @@ def reference() -> None:
                    "without them the reference queries stand in).")
 @seed_option
 @tracking_uri_option
+@engine_options
 def reference_set(model: str, version: str, embeddings: str, queries: str | None, siblings: tuple[str, ...],
-                  sibling_queries: tuple[str, ...], seed: int, tracking_uri: str | None) -> None:
+                  sibling_queries: tuple[str, ...], seed: int, tracking_uri: str | None, engine: str,
+                  spark_master: str) -> None:
     """Summarise the reference once and store it as an artifact of the model version.
 
     Stores a mergeable profile (moments, sketches, a seeded sample) and, when the embeddings carry
@@ -246,8 +261,13 @@ def reference_set(model: str, version: str, embeddings: str, queries: str | None
     """
     from drift_decider import api
 
-    uri = api.set_reference(model, version, embeddings, queries_path=queries, sibling_paths=siblings,
-                        sibling_query_paths=sibling_queries, tracking_uri=tracking_uri, seed=seed, progress=_bars())
+    if engine == "spark" and (queries or siblings):
+        raise click.UsageError("--engine spark stores the profile only: --queries and --sibling need the local engine")
+    uri = (api.set_reference_table(model, version, embeddings, tracking_uri=tracking_uri, seed=seed,
+                                   spark_master=spark_master) if engine == "spark"
+           else api.set_reference(model, version, embeddings, queries_path=queries, sibling_paths=siblings,
+                                  sibling_query_paths=sibling_queries, tracking_uri=tracking_uri, seed=seed,
+                                  progress=_bars()))
     click.echo(f"reference for {model} version {version} stored at {uri}")
 
 

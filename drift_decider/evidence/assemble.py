@@ -58,11 +58,12 @@ class ReferenceData:
                     *, seed: int = 0, progress: bool = False) -> "ReferenceData":
         """Summarise a version's embeddings: the profile over every row, seeded samples of the items
         (by id) and queries that the paired metrics read."""
-        reference = cls(EmbeddingProfile.from_array(vectors, seed=seed, progress=progress))
         if ids is not None:
             ids = np.asarray(ids)
             if ids.dtype.kind == "O":       # text ids read from parquet: stored as str, never pickled
                 ids = ids.astype(str)
+        reference = cls(EmbeddingProfile.from_array(vectors, seed=seed, progress=progress, ids=ids))
+        if ids is not None:
             rows = seeded_rows(len(ids), ITEM_SAMPLE_ROWS, seed)
             reference = replace(reference, item_ids=np.asarray(ids)[rows], known_ids=np.unique(ids),
                                 item_vectors=np.asarray(vectors[rows], dtype=np.float32))
@@ -106,7 +107,8 @@ def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int 
     learned = reference.learned_ids
     if items is not None and learned is not None and not allow_id_mismatch:
         require_known_ids(learned, items.ids, MIN_SHARED_IDS, str(items.path))
-    report = measure(reference.profile, current.embeddings.vectors, seed=seed, progress=progress)
+    report = measure(reference.profile, current.embeddings.vectors, seed=seed, progress=progress,
+                     current_ids=current.embeddings.ids)
     queries = current.queries.vectors if current.queries is not None else None
     families = ["drift"]
     if items is not None and reference.item_ids is not None:

@@ -69,22 +69,39 @@ def require_window_rows(rows: int, where: str) -> None:
 
 
 def measure(reference: EmbeddingProfile | np.ndarray, current: np.ndarray, *, seed: int = 0,
-            options: MeasureOptions | None = None, progress: bool = False) -> EvidenceReport:
+            options: MeasureOptions | None = None, progress: bool = False,
+            reference_ids: np.ndarray | None = None, current_ids: np.ndarray | None = None) -> EvidenceReport:
     """Compare ``current`` against ``reference`` (a profile or a 2-D array); same inputs and seed
-    give the same numbers."""
+    give the same numbers. Rows are sampled by their ids when given (by row number otherwise)."""
     opts = options or MeasureOptions()
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
-    seed = int(seed)
+    seed = check_seed(seed)
     ref = reference if isinstance(reference, EmbeddingProfile) else EmbeddingProfile.from_array(
         reference, seed=seed, chunk_rows=opts.chunk_rows, sample_rows=opts.sample_rows,
-        progress=progress, name="reference")
-    # The current rows are keyed with another seed than the reference's, so that equal row numbers
-    # are not picked on both sides together.
-    cur_seed = int(np.random.SeedSequence([seed, ref.seed, 1]).generate_state(1)[0])
-    cur = EmbeddingProfile.from_array(current, seed=cur_seed, chunk_rows=opts.chunk_rows,
+        progress=progress, name="reference", ids=reference_ids)
+    cur = EmbeddingProfile.from_array(current, seed=current_seed(seed, ref), chunk_rows=opts.chunk_rows,
                                       sample_rows=opts.sample_rows, progress=progress, name="current",
-                                      sketch_spec=None if ref.sketch is None else ref.sketch.spec)
+                                      sketch_spec=None if ref.sketch is None else ref.sketch.spec, ids=current_ids)
+    return compare(ref, cur, seed=seed, options=opts)
+
+
+def check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def current_seed(seed: int, reference: EmbeddingProfile) -> int:
+    """The seed of the current side's row keys: another than the reference's, so that equal ids
+    (or row numbers) are not picked on both sides together."""
+    return int(np.random.SeedSequence([seed, reference.seed, 1]).generate_state(1)[0])
+
+
+def compare(ref: EmbeddingProfile, cur: EmbeddingProfile, *, seed: int = 0,
+            options: MeasureOptions | None = None) -> EvidenceReport:
+    """Every metric from the two sides' profiles (the current one keyed with ``current_seed`` and
+    built with the reference's sketch spec), however they were built: in this process or on Spark."""
+    opts = options or MeasureOptions()
+    seed = check_seed(seed)
     if ref.dim != cur.dim:
         raise InputError(f"dimension mismatch: reference vectors have {ref.dim} dimensions, "
                          f"current vectors {cur.dim}")

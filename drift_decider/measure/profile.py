@@ -8,12 +8,13 @@ one half and evaluate on the other), the sum of L2 norms, a uniform sample of ro
 tests that need rows, and random-feature and projection sketches over every row
 (drift_decider.measure.sketch).
 
-The sample is a bottom-k sample keyed by a seeded hash of each row's *position* (its global row
-number, counted from ``row_offset``): a row's key does not depend on the chunk it was read in or
-on the other rows, so ``merge(profile(A), profile(B, row_offset=len(A)))`` keeps exactly the rows
-``profile(A ∪ B)`` keeps. The keys are independent of the content, so the sample is a uniform
-sample of rows without replacement even when rows repeat, which is what keeps the tests valid
-when the reference is only known through its sample. (Keys derived from the row's bytes would
+The sample is a bottom-k sample keyed by a seeded hash of each row's *id*
+(drift_decider.measure.row_keys; rows without ids use their row number, counted from
+``row_offset``, as id): a row's key does not depend on the chunk, file or Spark partition it was
+read in, or on the other rows, so ``merge(profile(A), profile(B))`` keeps exactly the rows
+``profile(A ∪ B)`` keeps, in any split and order. The keys are independent of the content, so the
+sample is a uniform sample of rows without replacement even when rows repeat, which is what keeps
+the tests valid when the reference is only known through its sample. (Keys derived from the row's bytes would
 select by value, keep or drop all copies of a repeated row together, and make the tests reject
 far too often on data with duplicate rows: measured FPR 0.94 for MMD.)
 
@@ -26,7 +27,7 @@ import json
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -37,6 +38,7 @@ from threadpoolctl import threadpool_limits
 from drift_decider.measure.merge_moments import combine_moments
 from drift_decider.errors import InputError
 from drift_decider.inputs.embeddings import release_pages
+from drift_decider.measure.row_keys import bottom_keys, row_keys, row_numbers
 from drift_decider.measure.sketch import FeatureSketch, SketchSpec
 
 FORMAT = "drift-decider.profile"
@@ -111,12 +113,14 @@ class EmbeddingProfile:
     def from_array(cls, x: np.ndarray, *, seed: int, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                    sample_rows: int = DEFAULT_SAMPLE_ROWS, progress: bool = False,
                    name: str = "embeddings", workers: int | None = None, row_offset: int = 0,
-                   sketch_spec: SketchSpec | Literal["auto"] | None = "auto") -> "EmbeddingProfile":
+                   sketch_spec: SketchSpec | Literal["auto"] | None = "auto",
+                   ids: np.ndarray | None = None) -> "EmbeddingProfile":
         """Summarise a 2-D array (or memory-mapped ``.npy``) chunk by chunk in bounded memory.
 
         Chunks are summarised by ``workers`` threads (default: the CPU count, at most 4), each with
         single-threaded BLAS, and merged in chunk order, so the result does not depend on
-        ``workers``; at most ``2 * workers`` chunks are in memory at once. Rows are numbered from
+        ``workers``; at most ``2 * workers`` chunks are in memory at once. Rows are keyed by their
+        ``ids`` (one per row, unique) or, without ids, by their row number counted from
         ``row_offset`` (give later parts of a set their offset to merge them exactly).
 
         ``sketch_spec="auto"`` derives the sketches' spec from a pilot of these rows (a reference);
@@ -127,15 +131,16 @@ class EmbeddingProfile:
         if chunk_rows < 1:
             raise InputError(f"chunk_rows must be at least 1, got {chunk_rows}")
         workers = max(1, min(4, os.cpu_count() or 1)) if workers is None else max(1, workers)
+        if row_offset < 0:
+            raise InputError(f"row_offset must be non-negative, got {row_offset}")
+        if ids is not None and len(ids) != len(x):
+            raise InputError(f"{name}: {len(ids)} ids for {len(x)} vectors")
         if isinstance(sketch_spec, str):
-            sketch_spec = SketchSpec.from_pilot(x, seed=seed, name=name)
+            sketch_spec = SketchSpec.from_pilot(x, seed=seed, name=name, ids=ids, row_offset=row_offset)
         elif sketch_spec is not None and sketch_spec.dim != x.shape[1]:
             raise InputError(f"dimension mismatch: reference vectors have {sketch_spec.dim} dimensions, "
                              f"{name} vectors {x.shape[1]}")
         profile = cls.empty(x.shape[1], seed=seed, sample_rows=sample_rows, sketch_spec=sketch_spec)
-        if row_offset < 0:
-            raise InputError(f"row_offset must be non-negative, got {row_offset}")
-        keyer = _RowKeys(seed, row_offset)
         starts = range(0, x.shape[0], chunk_rows)
         bar = None
         if progress:
@@ -144,7 +149,7 @@ class EmbeddingProfile:
         with threadpool_limits(1), ThreadPoolExecutor(max_workers=workers) as pool:
             pending: deque[Future] = deque()
             for start in starts:
-                pending.append(pool.submit(profile._chunk_profile, x, start, chunk_rows, keyer, name))
+                pending.append(pool.submit(profile._chunk_profile, x, start, chunk_rows, ids, row_offset, name))
                 if len(pending) >= 2 * workers:
                     profile = profile._merge_next(pending, x, bar)
             while pending:
@@ -160,14 +165,15 @@ class EmbeddingProfile:
             bar.update(1)
         return merged
 
-    def _chunk_profile(self, x: np.ndarray, start: int, rows: int, keyer: "_RowKeys",
+    def _chunk_profile(self, x: np.ndarray, start: int, rows: int, ids: np.ndarray | None, row_offset: int,
                        name: str) -> "EmbeddingProfile":
-        """Profile of rows [start, start + rows) of x, read as float32."""
+        """Profile of rows [start, start + rows) of x, read as float32, keyed by their ids (or row numbers)."""
         chunk = np.ascontiguousarray(x[start:start + rows], dtype=np.float32)
         if not np.isfinite(chunk).all():
             bad = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
             raise InputError(f"{name}: row {bad} contains NaN or infinite values")
-        keys = keyer(start, len(chunk))
+        keys = row_keys(self.seed, row_numbers(row_offset + start, len(chunk)) if ids is None
+                        else ids[start:start + len(chunk)])
         counts, means, m2s = np.zeros(2, np.int64), np.zeros((2, self.dim)), np.zeros((2, self.dim, self.dim))
         for i in (0, 1):
             part = chunk[(keys & np.uint64(1)) == np.uint64(i)]
@@ -202,6 +208,13 @@ class EmbeddingProfile:
         sketch = None if self.sketch is None else self.sketch.merge(other.sketch)
         return EmbeddingProfile(self.dim, self.seed, self.sample_rows, counts, means, m2s,
                                 self.norm_sum + other.norm_sum, sample, keys, sketch)
+
+    def sample_up_to(self, max_key: int) -> "EmbeddingProfile":
+        """This profile with only the sampled rows keyed at most ``max_key``. Why: a part of a set
+        ships only the rows that can be in the whole set's sample once the whole set's
+        ``sample_rows``-th smallest key is known (a Spark partition's partial stays small)."""
+        keep = self.sample_keys <= np.uint64(max_key)
+        return replace(self, sample=self.sample[keep], sample_keys=self.sample_keys[keep])
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -274,27 +287,7 @@ def _check_matrix(x: object, name: str) -> np.ndarray:
     return x
 
 
-class _RowKeys:
-    """Seeded 64-bit key of each row number: splitmix64 of (row number + offset) mixed with a salt
-    drawn from the seed; keys of distinct rows are independent-looking uniform 64-bit values."""
-
-    def __init__(self, seed: int, row_offset: int) -> None:
-        self._salt = np.random.default_rng([int(seed), 0x5A17]).integers(0, 2**63, dtype=np.uint64)
-        self._offset = int(row_offset)
-
-    def __call__(self, start: int, n: int) -> np.ndarray:
-        h = np.arange(self._offset + start, self._offset + start + n, dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            h = (h * np.uint64(0x9E3779B97F4A7C15)) ^ self._salt
-            h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return h ^ (h >> np.uint64(31))
-
-
 def _bottom_k(rows: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` rows with the smallest keys, ordered by key."""
-    if len(keys) > k:
-        keep = np.argpartition(keys, k - 1)[:k]
-        rows, keys = rows[keep], keys[keep]
-    order = np.argsort(keys, kind="stable")
-    return np.ascontiguousarray(rows[order], dtype=np.float32), keys[order]
+    keep = bottom_keys(keys, k)
+    return np.ascontiguousarray(rows[keep], dtype=np.float32), keys[keep]

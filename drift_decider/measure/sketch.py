@@ -26,6 +26,7 @@ from drift_decider.measure.merge_moments import combine_moments
 from drift_decider.errors import InputError
 from drift_decider.inputs.embeddings import gather_rows
 from drift_decider.measure.metrics.mmd import median_bandwidth
+from drift_decider.measure.row_keys import bottom_keys, row_keys, row_numbers
 
 PILOT_ROWS = 1_000
 DEFAULT_FREQUENCIES = 64      # features are the cos and sin of each: 128 per row
@@ -65,28 +66,38 @@ class SketchSpec:
         object.__setattr__(self, "directions", directions)
 
     @classmethod
-    def from_pilot(cls, x: np.ndarray, *, seed: int, name: str = "embeddings",
-                   frequencies: int = DEFAULT_FREQUENCIES, projections: int = DEFAULT_PROJECTIONS,
-                   bins: int = DEFAULT_BINS) -> "SketchSpec":
-        """Spec for comparisons against ``x``: the median-heuristic bandwidth and a projection grid
-        of median +- 8 robust SDs, from up to 1,000 rows spread evenly over ``x`` (a content-blind
-        choice, cheap on a memory map)."""
-        rows = np.unique(np.linspace(0, len(x) - 1, min(len(x), PILOT_ROWS)).astype(np.int64))
-        pilot = gather_rows(x, rows).astype(np.float64)
+    def from_pilot(cls, x: np.ndarray, *, seed: int, name: str = "embeddings", ids: np.ndarray | None = None,
+                   row_offset: int = 0, frequencies: int = DEFAULT_FREQUENCIES,
+                   projections: int = DEFAULT_PROJECTIONS, bins: int = DEFAULT_BINS) -> "SketchSpec":
+        """Spec for comparisons against ``x``, from its pilot: the up to 1,000 rows with the smallest
+        row keys (drift_decider.measure.row_keys of ``ids``, or of the row numbers from
+        ``row_offset``), in key order. A content-blind choice that any split of the rows (chunks,
+        files, Spark partitions) finds again, and the first rows of a profile's sample of the same seed."""
+        pilot_rows = pilot_positions(len(x), seed, ids, row_offset)
+        pilot = gather_rows(x, pilot_rows).astype(np.float64)
         bad = ~np.isfinite(pilot).all(axis=1)
         if bad.any():
-            raise InputError(f"{name}: row {int(rows[np.flatnonzero(bad)[0]])} contains NaN or infinite values")
+            raise InputError(f"{name}: row {int(pilot_rows[np.flatnonzero(bad)[0]])} contains NaN or infinite values")
+        return cls.from_rows(pilot, seed=seed, frequencies=frequencies, projections=projections, bins=bins)
+
+    @classmethod
+    def from_rows(cls, pilot: np.ndarray, *, seed: int, frequencies: int = DEFAULT_FREQUENCIES,
+                  projections: int = DEFAULT_PROJECTIONS, bins: int = DEFAULT_BINS) -> "SketchSpec":
+        """Spec from pilot rows (finite, in key order): the median-heuristic bandwidth and a
+        projection grid of median +- 8 robust SDs."""
+        dim = pilot.shape[1]
+        pilot = np.asarray(pilot, dtype=np.float64)
         if len(pilot) < 2:      # nothing to learn a scale from: unit bandwidth, grid around 0
-            pilot = np.zeros((2, x.shape[1]))
+            pilot = np.zeros((2, dim))
         bandwidth = median_bandwidth(pilot, np.random.default_rng([seed, 0xB4D]))
-        _, directions = _random_maps(x.shape[1], seed, frequencies, projections)
+        _, directions = _random_maps(dim, seed, frequencies, projections)
         projected = pilot @ directions
         centre = np.median(projected, axis=0)
         q25, q75 = np.percentile(projected, [25, 75], axis=0)
         spread = (q75 - q25) / 1.349
         spread = np.where(spread > 0, spread, projected.std(axis=0))
         spread = np.where(spread > 0, spread, 1.0)
-        return cls(x.shape[1], seed, bandwidth if bandwidth > 0 else 1.0, frequencies, projections, bins,
+        return cls(dim, seed, bandwidth if bandwidth > 0 else 1.0, frequencies, projections, bins,
                    tuple((centre - GRID_HALF_WIDTH * spread).tolist()),
                    tuple((centre + GRID_HALF_WIDTH * spread).tolist()))
 
@@ -152,6 +163,21 @@ class FeatureSketch:
                                    other.count, other.feature_mean, other.feature_m2)
         return FeatureSketch(self.spec, self.count + other.count, mean, m2, self.histograms + other.histograms,
                              self.tail_sums + other.tail_sums)
+
+
+def pilot_positions(n: int, seed: int, ids: np.ndarray | None = None, row_offset: int = 0,
+                    block: int = 1 << 20) -> np.ndarray:
+    """Positions of the PILOT_ROWS rows with the smallest keys, in key order; keys are computed a
+    block at a time, so a memory-mapped set of any length needs only one block of keys."""
+    best_pos, best_keys = np.zeros(0, np.int64), np.zeros(0, np.uint64)
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        keys = row_keys(seed, row_numbers(row_offset + start, stop - start) if ids is None else ids[start:stop])
+        pos = np.concatenate([best_pos, np.arange(start, stop)])
+        keys = np.concatenate([best_keys, keys])
+        keep = bottom_keys(keys, PILOT_ROWS)
+        best_pos, best_keys = pos[keep], keys[keep]
+    return best_pos
 
 
 def random_features(spec: SketchSpec, x: np.ndarray) -> np.ndarray:
