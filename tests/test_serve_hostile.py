@@ -1,0 +1,195 @@
+"""`drift-decider serve` against a hostile client and a failing disk, and its config against operator
+mistakes: a real receiver process answers every request with a status (no traceback, no dropped
+connection) and goes on serving; a delivery it could not record is not lost; every config or start-up
+mistake is exit 2 at the config's file:line:col. No tracking server is needed: the deliveries here
+name a model no job is configured for, so they are verified, recorded and ignored."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+from drift_decider.automation.deliveries import SeenDeliveries
+from drift_decider.errors import InputError
+from support import POLICY, run_cli
+
+SECRET_ENV = "DD_HOSTILE_SECRET"
+SECRET = "hostile-test-secret-" + "q" * 24
+CONFIG = """\
+apiVersion: drift-decider/v1
+kind: Automation
+receiver:
+  url: http://127.0.0.1:{port}/hook
+  secret_env: DD_HOSTILE_SECRET
+  state_dir: state
+models:
+  recsys:
+    model_version.created:
+      - promote:
+          alias: champion
+          policy: {policy}
+          current: prod/{{today}}.npz
+"""
+# an event for a model without jobs: verified and recorded, then ignored (no tracking store is needed)
+IGNORED = json.dumps({"entity": "model_version", "action": "created", "data": {"name": "other", "version": "1"}})
+
+
+def _signed(delivery_id: str, body: bytes, timestamp: str | None = None) -> dict[str, str]:
+    """Headers as MLflow signs a delivery (mlflow/webhooks/delivery.py)."""
+    stamp = str(int(time.time())) if timestamp is None else timestamp
+    digest = hmac.new(SECRET.encode(), f"{delivery_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    return {"X-MLflow-Delivery-Id": delivery_id, "X-MLflow-Timestamp": stamp,
+            "X-MLflow-Signature": f"v1,{base64.b64encode(digest).decode()}"}
+
+
+def _request(port: int, head: str, body: bytes = b"", headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    """Send exactly these bytes (headers as latin-1, as HTTP carries them); the status and JSON reply.
+    A connection closed without a reply fails the test."""
+    lines = [head, *(f"{key}: {value}" for key, value in (headers or {}).items())]
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply, f"{head}: connection closed without a reply"
+    status_line, _, rest = reply.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2] or b"{}")
+
+
+def _post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    return _request(port, "POST /hook HTTP/1.0", body, {"Content-Length": str(len(body)), **headers})
+
+
+@pytest.fixture(scope="module")
+def receiver(tmp_path_factory: pytest.TempPathFactory):
+    """A real `drift-decider serve` process; yields (port, folder, process)."""
+    folder = tmp_path_factory.mktemp("hostile")
+    port = free_port()
+    (folder / "automation.yaml").write_text(CONFIG.format(port=port, policy=POLICY))
+    log = open(folder / "serve.log", "w")
+    process = subprocess.Popen([sys.executable, "-m", "drift_decider", "serve", "--config",
+                                str(folder / "automation.yaml"), "--tracking-uri", f"sqlite:///{folder}/m.db"],
+                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, SECRET_ENV: SECRET})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    assert process.poll() is None, (folder / "serve.log").read_text()
+    yield port, folder, process
+    process.terminate()
+    process.wait(timeout=60)
+    log.close()
+    text = (folder / "serve.log").read_text()
+    assert "Traceback" not in text and SECRET not in text, text
+
+
+def test_unauthenticated_junk_gets_a_status_and_the_receiver_goes_on(receiver) -> None:
+    port, folder, process = receiver
+    # Content-Length that str.isdigit() takes and int() refuses: "²" (latin-1 0xB2), and 5,000 digits
+    assert _request(port, "POST /hook HTTP/1.0", headers={"Content-Length": "\u00b2"})[0] == 411
+    assert _request(port, "POST /hook HTTP/1.0", headers={"Content-Length": "1" * 5000})[0] == 413
+    assert _request(port, "POST /hook HTTP/1.0", headers={"Content-Length": "-5"})[0] == 411
+    assert _request(port, "POST /hook HTTP/1.1", b"5\r\nhello\r\n0\r\n\r\n",
+                    {"Host": "x", "Transfer-Encoding": "chunked"})[0] == 411
+    assert _request(port, "POST /elsewhere HTTP/1.0", headers={"Content-Length": "0"})[0] == 404
+    body = IGNORED.encode()
+    assert _post(port, body, {**_signed("forged", body), "X-MLflow-Signature": "v1,AAAA"})[0] == 401
+    assert _request(port, "GET /health HTTP/1.0") == (200, {"status": "ok"})
+    assert process.poll() is None
+
+
+def test_signed_but_hostile_deliveries_are_refused_with_a_reason(receiver) -> None:
+    """What only a holder of the secret could send still gets a reply, not a dropped connection."""
+    port, folder, process = receiver
+    deep = b"[" * 100_000 + b"]" * 100_000
+    status, reply = _post(port, deep, _signed("deeply-nested", deep))
+    assert (status, reply["status"]) == (400, "malformed")
+    body = IGNORED.encode()
+    status, reply = _post(port, body, _signed("odd-stamp", body, timestamp="\u00b2"))
+    assert (status, reply["reason"]) == (401, "malformed timestamp")
+    # a dot in the id would blur where the signed "{id}.{timestamp}." prefix ends
+    status, reply = _post(port, body, _signed("a.1", body))
+    assert (status, reply["reason"]) == (401, "malformed delivery id")
+    assert _post(port, body, _signed("fine-1", body))[1]["status"] == "ignored"
+    assert process.poll() is None
+
+
+def test_a_delivery_that_cannot_be_recorded_is_refused_with_503_and_taken_when_sent_again(receiver) -> None:
+    """A lost write must not leave the id remembered: MLflow's retry would be a `duplicate` and its jobs
+    would never run."""
+    port, folder, process = receiver
+    state = folder / "state" / "deliveries.log"
+    body = IGNORED.encode()
+    headers = _signed("while-the-disk-fails", body)
+    saved = state.read_bytes()
+    state.unlink()
+    state.mkdir()                       # root ignores file modes: a folder in its place cannot be appended to
+    try:
+        status, reply = _post(port, body, headers)
+    finally:
+        state.rmdir()
+        state.write_bytes(saved)
+    assert (status, reply["status"]) == (503, "unavailable") and "cannot record" in reply["reason"]
+    assert _post(port, body, headers)[1]["status"] == "ignored"        # MLflow's retry: new, not a duplicate
+    assert _post(port, body, headers)[1]["status"] == "duplicate"
+    assert state.read_text().splitlines()[-1].endswith(" while-the-disk-fails")
+    assert process.poll() is None
+
+
+def test_a_damaged_state_file_stops_the_start_at_its_line_and_a_cut_last_line_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "deliveries.log"
+    now = int(time.time())
+    path.write_bytes(b"%d good-1\n\xff\xfe junk\n" % now)
+    with pytest.raises(InputError, match=rf"{path}:2: not a `TIMESTAMP DELIVERY-ID` line"):
+        SeenDeliveries(path, 300)
+    # a crash between write and fsync cuts the last line: that delivery was never answered (MLflow
+    # sends it again), so it is dropped, and the next line does not run on from it
+    path.write_bytes(b"%d good-1\n%d cut-of" % (now, now))
+    seen = SeenDeliveries(path, 300)
+    assert not seen.first_time("good-1", now) and seen.first_time("cut-off", now)
+    assert path.read_text() == f"{now} good-1\n{now} cut-off\n"
+
+
+@pytest.mark.parametrize("change, says", [
+    (("http://127.0.0.1:{port}/hook", "http://127.0.0.1:99999/hook"), "4:8: receiver: url: "),
+    (("  state_dir: state", "  state_dir: state\n  max_age: 0m"), "7:12: receiver: max_age: must be at least 1m"),
+    (("policy: {policy}", "policy: missing.yaml"), "12:19: promote job: policy: "),
+])
+def test_config_mistakes_are_exit_2_at_the_config_line(tmp_path: Path, change: tuple[str, str], says: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    config = tmp_path / "automation.yaml"
+    config.write_text(CONFIG.replace(*change).format(port=free_port(), policy=POLICY))
+    output = run_cli("webhooks", "reconcile", "--config", config, expect=2).output
+    assert f"{config}:{says}" in output and "unexpected" not in output, output
+
+
+def test_a_port_already_taken_or_a_state_folder_that_is_a_file_is_exit_2(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    config = tmp_path / "automation.yaml"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config.write_text(CONFIG.format(port=taken.getsockname()[1], policy=POLICY))
+        output = run_cli("serve", "--config", config, expect=2).output
+    assert f"{config}:4:8: cannot listen on 127.0.0.1:" in output, output
+    (tmp_path / "afile").write_text("")
+    config.write_text(CONFIG.replace("state_dir: state", "state_dir: afile").format(port=free_port(), policy=POLICY))
+    output = run_cli("serve", "--config", config, expect=2).output
+    assert "cannot use the receiver's state file" in output and "unexpected" not in output, output
