@@ -7,6 +7,7 @@ name a model no job is configured for, so they are verified, recorded and ignore
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -14,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -21,6 +23,8 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
+from drift_decider.automation import receiver as receiver_module
+from drift_decider.automation.config import load_config
 from drift_decider.automation.deliveries import SeenDeliveries
 from drift_decider.errors import InputError
 from support import POLICY, run_cli
@@ -193,3 +197,32 @@ def test_a_port_already_taken_or_a_state_folder_that_is_a_file_is_exit_2(tmp_pat
     config.write_text(CONFIG.replace("state_dir: state", "state_dir: afile").format(port=free_port(), policy=POLICY))
     output = run_cli("serve", "--config", config, expect=2).output
     assert "cannot use the receiver's state file" in output and "unexpected" not in output, output
+
+
+def test_a_client_trickling_its_request_is_cut_off_and_answered(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-read socket timeout never fires for a byte every half second: a whole-request deadline
+    must, or each such client holds a thread for as long as it likes (in-process, deadline shortened)."""
+    monkeypatch.setattr(receiver_module, "REQUEST_SECONDS", 1.5, raising=False)
+    port = free_port()
+    (tmp_path / "automation.yaml").write_text(CONFIG.format(port=port, policy=POLICY))
+    server = receiver_module.make_server(receiver_module.Receiver(load_config(tmp_path / "automation.yaml"),
+                                                                  SECRET, None))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"POST /hook HTTP/1.0\r\nContent-Length: 50\r\n\r\n")
+            started, reply = time.monotonic(), b""
+            while not reply and time.monotonic() - started < 8:
+                with contextlib.suppress(OSError):    # once answered, the server may have closed
+                    sock.sendall(b"x")
+                sock.settimeout(0.5)
+                try:
+                    reply = sock.recv(65536)
+                except TimeoutError:
+                    pass
+            assert reply.startswith(b"HTTP/1.0 401"), reply
+            assert time.monotonic() - started < 4
+    finally:
+        server.shutdown()
+        server.server_close()

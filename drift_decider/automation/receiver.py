@@ -19,6 +19,7 @@ on stdout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import re
@@ -37,6 +38,7 @@ from drift_decider.automation.jobs import Event, jobs_for, parse_event, run_jobs
 from drift_decider.errors import InputError, PolicyError, error_message
 
 MAX_BODY_BYTES = 1_000_000          # a registry event is well under 10 kB
+REQUEST_SECONDS = 30.0              # to send a whole request (MLflow's own delivery timeout is 30 s)
 STOP_WAIT_SECONDS = 120.0           # how long a stopping receiver lets the running job finish
 _output_lock = threading.Lock()
 
@@ -109,6 +111,23 @@ def make_server(receiver: Receiver) -> ThreadingHTTPServer:
         server_version = "drift-decider"
         sys_version = ""
         timeout = 30           # seconds a client may take to send its request: a stalled one frees its thread
+
+        def setup(self) -> None:
+            """The socket timeout bounds each read; this bounds the whole request, so a client that
+            trickles a byte at a time cannot hold its thread for ever."""
+            super().setup()
+            self._hang_up = threading.Timer(REQUEST_SECONDS, self._stop_reading)
+            self._hang_up.daemon = True
+            self._hang_up.start()
+
+        def _stop_reading(self) -> None:
+            """Reads see the end of the request: it is answered (400, 411 or 401) and the thread freed."""
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RD)
+
+        def finish(self) -> None:
+            self._hang_up.cancel()
+            super().finish()
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             if self.path.split("?")[0] != receiver.config.route:
