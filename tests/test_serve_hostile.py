@@ -226,3 +226,20 @@ def test_a_client_trickling_its_request_is_cut_off_and_answered(tmp_path: Path,
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_register_prints_no_password_of_the_receiver_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A receiver behind basic auth has user:password@ in its url; MLflow sends it, we never print it.
+    The webhook is stored in a sqlite registry directly (only a tracking server fires webhooks)."""
+    for name, value in ((SECRET_ENV, SECRET), ("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https"),
+                        ("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true"),
+                        ("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())):
+        monkeypatch.setenv(name, value)
+    config = tmp_path / "automation.yaml"
+    config.write_text(CONFIG.replace("http://127.0.0.1", "http://hook-user:hook-password@127.0.0.1")
+                      .format(port=free_port(), policy=POLICY))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    printed = run_cli("webhooks", "register", "--config", config, "--tracking-uri", uri, "--json").stdout
+    assert json.loads(printed)["url"].startswith("http://***@127.0.0.1:")
+    printed += run_cli("webhooks", "register", "--config", config, "--tracking-uri", uri).stdout
+    assert "updated" in printed and "hook-password" not in printed and SECRET not in printed, printed
