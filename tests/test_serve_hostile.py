@@ -76,16 +76,12 @@ def _post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
     return _request(port, "POST /hook HTTP/1.0", body, {"Content-Length": str(len(body)), **headers})
 
 
-@pytest.fixture(scope="module")
-def receiver(tmp_path_factory: pytest.TempPathFactory):
-    """A real `drift-decider serve` process; yields (port, folder, process)."""
-    folder = tmp_path_factory.mktemp("hostile")
-    port = free_port()
-    (folder / "automation.yaml").write_text(CONFIG.format(port=port, policy=POLICY))
-    log = open(folder / "serve.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "drift_decider", "serve", "--config",
-                                str(folder / "automation.yaml"), "--tracking-uri", f"sqlite:///{folder}/m.db"],
-                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, SECRET_ENV: SECRET})
+def _serve(folder: Path, port: int, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`drift-decider serve` on ``folder``'s config, logging to serve.log; returns once it answers."""
+    with open(folder / "serve.log", "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "drift_decider", "serve", "--config",
+                                    str(folder / "automation.yaml"), *args], stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, SECRET_ENV: SECRET, **(env or {})})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -94,10 +90,19 @@ def receiver(tmp_path_factory: pytest.TempPathFactory):
         except OSError:
             time.sleep(0.2)
     assert process.poll() is None, (folder / "serve.log").read_text()
+    return process
+
+
+@pytest.fixture(scope="module")
+def receiver(tmp_path_factory: pytest.TempPathFactory):
+    """A real `drift-decider serve` process; yields (port, folder, process)."""
+    folder = tmp_path_factory.mktemp("hostile")
+    port = free_port()
+    (folder / "automation.yaml").write_text(CONFIG.format(port=port, policy=POLICY))
+    process = _serve(folder, port, "--tracking-uri", f"sqlite:///{folder}/m.db")
     yield port, folder, process
     process.terminate()
     process.wait(timeout=60)
-    log.close()
     text = (folder / "serve.log").read_text()
     assert "Traceback" not in text and SECRET not in text, text
 
@@ -173,6 +178,8 @@ def test_a_damaged_state_file_stops_the_start_at_its_line_and_a_cut_last_line_is
     (("http://127.0.0.1:{port}/hook", "http://127.0.0.1:99999/hook"), "4:8: receiver: url: "),
     (("  state_dir: state", "  state_dir: state\n  max_age: 0m"), "7:12: receiver: max_age: must be at least 1m"),
     (("policy: {policy}", "policy: missing.yaml"), "12:19: promote job: policy: "),
+    (("alias: champion", "alias: champion.v2"), "11:18: promote job: alias: 'champion.v2' does not match"),
+    (("alias: champion", "alias: Latest"), "11:18: promote job: alias: 'Latest' is reserved by MLflow"),
 ])
 def test_config_mistakes_are_exit_2_at_the_config_line(tmp_path: Path, change: tuple[str, str], says: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,3 +250,18 @@ def test_register_prints_no_password_of_the_receiver_url(tmp_path: Path, monkeyp
     assert json.loads(printed)["url"].startswith("http://***@127.0.0.1:")
     printed += run_cli("webhooks", "register", "--config", config, "--tracking-uri", uri).stdout
     assert "updated" in printed and "hook-password" not in printed and SECRET not in printed, printed
+
+
+def test_reconcile_passes_slower_than_their_interval_do_not_pile_up(tmp_path: Path) -> None:
+    """MLflow down: each pass spends seconds in retries; ticks every second must not queue a pass each
+    (a delivery's jobs would wait behind all of them): at most one waits, so stopping drops at most one."""
+    port = free_port()
+    (tmp_path / "automation.yaml").write_text(CONFIG.format(port=port, policy=POLICY))
+    process = _serve(tmp_path, port, "--tracking-uri", f"http://127.0.0.1:{free_port()}", "--reconcile-every", "1",
+                     env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"})
+    time.sleep(3.5)                     # the first pass is still retrying; three ticks have come
+    process.terminate()
+    process.wait(timeout=60)
+    lines = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines() if line.startswith("{")]
+    stopping = next(line for line in lines if line.get("stopping"))
+    assert stopping["queued_jobs_dropped"] <= 1, lines

@@ -204,8 +204,15 @@ def _job(event: str, node: object, where: str, base: Path) -> Job:
             raise fields.fail("policy", f"{policy} is not a file")
         load_policy(policy)          # a broken policy fails now, at its own file:line:col, not at the first event
     window_id = _template(fields, "window_id", event) if fields.has("window_id") else "{today}"
-    return Job(kind, where, files, tuple(siblings or ()), fields.string("alias", pattern=r"[A-Za-z0-9_.-]{1,255}"),
-               policy, window_id)
+    return Job(kind, where, files, tuple(siblings or ()), _alias(fields), policy, window_id)
+
+
+def _alias(fields: Fields) -> str | None:
+    """An alias MLflow accepts (its own rules), so a bad one fails here and not at every event."""
+    alias = fields.string("alias", pattern=r"[\w-]{1,255}")
+    if alias is not None and (alias.lower() == "latest" or re.fullmatch(r"[vV][0-9]+", alias)):
+        raise fields.fail("alias", f"{alias!r} is reserved by MLflow: 'latest', and v<number> name versions")
+    return alias
 
 
 def _template(fields: Fields, key: str, event: str) -> str:

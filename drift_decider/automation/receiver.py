@@ -185,14 +185,28 @@ def serve(receiver: Receiver, *, reconcile_every: float | None = None,
     worker.start()
     stop = threading.Event()
     if reconcile is not None:
-        receiver.work.put(reconcile)
+        # at most one pass waits in the queue: while MLflow is down, passes slower than the interval
+        # would otherwise pile up, and a delivery's jobs would wait behind all of them
+        pending = threading.Event()
+
+        def queued_pass() -> None:
+            pending.clear()
+            reconcile()
+
+        def enqueue() -> None:
+            if not pending.is_set():
+                pending.set()
+                receiver.work.put(queued_pass)
+
+        enqueue()
         if reconcile_every:
             def tick() -> None:
                 while not stop.wait(reconcile_every):
-                    receiver.work.put(reconcile)
+                    enqueue()
             threading.Thread(target=tick, name="reconcile", daemon=True).start()
     host, port = server.server_address[:2]
-    log({"serving": f"http://{f'[{host}]' if ':' in host else host}:{port}{receiver.config.route}", "events": receiver.config.events(),
+    shown = f"[{host}]" if ":" in host else host
+    log({"serving": f"http://{shown}:{port}{receiver.config.route}", "events": receiver.config.events(),
          "models": sorted(receiver.config.models)})
     signal.signal(signal.SIGTERM, _interrupt)
     try:
