@@ -265,3 +265,13 @@ def test_reconcile_passes_slower_than_their_interval_do_not_pile_up(tmp_path: Pa
     lines = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines() if line.startswith("{")]
     stopping = next(line for line in lines if line.get("stopping"))
     assert stopping["queued_jobs_dropped"] <= 1, lines
+
+
+@pytest.mark.parametrize("pasted", ["3f9a0c" + "e1" * 29, "abcdef" + "0123456789" * 6])
+def test_a_secret_pasted_into_secret_env_is_refused_and_not_printed(tmp_path: Path, pasted: str) -> None:
+    """An easy slip: the secret itself where its variable's name goes. Whether or not it happens to look
+    like a name (a hex secret starts with a letter 6 times in 16), it must not be echoed."""
+    config = tmp_path / "automation.yaml"
+    config.write_text(CONFIG.replace(SECRET_ENV, pasted).format(port=free_port(), policy=POLICY))
+    output = run_cli("serve", "--config", config, expect=2).output
+    assert f"{config}:5:15: receiver: secret_env: expected the NAME" in output and pasted not in output, output

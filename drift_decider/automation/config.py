@@ -136,6 +136,11 @@ def load_config(path: str | Path) -> Config:
         raise PolicyError("receiver: give exactly one of secret_env (an environment variable's name) or "
                           "secret_file (a file holding the secret)", receiver.pos)
     secret_file = receiver.string("secret_file")
+    secret_env = receiver.string("secret_env")
+    if secret_env is not None and not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,127}", secret_env):
+        # not echoed: a value that is no variable name may be the secret itself, pasted in by mistake
+        raise receiver.fail("secret_env", "expected the NAME of an environment variable (A-Z, 0-9 and _, as "
+                                          "DRIFT_DECIDER_WEBHOOK_SECRET), not the secret; the value is not shown")
     max_age = receiver.duration_seconds("max_age")
     if max_age is not None and max_age < 60:
         raise receiver.fail("max_age", "must be at least 1m: MLflow's clock, its retries and the network all "
@@ -145,7 +150,7 @@ def load_config(path: str | Path) -> Config:
         raise doc.fail("models", f"expected a mapping of model name to its events, got {type_name(models)}")
     return Config(path=path, url=url, listen=_listen(receiver, parts.hostname, url_port),
                   listen_at=receiver.at("listen" if receiver.has("listen") else "url"),
-                  secret_env=receiver.string("secret_env", pattern=r"[A-Za-z_][A-Za-z0-9_]*"),
+                  secret_env=secret_env,
                   secret_file=None if secret_file is None else path.parent / secret_file,
                   max_age_seconds=DEFAULT_MAX_AGE_SECONDS if max_age is None else max_age,
                   state_dir=path.parent / receiver.string("state_dir", ".drift-decider/serve"),
