@@ -64,6 +64,7 @@ class Config:
     path: Path
     url: str                          # where MLflow posts deliveries (what `webhooks register` registers)
     listen: tuple[str, int]           # where the receiver binds
+    listen_at: str                    # file:line:col of `listen` (or of `url`, its default), for bind errors
     secret_env: str | None
     secret_file: Path | None
     max_age_seconds: float            # deliveries with an older (or later) timestamp are refused: replays
@@ -125,19 +126,33 @@ def load_config(path: str | Path) -> Config:
                                                 "webhook_name"), ("url",))
     url = receiver.string("url")
     parts = urllib.parse.urlsplit(url)
+    try:
+        url_port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:         # a port that is not a number in 0-65535
+        raise receiver.fail("url", f"{url!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise receiver.fail("url", f"{url!r} is not an http(s) URL with a host and no query")
     if (receiver.has("secret_env")) == (receiver.has("secret_file")):
         raise PolicyError("receiver: give exactly one of secret_env (an environment variable's name) or "
                           "secret_file (a file holding the secret)", receiver.pos)
     secret_file = receiver.string("secret_file")
+    secret_env = receiver.string("secret_env")
+    if secret_env is not None and not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,127}", secret_env):
+        # not echoed: a value that is no variable name may be the secret itself, pasted in by mistake
+        raise receiver.fail("secret_env", "expected the NAME of an environment variable (A-Z, 0-9 and _, as "
+                                          "DRIFT_DECIDER_WEBHOOK_SECRET), not the secret; the value is not shown")
+    max_age = receiver.duration_seconds("max_age")
+    if max_age is not None and max_age < 60:
+        raise receiver.fail("max_age", "must be at least 1m: MLflow's clock, its retries and the network all "
+                                       "take from the window")
     models = doc.raw("models")
     if not isinstance(models, Located) or not models:
         raise doc.fail("models", f"expected a mapping of model name to its events, got {type_name(models)}")
-    return Config(path=path, url=url, listen=_listen(receiver, parts),
-                  secret_env=receiver.string("secret_env", pattern=r"[A-Za-z_][A-Za-z0-9_]*"),
+    return Config(path=path, url=url, listen=_listen(receiver, parts.hostname, url_port),
+                  listen_at=receiver.at("listen" if receiver.has("listen") else "url"),
+                  secret_env=secret_env,
                   secret_file=None if secret_file is None else path.parent / secret_file,
-                  max_age_seconds=receiver.duration_seconds("max_age") or DEFAULT_MAX_AGE_SECONDS,
+                  max_age_seconds=DEFAULT_MAX_AGE_SECONDS if max_age is None else max_age,
                   state_dir=path.parent / receiver.string("state_dir", ".drift-decider/serve"),
                   webhook_name=receiver.string("webhook_name", "drift-decider", pattern=_WEBHOOK_NAME),
                   tracking_uri=doc.string("tracking_uri"),
@@ -145,11 +160,11 @@ def load_config(path: str | Path) -> Config:
                           for model, value in models.items()})
 
 
-def _listen(receiver: Fields, parts: urllib.parse.SplitResult) -> tuple[str, int]:
+def _listen(receiver: Fields, url_host: str, url_port: int) -> tuple[str, int]:
     """``listen: HOST:PORT``, by default the url's own host and port (behind a proxy they differ)."""
     text = receiver.string("listen")
     if text is None:
-        return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        return url_host, url_port
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise receiver.fail("listen", f"{text!r} is not HOST:PORT")
@@ -190,10 +205,19 @@ def _job(event: str, node: object, where: str, base: Path) -> Job:
     policy = None
     if fields.has("policy"):
         policy = base / fields.string("policy")
+        if not policy.is_file():      # else the error would name the policy path, not this line
+            raise fields.fail("policy", f"{policy} is not a file")
         load_policy(policy)          # a broken policy fails now, at its own file:line:col, not at the first event
     window_id = _template(fields, "window_id", event) if fields.has("window_id") else "{today}"
-    return Job(kind, where, files, tuple(siblings or ()), fields.string("alias", pattern=r"[A-Za-z0-9_.-]{1,255}"),
-               policy, window_id)
+    return Job(kind, where, files, tuple(siblings or ()), _alias(fields), policy, window_id)
+
+
+def _alias(fields: Fields) -> str | None:
+    """An alias MLflow accepts (its own rules), so a bad one fails here and not at every event."""
+    alias = fields.string("alias", pattern=r"[\w-]{1,255}")
+    if alias is not None and (alias.lower() == "latest" or re.fullmatch(r"[vV][0-9]+", alias)):
+        raise fields.fail("alias", f"{alias!r} is reserved by MLflow: 'latest', and v<number> name versions")
+    return alias
 
 
 def _template(fields: Fields, key: str, event: str) -> str:

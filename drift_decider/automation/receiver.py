@@ -2,6 +2,8 @@
 
 Replies (MLflow retries 429 and 5xx only, with the same delivery id):
 - 401 when the signature is missing or wrong or the timestamp outside the replay window;
+- 503 when the delivery cannot be recorded as seen (state folder unwritable): nothing ran, and
+  MLflow's retry of it is taken as new;
 - 200 ``duplicate`` for a delivery id taken before (a retry or a replay): nothing runs again;
 - 400 for a signed body that is not a delivery (MLflow would send the same again: no retry helps);
 - 200 ``ignored`` for an event no job is configured for;
@@ -17,9 +19,12 @@ on stdout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
+import re
 import signal
+import socket
 import threading
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -30,9 +35,10 @@ from drift_decider.automation.config import Config
 from drift_decider.automation.deliveries import (DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
                                                  SeenDeliveries, refusal)
 from drift_decider.automation.jobs import Event, jobs_for, parse_event, run_jobs
-from drift_decider.errors import InputError, error_message
+from drift_decider.errors import InputError, PolicyError, error_message
 
 MAX_BODY_BYTES = 1_000_000          # a registry event is well under 10 kB
+REQUEST_SECONDS = 30.0              # to send a whole request (MLflow's own delivery timeout is 30 s)
 STOP_WAIT_SECONDS = 120.0           # how long a stopping receiver lets the running job finish
 _output_lock = threading.Lock()
 
@@ -59,11 +65,16 @@ class Receiver:
                       self.config.max_age_seconds)
         if why is not None:
             return self._reply(HTTPStatus.UNAUTHORIZED, "refused", (delivery_id or "")[:128] or None, reason=why)
-        if not self.seen.first_time(delivery_id, int(headers[TIMESTAMP_HEADER])):
+        try:
+            new = self.seen.first_time(delivery_id, int(headers[TIMESTAMP_HEADER]))
+        except OSError as exc:
+            return self._reply(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", delivery_id,
+                               reason=f"cannot record the delivery as seen: {exc.strerror or exc}")
+        if not new:
             return self._reply(HTTPStatus.OK, "duplicate", delivery_id)
         try:
             event = parse_event(json.loads(body))
-        except (ValueError, InputError) as exc:       # not UTF-8 JSON, or not a registry event
+        except (ValueError, RecursionError, InputError) as exc:  # not JSON, nested too deep, not an event
             return self._reply(HTTPStatus.BAD_REQUEST, "malformed", delivery_id, reason=str(exc)[:200])
         jobs = () if event is None else jobs_for(self.config, event)
         if not jobs:
@@ -101,13 +112,31 @@ def make_server(receiver: Receiver) -> ThreadingHTTPServer:
         sys_version = ""
         timeout = 30           # seconds a client may take to send its request: a stalled one frees its thread
 
+        def setup(self) -> None:
+            """The socket timeout bounds each read; this bounds the whole request, so a client that
+            trickles a byte at a time cannot hold its thread for ever."""
+            super().setup()
+            self._hang_up = threading.Timer(REQUEST_SECONDS, self._stop_reading)
+            self._hang_up.daemon = True
+            self._hang_up.start()
+
+        def _stop_reading(self) -> None:
+            """Reads see the end of the request: it is answered (400, 411 or 401) and the thread freed."""
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RD)
+
+        def finish(self) -> None:
+            self._hang_up.cancel()
+            super().finish()
+
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             if self.path.split("?")[0] != receiver.config.route:
                 self._send(HTTPStatus.NOT_FOUND, {"status": "not found"})
                 return
             length = self.headers.get("Content-Length", "")
-            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if length.isdigit() else HTTPStatus.LENGTH_REQUIRED
+            digits = re.fullmatch(r"[0-9]+", length) is not None     # not isdigit(): it takes "²", int() does not
+            if not digits or len(length) > 9 or int(length) > MAX_BODY_BYTES:
+                status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if digits else HTTPStatus.LENGTH_REQUIRED
                 self._send(status, {"status": "refused",
                                     "reason": f"a body of at most {MAX_BODY_BYTES} bytes, with its length"})
                 return
@@ -130,9 +159,21 @@ def make_server(receiver: Receiver) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
             """Silent: every delivery is logged as a JSON line by the receiver instead."""
 
-    server = ThreadingHTTPServer(receiver.config.listen, Handler)
+    host, port = receiver.config.listen
+    server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+    try:
+        server = server_class((host, port), Handler)
+    except OSError as exc:        # port taken, address not this machine's, host unknown
+        raise PolicyError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                          receiver.config.listen_at) from None
     server.daemon_threads = True
     return server
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    """For ``listen: "[::1]:8787"``: the standard server binds IPv4 only."""
+
+    address_family = socket.AF_INET6
 
 
 def serve(receiver: Receiver, *, reconcile_every: float | None = None,
@@ -144,14 +185,28 @@ def serve(receiver: Receiver, *, reconcile_every: float | None = None,
     worker.start()
     stop = threading.Event()
     if reconcile is not None:
-        receiver.work.put(reconcile)
+        # at most one pass waits in the queue: while MLflow is down, passes slower than the interval
+        # would otherwise pile up, and a delivery's jobs would wait behind all of them
+        pending = threading.Event()
+
+        def queued_pass() -> None:
+            pending.clear()
+            reconcile()
+
+        def enqueue() -> None:
+            if not pending.is_set():
+                pending.set()
+                receiver.work.put(queued_pass)
+
+        enqueue()
         if reconcile_every:
             def tick() -> None:
                 while not stop.wait(reconcile_every):
-                    receiver.work.put(reconcile)
+                    enqueue()
             threading.Thread(target=tick, name="reconcile", daemon=True).start()
     host, port = server.server_address[:2]
-    log({"serving": f"http://{host}:{port}{receiver.config.route}", "events": receiver.config.events(),
+    shown = f"[{host}]" if ":" in host else host
+    log({"serving": f"http://{shown}:{port}{receiver.config.route}", "events": receiver.config.events(),
          "models": sorted(receiver.config.models)})
     signal.signal(signal.SIGTERM, _interrupt)
     try:

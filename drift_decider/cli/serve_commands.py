@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import click
 
-from drift_decider.errors import ExitCode
+from drift_decider.errors import ExitCode, redact
 
 CONFIG_HELP = "The automation config (YAML): receiver URL and secret source, models, their events and jobs."
 # a pass's worst failed job decides its exit code, in this order of precedence (as `sync`)
@@ -93,6 +93,7 @@ def serve_commands(exit_codes: Callable[..., str], tracking_uri_option: Callable
         hook = api.register_webhooks(config.webhook_name, config.url, config.events(), config.secret(),
                                      description=f"drift-decider serve --config {config.path.name}",
                                      tracking_uri=tracking_uri or config.tracking_uri)
+        hook = {**hook, "url": redact(hook["url"])}     # a receiver behind basic auth has user:password@ in it
         if as_json:
             click.echo(json.dumps(hook, indent=2))
         else:
