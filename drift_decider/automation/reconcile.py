@@ -28,15 +28,17 @@ def reconcile(config: Config, *, tracking_uri: str | None, today: date | None = 
     results: list[dict[str, Any]] = []
     for model in config.models.values():
         try:
-            results += _model(config, model, tracking_uri, today)
+            _model(config, model, tracking_uri, today, results)
         except Exception as exc:  # noqa: BLE001 - one model's failure must not hold back the others
             results.append({"job": "reconcile", "model": model.name, "status": "failed", "error": error_message(exc),
                             "exit_code": int(exit_code(exc))})
     return results
 
 
-def _model(config: Config, model: ModelJobs, tracking_uri: str | None, today: date | None) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
+def _model(config: Config, model: ModelJobs, tracking_uri: str | None, today: date | None,
+           results: list[dict[str, Any]]) -> None:
+    """Run what ``model`` is owed, appending each job's result to ``results`` as it comes, so the jobs
+    that ran are reported even when a later read of the registry fails."""
     created = model.on.get(VERSION_CREATED, ())
     if created:
         holders = {job.alias: api.alias_holder(model.name, job.alias, tracking_uri=tracking_uri)
@@ -54,7 +56,6 @@ def _model(config: Config, model: ModelJobs, tracking_uri: str | None, today: da
         if holder is not None:
             results += run_jobs(config, Event(ALIAS_CREATED, model.name, holder, job.alias), (job,),
                                 tracking_uri=tracking_uri, today=today)
-    return results
 
 
 def _owed(job: Job, state: VersionState, holders: dict[str | None, str | None]) -> bool:

@@ -36,7 +36,8 @@ def mlflow_errors(action: str) -> Iterator[None]:
     try:
         yield
     except MlflowException as exc:
-        raise TrackingError(f"MLflow failed while {action}: {_first_line(str(exc))}") from exc
+        reason = _first_line(str(exc)) or f"{type(exc).__name__} with no message (the server's log has the cause)"
+        raise TrackingError(f"MLflow failed while {action}: {reason}") from exc
     except OSError as exc:
         raise TrackingError(f"MLflow could not be reached while {action}: {exc}") from exc
 
