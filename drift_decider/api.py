@@ -33,7 +33,7 @@ from drift_decider.measure.distribution import measure, require_window_rows
 from drift_decider.evidence.noise_floor import NoiseFloor, Sibling
 from drift_decider.tracking.store import (CheckPayload, RecordedCheck, SpoolEntry, TrackingStore, VersionRef,
                                           VersionState, sync_spool)
-from drift_decider.inputs.windows import Window, make_window, parse_window_end
+from drift_decider.inputs.windows import Window, make_window, named_window, parse_window_end, require_window_id
 # The policy layer, called from here only through _decide, _gate and the policy review functions below.
 from drift_decider.policy import CheckRecord, Decision, Policy, PolicyState, evaluate, lint, load_policy
 from drift_decider.policy.backtest import recorded_from_rows, replay, summary
@@ -222,11 +222,14 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
           window_end: str | None = None, dry_run: bool = False, seed: int = 0, progress: bool = False,
           spool_dir: str | Path | None = None, catalog_path: str | Path | None = None,
           queries_path: str | Path | None = None, index_path: str | Path | None = None,
-          allow_id_mismatch: bool = False, launched_at: float | None = None) -> CheckOutcome:
+          allow_id_mismatch: bool = False, launched_at: float | None = None, engine: str = "local",
+          spark_master: str = DEFAULT_MASTER) -> CheckOutcome:
     """Measure one window against the version's reference, decide with the policy, record in MLflow.
     Ids matching less than half the reference's items are refused unless ``allow_id_mismatch``.
     ``launched_at`` (``time.monotonic()`` when the check's process was launched; default: this call)
     sets how long the decision waits for checks of earlier windows launched with it (decide_in_order).
+    ``engine="spark"`` reads ``current_path`` (and ``catalog_path``) as Parquet tables on Spark
+    (``_measured_on_spark``); everything after the evidence is the same.
 
     Idempotent per (version, window id): a window decided before returns its recorded decision.
     """
@@ -234,19 +237,29 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
     if (version is None) == (alias is None):
         raise InputError("give exactly one of --version or --alias")
     policy = load_policy(policy_path)
-    current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path, index_path=index_path)
-    window = make_window(current.embeddings, window_id, parse_window_end(window_end),
-                         also=(current.catalog, current.queries))
-    store = TrackingStore.open(tracking_uri)
-    ref = store.version(model, version=version, alias=alias)
+    on_spark = None
+    if engine == "spark":
+        store, ref, window, on_spark = _measured_on_spark(model, version, alias, current_path, catalog_path,
+                                                          queries_path, index_path, tracking_uri, window_id,
+                                                          window_end, seed, allow_id_mismatch, spark_master)
+    else:
+        current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path,
+                               index_path=index_path)
+        window = make_window(current.embeddings, window_id, parse_window_end(window_end),
+                             also=(current.catalog, current.queries))
+        store = TrackingStore.open(tracking_uri)
+        ref = store.version(model, version=version, alias=alias)
     earlier = store.recorded_check(ref, window.window_id)
     if earlier is not None:
         return _recorded_outcome(ref, window, earlier)
-    reference = store.load_reference(ref)
-    check_same_dim(reference.profile.dim, current.embeddings, f"the reference of {ref.name} version {ref.version}")
-    require_window_rows(current.embeddings.n, str(current.embeddings.path))
+    if on_spark is None:
+        reference = store.load_reference(ref)
+        check_same_dim(reference.profile.dim, current.embeddings, f"the reference of {ref.name} version {ref.version}")
+        require_window_rows(current.embeddings.n, str(current.embeddings.path))
 
     def measured() -> EvidenceReport:
+        if on_spark is not None:       # measured already: the window's digest comes from it
+            return on_spark
         return build_evidence(reference, current, seed=seed, now=window.window_end, progress=progress,
                               allow_id_mismatch=allow_id_mismatch)
 
@@ -284,6 +297,32 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
         return _recorded_outcome(ref, window, recorded_by)
     _attach_report(store, ref, run_id, prior_rows)
     return CheckOutcome(ref.name, ref.version, window, payload.decision, payload.values, run_id=run_id)
+
+
+def _measured_on_spark(model: str, version: str | None, alias: str | None, current_path: str | Path,
+                       catalog_path: str | Path | None, queries_path: str | Path | None,
+                       index_path: str | Path | None, tracking_uri: str | None, window_id: str | None,
+                       window_end: str | None, seed: int, allow_id_mismatch: bool,
+                       spark_master: str) -> tuple[TrackingStore, VersionRef, Window, EvidenceReport]:
+    """A check's evidence and window from Parquet tables on Spark (evidence.spark_check). The digest
+    that names the window comes from the profile, so the reference is read and the window measured
+    before its recorded decision is looked up."""
+    from drift_decider.evidence.spark_check import check_tables
+
+    if queries_path or index_path:
+        raise InputError("--engine spark measures distribution and structure: --queries and --index read the "
+                         "whole catalogue in this process; use the local engine for them")
+    require_window_id(window_id)
+    end = parse_window_end(window_end)
+    store = TrackingStore.open(tracking_uri)
+    ref = store.version(model, version=version, alias=alias)
+    reference = store.load_reference(ref)
+    spark = spark_session(spark_master)
+    measured = check_tables(reference, read_table(spark, current_path),
+                            None if catalog_path is None else read_table(spark, catalog_path),
+                            source=str(current_path), catalog_source=None if catalog_path is None else str(catalog_path),
+                            seed=seed, allow_id_mismatch=allow_id_mismatch)
+    return store, ref, named_window(window_id, end, str(current_path), measured.digest), measured.evidence
 
 
 def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None) -> list[dict[str, str]]:

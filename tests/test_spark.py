@@ -4,7 +4,9 @@ fail the job naming their partition, row and id; partials ship only what can be 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +20,7 @@ from drift_decider.errors import InputError
 from drift_decider.measure.distribution import MeasureOptions, measure
 from drift_decider.measure.profile import EmbeddingProfile
 from drift_decider.policy import PolicyState, evaluate, load_policy
+from support import check_args, run_cli
 
 if os.environ.get("CI") != "true":
     pytest.importorskip("pyspark", reason="the Spark engine's extra is not installed: pip install '.[spark]'")
@@ -181,3 +184,114 @@ def test_a_reference_set_on_spark_checks_as_the_local_engine_measures(sides, tab
     expected = measure(x, y, seed=3, reference_ids=ids, current_ids=cur_ids).values()
     assert {k: outcome.values[k] for k in expected} == pytest.approx(expected, rel=1e-6, abs=1e-12)
     assert "structure" in outcome.not_measured
+
+
+# -- check --engine spark ------------------------------------------------------------------------
+END = "2026-07-01T00:00:00Z"
+
+
+def _write_dir(x: np.ndarray | list[np.ndarray], ids: np.ndarray, path: Path, partitions: int) -> Path:
+    """A Parquet directory of ``partitions`` files holding these rows in a shuffled order (as a lake
+    table written by another job would)."""
+    path.mkdir()
+    order = np.random.default_rng(partitions).permutation(len(ids))
+    for part, rows in enumerate(np.array_split(order, partitions)):
+        vectors = pa.array([x[row] for row in rows], pa.list_(pa.float32()))
+        pq.write_table(pa.table({"item_id": ids[rows], "embedding": vectors}), path / f"part-{part}.parquet")
+    return path
+
+
+@pytest.fixture(scope="module")
+def window(spark, tables):
+    """A version's reference (a local file with ids: profile, item sample, known ids) and today's window:
+    5,000 of its items moved a little plus 500 new ones, the catalogue 300 new items more; as one local
+    .parquet each and as Parquet directories of 1, 3 and 8 files."""
+    x, ids = _side(5, 0.0)
+    rng = np.random.default_rng(6)
+    fresh = np.array([f"new-{i}" for i in range(800)])
+    moved = x[:5_000] + rng.normal(0, 0.05, (5_000, DIM)).astype(np.float32)
+    extra = rng.standard_normal((800, DIM)).astype(np.float32)
+    cur_x, cur_ids = np.vstack([moved, extra[:500]]), np.concatenate([ids[:5_000], fresh[:500]])
+    cat_x, cat_ids = np.vstack([cur_x, extra[500:]]), np.concatenate([cur_ids, fresh[500:]])
+    sets = {"ref_items": (x, ids), "today": (cur_x, cur_ids), "catalog": (cat_x, cat_ids)}
+    for name, (v, i) in sets.items():
+        _frame(spark, v, i, tables, name)
+    files = {name: tables / f"{name}.parquet" for name in sets}
+    dirs = {(name, n): _write_dir(*sets[name], tables / f"{name}-{n}", n) for n in (1, 3, 8)
+            for name in ("today", "catalog")}
+    return files, dirs
+
+
+def _versioned(uri: str, files: dict) -> str:
+    from drift_decider import api
+
+    version = api.register("recsys", tracking_uri=uri)
+    api.set_reference("recsys", version, files["ref_items"], tracking_uri=uri, seed=7)
+    return version
+
+
+def test_check_on_spark_records_what_the_local_check_records_however_partitioned(window, sqlite_uri):
+    """Distribution, structure (by the reference's item sample) and new-item share equal the local
+    check's on the same rows, and so does the decision; the window digest does not change with the
+    partitioning; the check lands in MLflow as a local one does."""
+    from drift_decider import api
+
+    files, dirs = window
+    version = _versioned(sqlite_uri, files)
+    local = api.check("recsys", files["today"], POLICY, version=version, tracking_uri=sqlite_uri, seed=7,
+                      window_end=END, catalog_path=files["catalog"], dry_run=True)
+    assert "structure" not in local.not_measured and "knn_turnover" in local.values
+    assert local.values["catalog.new_item_share"] == pytest.approx(800 / 5_800)
+    digests = set()
+    for n in (1, 3, 8):
+        on_spark = api.check("recsys", dirs["today", n], POLICY, version=version, tracking_uri=sqlite_uri,
+                             seed=7, window_end=END, catalog_path=dirs["catalog", n], dry_run=True, engine="spark")
+        assert on_spark.values.keys() == local.values.keys()
+        for key, value in local.values.items():
+            assert on_spark.values[key] == pytest.approx(value, rel=1e-6, abs=1e-12), (n, key)
+        assert (on_spark.action, on_spark.decision.get("rule_id"), on_spark.not_measured) == (
+            local.action, local.decision.get("rule_id"), local.not_measured)
+        digests.add(on_spark.window.dataset_digest)
+    assert len(digests) == 1
+    out = run_cli(*check_args(sqlite_uri, version, dirs["today", 3], "spark-w1", window_end=END)[:-1],
+                  "--catalog", dirs["catalog", 3], "--seed", 7, "--engine", "spark", "--spark-master", "local[2]",
+                  "--json")
+    recorded = json.loads(out.stdout)
+    assert recorded["run_id"] and recorded["metrics"] == pytest.approx(local.values, rel=1e-6, abs=1e-12)
+    again = api.check("recsys", dirs["today", 8], POLICY, version=version, tracking_uri=sqlite_uri, seed=7,
+                      window_id="spark-w1", catalog_path=dirs["catalog", 8], engine="spark")
+    assert again.already_recorded and again.run_id == recorded["run_id"]
+
+
+def test_check_on_spark_against_a_reference_set_on_spark(window, sqlite_uri):
+    """A reference profiled on Spark (no item sample) checks a Spark window as the local engine does."""
+    from drift_decider import api
+
+    files, dirs = window
+    version = api.register("recsys", tracking_uri=sqlite_uri)
+    api.set_reference_table("recsys", version, files["ref_items"], tracking_uri=sqlite_uri, seed=7)
+    args = dict(version=version, tracking_uri=sqlite_uri, seed=7, window_end=END, dry_run=True)
+    local = api.check("recsys", files["today"], POLICY, **args)
+    on_spark = api.check("recsys", dirs["today", 3], POLICY, engine="spark", **args)
+    assert on_spark.values == pytest.approx(local.values, rel=1e-6, abs=1e-12)
+    assert on_spark.action == local.action and "structure" in on_spark.not_measured
+
+
+@pytest.mark.parametrize("table, damage, message", [("current", "nan", "contains NaN or inf"),
+                                                    ("catalog", "width", "has 11 dimensions, not 12")])
+def test_check_on_spark_refuses_bad_rows_naming_partition_and_row_and_writes_nothing(window, tables, sqlite_uri,
+                                                                                  table, damage, message):
+    from drift_decider.tracking.connection import connect
+
+    files, dirs = window
+    version = _versioned(sqlite_uri, files)
+    x, ids = _side(5, 0.0)
+    rows = list(x[:600])
+    rows[432] = np.full(DIM, np.nan, np.float32) if damage == "nan" else rows[432][:-1]
+    bad = _write_dir(rows, ids[:600], tables / f"bad-{table}", 3)
+    current, catalog = (bad, dirs["catalog", 3]) if table == "current" else (dirs["today", 3], bad)
+    out = run_cli(*check_args(sqlite_uri, version, current, f"bad-{table}")[:-1], "--catalog", catalog,
+                  "--engine", "spark", expect=2)
+    assert re.search(rf"{re.escape(str(bad))}: partition \d+, row \d+ \(id 'item-\d+'\) {message}", out.output)
+    client = connect(sqlite_uri)
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []

@@ -102,9 +102,10 @@ spool_option = click.option(
 def evidence_options(command):
     """--catalog/--queries/--index: the optional inputs of structure, score and index-health metrics."""
     for option in reversed((
-        click.option("--catalog", default=None, type=click.Path(dir_okay=False),
-                     help="Current item catalogue with ids (.npz/.parquet). Default: --current, if it has ids. "
-                          "Enables structure metrics (k-NN overlap, Procrustes, movement)."),
+        click.option("--catalog", default=None, type=click.Path(),
+                     help="Current item catalogue with ids (.npz/.parquet; with --engine spark a Parquet file or "
+                          "directory). Default: --current, if it has ids. Enables structure metrics (k-NN "
+                          "overlap, Procrustes, movement)."),
         click.option("--queries", default=None, type=click.Path(dir_okay=False),
                      help="A sample of today's query embeddings; needs item ids (--catalog, or --current with "
                           "ids). With reference queries (`reference set --queries`) it enables score metrics "
@@ -299,8 +300,9 @@ def reference_noise(model: str, version: str, checks: int, tracking_uri: str | N
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version", default=None, help="Model version to check (or use --alias).")
 @click.option("--alias", default=None, help="Alias naming the version to check, e.g. champion.")
-@click.option("--current", required=True, type=click.Path(dir_okay=False),
-              help="Embeddings of the current window (.npy, .npz or .parquet).")
+@click.option("--current", required=True, type=click.Path(),
+              help="Embeddings of the current window (.npy, .npz or .parquet; with --engine spark a Parquet "
+                   "file or directory with ids, and --catalog too).")
 @click.option("--policy", "policy_path", required=True, type=click.Path(dir_okay=False),
               help="Policy YAML, e.g. policies/recommender-default.yaml.")
 @click.option("--window-id", default=None, help="Id of the window; the same id is never decided twice. "
@@ -317,10 +319,11 @@ def reference_noise(model: str, version: str, checks: int, tracking_uri: str | N
 @json_option
 @tracking_uri_option
 @spool_option
+@engine_options
 def check(model: str, version: str | None, alias: str | None, current: str, policy_path: str,
           window_id: str | None, window_end: str | None, dry_run: bool, fail_on_action: bool,
           allow_id_mismatch: bool, seed: int, as_json: bool, tracking_uri: str | None, spool_dir: str | None,
-          catalog: str | None, queries: str | None, index: str | None) -> None:
+          catalog: str | None, queries: str | None, index: str | None, engine: str, spark_master: str) -> None:
     """Check one window of embeddings against a model version's reference and record the decision.
 
     Logs one MLflow run with every metric (tied to the version's LoggedModel), evaluates the policy
@@ -332,7 +335,8 @@ def check(model: str, version: str | None, alias: str | None, current: str, poli
                         window_id=window_id, window_end=window_end, dry_run=dry_run, seed=seed,
                         progress=_bars(as_json), spool_dir=spool_dir, catalog_path=catalog, queries_path=queries,
                         index_path=index, allow_id_mismatch=allow_id_mismatch,
-                        launched_at=click.get_current_context().meta[_INVOKED])
+                        launched_at=click.get_current_context().meta[_INVOKED], engine=engine,
+                        spark_master=spark_master)
     if as_json:
         click.echo(_dumps(outcome.to_dict()))
     else:

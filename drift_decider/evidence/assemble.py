@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Callable
 
 import numpy as np
 
@@ -104,11 +105,52 @@ def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int 
     families that could not be measured are named, with why, in ``inputs["not_measured"]`` ("none"
     when every family was)."""
     items = current.items
+    tally = None if items is None else CatalogTally.of(items.ids, reference.learned_ids, reference.known_ids)
+    return assemble_evidence(reference, current, tally, lambda: measure(
+        reference.profile, current.embeddings.vectors, seed=seed, progress=progress,
+        current_ids=current.embeddings.ids), seed=seed, now=now, allow_id_mismatch=allow_id_mismatch)
+
+
+@dataclass(frozen=True)
+class CatalogTally:
+    """What the id checks read of a catalogue's ids, counted where the ids are (here, or on Spark's
+    executors, which never send the ids): the id refusal and the new-item share need counts, not ids."""
+
+    rows: int
+    learned: int | None             # rows whose id the version learned (``learned_ids``); None: not known
+    known: int | None               # rows whose id is among ``known_ids``; None without them
+    unlearned: np.ndarray           # up to 3 ids the version did not learn, for the refusal's message
+
+    @classmethod
+    def of(cls, ids: np.ndarray, learned_ids: np.ndarray | None, known_ids: np.ndarray | None) -> "CatalogTally":
+        """Count ``ids`` (a whole catalogue's, or one part's: parts add up with ``merge``) against a
+        version's ``learned_ids`` and ``known_ids``."""
+        ids = np.asarray(ids)
+        if learned_ids is not None:
+            check_id_kinds(learned_ids, ids)
+        learned = None if learned_ids is None else np.isin(ids, learned_ids)
+        return cls(len(ids), None if learned is None else int(learned.sum()),
+                   None if known_ids is None else int(np.isin(ids, known_ids).sum()),
+                   ids[:0] if learned is None else ids[~learned][:3])
+
+    def merge(self, other: "CatalogTally") -> "CatalogTally":
+        def add(a: int | None, b: int | None) -> int | None:
+            return None if a is None or b is None else a + b
+        return CatalogTally(self.rows + other.rows, add(self.learned, other.learned), add(self.known, other.known),
+                            np.concatenate([self.unlearned, other.unlearned])[:3])
+
+
+def assemble_evidence(reference: ReferenceData, current: CurrentData, tally: CatalogTally | None,
+                      drift: Callable[[], EvidenceReport], *, seed: int = 0, now: datetime | None = None,
+                      allow_id_mismatch: bool = False) -> EvidenceReport:
+    """``build_evidence`` once the catalogue's ids are tallied (``tally``), with the distribution report
+    from ``drift``. The paired metrics read only the items both sides share, so ``current.items`` may
+    hold just the catalogue's rows among the reference's item sample (what the Spark engine collects)."""
+    items = current.items
     learned = reference.learned_ids
-    if items is not None and learned is not None and not allow_id_mismatch:
-        require_known_ids(learned, items.ids, MIN_SHARED_IDS, str(items.path))
-    report = measure(reference.profile, current.embeddings.vectors, seed=seed, progress=progress,
-                     current_ids=current.embeddings.ids)
+    if tally is not None and learned is not None and not allow_id_mismatch:
+        require_known_ids(learned, tally, MIN_SHARED_IDS, str(items.path))
+    report = drift()
     queries = current.queries.vectors if current.queries is not None else None
     families = ["drift"]
     if items is not None and reference.item_ids is not None:
@@ -117,8 +159,8 @@ def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int 
         families.extend(sorted({family_of(r.name) for r in paired}))
         if reference.noise is not None:
             report.results.extend(reference.noise.companions(paired))
-    if items is not None and reference.known_ids is not None:
-        report.results.append(new_item_share(reference.known_ids, items.ids))
+    if tally is not None and tally.known is not None:
+        report.results.append(new_item_share(tally.rows, tally.rows - tally.known, len(reference.known_ids)))
     report.inputs["noise_floor"] = reference.noise.label if reference.noise is not None else "none"
     if items is not None and current.index is not None:
         report.results.extend(index_health_metrics(items.ids, items.vectors, current.index, queries=queries,
@@ -130,17 +172,14 @@ def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int 
     return report
 
 
-def require_known_ids(learned_ids: np.ndarray, current_ids: np.ndarray, min_share: float, source: str) -> None:
+def require_known_ids(learned_ids: np.ndarray, tally: CatalogTally, min_share: float, source: str) -> None:
     """Refuse a window whose ids the version mostly never learned (MIN_SHARED_IDS), naming examples of
     each side: the paired metrics would read another catalogue."""
-    check_id_kinds(learned_ids, current_ids)
-    current_ids = np.asarray(current_ids)
-    known = np.isin(current_ids, learned_ids)
-    share = float(known.mean()) if len(known) else 1.0
+    share = tally.learned / tally.rows if tally.rows else 1.0
     if share < min_share:
         raise InputError(f"{source}: {share:.1%} of its ids are items the version learned (at least {min_share:.0%} "
                          f"expected): the reference has e.g. {', '.join(map(repr, learned_ids[:3].tolist()))}, "
-                         f"this window e.g. {', '.join(map(repr, current_ids[~known][:3].tolist()))}. Same id "
+                         f"this window e.g. {', '.join(map(repr, tally.unlearned.tolist()))}. Same id "
                          f"column on both sides? If the catalogue really changed this much, the version needs a "
                          f"retrain; to check it anyway, pass --allow-id-mismatch")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 
@@ -56,11 +57,21 @@ def make_window(current: EmbeddingSet, window_id: str | None, window_end: dateti
                 also: tuple[EmbeddingSet | None, ...] = ()) -> Window:
     """The window of a check of ``current``; its digest also covers the other inputs given (catalogue,
     queries), so re-using a window id with any different data can be told apart."""
-    if window_id and len(window_id) > MAX_WINDOW_ID_CHARS:
-        raise InputError(f"--window-id has {len(window_id)} characters; at most {MAX_WINDOW_ID_CHARS}")
+    require_window_id(window_id)
     digest = embeddings_digest(current)
     others = [embeddings_digest(embeddings) for embeddings in also if embeddings is not None]
     if others:
         digest = hashlib.sha256("|".join([digest, *others]).encode()).hexdigest()[:16]
+    return named_window(window_id, window_end, str(current.path), digest)
+
+
+def named_window(window_id: str | None, window_end: datetime, source: str, digest: str) -> Window:
+    """A window of data from ``source`` with ``digest`` (however it was computed: here, or on Spark)."""
     return Window(window_id=window_id or f"data-{digest}", window_end=window_end,
-                  dataset_name=current.path.stem, dataset_digest=digest, source=str(current.path))
+                  dataset_name=Path(source.rstrip("/")).stem, dataset_digest=digest, source=source)
+
+
+def require_window_id(window_id: str | None) -> None:
+    """An id, not a document: refused before any data is read."""
+    if window_id and len(window_id) > MAX_WINDOW_ID_CHARS:
+        raise InputError(f"--window-id has {len(window_id)} characters; at most {MAX_WINDOW_ID_CHARS}")

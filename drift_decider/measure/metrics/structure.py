@@ -60,17 +60,14 @@ def shared_rows(reference_ids: np.ndarray, current_ids: np.ndarray) -> tuple[np.
     return ref_rows, cur_rows
 
 
-def new_item_share(known_ids: np.ndarray, catalog_ids: np.ndarray) -> MetricResult:
-    """Share of today's catalogue whose ids the version never learned (``known_ids`` sorted): for a model
-    that learns one embedding per item id, these are served with cold-start vectors at best."""
-    catalog_ids = np.asarray(catalog_ids)
-    if len(catalog_ids) == 0:
+def new_item_share(n_catalog: int, n_new: int, n_known: int) -> MetricResult:
+    """Share of today's catalogue whose ids the version never learned (of ``n_known``): for a model that
+    learns one embedding per item id, these are served with cold-start vectors at best. Counts, since
+    on Spark the catalogue's ids are counted on the executors (evidence.assemble.CatalogTally)."""
+    if n_catalog == 0:
         return MetricResult.insufficient("catalog.new_item_share", "the catalogue is empty")
-    check_id_kinds(known_ids, catalog_ids)
-    new = ~np.isin(catalog_ids, known_ids, assume_unique=False)
-    return MetricResult("catalog.new_item_share", float(new.mean()),
-                        detail={"n_catalog": int(len(catalog_ids)), "n_new": int(new.sum()),
-                                "n_known": int(len(known_ids))})
+    return MetricResult("catalog.new_item_share", n_new / n_catalog,
+                        detail={"n_catalog": int(n_catalog), "n_new": int(n_new), "n_known": int(n_known)})
 
 
 def _check_rows(name: str, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
