@@ -30,8 +30,8 @@ from drift_decider.inputs.embeddings import EmbeddingSet
 from drift_decider.measure.distribution import compare, current_seed, require_window_rows
 from drift_decider.measure.profile import EmbeddingProfile
 from drift_decider.measure.report import EvidenceReport
-from drift_decider.measure.spark_profile import (ID, VECTOR, _ids, _one_value, _tree, _vectors, _vectors_and_ids,
-                                                 profile_dataframe)
+from drift_decider.measure.spark_profile import (batch_ids, batch_vectors, one_value_batch, profile_dataframe,
+                                                 tree_merge, vectors_and_ids)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -69,11 +69,11 @@ def catalogue_sample(df: "DataFrame", reference: ReferenceData, *, name: str) ->
     """One pass over a catalogue table: its ids tallied against the version's, and its rows whose id is
     in the reference's item sample, sorted by id (the driver receives at most that sample's rows).
     Every row's vector is validated, as the local reader validates the whole file."""
-    frame = _vectors_and_ids(df, None, None, name)
+    frame = vectors_and_ids(df, None, None, name)
     sample_ids = reference.item_ids if reference.item_ids is not None else np.zeros(0, np.int64)
     shared = frame.sparkSession.sparkContext.broadcast((sample_ids, reference.learned_ids, reference.known_ids))
     part = _tally_and_rows(shared, reference.profile.dim, name)
-    merged = _tree(frame.mapInArrow(part, "part binary"), _merge_parts, pickle.loads)
+    merged = tree_merge(frame.mapInArrow(part, "part binary"), _merge_parts, pickle.loads)
     shared.unpersist()
     if merged is None:
         raise InputError(f"{name}: no rows (empty embedding set)")
@@ -91,13 +91,13 @@ def _tally_and_rows(shared: "Broadcast", dim: int, name: str) -> Callable:
         found: Part | None = None
         offset = 0
         for batch in batches:
-            ids, x = _ids(batch, offset, name), _vectors(batch, offset, dim, name)
+            ids, x = batch_ids(batch, offset, name), batch_vectors(batch, offset, dim, name)
             keep = np.isin(ids, sample_ids)
             part = (CatalogTally.of(ids, learned_ids, known_ids), ids[keep], x[keep])
             found = part if found is None else _merge_parts(found, part)
             offset += batch.num_rows
         if found is not None:
-            yield _one_value("part", pickle.dumps(found))
+            yield one_value_batch("part", pickle.dumps(found))
     return run
 
 

@@ -72,7 +72,7 @@ def profile_dataframe(df: "DataFrame", *, seed: int, column: str | Sequence[str]
     ``id_column`` holds unique item ids (default: ``id``, ``ids``, ``item_id`` or ``query_id``)."""
     partials = partials_frame(df, seed=seed, column=column, id_column=id_column, sample_rows=sample_rows,
                               sketch_spec=sketch_spec, chunk_rows=chunk_rows, name=name)
-    return _tree(partials, EmbeddingProfile.merge, pickle.loads)
+    return tree_merge(partials, EmbeddingProfile.merge, pickle.loads)
 
 
 def partials_frame(df: "DataFrame", *, seed: int, column: str | Sequence[str] | None = None,
@@ -81,7 +81,7 @@ def partials_frame(df: "DataFrame", *, seed: int, column: str | Sequence[str] | 
                    chunk_rows: int = DEFAULT_CHUNK_ROWS, name: str = "embeddings") -> "DataFrame":
     """One row per non-empty partition: its partial profile, pickled (column ``partial``), lazily.
     Runs the keys pass (and the pilot pass for ``sketch_spec="auto"``) to know what to build."""
-    frame = _vectors_and_ids(df, column, id_column, name)
+    frame = vectors_and_ids(df, column, id_column, name)
     first = frame.where(frame[VECTOR].isNotNull()).select(VECTOR).first()   # null rows are named in pass 3
     if first is None:
         raise InputError(f"{name}: no rows (empty embedding set)")
@@ -89,7 +89,7 @@ def partials_frame(df: "DataFrame", *, seed: int, column: str | Sequence[str] | 
     if dim == 0:
         raise InputError(f"{name}: rows have zero dimensions")
     kept = max(sample_rows, PILOT_ROWS)
-    keys = _tree(frame.select(ID).mapInArrow(_smallest_keys(seed, kept, name), "keys binary"),
+    keys = tree_merge(frame.select(ID).mapInArrow(_smallest_keys(seed, kept, name), "keys binary"),
                  lambda a, b: _merge_keys(a, b, kept),
                  lambda data: np.frombuffer(data, np.uint64))
     if keys is None:
@@ -98,7 +98,7 @@ def partials_frame(df: "DataFrame", *, seed: int, column: str | Sequence[str] | 
         raise InputError(f"{name}: ids are not unique (two rows share an id, so they share a sample key)")
     if isinstance(sketch_spec, str):
         pilot_last = keys[min(PILOT_ROWS, len(keys)) - 1]
-        pilot = _tree(frame.mapInArrow(_rows_up_to(seed, int(pilot_last), dim, name), "rows binary"),
+        pilot = tree_merge(frame.mapInArrow(_rows_up_to(seed, int(pilot_last), dim, name), "rows binary"),
                       _concat_rows, pickle.loads)
         sketch_spec = SketchSpec.from_rows(pilot[1], seed=seed)
     elif sketch_spec is not None and sketch_spec.dim != dim:
@@ -109,7 +109,7 @@ def partials_frame(df: "DataFrame", *, seed: int, column: str | Sequence[str] | 
     return frame.mapInArrow(build, "partial binary")
 
 
-def _vectors_and_ids(df: "DataFrame", column: str | Sequence[str] | None, id_column: str | None,
+def vectors_and_ids(df: "DataFrame", column: str | Sequence[str] | None, id_column: str | None,
                      name: str) -> "DataFrame":
     """``df`` as two columns: ``id`` and ``vector`` (an array of numbers)."""
     from pyspark.ml.functions import vector_to_array
@@ -149,11 +149,11 @@ def _smallest_keys(seed: int, kept: int, name: str) -> Callable[[Iterator["pa.Re
     def run(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
         best, offset = np.zeros(0, np.uint64), 0
         for batch in batches:
-            ids = _ids(batch, offset, name)
+            ids = batch_ids(batch, offset, name)
             best = _merge_keys(best, row_keys(seed, ids), kept)
             offset += batch.num_rows
         if offset:
-            yield _one_value("keys", best.tobytes())
+            yield one_value_batch("keys", best.tobytes())
     return run
 
 
@@ -161,13 +161,13 @@ def _rows_up_to(seed: int, last_key: int, dim: int, name: str) -> Callable:
     def run(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
         found, offset = (np.zeros(0, np.uint64), np.zeros((0, dim))), 0
         for batch in batches:
-            ids, x = _ids(batch, offset, name), _vectors(batch, offset, dim, name)
+            ids, x = batch_ids(batch, offset, name), batch_vectors(batch, offset, dim, name)
             keys = row_keys(seed, ids)
             keep = keys <= np.uint64(last_key)
             found = _concat_rows(found, (keys[keep], x[keep].astype(np.float64)))
             offset += batch.num_rows
         if len(found[0]):
-            yield _one_value("rows", pickle.dumps(found))
+            yield one_value_batch("rows", pickle.dumps(found))
     return run
 
 
@@ -176,17 +176,17 @@ def _partials(seed: int, sample_rows: int, spec: SketchSpec | None, chunk_rows: 
     def run(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
         profile, offset = None, 0
         for batch in batches:
-            ids, x = _ids(batch, offset, name), _vectors(batch, offset, dim, name)
+            ids, x = batch_ids(batch, offset, name), batch_vectors(batch, offset, dim, name)
             part = EmbeddingProfile.from_array(x, seed=seed, ids=ids, sample_rows=sample_rows, sketch_spec=spec,
                                                chunk_rows=chunk_rows, workers=1, name=name)
             profile = part if profile is None else profile.merge(part)
             offset += batch.num_rows
         if profile is not None:
-            yield _one_value("partial", pickle.dumps(profile.sample_up_to(sample_last)))
+            yield one_value_batch("partial", pickle.dumps(profile.sample_up_to(sample_last)))
     return run
 
 
-def _ids(batch: "pa.RecordBatch", offset: int, name: str) -> np.ndarray:
+def batch_ids(batch: "pa.RecordBatch", offset: int, name: str) -> np.ndarray:
     column = batch.column(batch.schema.get_field_index(ID))
     if column.null_count:
         row = int(np.flatnonzero(np.asarray(column.is_null()))[0])
@@ -194,7 +194,7 @@ def _ids(batch: "pa.RecordBatch", offset: int, name: str) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False)
 
 
-def _vectors(batch: "pa.RecordBatch", offset: int, dim: int, name: str) -> np.ndarray:
+def batch_vectors(batch: "pa.RecordBatch", offset: int, dim: int, name: str) -> np.ndarray:
     """The batch's vectors as an (n, dim) matrix; the first null, wrong-width or non-finite row fails
     the job with its partition, row and id."""
     column = batch.column(batch.schema.get_field_index(VECTOR))
@@ -219,7 +219,7 @@ def _where(row: int) -> str:
     return f"partition {TaskContext.get().partitionId()}, row {row}"
 
 
-def _one_value(field: str, value: bytes) -> "pa.RecordBatch":
+def one_value_batch(field: str, value: bytes) -> "pa.RecordBatch":
     import pyarrow as pa
 
     return pa.RecordBatch.from_pydict({field: pa.array([value], pa.binary())})
@@ -238,7 +238,7 @@ def _concat_rows(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarr
     return keys[order], rows[order]
 
 
-def _tree(partials: "DataFrame", merge: Callable[[T, T], T], load: Callable[[bytes], T]) -> T | None:
+def tree_merge(partials: "DataFrame", merge: Callable[[T, T], T], load: Callable[[bytes], T]) -> T | None:
     """Merge one value per partition in a tree on the executors (fan-in TREE_FAN_IN), so the driver
     receives only the last level's few values; None when no partition had rows."""
     rdd = partials.rdd.map(lambda row: load(bytes(row[0])))
