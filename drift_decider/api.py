@@ -24,6 +24,8 @@ import numpy as np
 
 from drift_decider.inputs.serving_index import ServingIndex
 from drift_decider.inputs.spark_tables import DEFAULT_MASTER, read_table, spark_session
+from drift_decider.measure.spark_profile import measure_dataframes, profile_dataframe
+from drift_decider.evidence.spark_check import check_tables
 from drift_decider.measure.metric_names import metric_keys
 from drift_decider.errors import InFlightError, InputError, PolicyError, TrackingError
 from drift_decider.measure.report import EvidenceReport
@@ -92,8 +94,6 @@ def measure_tables(reference_path: str | Path, current_path: str | Path, *, seed
                    spark_master: str = DEFAULT_MASTER) -> EvidenceReport:
     """Drift metrics between two Parquet tables (files or directories) profiled on Spark, without
     MLflow: the numbers ``measure_files`` gives on the same rows and ids."""
-    from drift_decider.measure.spark_profile import measure_dataframes
-
     spark = spark_session(spark_master)
     return measure_dataframes(read_table(spark, reference_path), read_table(spark, current_path), seed=seed)
 
@@ -140,8 +140,6 @@ def set_reference_table(model: str, version: str, table_path: str | Path, *, tra
     """``set_reference`` for a Parquet table profiled on Spark: the same profile as from the file, keyed
     by the table's ids; the id-keyed item sample and the catalogue's ids stay in the table, so checks
     against it measure distribution drift (paired families are named not measured). Returns its URI."""
-    from drift_decider.measure.spark_profile import profile_dataframe
-
     profile = profile_dataframe(read_table(spark_session(spark_master), table_path), seed=seed, name=str(table_path))
     store = TrackingStore.open(tracking_uri)
     return store.store_reference(store.version(model, version=version, attach=True), ReferenceData(profile))
@@ -307,8 +305,6 @@ def _measured_on_spark(model: str, version: str | None, alias: str | None, curre
     """A check's evidence and window from Parquet tables on Spark (evidence.spark_check). The digest
     that names the window comes from the profile, so the reference is read and the window measured
     before its recorded decision is looked up."""
-    from drift_decider.evidence.spark_check import check_tables
-
     if queries_path or index_path:
         raise InputError("--engine spark measures distribution and structure: --queries and --index read the "
                          "whole catalogue in this process; use the local engine for them")
