@@ -235,6 +235,42 @@ def test_a_client_trickling_its_request_is_cut_off_and_answered(tmp_path: Path,
         server.server_close()
 
 
+def test_connections_past_the_cap_get_503_and_the_slots_come_back(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread per connection, capped: with MAX_CONNECTIONS stalled clients holding their threads the
+    next connection is answered 503 at once (MLflow retries it), and once they hang up the receiver
+    serves again (in-process, the cap shortened to 3)."""
+    monkeypatch.setattr(receiver_module, "MAX_CONNECTIONS", 3)
+    port = free_port()
+    (tmp_path / "automation.yaml").write_text(CONFIG.format(port=port, policy=POLICY))
+    server = receiver_module.make_server(receiver_module.Receiver(load_config(tmp_path / "automation.yaml"),
+                                                                  SECRET, None))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def health() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+            return sock.recv(65536)
+
+    stalled = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+    try:
+        for sock in stalled:
+            sock.sendall(b"POST /hook HTTP/1.0\r\n")           # and never the rest
+        time.sleep(0.5)
+        assert health().startswith(b"HTTP/1.0 503")
+    finally:
+        for sock in stalled:
+            sock.close()
+        deadline = time.monotonic() + 5
+        while not health().startswith(b"HTTP/1.0 200") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        try:
+            assert health().startswith(b"HTTP/1.0 200")
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
 def test_register_prints_no_password_of_the_receiver_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A receiver behind basic auth has user:password@ in its url; MLflow sends it, we never print it.
     The webhook is stored in a sqlite registry directly (only a tracking server fires webhooks)."""

@@ -39,6 +39,7 @@ from drift_decider.errors import InputError, PolicyError, error_message
 
 MAX_BODY_BYTES = 1_000_000          # a registry event is well under 10 kB
 REQUEST_SECONDS = 30.0              # to send a whole request (MLflow's own delivery timeout is 30 s)
+MAX_CONNECTIONS = 64                # served at once; more connections get 503 (_BoundedServer)
 STOP_WAIT_SECONDS = 120.0           # how long a stopping receiver lets the running job finish
 _output_lock = threading.Lock()
 
@@ -160,7 +161,7 @@ def make_server(receiver: Receiver) -> ThreadingHTTPServer:
             """Silent: every delivery is logged as a JSON line by the receiver instead."""
 
     host, port = receiver.config.listen
-    server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+    server_class = _BoundedIPv6Server if ":" in host else _BoundedServer
     try:
         server = server_class((host, port), Handler)
     except OSError as exc:        # port taken, address not this machine's, host unknown
@@ -170,7 +171,36 @@ def make_server(receiver: Receiver) -> ThreadingHTTPServer:
     return server
 
 
-class _IPv6Server(ThreadingHTTPServer):
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CONNECTIONS at once: a flood of connections (each held up to
+    REQUEST_SECONDS) gets 503 beyond that, which MLflow retries, instead of a thread each until memory
+    runs out."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if self.slots.acquire(blocking=False):
+            try:
+                super().process_request(request, client_address)
+            except BaseException:          # the thread did not start: its slot is free again
+                self.slots.release()
+                raise
+            return
+        with contextlib.suppress(OSError):
+            request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 5\r\n"
+                            b"Connection: close\r\n\r\n")
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+class _BoundedIPv6Server(_BoundedServer):
     """For ``listen: "[::1]:8787"``: the standard server binds IPv4 only."""
 
     address_family = socket.AF_INET6
