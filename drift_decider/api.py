@@ -281,7 +281,7 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
                                decision=None)
         try:
             decision, prior_rows = store.decide_in_order(ref, window, lambda prior: decided(evidence, prior),
-                                                           settle_until=claimed_at + (claimed_at - launched_at))
+                                                         settle_until=claimed_at + (claimed_at - launched_at))
         except InFlightError:
             raise
         except TrackingError as exc:      # MLflow failed reading the history: keep the measurement for sync
