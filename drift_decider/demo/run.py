@@ -62,8 +62,12 @@ class DemoResult:
             render_table(header, body), "",
             "Look at it in the MLflow UI:",
             f"  mlflow ui --backend-store-uri {self.tracking_uri}",
+            "  experiment drift-decider, view \"Model training\": each check run's artifact "
+            "drift_decider/report.html is the drift report",
             f"History and plot:  drift-decider history --model {self.model} --tracking-uri {self.tracking_uri} "
             f"--plot {self.workdir / 'history.png'}",
+            f"The report as a file:  drift-decider history --model {self.model} --version {self.version} "
+            f"--tracking-uri {self.tracking_uri} --html {self.workdir / 'report.html'}",
         ])
 
     def to_dict(self) -> dict[str, Any]:

@@ -192,7 +192,8 @@ def not_measured(reference: ReferenceData, current: CurrentData) -> dict[str, st
     if current.items is None:
         missing.update(dict.fromkeys(paired, "this window's items have no ids (give --catalog, or --current with ids)"))
     elif reference.item_ids is None:
-        missing.update(dict.fromkeys(paired, "the reference has no ids (`reference set` with ids)"))
+        missing.update(dict.fromkeys(paired, "the reference has no item sample (`reference set` from a file "
+                                             "with ids; one set with --engine spark keeps only the profile)"))
     elif reference.queries is None:
         missing.update(dict.fromkeys(paired[1:], "the reference has no queries (`reference set --queries`)"))
     elif current.queries is None:
