@@ -682,6 +682,11 @@ def version_states(model: str, *, tracking_uri: str | None = None) -> list[Versi
     return TrackingStore.open(tracking_uri, read_only=True).version_states(model)
 
 
+def version_state(model: str, version: str, *, tracking_uri: str | None = None) -> VersionState:
+    """One version of ``model``: whether it has a reference and its latest gate."""
+    return TrackingStore.open(tracking_uri, read_only=True).version_state(model, version)
+
+
 def alias_holder(model: str, alias: str, *, tracking_uri: str | None = None) -> str | None:
     """The version holding ``alias`` now, or None when it is unset."""
     return TrackingStore.open(tracking_uri, read_only=True).alias_state(model, alias).holder

@@ -78,8 +78,7 @@ def _run(config: Config, job: Job, event: Event, tracking_uri: str | None, today
 
     spool_dir = config.state_dir / "spool"
     if job.kind == "reference":
-        if any(state.version == event.version and state.has_reference
-               for state in api.version_states(event.model, tracking_uri=tracking_uri)):
+        if api.version_state(event.model, event.version, tracking_uri=tracking_uri).has_reference:
             return {"reference": "kept: the version has one already (the receiver never replaces a reference)"}
         uri = api.set_reference(event.model, event.version, path("embeddings"), queries_path=path("queries"),
                                 sibling_paths=[config.base / item.format(**values) for item in job.siblings],

@@ -88,21 +88,24 @@ Part = tuple[CatalogTally, np.ndarray, np.ndarray]
 def _tally_and_rows(shared: "Broadcast", dim: int, name: str) -> Callable:
     def run(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
         sample_ids, learned_ids, known_ids = shared.value
-        found: Part | None = None
+        parts: list[Part] = []
         offset = 0
         for batch in batches:
             ids, x = batch_ids(batch, offset, name), batch_vectors(batch, offset, dim, name)
             keep = np.isin(ids, sample_ids)
-            part = (CatalogTally.of(ids, learned_ids, known_ids), ids[keep], x[keep])
-            found = part if found is None else _merge_parts(found, part)
+            parts.append((CatalogTally.of(ids, learned_ids, known_ids), ids[keep], x[keep]))
             offset += batch.num_rows
-        if found is not None:
-            yield one_value_batch("part", pickle.dumps(found))
+        if parts:
+            yield one_value_batch("part", pickle.dumps(_merge_parts(*parts)))
     return run
 
 
-def _merge_parts(a: Part, b: Part) -> Part:
-    return a[0].merge(b[0]), np.concatenate([a[1], b[1]]), np.concatenate([a[2], b[2]])
+def _merge_parts(*parts: Part) -> Part:
+    """One part of the rows of all ``parts``: tallies merged, kept rows concatenated once."""
+    tally = parts[0][0]
+    for part in parts[1:]:
+        tally = tally.merge(part[0])
+    return tally, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
 
 
 def window_digest(profile: EmbeddingProfile, tally: CatalogTally, items: EmbeddingSet) -> str:

@@ -132,13 +132,13 @@ class TrackingStore:
                 token = page.token
                 if not token:
                     break
-        gate, states = tags.PREFIX + "promotion.", []
-        for mv in found:
-            mv_tags = mv.tags or {}
-            passed = mv_tags.get(gate + "passed")
-            states.append(VersionState(str(mv.version), bool(mv_tags.get(tags.REFERENCE_URI)),
-                                       mv_tags.get(gate + "alias") or None, None if passed is None else passed == "true"))
-        return sorted(states, key=lambda state: int(state.version))
+        return sorted((_version_state(str(mv.version), mv.tags or {}) for mv in found),
+                      key=lambda state: int(state.version))
+
+    def version_state(self, name: str, version: str) -> VersionState:
+        """One version of ``name``, as ``version_states`` reads it (one registry request)."""
+        with mlflow_errors(f"reading version {version} of {name!r}"):
+            return _version_state(version, registry.resolve_version(self.client, name, version=version).tags)
 
     def register_webhook(self, name: str, url: str, events: list[str], secret: str,
                          description: str) -> dict[str, Any]:
@@ -292,3 +292,10 @@ def sync_spool(spool_dir: str | Path | None, tracking_uri: str | None,
                               tracking_uri,
                               decide=lambda entry, runs: decide(entry, checks.records_from_runs(runs)), landed=landed)
 
+
+def _version_state(version: str, version_tags: dict[str, str]) -> VersionState:
+    """What drift-decider recorded on a version, from its tags: a reference, and its latest gate."""
+    gate = tags.PREFIX + "promotion."
+    passed = version_tags.get(gate + "passed")
+    return VersionState(version, bool(version_tags.get(tags.REFERENCE_URI)), version_tags.get(gate + "alias") or None,
+                        None if passed is None else passed == "true")
