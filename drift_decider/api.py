@@ -24,8 +24,9 @@ import numpy as np
 
 from drift_decider.inputs.serving_index import ServingIndex
 from drift_decider.inputs.spark_tables import DEFAULT_MASTER, read_table, spark_session
-from drift_decider.measure.spark_profile import measure_dataframes, profile_dataframe
+from drift_decider.measure.spark_profile import measure_dataframes
 from drift_decider.evidence.spark_check import check_tables
+from drift_decider.evidence.spark_reference import reference_table
 from drift_decider.measure.metric_names import metric_keys
 from drift_decider.errors import InFlightError, InputError, PolicyError, TrackingError
 from drift_decider.measure.report import EvidenceReport
@@ -135,14 +136,17 @@ def set_reference(model: str, version: str, embeddings_path: str | Path, *, quer
     return store.store_reference(store.version(model, version=version, attach=True), reference)
 
 
-def set_reference_table(model: str, version: str, table_path: str | Path, *, tracking_uri: str | None = None,
-                        seed: int = 0, spark_master: str = DEFAULT_MASTER) -> str:
-    """``set_reference`` for a Parquet table profiled on Spark: the same profile as from the file, keyed
-    by the table's ids; the id-keyed item sample and the catalogue's ids stay in the table, so checks
-    against it measure distribution drift (paired families are named not measured). Returns its URI."""
-    profile = profile_dataframe(read_table(spark_session(spark_master), table_path), seed=seed, name=str(table_path))
+def set_reference_table(model: str, version: str, table_path: str | Path, *,
+                        sibling_paths: Sequence[str | Path] = (), tracking_uri: str | None = None, seed: int = 0,
+                        spark_master: str = DEFAULT_MASTER) -> str:
+    """``set_reference`` for Parquet tables with ids read on Spark: the same profile, item sample, learned
+    ids and (from ``sibling_paths``) noise floor as the same rows give from a file; no query sample
+    (score and ranking metrics need the local engine's ``queries_path``). Returns its URI."""
+    spark = spark_session(spark_master)
+    reference = reference_table(read_table(spark, table_path), seed=seed, name=str(table_path),
+                                siblings=[(read_table(spark, path), str(path)) for path in sibling_paths])
     store = TrackingStore.open(tracking_uri)
-    return store.store_reference(store.version(model, version=version, attach=True), ReferenceData(profile))
+    return store.store_reference(store.version(model, version=version, attach=True), reference)
 
 
 MIN_BASELINE_CHECKS = 3

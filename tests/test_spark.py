@@ -165,25 +165,54 @@ def test_a_table_without_ids_is_refused_with_the_reason(spark):
         profile_dataframe(df, seed=0)
 
 
-def test_a_reference_set_on_spark_checks_as_the_local_engine_measures(sides, tables, sqlite_uri):
-    """`reference set --engine spark` stores the profile the file gives; a check against it sees the
-    distribution metrics measure() gives on the same rows and ids, and names the paired families it lacks."""
+def test_a_reference_set_on_spark_checks_as_one_set_from_the_file(sides, tables, sqlite_uri):
+    """`reference set --engine spark` stores the profile, item sample and ids the file gives: a check
+    against it measures every metric (distribution and structure) as a check against the local
+    reference does, and the profile equals the file's."""
     from drift_decider import api
     from drift_decider.tracking.store import TrackingStore
 
-    (x, ids, _), (y, cur_ids, _) = sides
-    version = api.register("recsys", tracking_uri=sqlite_uri)
-    api.set_reference_table("recsys", version, tables / "reference.parquet", tracking_uri=sqlite_uri, seed=3)
+    (x, ids, _), _ = sides
+    on_spark, local = api.register("recsys", tracking_uri=sqlite_uri), api.register("recsys", tracking_uri=sqlite_uri)
+    api.set_reference_table("recsys", on_spark, tables / "reference.parquet", tracking_uri=sqlite_uri, seed=3)
+    api.set_reference("recsys", local, tables / "reference.parquet", tracking_uri=sqlite_uri, seed=3)
     store = TrackingStore.open(sqlite_uri)
-    stored = store.load_reference(store.version("recsys", version=version)).profile
-    local = EmbeddingProfile.from_array(x, seed=3, ids=ids)
-    np.testing.assert_array_equal(stored.sample_keys, local.sample_keys)
-    assert stored.sketch.spec == local.sketch.spec
-    outcome = api.check("recsys", tables / "current.parquet", POLICY, version=version, tracking_uri=sqlite_uri,
-                        seed=3, dry_run=True, allow_id_mismatch=True)
-    expected = measure(x, y, seed=3, reference_ids=ids, current_ids=cur_ids).values()
-    assert {k: outcome.values[k] for k in expected} == pytest.approx(expected, rel=1e-6, abs=1e-12)
-    assert "structure" in outcome.not_measured
+    stored = store.load_reference(store.version("recsys", version=on_spark)).profile
+    profile = EmbeddingProfile.from_array(x, seed=3, ids=ids)
+    np.testing.assert_array_equal(stored.sample_keys, profile.sample_keys)
+    assert stored.sketch.spec == profile.sketch.spec
+    outcomes = [api.check("recsys", tables / "current.parquet", POLICY, version=version, tracking_uri=sqlite_uri,
+                          seed=3, dry_run=True, allow_id_mismatch=True) for version in (on_spark, local)]
+    assert "knn_turnover" in outcomes[0].values and "structure" not in outcomes[0].not_measured
+    assert outcomes[0].values == pytest.approx(outcomes[1].values, rel=1e-6, abs=1e-12)
+    assert outcomes[0].not_measured == outcomes[1].not_measured
+
+
+@pytest.mark.parametrize("partitions", [1, 3, 8])
+def test_a_reference_set_on_spark_keeps_the_files_item_sample_ids_and_noise_floor(spark, tables, monkeypatch,
+                                                                                partitions):
+    """The item sample (the rows of the smallest id keys: here 2,000 of 6,000), the learned ids and a
+    sibling's noise floor equal the local reference's from the same rows, however the tables are split."""
+    from drift_decider.evidence import assemble, spark_reference
+    from drift_decider.evidence.noise_floor import Sibling
+
+    monkeypatch.setattr(assemble, "ITEM_SAMPLE_ROWS", 2_000)
+    monkeypatch.setattr(spark_reference, "ITEM_SAMPLE_ROWS", 2_000)
+    x, ids = _side(5, 0.0)
+    sibling = x + np.random.default_rng(9).normal(0, 0.1, x.shape).astype(np.float32)
+    local = assemble.ReferenceData.from_arrays(x, ids, seed=7)
+    local_floor = assemble.measure_noise(local, [Sibling(ids, sibling)], seed=7)
+    read = [spark.read.parquet(str(_write_dir(v, ids, tables / f"{name}-{partitions}", partitions)))
+            for name, v in (("ref", x), ("sibling", sibling))]
+    on_spark = spark_reference.reference_table(read[0], seed=7, name="ref", siblings=[(read[1], "sibling")])
+    assert len(on_spark.item_ids) == 2_000
+    order = np.argsort(local.item_ids)
+    np.testing.assert_array_equal(on_spark.item_ids, local.item_ids[order])
+    np.testing.assert_array_equal(on_spark.item_vectors, local.item_vectors[order])
+    np.testing.assert_array_equal(on_spark.known_ids, local.known_ids)
+    assert on_spark.noise.samples.keys() == local_floor.samples.keys() and local_floor.samples
+    for name, values in local_floor.samples.items():
+        assert on_spark.noise.samples[name] == pytest.approx(values, rel=1e-6, abs=1e-12), name
 
 
 # -- check --engine spark ------------------------------------------------------------------------
@@ -263,18 +292,24 @@ def test_check_on_spark_records_what_the_local_check_records_however_partitioned
     assert again.already_recorded and again.run_id == recorded["run_id"]
 
 
-def test_check_on_spark_against_a_reference_set_on_spark(window, sqlite_uri):
-    """A reference profiled on Spark (no item sample) checks a Spark window as the local engine does."""
+def test_check_on_spark_against_a_reference_set_on_spark(spark, window, tables, sqlite_uri):
+    """A reference set on Spark with a sibling (`reference set --engine spark --sibling DIR`) checks a
+    Spark window as the local engine does, structure and its noise units included."""
     from drift_decider import api
 
     files, dirs = window
+    x, ids = _side(5, 0.0)
+    sibling = _write_dir(x + np.random.default_rng(8).normal(0, 0.05, x.shape).astype(np.float32), ids,
+                         tables / "ref-sibling", 3)
     version = api.register("recsys", tracking_uri=sqlite_uri)
-    api.set_reference_table("recsys", version, files["ref_items"], tracking_uri=sqlite_uri, seed=7)
+    run_cli("reference", "set", "--model", "recsys", "--version", version, "--embeddings", files["ref_items"],
+            "--sibling", sibling, "--seed", 7, "--engine", "spark", "--tracking-uri", sqlite_uri)
     args = dict(version=version, tracking_uri=sqlite_uri, seed=7, window_end=END, dry_run=True)
     local = api.check("recsys", files["today"], POLICY, **args)
     on_spark = api.check("recsys", dirs["today", 3], POLICY, engine="spark", **args)
     assert on_spark.values == pytest.approx(local.values, rel=1e-6, abs=1e-12)
-    assert on_spark.action == local.action and "structure" in on_spark.not_measured
+    assert on_spark.action == local.action and on_spark.not_measured == local.not_measured
+    assert "structure" not in on_spark.not_measured and "knn_turnover.noise_units" in on_spark.values
 
 
 @pytest.mark.parametrize("table, damage, message", [("current", "nan", "contains NaN or inf"),

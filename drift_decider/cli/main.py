@@ -234,11 +234,11 @@ def reference() -> None:
                    "enable structure metrics; with --engine spark a Parquet file or directory with ids).")
 @click.option("--queries", default=None, type=click.Path(dir_okay=False),
               help="A sample of query embeddings at registration time (enables score and ranking metrics).")
-@click.option("--sibling", "siblings", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--sibling", "siblings", multiple=True, type=click.Path(),
               help="Item embeddings with ids from a refit that saw no new data (another seed, a subsample or "
-                   "bootstrap of the training set). Repeat for several; they give the noise floor each "
-                   "metric is judged against. Without one, the default policy does not retrain on "
-                   "structure or rankings.")
+                   "bootstrap of the training set; with --engine spark a Parquet file or directory). Repeat "
+                   "for several; they give the noise floor each metric is judged against. Without one, the "
+                   "default policy does not retrain on structure or rankings.")
 @click.option("--sibling-queries", "sibling_queries", multiple=True, type=click.Path(dir_okay=False),
               help="The --queries users embedded by each sibling's own tower, in --sibling order (optional; "
                    "without them the reference queries stand in).")
@@ -262,10 +262,11 @@ def reference_set(model: str, version: str, embeddings: str, queries: str | None
     """
     from drift_decider import api
 
-    if engine == "spark" and (queries or siblings):
-        raise click.UsageError("--engine spark stores the profile only: --queries and --sibling need the local engine")
-    uri = (api.set_reference_table(model, version, embeddings, tracking_uri=tracking_uri, seed=seed,
-                                   spark_master=spark_master) if engine == "spark"
+    if engine == "spark" and (queries or sibling_queries):
+        raise click.UsageError("--engine spark reads item tables: --queries and --sibling-queries need the local "
+                               "engine")
+    uri = (api.set_reference_table(model, version, embeddings, sibling_paths=siblings, tracking_uri=tracking_uri,
+                                   seed=seed, spark_master=spark_master) if engine == "spark"
            else api.set_reference(model, version, embeddings, queries_path=queries, sibling_paths=siblings,
                                   sibling_query_paths=sibling_queries, tracking_uri=tracking_uri, seed=seed,
                                   progress=_bars()))

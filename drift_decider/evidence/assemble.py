@@ -27,6 +27,7 @@ from drift_decider.measure.metrics.structure import (check_id_kinds, new_item_sh
                                              structure_metrics)
 from drift_decider.evidence.noise_floor import NoiseFloor, Sibling
 from drift_decider.measure.profile import EmbeddingProfile
+from drift_decider.measure.row_keys import bottom_keys, row_keys
 
 ITEM_SAMPLE_ROWS = 100_000   # id-keyed reference items kept per version (structure and score metrics)
 QUERY_SAMPLE_ROWS = 10_000   # reference queries kept per version (score metrics)
@@ -65,13 +66,22 @@ class ReferenceData:
                 ids = ids.astype(str)
         reference = cls(EmbeddingProfile.from_array(vectors, seed=seed, progress=progress, ids=ids))
         if ids is not None:
-            rows = seeded_rows(len(ids), ITEM_SAMPLE_ROWS, seed)
+            rows = item_sample_rows(ids, seed)
             reference = replace(reference, item_ids=np.asarray(ids)[rows], known_ids=np.unique(ids),
                                 item_vectors=np.asarray(vectors[rows], dtype=np.float32))
         if queries is not None:
             rows = seeded_rows(len(queries), QUERY_SAMPLE_ROWS, seed)
             reference = replace(reference, queries=np.asarray(queries[rows], dtype=np.float32))
         return reference
+
+
+def item_sample_rows(ids: np.ndarray, seed: int) -> np.ndarray:
+    """Positions of a reference's item sample, in file order: every row of a catalogue of at most
+    ITEM_SAMPLE_ROWS, else the rows of the ITEM_SAMPLE_ROWS smallest id keys, so that a table read on
+    Spark, however partitioned, keeps the same items (evidence.spark_check.reference_table)."""
+    if len(ids) <= ITEM_SAMPLE_ROWS:
+        return np.arange(len(ids))
+    return np.sort(bottom_keys(row_keys(seed, ids), ITEM_SAMPLE_ROWS))
 
 
 @dataclass(frozen=True)
@@ -193,7 +203,7 @@ def not_measured(reference: ReferenceData, current: CurrentData) -> dict[str, st
         missing.update(dict.fromkeys(paired, "this window's items have no ids (give --catalog, or --current with ids)"))
     elif reference.item_ids is None:
         missing.update(dict.fromkeys(paired, "the reference has no item sample (`reference set` from a file "
-                                             "with ids; one set with --engine spark keeps only the profile)"))
+                                             "with ids)"))
     elif reference.queries is None:
         missing.update(dict.fromkeys(paired[1:], "the reference has no queries (`reference set --queries`)"))
     elif current.queries is None:

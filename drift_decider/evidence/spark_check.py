@@ -20,7 +20,7 @@ import hashlib
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,12 +30,9 @@ from drift_decider.inputs.embeddings import EmbeddingSet
 from drift_decider.measure.distribution import compare, current_seed, require_window_rows
 from drift_decider.measure.profile import EmbeddingProfile
 from drift_decider.measure.report import EvidenceReport
-from drift_decider.measure.spark_profile import (batch_ids, batch_vectors, one_value_batch, profile_dataframe,
-                                                 tree_merge, vectors_and_ids)
+from drift_decider.measure.spark_profile import partition_pass, profile_dataframe, tree_merge, vectors_and_ids
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-    from pyspark import Broadcast
     from pyspark.sql import DataFrame
 
 
@@ -72,7 +69,8 @@ def catalogue_sample(df: "DataFrame", reference: ReferenceData, *, name: str) ->
     frame = vectors_and_ids(df, None, None, name)
     sample_ids = reference.item_ids if reference.item_ids is not None else np.zeros(0, np.int64)
     shared = frame.sparkSession.sparkContext.broadcast((sample_ids, reference.learned_ids, reference.known_ids))
-    part = _tally_and_rows(shared, reference.profile.dim, name)
+    part = partition_pass(reference.profile.dim, name, lambda ids, x: _tally_and_rows(shared.value, ids, x),
+                          _merge_parts)
     merged = tree_merge(frame.mapInArrow(part, "part binary"), _merge_parts, pickle.loads)
     shared.unpersist()
     if merged is None:
@@ -85,19 +83,11 @@ def catalogue_sample(df: "DataFrame", reference: ReferenceData, *, name: str) ->
 Part = tuple[CatalogTally, np.ndarray, np.ndarray]
 
 
-def _tally_and_rows(shared: "Broadcast", dim: int, name: str) -> Callable:
-    def run(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
-        sample_ids, learned_ids, known_ids = shared.value
-        parts: list[Part] = []
-        offset = 0
-        for batch in batches:
-            ids, x = batch_ids(batch, offset, name), batch_vectors(batch, offset, dim, name)
-            keep = np.isin(ids, sample_ids)
-            parts.append((CatalogTally.of(ids, learned_ids, known_ids), ids[keep], x[keep]))
-            offset += batch.num_rows
-        if parts:
-            yield one_value_batch("part", pickle.dumps(_merge_parts(*parts)))
-    return run
+def _tally_and_rows(shared: tuple[np.ndarray, ...], ids: np.ndarray, x: np.ndarray) -> Part:
+    """One batch's ids tallied against the version's, and its rows in the reference's item sample."""
+    sample_ids, learned_ids, known_ids = shared
+    keep = np.isin(ids, sample_ids)
+    return CatalogTally.of(ids, learned_ids, known_ids), ids[keep], x[keep]
 
 
 def _merge_parts(*parts: Part) -> Part:

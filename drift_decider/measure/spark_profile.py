@@ -88,10 +88,7 @@ def partials_frame(df: "DataFrame", *, seed: int, column: str | Sequence[str] | 
     dim = len(first[0])
     if dim == 0:
         raise InputError(f"{name}: rows have zero dimensions")
-    kept = max(sample_rows, PILOT_ROWS)
-    keys = tree_merge(frame.select(ID).mapInArrow(_smallest_keys(seed, kept, name), "keys binary"),
-                 lambda a, b: _merge_keys(a, b, kept),
-                 lambda data: np.frombuffer(data, np.uint64))
+    keys = smallest_keys(frame, seed, max(sample_rows, PILOT_ROWS), name)
     if keys is None:
         raise InputError(f"{name}: no rows (empty embedding set)")
     if len(np.unique(keys)) < len(keys):
@@ -107,6 +104,13 @@ def partials_frame(df: "DataFrame", *, seed: int, column: str | Sequence[str] | 
     sample_last = int(keys[sample_rows - 1]) if len(keys) >= sample_rows else int(NO_LIMIT)
     build = _partials(seed, sample_rows, sketch_spec, chunk_rows, sample_last, dim, name)
     return frame.mapInArrow(build, "partial binary")
+
+
+def smallest_keys(frame: "DataFrame", seed: int, kept: int, name: str) -> np.ndarray | None:
+    """The ``kept`` smallest id keys of ``frame`` (``vectors_and_ids``' columns), ascending, read from
+    the id column alone; None when it has no rows."""
+    return tree_merge(frame.select(ID).mapInArrow(_smallest_keys(seed, kept, name), "keys binary"),
+                      lambda a, b: _merge_keys(a, b, kept), lambda data: np.frombuffer(data, np.uint64))
 
 
 def vectors_and_ids(df: "DataFrame", column: str | Sequence[str] | None, id_column: str | None,
@@ -183,6 +187,20 @@ def _partials(seed: int, sample_rows: int, spec: SketchSpec | None, chunk_rows: 
             offset += batch.num_rows
         if profile is not None:
             yield one_value_batch("partial", pickle.dumps(profile.sample_up_to(sample_last)))
+    return run
+
+
+def partition_pass(dim: int, name: str, part_of: Callable[[np.ndarray, np.ndarray], T],
+                   merge: Callable[..., T]) -> Callable[[Iterator["pa.RecordBatch"]], Iterator["pa.RecordBatch"]]:
+    """A ``mapInArrow`` function (output column ``part binary``) that ships one value per partition:
+    ``part_of(ids, vectors)`` of each validated Arrow batch, merged once by ``merge(*parts)``."""
+    def run(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
+        parts, offset = [], 0
+        for batch in batches:
+            parts.append(part_of(batch_ids(batch, offset, name), batch_vectors(batch, offset, dim, name)))
+            offset += batch.num_rows
+        if parts:
+            yield one_value_batch("part", pickle.dumps(merge(*parts)))
     return run
 
 
