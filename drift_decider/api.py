@@ -15,10 +15,11 @@ import stat
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -36,13 +37,14 @@ from drift_decider.measure.distribution import measure, require_window_rows
 from drift_decider.evidence.noise_floor import NoiseFloor, Sibling
 from drift_decider.tracking.store import (CheckPayload, RecordedCheck, SpoolEntry, TrackingStore, VersionRef,
                                           VersionState, sync_spool)
-from drift_decider.inputs.windows import Window, make_window, named_window, parse_window_end, require_window_id
+from drift_decider.inputs.windows import (Window, make_window, named_window, parse_time, parse_window_end,
+                                          require_window_id)
 # The policy layer, called from here only through _decide, _gate and the policy review functions below.
 from drift_decider.policy import CheckRecord, Decision, Policy, PolicyState, evaluate, lint, load_policy
 from drift_decider.policy.backtest import recorded_from_rows, replay, summary
 from drift_decider.policy.decision import held_rules
 from drift_decider.policy.yaml_fields import suggest
-from drift_decider.policy.records import history_rows, parse_time, records_from_dicts
+from drift_decider.policy.records import clean_metrics, history_rows, records_from_dicts
 from drift_decider.policy.policy_tests import TestFileResult, run_test_file
 from drift_decider.report.html import render_report
 
@@ -618,10 +620,13 @@ def explain(policy_path: str | Path, metrics_path: str | Path, *, history_path: 
     if isinstance(metrics, dict) and isinstance(metrics.get("values"), dict):
         metrics = metrics["values"]
     _refuse_unknown_metrics(metrics, str(metrics_path))
+    metrics = clean_metrics(metrics, str(metrics_path))
     rows = (history_rows(read_json_file(history_path, "history"), f"{history_path}: history") if history_path
             else [])
     moment = now if now is not None else datetime.now(timezone.utc)
-    state = PolicyState().after_all(policy, records_from_dicts(rows))
+    with _naming_file(history_path):
+        records = records_from_dicts(rows)
+    state = PolicyState().after_all(policy, records)
     return evaluate(policy, metrics, state, parse_time(moment, "--now"), context=dict(context or {}))
 
 
@@ -644,11 +649,24 @@ def backtest(policy_path: str | Path, history_path: str | Path, *, since: str | 
     """Replay a version's recorded checks (a `history --json` file) through a policy: what it would have
     decided, each check counted as enforced (or in the policy's own mode) in the history of the next."""
     policy = load_policy(policy_path)
-    before, recorded = recorded_from_rows(read_json_file(history_path, "history"),
-                                          parse_time(since, "--since") if since else None)
+    start = parse_time(since, "--since") if since else None
+    with _naming_file(history_path):
+        before, recorded = recorded_from_rows(read_json_file(history_path, "history"), start)
     steps = [step.to_dict() for step in replay(policy, recorded, history=before, as_enforced=not as_policy_mode)]
     return BacktestResult({"name": policy.name, "version": policy.version, "sha256": policy.sha256}, len(before),
                           summary(steps), steps)
+
+
+@contextmanager
+def _naming_file(path: str | Path | None) -> Iterator[None]:
+    """InputErrors about a file's content, prefixed with the file (a history check's error names the
+    check, and this says in which file)."""
+    try:
+        yield
+    except InputError as exc:
+        if path is None or str(exc).startswith(str(path)):
+            raise
+        raise InputError(f"{path}: {exc}") from None
 
 
 def _refuse_unknown_metrics(metrics: Any, path: str) -> None:
@@ -676,6 +694,8 @@ def read_json_file(path: str | Path, what: str) -> Any:
         raise InputError(f"{path}: cannot read {what} file: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: {what} file is not valid JSON: {exc}") from None
+    except RecursionError:      # json.loads recurses once per nesting level
+        raise InputError(f"{path}: {what} file nests lists or objects too deeply to be a {what} file") from None
 
 
 # Registry automation (`drift-decider serve`, drift_decider.automation): what it reads of the registry,

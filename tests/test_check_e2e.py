@@ -159,6 +159,9 @@ def test_bad_window_end_and_conflicting_version_flags_exit_2(tmp_path, sqlite_ur
     np.save(tmp_path / "cur.npy", np.zeros((5, 3), dtype=np.float32))
     result = _check(sqlite_uri, "1", tmp_path / "cur.npy", "w", "yesterday", expect=2)
     assert "--window-end 'yesterday' is not an ISO 8601" in result.output
+    for end in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00"):    # no UTC datetime holds them
+        result = _check(sqlite_uri, "1", tmp_path / "cur.npy", "w", end, expect=2)
+        assert f"--window-end '{end}' is outside the years 1 to 9999 in UTC" in result.output
     both = run_cli("check", "--model", "recsys", "--version", "1", "--alias", "champion", "--current",
                    tmp_path / "cur.npy", "--policy", POLICY, "--tracking-uri", sqlite_uri, expect=2)
     assert "exactly one of --version or --alias" in both.output

@@ -44,6 +44,31 @@ def object_npy() -> bytes:
     return buf.getvalue()
 
 
+def npz_with(**members: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, embeddings=GOOD, **members)
+    return buf.getvalue()
+
+
+def raw_member_npz() -> bytes:
+    """An archive whose only member is not a .npy (np.load hands such a member over as bytes)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("embeddings", b"not an array")
+    return buf.getvalue()
+
+
+def parquet_with_ids(ids: object) -> Callable[[], bytes]:
+    def build() -> bytes:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(pa.table({"id": ids, "embedding": pa.array(GOOD.tolist(), pa.list_(pa.float32()))}), buf)
+        return buf.getvalue()
+    return build
+
+
 # name -> (file contents, what the message says)
 CASES: dict[str, tuple[Callable[[], bytes], str]] = {
     "truncated.npz": (lambda: good_npz()[:len(good_npz()) // 2], "not a readable .npz (zip) archive"),
@@ -54,6 +79,12 @@ CASES: dict[str, tuple[Callable[[], bytes], str]] = {
     "random.npz": (lambda: np.random.default_rng(2).bytes(4096), "not a readable .npz (zip) archive"),
     "object.npy": (object_npy, "holds Python objects"),
     "object-in.npz": (lambda: zipped(object_npy()), "holds Python objects"),
+    "raw-member.npz": (raw_member_npz, "the embeddings are a bytes, not an array"),
+    "ids-0d.npz": (lambda: npz_with(ids=np.array(7)), "ids must be a 1-D array (one per vector), got ()"),
+    "ids-2d.npz": (lambda: npz_with(ids=np.arange(200).reshape(100, 2)), "ids must be a 1-D array"),
+    "ids-null.parquet": (parquet_with_ids([None] + list(range(1, 100))), "id column 'id' has 1 null(s), first at row 0"),
+    "ids-list.parquet": (parquet_with_ids([[i] for i in range(100)]), "id column 'id' is list<"),
+    "ids-struct.parquet": (parquet_with_ids([{"a": i} for i in range(100)]), "id column 'id' is struct<a: int64>"),
 }
 
 

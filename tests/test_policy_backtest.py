@@ -182,7 +182,7 @@ def test_cli_table_json_and_errors(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "no check to replay: the history has no checks" in result.output
     history.write_text("[{\"window_end\": \"yesterday\"}]")
     result = CliRunner().invoke(policy_group, ["backtest", "--policy", str(policy), "--history", str(history)])
-    assert result.exit_code == 2 and "not an ISO-8601 time" in result.output
+    assert result.exit_code == 2 and "not an ISO 8601 time" in result.output
 
 
 def test_the_decided_record_is_the_record_built_anew() -> None:

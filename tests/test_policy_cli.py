@@ -128,8 +128,11 @@ def test_explain_human_and_json(tmp_path: Path) -> None:
     ("{not json", (), "not valid JSON"),
     ('{"knn_jaccard": "high"}', (), "must be a number"),
     ('[1, 2]', (), "expected a mapping"),
-    ('{}', ("--now", "tomorrow"), "not an ISO-8601 time"),
+    ('{}', ("--now", "tomorrow"), "not an ISO 8601 time"),
     ('{}', ("--context", "novalue"), "expected KEY=VALUE"),
+    ('{"knn_jaccard": 1' + '0' * 400 + '}', (), "m.json: metric 'knn_jaccard' is too large for a number"),
+    ('[' * 100_000 + ']' * 100_000, (), "m.json: metrics file nests lists or objects too deeply"),
+    ('{}', ("--now", "0001-01-01T00:00:00+05:00"), "--now '0001-01-01T00:00:00+05:00' is outside the years 1 to 9999"),
 ])
 def test_explain_bad_input_exits_2(tmp_path: Path, metrics_text: str, extra: tuple, message: str) -> None:
     metrics = write(tmp_path, "m.json", metrics_text)
@@ -137,6 +140,21 @@ def test_explain_bad_input_exits_2(tmp_path: Path, metrics_text: str, extra: tup
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     as_json = invoke("explain", "--policy", DEFAULT, "--metrics", metrics, "--json", *extra)
     assert as_json.exit_code == 2 and json.loads(as_json.output)["ok"] is False
+
+
+@pytest.mark.parametrize("check, message", [
+    ({"window_end": "0001-01-01T00:00:00+05:00"}, "window_end '0001-01-01T00:00:00+05:00' is outside the years"),
+    ({"window_end": "2026-01-01T00:00:00Z", "metrics": {"knn_jaccard": 10**400}}, "is too large for a number"),
+    ({"window_end": "2026-01-01T00:00:00Z", "action": "explode"}, "unknown action 'explode'"),
+])
+@pytest.mark.parametrize("command", ["explain", "backtest"])
+def test_a_bad_history_check_exits_2_naming_the_file_and_check(tmp_path: Path, check: dict, message: str,
+                                                               command: str) -> None:
+    history = write(tmp_path, "h.json", json.dumps([{"window_id": "w1", **check}]))
+    extra = ("--metrics", write(tmp_path, "m.json", "{}")) if command == "explain" else ()
+    result = invoke(command, "--policy", DEFAULT, "--history", history, *extra)
+    assert result.exit_code == 2, result.output
+    assert f"error: {history}: " in result.output and "'w1'" in result.output and message in result.output
 
 
 def test_explain_missing_files_exit_2(tmp_path: Path) -> None:

@@ -232,7 +232,7 @@ def test_naive_now_is_utc_and_history_round_trips() -> None:
 
 
 @pytest.mark.parametrize("rows, message", [
-    ([{"window_end": "yesterday"}], "not an ISO-8601 time"),
+    ([{"window_end": "yesterday"}], "not an ISO 8601 time"),
     ([{"window_end": "2026-01-01", "action": "panic"}], "unknown action"),
     ([{"window_end": "2026-01-01", "mode": "maybe"}], "unknown mode"),
     ([{"window_end": "2026-01-01", "metrics": {"x": "1"}}], "must be a number"),

@@ -12,7 +12,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 import numpy as np
 
@@ -104,15 +104,28 @@ def load_embeddings(path: str | Path, *, array: str | None = None, ids: str | No
     except MemoryError:
         raise InputError(f"{path}: too large to load into memory (a .npy file is memory-mapped instead)") from None
     validate_vectors(vectors, path)
-    if id_array is not None and len(id_array) != vectors.shape[0]:
-        raise InputError(f"{path}: {len(id_array)} ids for {vectors.shape[0]} vectors")
-    if id_array is not None and len(np.unique(id_array)) != len(id_array):
-        raise InputError(f"{path}: ids are not unique")
+    if id_array is not None:
+        validate_ids(id_array, vectors.shape[0], path)
     return EmbeddingSet(path=path, vectors=vectors, ids=id_array)
+
+
+def validate_ids(ids: Any, rows: int, path: Path | str) -> None:
+    """Raise InputError unless ``ids`` is a 1-D array of unique numbers or strings, one per vector."""
+    if not isinstance(ids, np.ndarray) or ids.ndim != 1:
+        shape = ids.shape if isinstance(ids, np.ndarray) else type(ids).__name__
+        raise InputError(f"{path}: ids must be a 1-D array (one per vector), got {shape}")
+    if ids.dtype.kind not in "iufSUO":
+        raise InputError(f"{path}: ids of dtype {ids.dtype}; expected integers or strings")
+    if len(ids) != rows:
+        raise InputError(f"{path}: {len(ids)} ids for {rows} vectors")
+    if len(np.unique(ids)) != len(ids):
+        raise InputError(f"{path}: ids are not unique")
 
 
 def validate_vectors(vectors: np.ndarray, path: Path | str) -> None:
     """Raise InputError unless ``vectors`` is a non-empty, 2-D, real-valued and finite matrix."""
+    if not isinstance(vectors, np.ndarray):
+        raise InputError(f"{path}: the embeddings are a {type(vectors).__name__}, not an array (.npy member)")
     if vectors.ndim != 2:
         raise InputError(f"{path}: embeddings must be 2-D (rows x dimensions), got shape {vectors.shape}")
     if vectors.shape[0] == 0:
@@ -219,7 +232,7 @@ def _read_parquet(path: Path, array: str | None, ids: str | None) -> tuple[np.nd
     list_columns = [n for n in names if n != id_name and (pa.types.is_list(table.schema.field(n).type)
                     or pa.types.is_fixed_size_list(table.schema.field(n).type)
                     or pa.types.is_large_list(table.schema.field(n).type))]
-    id_array = table.column(id_name).to_numpy() if id_name else None
+    id_array = _id_column(table, id_name, path) if id_name else None
     if array is not None or list_columns:
         column = _pick(list_columns or names, array, VECTOR_KEYS, "embedding column", path, required=True)
         return _list_column_to_matrix(table.column(column).combine_chunks(), path, column), id_array
@@ -228,6 +241,21 @@ def _read_parquet(path: Path, array: str | None, ids: str | None) -> tuple[np.nd
     if not numeric:
         raise InputError(f"{path}: no list column and no numeric columns to read embeddings from")
     return np.column_stack([table.column(n).to_numpy() for n in numeric]), id_array
+
+
+def _id_column(table: Any, name: str, path: Path) -> np.ndarray:
+    """A parquet id column as an array: integers, floats or strings, without nulls."""
+    import pyarrow as pa
+
+    column = table.column(name).combine_chunks()
+    kind = column.type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_string(kind)
+            or pa.types.is_large_string(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
+        raise InputError(f"{path}: id column {name!r} is {kind}; expected integers or strings")
+    if column.null_count:
+        row = int(np.flatnonzero(np.asarray(column.is_null()))[0])
+        raise InputError(f"{path}: id column {name!r} has {column.null_count} null(s), first at row {row}")
+    return column.to_numpy(zero_copy_only=False)
 
 
 def _list_column_to_matrix(column, path: Path, name: str) -> np.ndarray:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from drift_decider.errors import InputError
+from drift_decider.inputs.windows import parse_time
 from drift_decider.measure.metrics.knn import Metric, exact_knn, prepare
 
 KINDS = ("hnsw", "faiss-hnsw", "exact")
@@ -104,7 +105,7 @@ class ServingIndex:
         if path.is_file() and path.suffix == ".npz":
             ids, vectors, built_at = _read_snapshot(path)
             prepare(vectors[:1], snapshot_metric)  # validates the metric name
-            return cls(ids, vectors, "exact", snapshot_metric, _parse_time(built_at, path))
+            return cls(ids, vectors, "exact", snapshot_metric, _built_at(built_at, path))
         meta_path = path / META_FILE
         if not meta_path.is_file():
             raise InputError(f"{path}: not an index directory (no {META_FILE}) and not a .npz snapshot")
@@ -116,7 +117,7 @@ class ServingIndex:
         if kind not in KINDS:
             raise InputError(f"{meta_path}: unknown index kind {kind!r}")
         ids, vectors, _ = _read_snapshot(path / SNAPSHOT_FILE)
-        index = cls(ids, vectors, kind, metric, _parse_time(meta.get("built_at"), meta_path),
+        index = cls(ids, vectors, kind, metric, _built_at(meta.get("built_at"), meta_path),
                     dict(meta.get("params", {})))
         if kind in ANN_FILES:
             index.engine = _load_engine(path / ANN_FILES[kind], kind, metric, vectors.shape[1], len(ids))
@@ -150,14 +151,8 @@ def _read_snapshot(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
     return ids, vectors, built_at
 
 
-def _parse_time(text: str | None, where: Path) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"{where}: built_at {text!r} is not an ISO-8601 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+def _built_at(text: str | None, where: Path) -> datetime | None:
+    return None if text is None else parse_time(text, f"{where}: built_at")
 
 
 def _build_hnsw(vectors: np.ndarray, metric: Metric, m: int, ef_construction: int, seed: int) -> Any:

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,15 +40,29 @@ def embeddings_digest(embeddings: EmbeddingSet) -> str:
     return digest.hexdigest()[:16]
 
 
-def parse_window_end(text: str | None, option: str = "--window-end") -> datetime:
-    """ISO 8601 to an aware UTC datetime; naive times are taken as UTC; None means now."""
-    if text is None:
-        return datetime.now(timezone.utc).replace(microsecond=0)
+def parse_time(value: Any, what: str) -> datetime:
+    """A timezone-aware UTC datetime from a datetime or an ISO 8601 string (the one parser of the times
+    users give: options, history files, index metadata); naive times are taken as UTC."""
+    if type(value) is datetime and value.tzinfo is timezone.utc:    # already what we want (the hot path)
+        return value
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError(f"{what} {value!r} is not an ISO 8601 time (e.g. 2026-11-25T00:00:00Z)") from None
+    if not isinstance(value, datetime):
+        raise InputError(f"{what}: expected a time, got {type(value).__name__}")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InputError(f"{option} {text!r} is not an ISO 8601 date-time (e.g. 2026-11-25T00:00:00Z)") from exc
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.astimezone(timezone.utc)
+    except OverflowError:       # e.g. 0001-01-01T00:00:00+05:00 is before the first UTC time a datetime holds
+        raise InputError(f"{what} {value.isoformat()!r} is outside the years 1 to 9999 in UTC") from None
+
+
+def parse_window_end(text: str | None, option: str = "--window-end") -> datetime:
+    """``parse_time`` of an option; None means now."""
+    return datetime.now(timezone.utc).replace(microsecond=0) if text is None else parse_time(text, option)
 
 
 MAX_WINDOW_ID_CHARS = 500   # an id, not a document: it becomes MLflow tags and a run name

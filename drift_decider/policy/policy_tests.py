@@ -17,7 +17,8 @@ from typing import Any
 from drift_decider.errors import DriftDeciderError, PolicyError
 from drift_decider.policy.decision import Decision
 from drift_decider.policy.yaml_fields import Fields, type_name
-from drift_decider.policy.records import ACTIONS, MODES, CheckRecord, clean_metrics, parse_time
+from drift_decider.inputs.windows import parse_time
+from drift_decider.policy.records import ACTIONS, MODES, CheckRecord, clean_metrics
 from drift_decider.policy.model import Policy
 from drift_decider.policy.replay import decide_series
 from drift_decider.policy.load import API_VERSION, load_policy

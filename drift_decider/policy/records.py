@@ -11,10 +11,11 @@ import json
 import math
 import struct
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from drift_decider.errors import InputError
+from drift_decider.inputs.windows import parse_time
 
 ACTIONS = ("none", "refresh-index", "recalibrate", "retrain")   # lightest to heaviest
 # keys of `drift-decider history --json` rows that say where a check lives in MLflow and what it was
@@ -24,22 +25,6 @@ REFERENCE_KEYS = ("model", "version", "decision_id", "run_id", "noise_floor", "n
 DERIVED_KEYS = ("held",)
 ACTION_WEIGHT = {name: rank for rank, name in enumerate(ACTIONS)}
 MODES = ("enforce", "dry-run")
-
-
-def parse_time(value: Any, what: str) -> datetime:
-    """A timezone-aware UTC datetime from a datetime or ISO-8601 string; naive times are taken as UTC."""
-    if type(value) is datetime and value.tzinfo is timezone.utc:    # already what we want (the hot path)
-        return value
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise InputError(f"{what}: {value!r} is not an ISO-8601 time") from None
-    if not isinstance(value, datetime):
-        raise InputError(f"{what}: expected a time, got {type(value).__name__}")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
 
 
 def iso_time(moment: datetime | None) -> str | None:
@@ -63,7 +48,10 @@ def clean_metrics(raw: Any, what: str) -> dict[str, float]:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(f"{what}: metric {name!r} must be a number, got {type(value).__name__}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:       # an integer past float64's range: a metric is never that
+            raise InputError(f"{what}: metric {name!r} is too large for a number ({str(value)[:20]}...)") from None
         if math.isfinite(value):
             out[name] = value
     return out
