@@ -2,6 +2,7 @@
 
     PYTHONPATH=. /work/venv/bin/python benchmarks/bench_spark.py --rows 1000000     # ~5 min
     ... bench_spark.py --rows 10000000 --no-partials     # Spark and the .npy path at 10M (~15 min)
+    ... bench_spark.py --rows 1000000 --reference-set    # `reference set` instead of `measure`
 
 Writes per side and size a directory of --files Parquet files (item_id int64, embedding
 list<float>, dim --dim), the same vectors as one .npy (the single-process engine's scalable input:
@@ -34,7 +35,7 @@ import numpy as np
 
 from _peak_rss import run_measured
 
-DATA = Path("/work/helper-s18/bench")
+DATA = Path(__file__).resolve().parent / "results" / "spark-data"     # git ignores results/
 CHUNK = 250_000
 
 
@@ -127,23 +128,39 @@ class TreePeak:
 
 def run_cli(reference: Path, current: Path, engine: str, master: str) -> tuple[float, float, float, dict]:
     """(seconds, CLI process peak MB, process-tree peak MB, report) of one `measure --json`."""
-    command = [sys.executable, "-m", "drift_decider", "measure", "--reference", str(reference), "--current",
-               str(current), "--json", "--engine", engine, "--spark-master", master]
+    run = run_command(["measure", "--reference", str(reference), "--current", str(current), "--json",
+                       "--engine", engine, "--spark-master", master])
+    return run[0], run[1], run[2], json.loads(run[3])
+
+
+def run_command(args: list[str]) -> tuple[float, float, float, str]:
+    """(seconds, CLI process peak MB, process-tree peak MB, stdout) of one `drift-decider ARGS` process."""
+    command = [sys.executable, "-m", "drift_decider", *args]
     holder: dict = {}
     launcher = threading.Thread(target=lambda: holder.update(run=run_measured(command)))
     launcher.start()
     tree = None
     while launcher.is_alive() and tree is None:      # the launcher's child is the CLI process
         time.sleep(0.05)
-        out = subprocess.run(["pgrep", "-f", "-n", f"drift_decider measure --reference {reference}"],
+        out = subprocess.run(["pgrep", "-f", "-n", "drift_decider " + " ".join(args[:4])],
                              capture_output=True, text=True).stdout.split()
         tree = TreePeak(int(out[0])) if out else None
     launcher.join()
     tree_mb = tree.stop() if tree is not None else float("nan")
     run = holder["run"]
     if run.returncode != 0:
-        raise SystemExit(f"{engine} failed ({run.returncode}): {run.stderr[-2000:]}")
-    return run.seconds, run.peak_mb, tree_mb, json.loads(run.stdout)
+        raise SystemExit(f"{' '.join(args[:2])} failed ({run.returncode}): {run.stderr[-2000:]}")
+    return run.seconds, run.peak_mb, tree_mb, run.stdout
+
+
+def reference_set(embeddings: Path, engine: str, master: str, store: Path) -> tuple[float, float, float]:
+    """`reference set` of ``embeddings`` into a new version of a fresh sqlite store, as users run it."""
+    store.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    subprocess.run([sys.executable, "-m", "drift_decider", "register", "--model", "bench", "--tracking-uri", uri],
+                   check=True, capture_output=True)
+    return run_command(["reference", "set", "--embeddings", str(embeddings), "--model", "bench", "--version", "1",
+                        "--tracking-uri", uri, "--engine", engine, "--spark-master", master])[:3]
 
 
 def partial_bytes(reference: Path, master: str) -> tuple[int, list[int]]:
@@ -183,8 +200,26 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--no-partials", action="store_true", help="skip measuring the partial profiles' "
                         "bytes (one more Spark run over the first size's reference)")
+    parser.add_argument("--reference-set", action="store_true", help="time `reference set` of the reference "
+                        "side instead of `measure` (Spark directory vs the single-process .parquet)")
     args = parser.parse_args()
     table = []
+    if args.reference_set:
+        for rows in args.rows:
+            side = args.data / f"reference-{rows}x{args.dim}"
+            write_side(side, rows, args.dim, args.files, 0, 0.0, rows <= args.local_up_to)
+            stores = args.data / f"stores-{time.time_ns()}"
+            table.append((rows, "spark " + args.master,
+                          *reference_set(side, "spark", args.master, stores / "spark")))
+            print(table[-1], flush=True)
+            if rows <= args.local_up_to:
+                table.append((rows, "single, .parquet",
+                              *reference_set(side.with_suffix(".parquet"), "local", args.master, stores / "local")))
+                print(table[-1], flush=True)
+        print(f"\n`reference set`\n{'rows':>14} {'engine':<18} {'wall s':>8} {'CLI peak MB':>12} {'tree peak MB':>13}")
+        for rows, engine, seconds, peak, tree in table:
+            print(f"{rows:>14,} {engine:<18} {seconds:>8.1f} {peak:>12.0f} {tree:>13.0f}")
+        return
     for rows in args.rows:
         single = rows <= args.local_up_to
         sides = [args.data / f"{name}-{rows}x{args.dim}" for name in ("reference", "current")]
