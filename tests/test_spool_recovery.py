@@ -152,3 +152,21 @@ def test_promote_is_not_blocked_by_a_holder_that_does_not_know_todays_ids(tmp_pa
                                  GATE, "--tracking-uri", sqlite_uri, "--spool-dir", tmp_path / "spool",
                                  "--json").output)
     assert outcome["incumbent_metrics"] is None and outcome["run_id"]
+
+
+def test_files_in_the_spool_that_are_not_entries_are_named_and_kept_and_the_rest_lands(
+        tmp_path: Path, sqlite_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review r19, F4: one unreadable file made every sync an 'unexpected failure' that landed nothing."""
+    _, spool = _spool_undecided(tmp_path, sqlite_uri, monkeypatch, POLICY, {"w1": "2026-01-01T00:00:00Z"})
+    (good,) = spool.glob("*.json")
+    entry = json.loads(good.read_text())
+    bad = {"garbage.json": "{not json", "list.json": "[1]", "bytes.json": b"\xff\xfe",
+           "window.json": json.dumps({**entry, "window": "oops"}),
+           "payload.json": json.dumps({**entry, "payload": {"metrics": "x"}})}
+    for name, text in bad.items():
+        (spool / name).write_bytes(text if isinstance(text, bytes) else text.encode())
+    outcomes = {o["entry"]: o for o in json.loads(run_cli("sync", "--spool-dir", spool, "--json", expect=2).output)}
+    assert outcomes[good.name]["status"] == "recorded"
+    for name in bad:
+        assert outcomes[name]["status"] == "skipped" and str(spool / name) in outcomes[name]["reason"], outcomes[name]
+        assert (spool / name).exists()

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from drift_decider import api
 from drift_decider.errors import TrackingError
 from drift_decider.policy import PolicyState, evaluate, load_policy
-from drift_decider.tracking.spool import read_entries
+from drift_decider.tracking.spool import read_entries as read_spool
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
 from drift_decider.tracking.checks import search_checks
@@ -31,6 +31,13 @@ from support import POLICY, register_with_reference, run_cli
 
 END = datetime(2026, 5, 1, tzinfo=timezone.utc)
 WINDOW = "w-1"
+
+
+def read_entries(spool: Path) -> list:
+    """The spool's entries; every file in it must be one."""
+    entries, unreadable = read_spool(spool)
+    assert not unreadable
+    return entries
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from drift_decider.tracking.recorder import (CheckPayload, RecordingFailed, disc
                                              publish_latest, record_check)
 from drift_decider.tracking.registry import (RELEASED, Claim, VersionRef, claim_prefix, ensure_experiment, read_claim,
                                              read_claims, try_claim)
-from drift_decider.inputs.windows import Window
+from drift_decider.inputs.windows import Window, parse_time
 
 if TYPE_CHECKING:      # for annotations only: the store calls this module (mlflow loads when a call needs it)
     from mlflow.entities import Run
@@ -256,10 +256,12 @@ def sync_spool(spool_dir: Path, open_store: Callable[[str | None], TrackingStore
     """
     with spool_lock(spool_dir):
         # window order: an undecided entry is decided after the earlier windows this sync lands
-        entries = sorted(read_entries(spool_dir),
-                         key=lambda item: datetime.fromisoformat(item[1].window["window_end"]))
+        entries, unreadable = read_entries(spool_dir)
+        entries.sort(key=lambda item: parse_time(item[1].window["window_end"], str(item[0])))
         dead = {name for _, entry in entries for name in [*entry.attempts, entry.orphan_run_id] if name}
-        outcomes, stores = [], {}
+        outcomes = [{"entry": path.name, "status": "skipped", "run_id": "-", "decision": "-", "reason": reason}
+                    for path, reason in unreadable]
+        stores: dict[str | None, TrackingStore] = {}
         for path, entry in entries:
             skipped = {"entry": path.name, "status": "skipped", "run_id": "-", "decision": _action(entry)}
             uri = tracking_uri or entry.tracking_uri or None

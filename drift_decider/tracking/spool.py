@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from drift_decider.errors import InputError
+from drift_decider.inputs.windows import parse_time
+
 DEFAULT_SPOOL_DIR = Path(".drift-decider") / "spool"
 SPOOL_ENV = "DRIFT_DECIDER_SPOOL_DIR"
 
@@ -68,10 +71,47 @@ def _private_dir(directory: Path) -> None:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def read_entries(directory: Path) -> list[tuple[Path, SpoolEntry]]:
+def read_entries(directory: Path) -> tuple[list[tuple[Path, SpoolEntry]], list[tuple[Path, str]]]:
+    """The spool's entries, and the files that are not entries with why (edited, truncated or foreign
+    files: `sync` reports and keeps them, and lands the others)."""
     if not directory.is_dir():
-        return []
-    return [(path, SpoolEntry(**json.loads(path.read_text()))) for path in sorted(directory.glob("*.json"))]
+        return [], []
+    entries, unreadable = [], []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            entries.append((path, read_entry(path)))
+        except InputError as exc:
+            unreadable.append((path, str(exc)))
+    return entries, unreadable
+
+
+# the fields an entry, its window and its payload must have, and their JSON types
+_ENTRY_FIELDS = {"model": str, "version": str, "model_id": str, "kind": str, "step": int, "extra_tags": dict,
+                 "orphan_run_id": (str, type(None)), "reason": str}
+_WINDOW_FIELDS = {"window_id": str, "window_end": str, "dataset_name": str, "dataset_digest": str, "source": str}
+_PAYLOAD_FIELDS = {"values": dict, "inputs": dict, "evidence": dict, "decision": (dict, type(None))}
+
+
+def read_entry(path: Path) -> SpoolEntry:
+    """One spool entry, or an InputError naming the file and what is wrong with it."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        entry = SpoolEntry(**raw) if isinstance(raw, dict) else None
+    except (OSError, UnicodeDecodeError, RecursionError, ValueError, TypeError) as exc:
+        raise InputError(f"{path}: not a readable spool entry: {exc}") from None
+    if entry is None:
+        raise InputError(f"{path}: not a spool entry (a JSON {type(raw).__name__}, not an object)")
+    for what, value, fields in (("entry", raw, _ENTRY_FIELDS), ("window", entry.window, _WINDOW_FIELDS),
+                                ("payload", entry.payload, _PAYLOAD_FIELDS)):
+        if not isinstance(value, dict):
+            raise InputError(f"{path}: spool entry's {what} is a {type(value).__name__}, not an object")
+        wrong = [key for key, kind in fields.items() if not isinstance(value.get(key), kind)]
+        if what == "window":        # read back as a Window: exactly its fields
+            wrong += sorted(set(value) - set(fields))
+        if wrong:
+            raise InputError(f"{path}: spool entry's {what} lacks or mistypes {', '.join(wrong)}")
+    parse_time(entry.window["window_end"], f"{path}: window_end")
+    return entry
 
 
 @contextlib.contextmanager
