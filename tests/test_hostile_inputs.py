@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from drift_decider.cli.main import cli
 
 GOOD = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
+POLICY_FILE = Path(__file__).resolve().parents[1] / "policies" / "conservative.yaml"
 
 
 def npy_bytes(shape: tuple[int, ...]) -> bytes:
@@ -41,6 +42,12 @@ def good_npz() -> bytes:
 def object_npy() -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return buf.getvalue()
+
+
+def array_npy(values: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, values)
     return buf.getvalue()
 
 
@@ -85,6 +92,8 @@ CASES: dict[str, tuple[Callable[[], bytes], str]] = {
     "ids-null.parquet": (parquet_with_ids([None] + list(range(1, 100))), "id column 'id' has 1 null(s), first at row 0"),
     "ids-list.parquet": (parquet_with_ids([[i] for i in range(100)]), "id column 'id' is list<"),
     "ids-struct.parquet": (parquet_with_ids([{"a": i} for i in range(100)]), "id column 'id' is struct<a: int64>"),
+    "huge-values.npy": (lambda: array_npy(np.full((100, 8), 1e300)), "100 row(s) hold values beyond"),
+    "int64-max.npy": (lambda: array_npy(np.full((100, 8), np.iinfo(np.int64).max)), "whose squared distances overflow"),
 }
 
 
@@ -114,3 +123,34 @@ def test_fifo_as_embeddings_is_refused_not_read(tmp_path: Path) -> None:
     np.save(good, GOOD)
     result = CliRunner().invoke(cli, ["measure", "--reference", str(good), "--current", str(fifo)])
     assert result.exit_code == 2 and f"{fifo}: not a regular file" in result.output, result.output
+
+
+def _snapshot(path: Path, **arrays: object) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda d: (d / "idx").mkdir() or (d / "idx" / "index.json").write_text("[1, 2]") and d / "idx",
+     "not a readable serving index (TypeError"),
+    (lambda d: (d / "idx").mkdir() or (d / "idx" / "index.json").write_text("[" * 100_000) and d / "idx",
+     "not a readable serving index"),
+    (lambda d: (d / "trunc.npz").write_bytes(b"PK\x03\x04garbage") and d / "trunc.npz",
+     "not a readable serving index (BadZipFile"),
+    (lambda d: _snapshot(d / "text.npz", ids=np.arange(100), vectors=np.full((100, 8), "x")),
+     "index vectors of dtype <U1, not real numbers"),
+    (lambda d: _snapshot(d / "huge.npz", ids=np.arange(100), vectors=np.full((100, 8), 1e300)),
+     "index vectors contain NaN or infinite values"),
+])
+def test_a_damaged_serving_index_exits_2_naming_it(tmp_path: Path, build: Callable[[Path], Path],
+                                                   message: str) -> None:
+    """Review r19, F5: corrupt or foreign index files were 'unexpected failure's."""
+    index = build(tmp_path)
+    current = tmp_path / "current.npz"
+    np.savez(current, embeddings=GOOD, ids=np.arange(100))
+    result = CliRunner().invoke(cli, ["check", "--model", "m", "--version", "1", "--current", str(current),
+                                      "--index", str(index), "--policy", str(POLICY_FILE), "--tracking-uri",
+                                      f"sqlite:///{tmp_path / 'mlflow.db'}", "--spool-dir", str(tmp_path / "spool")])
+    assert result.exit_code == 2, result.output
+    assert f"error: {index}: " in result.output and message in result.output, result.output
+    assert not (tmp_path / "mlflow.db").exists()

@@ -135,17 +135,24 @@ def validate_vectors(vectors: np.ndarray, path: Path | str) -> None:
     if vectors.dtype == np.bool_ or not (np.issubdtype(vectors.dtype, np.floating)
                                          or np.issubdtype(vectors.dtype, np.integer)):
         raise InputError(f"{path}: dtype {vectors.dtype} is not a real number type")
-    if np.issubdtype(vectors.dtype, np.integer):
-        return
-    bad_rows, first_bad = 0, None
+    # squared distances, summed over the dimensions in float32, must stay finite: |x|^2 * 4 * dim < max
+    limit = math.sqrt(float(np.finfo(np.float32).max) / (4 * vectors.shape[1]))
+    bad_rows, huge_rows, first_bad, first_huge = 0, 0, None, None
     for start, block in iter_chunks(vectors):
-        bad = ~np.isfinite(block).all(axis=1)
-        count = int(bad.sum())
-        if count and first_bad is None:
+        bad = ~np.isfinite(block).all(axis=1) if block.dtype.kind == "f" else np.zeros(len(block), bool)
+        values = block if block.dtype.kind == "f" else block.astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            huge = ~bad & (np.abs(values) > limit).any(axis=1)
+        if bad.any() and first_bad is None:
             first_bad = start + int(np.argmax(bad))
-        bad_rows += count
+        if huge.any() and first_huge is None:
+            first_huge = start + int(np.argmax(huge))
+        bad_rows, huge_rows = bad_rows + int(bad.sum()), huge_rows + int(huge.sum())
     if bad_rows:
         raise InputError(f"{path}: {bad_rows} row(s) contain NaN or inf; first at row {first_bad}")
+    if huge_rows:
+        raise InputError(f"{path}: {huge_rows} row(s) hold values beyond ±{limit:.3g}, whose squared distances "
+                         f"overflow float32; first at row {first_huge}")
 
 
 def check_same_dim(reference_dim: int, current: EmbeddingSet, reference_name: str = "reference") -> None:

@@ -12,6 +12,8 @@ On disk, a directory: ``index.json`` (kind, metric, built_at, parameters), ``sna
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,7 +49,7 @@ class ServingIndex:
               seed: int = 0, built_at: datetime | None = None, m: int = 16, ef_construction: int = 200,
               ef_search: int = 100) -> "ServingIndex":
         """Build an index over ``vectors`` (one row per id). Single-threaded, so a seed gives one index."""
-        ids, vectors = _check_snapshot(ids, vectors)
+        ids, vectors = _check_snapshot(ids, vectors, "the vectors to index")
         if kind not in KINDS:
             raise InputError(f"unknown index kind {kind!r}; expected one of {', '.join(KINDS)}")
         prepare(vectors[:1], metric)  # validates the metric name
@@ -99,9 +101,19 @@ class ServingIndex:
         """Load an index directory written by :meth:`save`, or a bare ``.npz`` snapshot (ids, vectors).
 
         A bare snapshot is searched exactly with ``snapshot_metric``; a ``built_at`` entry in it
-        (ISO text) dates it.
+        (ISO text) dates it. Whatever a damaged or foreign file makes the readers raise is an
+        InputError naming it.
         """
-        path = Path(path)
+        try:
+            return cls._load(Path(path), snapshot_metric)
+        except InputError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, RecursionError, RuntimeError, OSError, EOFError,
+                zipfile.BadZipFile, zlib.error) as exc:
+            raise InputError(f"{path}: not a readable serving index ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _load(cls, path: Path, snapshot_metric: Metric) -> "ServingIndex":
         if path.is_file() and path.suffix == ".npz":
             ids, vectors, built_at = _read_snapshot(path)
             prepare(vectors[:1], snapshot_metric)  # validates the metric name
@@ -124,17 +136,20 @@ class ServingIndex:
         return index
 
 
-def _check_snapshot(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _check_snapshot(ids: np.ndarray, vectors: np.ndarray, path: Path | str) -> tuple[np.ndarray, np.ndarray]:
     ids = np.asarray(ids)
     if ids.dtype == object:
         ids = ids.astype(str)
-    vectors = np.asarray(vectors, dtype=np.float32)
+    if np.asarray(vectors).dtype.kind not in "fiu":
+        raise InputError(f"{path}: index vectors of dtype {np.asarray(vectors).dtype}, not real numbers")
+    with np.errstate(over="ignore"):        # a value past float32's range becomes inf, refused below
+        vectors = np.asarray(vectors, dtype=np.float32)
     if ids.ndim != 1 or vectors.ndim != 2 or len(ids) != len(vectors) or len(ids) == 0:
-        raise InputError(f"an index needs one vector per id: {ids.shape} ids, {vectors.shape} vectors")
+        raise InputError(f"{path}: an index needs one vector per id: {ids.shape} ids, {vectors.shape} vectors")
     if len(np.unique(ids)) != len(ids):
-        raise InputError("index ids contain duplicates: each item must appear once")
+        raise InputError(f"{path}: index ids contain duplicates: each item must appear once")
     if not np.isfinite(vectors).all():
-        raise InputError("index vectors contain NaN or infinite values")
+        raise InputError(f"{path}: index vectors contain NaN or infinite values (or values past float32's range)")
     return ids, vectors
 
 
@@ -147,7 +162,7 @@ def _read_snapshot(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
             built_at = str(data["built_at"]) if "built_at" in data.files else None
     except (ValueError, KeyError, OSError) as exc:
         raise InputError(f"{path}: unreadable snapshot, expected arrays 'ids' and 'vectors' ({exc})") from None
-    ids, vectors = _check_snapshot(ids, vectors)
+    ids, vectors = _check_snapshot(ids, vectors, path)
     return ids, vectors, built_at
 
 
