@@ -62,3 +62,44 @@ def test_a_window_id_past_the_limit_is_refused_before_measuring(tmp_path: Path, 
                      "--window-id", "w" * (MAX_WINDOW_ID_CHARS + 1), "--tracking-uri", sqlite_uri, expect=2)
     assert f"at most {MAX_WINDOW_ID_CHARS}" in result.output
     assert _state(sqlite_uri) == before
+
+
+@pytest.mark.parametrize("end", ["1969-12-31T23:59:59Z", "0001-01-01T00:00:00Z"])
+def test_a_window_end_before_1970_is_refused_before_anything_is_claimed(tmp_path: Path, sqlite_uri: str,
+                                                                        end: str) -> None:
+    """MLflow stores times as milliseconds since 1970: such a check used to claim its window, fail to
+    write, spool itself and hold every later window of the version back (review r19, F8)."""
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    window = write_items(tmp_path / "w.npz", ids, vectors)
+    before = _state(sqlite_uri)
+    result = run_cli("check", "--model", "recsys", "--version", version, "--current", window, "--policy", POLICY,
+                     "--window-id", "old", "--window-end", end, "--tracking-uri", sqlite_uri, "--spool-dir",
+                     tmp_path / "spool", expect=2)
+    assert "is before 1970-01-01T00:00:00Z" in result.output
+    assert _state(sqlite_uri) == before and not list((tmp_path / "spool").glob("*.json"))
+    run_cli("check", "--model", "recsys", "--version", version, "--current", window, "--policy", POLICY,
+            "--window-id", "new", "--window-end", "2026-11-26T00:00:00Z", "--tracking-uri", sqlite_uri)
+
+
+def test_a_reference_below_the_minimum_is_refused(tmp_path: Path, sqlite_uri: str) -> None:
+    """Checks against a one-row reference were decided `none` on the few metrics left (review r19, F10)."""
+    from drift_decider import api
+
+    version = api.register("tiny", tracking_uri=sqlite_uri)
+    ids, vectors = movielens_items()
+    small = write_items(tmp_path / "small.npz", ids[:MIN_WINDOW_ROWS - 1], vectors[:MIN_WINDOW_ROWS - 1])
+    result = run_cli("reference", "set", "--model", "tiny", "--version", version, "--embeddings", small,
+                     "--tracking-uri", sqlite_uri, expect=2)
+    assert f"{small}: {MIN_WINDOW_ROWS - 1} row(s); a reference needs at least {MIN_WINDOW_ROWS}" in result.output
+
+
+@pytest.mark.parametrize("window_id, says", [("", "--window-id is empty"), ("a\nb", "control character '\\n'")])
+def test_an_empty_or_multi_line_window_id_is_refused(tmp_path: Path, sqlite_uri: str, window_id: str,
+                                                     says: str) -> None:
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    window = write_items(tmp_path / "w.npz", ids, vectors)
+    result = run_cli("check", "--model", "recsys", "--version", version, "--current", window, "--policy", POLICY,
+                     "--window-id", window_id, "--tracking-uri", sqlite_uri, expect=2)
+    assert says in result.output

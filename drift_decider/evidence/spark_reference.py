@@ -23,6 +23,7 @@ import numpy as np
 from drift_decider.evidence.assemble import ITEM_SAMPLE_ROWS, ReferenceData, measure_noise
 from drift_decider.evidence.noise_floor import Sibling
 from drift_decider.evidence.spark_check import catalogue_sample
+from drift_decider.measure.distribution import require_window_rows
 from drift_decider.measure.row_keys import row_keys
 from drift_decider.measure.spark_profile import (NO_LIMIT, partition_pass, profile_dataframe, smallest_keys,
                                                  tree_merge, vectors_and_ids)
@@ -38,6 +39,7 @@ def reference_table(df: "DataFrame", *, seed: int, name: str,
     the version learned. ``siblings`` (tables of refits, each with its name) give the noise floor; of
     each, only the rows in the item sample reach the driver, which are all the floor pairs by id."""
     profile = profile_dataframe(df, seed=seed, name=name)
+    require_window_rows(profile.count, name, "a reference")
     frame = vectors_and_ids(df, None, None, name)
     keys = smallest_keys(frame, seed, ITEM_SAMPLE_ROWS, name)
     last = int(keys[-1]) if len(keys) >= ITEM_SAMPLE_ROWS else int(NO_LIMIT)

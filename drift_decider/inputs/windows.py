@@ -80,13 +80,27 @@ def make_window(current: EmbeddingSet, window_id: str | None, window_end: dateti
     return named_window(window_id, window_end, str(current.path), digest)
 
 
+EARLIEST_WINDOW_END = datetime(1970, 1, 1, tzinfo=timezone.utc)   # MLflow stores times as ms since then
+
+
 def named_window(window_id: str | None, window_end: datetime, source: str, digest: str) -> Window:
     """A window of data from ``source`` with ``digest`` (however it was computed: here, or on Spark)."""
+    if window_end < EARLIEST_WINDOW_END:
+        raise InputError(f"--window-end {window_end.isoformat()} is before 1970-01-01T00:00:00Z: MLflow records "
+                         f"times as milliseconds since then, and cannot record this window")
     return Window(window_id=window_id or f"data-{digest}", window_end=window_end,
                   dataset_name=Path(source.rstrip("/")).stem, dataset_digest=digest, source=source)
 
 
 def require_window_id(window_id: str | None) -> None:
-    """An id, not a document: refused before any data is read."""
-    if window_id and len(window_id) > MAX_WINDOW_ID_CHARS:
+    """An id, not a document: refused before any data is read. It names MLflow tags and runs, so it is
+    one line of printable text (None: derived from the data)."""
+    if window_id is None:
+        return
+    if not window_id.strip():
+        raise InputError("--window-id is empty: leave it out to name the window by its data")
+    if len(window_id) > MAX_WINDOW_ID_CHARS:
         raise InputError(f"--window-id has {len(window_id)} characters; at most {MAX_WINDOW_ID_CHARS}")
+    control = next((c for c in window_id if not c.isprintable()), None)
+    if control is not None:
+        raise InputError(f"--window-id {window_id!r} holds the control character {control!r}: one line of text")

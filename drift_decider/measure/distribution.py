@@ -59,12 +59,13 @@ class MeasureOptions:
 MIN_WINDOW_ROWS = MeasureOptions.min_rows
 
 
-def require_window_rows(rows: int, where: str) -> None:
-    """Refuse a window a decision cannot rest on: below MeasureOptions.min_rows rows (10; the domain
-    classifier needs as many to hold five out per side) every drift test reports insufficient_data,
-    and a one-row window was decided `none` on the few moment metrics left: the check failed open."""
+def require_window_rows(rows: int, where: str, what: str = "a window") -> None:
+    """Refuse a window (or a reference) a decision cannot rest on: below MeasureOptions.min_rows rows
+    (10; the domain classifier needs as many to hold five out per side) every drift test reports
+    insufficient_data, and a one-row window was decided `none` on the few moment metrics left: the
+    check failed open."""
     if rows < MIN_WINDOW_ROWS:
-        raise InputError(f"{where}: {rows} row(s); a window needs at least {MIN_WINDOW_ROWS} (the drift tests "
+        raise InputError(f"{where}: {rows} row(s); {what} needs at least {MIN_WINDOW_ROWS} (the drift tests "
                          f"need {MIN_WINDOW_ROWS} rows per side)")
 
 
