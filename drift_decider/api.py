@@ -34,6 +34,7 @@ from drift_decider.measure.report import EvidenceReport
 from drift_decider.evidence.assemble import CurrentData, ReferenceData, build_evidence, measure_noise
 from drift_decider.inputs.embeddings import EmbeddingSet, check_same_dim, load_embeddings
 from drift_decider.measure.distribution import measure, require_window_rows
+from drift_decider.measure.metrics.structure import check_id_kinds
 from drift_decider.evidence.noise_floor import NoiseFloor, Sibling
 from drift_decider.tracking.store import (CheckPayload, RecordedCheck, SpoolEntry, TrackingStore, VersionRef,
                                           VersionState, sync_spool)
@@ -126,6 +127,7 @@ def set_reference(model: str, version: str, embeddings_path: str | Path, *, quer
     with ids) give the noise floor that checks judge each metric against.
     """
     embeddings = load_embeddings(embeddings_path)
+    require_window_rows(embeddings.n, str(embeddings.path), "a reference")
     queries = load_embeddings(queries_path) if queries_path else None
     if queries is not None:
         check_same_dim(embeddings.dim, queries, str(embeddings.path))
@@ -191,6 +193,7 @@ def load_siblings(paths: Sequence[str | Path], query_paths: Sequence[str | Path]
         check_same_dim(reference.dim, items, str(reference.path))
         if items.ids is None:
             raise InputError(f"{items.path}: a sibling needs item ids (.npz with `ids`, or a parquet id column)")
+        check_id_kinds(reference.ids, items.ids, str(items.path))
         sibling_queries = load_embeddings(query_paths[number]) if query_paths else None
         if sibling_queries is not None:
             check_same_dim(reference.dim, sibling_queries, str(reference.path))

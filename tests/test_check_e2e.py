@@ -182,3 +182,24 @@ def test_history_since_names_its_own_option(sqlite_uri):
     result = run_cli("history", "--model", "recsys", "--since", "yesterday", "--tracking-uri", sqlite_uri, expect=2)
     assert "--since 'yesterday' is not an ISO 8601" in result.output
 
+
+
+def test_history_outputs_that_cannot_be_written_exit_2_before_reading(tmp_path, sqlite_uri):
+    """Review r19, F6: a plot type matplotlib lacks, a path that cannot hold the file and an empty
+    model name were 'unexpected failure's."""
+    register_with_reference(sqlite_uri, tmp_path)
+    base = ("history", "--model", "recsys", "--version", "1", "--tracking-uri", sqlite_uri)
+    assert "expected a .png, .svg, .pdf file" in run_cli(*base, "--plot", tmp_path / "out.txt", expect=2).output
+    (tmp_path / "file").write_text("")
+    for option, name in (("--plot", "p.png"), ("--html", "r.html")):     # a file where its folder should be
+        result = run_cli(*base, option, tmp_path / "file" / name, expect=2)
+        assert f"{tmp_path / 'file' / name}: cannot write" in result.output
+    assert "--model is empty" in run_cli("history", "--model", "", "--tracking-uri", sqlite_uri, expect=2).output
+
+
+def test_ids_of_another_kind_are_refused_naming_the_file(tmp_path, sqlite_uri):
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    text_ids = write_items(tmp_path / "text.npz", np.array([f"m{i}" for i in ids]), vectors)
+    result = _check(sqlite_uri, version, text_ids, "w", "2026-03-01T00:00:00Z", expect=2)
+    assert f"{text_ids}: the reference ids are integers and these ids text" in result.output

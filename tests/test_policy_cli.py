@@ -99,6 +99,8 @@ tests:
      "suppressed: [{rule: r, reason: why}]}}]}]\n",
      "'why' is not one of"),
     ("policy: p.yaml\ntests: [{name: x, stepz: []}]\n", "did you mean 'steps'"),
+    ("policy: p.yaml\ntests: [{name: x, steps: [{metrics: {knn_jacard: 0.2}}]}]\n",
+     "unknown metric 'knn_jacard' (did you mean 'knn_jaccard'?)"),
 ])
 def test_broken_test_files_exit_2_with_location(tmp_path: Path, body: str, message: str) -> None:
     write(tmp_path, "p.yaml", HEADER + "rules:\n  - {id: r, action: retrain, when: 'knn_jaccard < 0.5'}\n")

@@ -111,6 +111,9 @@ def test_p_value_companions_only_exist_for_tests() -> None:
      "unknown metric 'knn_jaccard.__class__' in template", (7, "x {")),
     ("mode: shadow\nrules:\n  - {id: r1, action: retrain, when: 'knn_jaccard < 1'}\n",
      "'shadow' is not one of", (4, "shadow")),
+    ("params: {small: 1e-5}\nrules:\n  - {id: r1, action: retrain, when: 'knn_jaccard < $small'}\n",
+     "got string '1e-5' (YAML reads a number with an exponent as a number only in the form 1.0e-05)",
+     (4, "1e-5")),
 ])
 def test_schema_errors_are_clear_and_located(body: str, message: str, at: tuple[int, str]) -> None:
     """``at`` is (line, text the error must point at): the column is where that text starts."""

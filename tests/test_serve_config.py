@@ -37,11 +37,15 @@ models:
     ("prod/{today}.npz", "14:20", "unknown placeholder {today!r}"),
     ("  url: http://127.0.0.1:8787/hook", "4:8", "is not an http(s) URL"),
     ("          alias: champion", "12:18", "does not match"),
+    ("  url: http://[::1]:8787/hook", "4:8", "Invalid IPv6 URL"),
 ])
 def test_a_bad_config_is_refused_at_its_line_and_column(tmp_path: Path, change: str, where: str, says: str) -> None:
     broken = {"      - reference:": "      - refrence:", "items/v{version}.npz": "items/v{versoin}.npz",
               "prod/{today}.npz": "prod/{today!r}.npz", "  url: http://127.0.0.1:8787/hook": "  url: ftp://h/x",
-              "          alias: champion": "          alias: ../champion"}[change]
+              "          alias: champion": "          alias: ../champion",
+              "  url: http://[::1]:8787/hook": "  url: http://[::1:8787/hook"}[change]
+    if change.startswith("  url: http://["):
+        change = "  url: http://127.0.0.1:8787/hook"
     config = tmp_path / "automation.yaml"
     config.write_text(GOOD.replace(change, broken))
     output = run_cli("webhooks", "reconcile", "--config", config, expect=2).output

@@ -97,6 +97,8 @@ class Config:
             except OSError as exc:
                 raise InputError(f"cannot read the webhook secret file {self.secret_file}: "
                                  f"{exc.strerror or exc}") from None
+            except UnicodeDecodeError:
+                raise InputError(f"the webhook secret file {self.secret_file} is not UTF-8 text") from None
             where = f"file {self.secret_file}"
         if len(value) < 16:
             problem = "unset" if not value else "shorter than 16 characters"
@@ -125,10 +127,10 @@ def load_config(path: str | Path) -> Config:
     receiver = doc.sub("receiver", "receiver", ("url", "listen", "secret_env", "secret_file", "max_age", "state_dir",
                                                 "webhook_name"), ("url",))
     url = receiver.string("url")
-    parts = urllib.parse.urlsplit(url)
     try:
+        parts = urllib.parse.urlsplit(url)
         url_port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:         # a port that is not a number in 0-65535
+    except ValueError as exc:         # a port that is not a number in 0-65535, a broken [IPv6] host
         raise receiver.fail("url", f"{url!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise receiver.fail("url", f"{url!r} is not an http(s) URL with a host and no query")
@@ -147,7 +149,8 @@ def load_config(path: str | Path) -> Config:
                                        "take from the window")
     models = doc.raw("models")
     if not isinstance(models, Located) or not models:
-        raise doc.fail("models", f"expected a mapping of model name to its events, got {type_name(models)}")
+        got = "an empty mapping" if isinstance(models, Located) else type_name(models)
+        raise doc.fail("models", f"expected a mapping of model name to its events, got {got}")
     return Config(path=path, url=url, listen=_listen(receiver, parts.hostname, url_port),
                   listen_at=receiver.at("listen" if receiver.has("listen") else "url"),
                   secret_env=secret_env,

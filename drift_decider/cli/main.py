@@ -14,14 +14,14 @@ import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
 from drift_decider import __version__
 from drift_decider.cli.policy_commands import policy_group
 from drift_decider.cli.serve_commands import serve_commands
-from drift_decider.errors import DriftDeciderError, ExitCode, error_message, exit_code
+from drift_decider.errors import DriftDeciderError, ExitCode, InputError, error_message, exit_code
 from drift_decider.cli.table import fmt, render_table
 
 # What each exit code means, once: the legend of `drift-decider --help` and the labels of each command's epilog.
@@ -423,12 +423,33 @@ def sync(tracking_uri: str | None, spool_dir: str | None, as_json: bool) -> None
             sys.exit(code)
 
 
+PLOT_TYPES = (".png", ".svg", ".pdf")
+
+
+def _output_file(text: str | None, option: str, suffixes: tuple[str, ...]) -> Path | None:
+    """An output file option, refused before anything is read when it names a type we cannot write."""
+    if text is None:
+        return None
+    if Path(text).suffix.lower() not in suffixes:
+        raise click.BadParameter(f"{text!r}: expected a {', '.join(suffixes)} file", param_hint=option)
+    return Path(text)
+
+
+def _write(path: Path, write: Callable[[], Any]) -> None:
+    """Write an output file, its folder created if missing; a path that cannot hold it is bad input."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
 @cli.command("history", epilog=exit_codes(ExitCode.OK, ExitCode.FAILURE, ExitCode.BAD_INPUT))
 @click.option("--model", required=True, help="Registered model name.")
 @click.option("--version", default=None, help="Only this version (default: all versions).")
 @click.option("--since", default=None, metavar="ISO8601", help="Only windows ending at or after this time.")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
-              help="Also write a PNG of the headline metrics with a marker per decision.")
+              help="Also write a plot of the headline metrics with a marker per decision (.png, .svg or .pdf).")
 @click.option("--html", "html_path", default=None, type=click.Path(dir_okay=False),
               help="Also write the version's drift report: one self-contained HTML file (key metrics over "
                    "windows with thresholds, noise floor and decision markers, held rules, the latest "
@@ -440,15 +461,16 @@ def history_cmd(model: str, version: str | None, since: str | None, plot_path: s
     """Show every recorded check of a model: window, key metrics, decision, rule, run."""
     from drift_decider import api
 
-    if html_path:       # first: without --version it is refused before anything is printed
+    html_file, plot_file = _output_file(html_path, "--html", (".html",)), _output_file(plot_path, "--plot", PLOT_TYPES)
+    if html_file:       # first: without --version it is refused before anything is printed
         report = api.history_report(model, version=version, since=since, tracking_uri=tracking_uri)
-        Path(html_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(html_path).write_text(report, encoding="utf-8")
+        _write(html_file, lambda: html_file.write_text(report, encoding="utf-8"))
     rows = api.history(model, version=version, since=since, tracking_uri=tracking_uri)
-    if plot_path:
+    if plot_file:
         from drift_decider.cli.plots import plot_history
 
-        plot_history(rows, api.HEADLINE_METRICS, plot_path, f"{model}" + (f" v{version}" if version else ""))
+        _write(plot_file, lambda: plot_history(rows, api.HEADLINE_METRICS, plot_file,
+                                               f"{model}" + (f" v{version}" if version else "")))
     if as_json:
         click.echo(_dumps(rows))
         return

@@ -115,7 +115,8 @@ def build_evidence(reference: ReferenceData, current: CurrentData, *, seed: int 
     families that could not be measured are named, with why, in ``inputs["not_measured"]`` ("none"
     when every family was)."""
     items = current.items
-    tally = None if items is None else CatalogTally.of(items.ids, reference.learned_ids, reference.known_ids)
+    tally = None if items is None else CatalogTally.of(items.ids, reference.learned_ids, reference.known_ids,
+                                                       str(items.path))
     return assemble_evidence(reference, current, tally, lambda: measure(
         reference.profile, current.embeddings.vectors, seed=seed, progress=progress,
         current_ids=current.embeddings.ids), seed=seed, now=now, allow_id_mismatch=allow_id_mismatch)
@@ -132,12 +133,13 @@ class CatalogTally:
     unlearned: np.ndarray           # up to 3 ids the version did not learn, for the refusal's message
 
     @classmethod
-    def of(cls, ids: np.ndarray, learned_ids: np.ndarray | None, known_ids: np.ndarray | None) -> "CatalogTally":
-        """Count ``ids`` (a whole catalogue's, or one part's: parts add up with ``merge``) against a
-        version's ``learned_ids`` and ``known_ids``."""
+    def of(cls, ids: np.ndarray, learned_ids: np.ndarray | None, known_ids: np.ndarray | None,
+           where: str | None = None) -> "CatalogTally":
+        """Count ``ids`` (a whole catalogue's, or one part's: parts add up with ``merge``; ``where`` names
+        their file) against a version's ``learned_ids`` and ``known_ids``."""
         ids = np.asarray(ids)
         if learned_ids is not None:
-            check_id_kinds(learned_ids, ids)
+            check_id_kinds(learned_ids, ids, where)
         learned = None if learned_ids is None else np.isin(ids, learned_ids)
         return cls(len(ids), None if learned is None else int(learned.sum()),
                    None if known_ids is None else int(np.isin(ids, known_ids).sum()),

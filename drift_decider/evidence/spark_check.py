@@ -69,7 +69,7 @@ def catalogue_sample(df: "DataFrame", reference: ReferenceData, *, name: str) ->
     frame = vectors_and_ids(df, None, None, name)
     sample_ids = reference.item_ids if reference.item_ids is not None else np.zeros(0, np.int64)
     shared = frame.sparkSession.sparkContext.broadcast((sample_ids, reference.learned_ids, reference.known_ids))
-    part = partition_pass(reference.profile.dim, name, lambda ids, x: _tally_and_rows(shared.value, ids, x),
+    part = partition_pass(reference.profile.dim, name, lambda ids, x: _tally_and_rows(shared.value, ids, x, name),
                           _merge_parts)
     merged = tree_merge(frame.mapInArrow(part, "part binary"), _merge_parts, pickle.loads)
     shared.unpersist()
@@ -83,11 +83,11 @@ def catalogue_sample(df: "DataFrame", reference: ReferenceData, *, name: str) ->
 Part = tuple[CatalogTally, np.ndarray, np.ndarray]
 
 
-def _tally_and_rows(shared: tuple[np.ndarray, ...], ids: np.ndarray, x: np.ndarray) -> Part:
+def _tally_and_rows(shared: tuple[np.ndarray, ...], ids: np.ndarray, x: np.ndarray, name: str) -> Part:
     """One batch's ids tallied against the version's, and its rows in the reference's item sample."""
     sample_ids, learned_ids, known_ids = shared
     keep = np.isin(ids, sample_ids)
-    return CatalogTally.of(ids, learned_ids, known_ids), ids[keep], x[keep]
+    return CatalogTally.of(ids, learned_ids, known_ids, name), ids[keep], x[keep]
 
 
 def _merge_parts(*parts: Part) -> Part:

@@ -104,7 +104,7 @@ def _params(doc: Fields) -> dict[str, float]:
         if not re.fullmatch(_PARAM, key):
             raise PolicyError(f"param name {key!r} must match {_PARAM}", node.key_pos[key])
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise PolicyError(f"param {key!r} must be a finite number, got {type_name(value)}",
+            raise PolicyError(f"param {key!r} must be a finite number, got {_what_it_is(value)}",
                               node.value_pos[key])
         out[key] = float(value)
     return out
@@ -237,8 +237,7 @@ class _ConditionBuilder:
                 raise PolicyError(f"unknown param {raw!r}{suggest(name, self.params)}", where)
             return self.params[name], name
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
-            got = repr(raw) if isinstance(raw, float) else type_name(raw)
-            raise PolicyError(f"{what} must be a finite number or $param, got {got}", where)
+            raise PolicyError(f"{what} must be a finite number or $param, got {_what_it_is(raw)}", where)
         return float(raw), None
 
     def compare(self, metric: str, op: str, value: float | None, param: str | None, where: str) -> Compare:
@@ -312,3 +311,19 @@ class _ConditionBuilder:
         return Cusum(metric=metric, pos=f.pos, target=target, sigma=self.positive(sub, "sigma"),
                      k=self.positive(sub, "k", 0.5), h=self.positive(sub, "h", 5.0),
                      side=sub.choice("side", ("upper", "lower", "both"), "both"))
+
+
+def _what_it_is(value: Any) -> str:
+    """What a value that should be a number is, for the error: YAML 1.1 reads 1e-5 and 1.0e308 (an
+    exponent without a sign) as text, which no reader expects, so say how to write them."""
+    if isinstance(value, float):
+        return repr(value)
+    try:
+        number = float(value) if isinstance(value, str) else None
+    except ValueError:
+        number = None
+    if number is not None and math.isfinite(number):
+        mantissa, e, exponent = repr(number).partition("e")
+        written = (mantissa if "." in mantissa else mantissa + ".0") + e + exponent
+        return f"string {value!r} (YAML reads a number with an exponent as a number only in the form {written})"
+    return type_name(value)

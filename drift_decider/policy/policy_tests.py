@@ -16,7 +16,8 @@ from typing import Any
 
 from drift_decider.errors import DriftDeciderError, PolicyError
 from drift_decider.policy.decision import Decision
-from drift_decider.policy.yaml_fields import Fields, type_name
+from drift_decider.measure.metric_names import metric_keys
+from drift_decider.policy.yaml_fields import Fields, suggest, type_name
 from drift_decider.inputs.windows import parse_time
 from drift_decider.policy.records import ACTIONS, MODES, CheckRecord, clean_metrics
 from drift_decider.policy.model import Policy
@@ -260,6 +261,9 @@ def _metrics(f: Fields, key: str, *, allow_null: bool) -> dict[str, Any]:
         raise f.fail(key, f"expected a mapping of metric name to number, got {type_name(node)}")
     out: dict[str, Any] = {}
     for name, value in node.items():
+        if name not in metric_keys():       # a misspelt metric would be missing at every step, silently
+            raise PolicyError(f"unknown metric {name!r}{suggest(str(name), metric_keys())}",
+                              node.key_pos.get(name, f.at(key)))
         if value is None and allow_null:
             out[name] = None          # null removes a default: the metric is missing at this step
             continue

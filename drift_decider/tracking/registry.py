@@ -41,6 +41,7 @@ def resolve_version(client: MlflowClient, name: str, version: str | None = None,
     """
     from mlflow.exceptions import MlflowException
 
+    require_name(name)
     if (version is None) == (alias is None):
         raise InputError("give exactly one of --version or --alias")
     try:
@@ -301,12 +302,19 @@ def move_alias(client: MlflowClient, name: str, alias: str, seen: AliasState, ca
                             f"right after this one moved it")
 
 
+def require_name(name: str) -> None:
+    """An empty model name is a missing argument (MLflow would call it a failed request)."""
+    if not name.strip():
+        raise InputError("--model is empty: give the registered model's name")
+
+
 def require_model(client: MlflowClient, name: str) -> None:
     """A read of a model that is not registered is a typo or the wrong store: name the nearest models."""
     import difflib
 
     from mlflow.exceptions import MlflowException
 
+    require_name(name)
     try:
         client.get_registered_model(name)
         return

@@ -29,13 +29,14 @@ STRUCTURE_METRICS = ("knn_jaccard", "knn_turnover", "procrustes.residual", "proc
                      "procrustes.moved_share", "movement.cosine_p50", "movement.cosine_p90")
 
 
-def check_id_kinds(reference_ids: np.ndarray, current_ids: np.ndarray) -> None:
+def check_id_kinds(reference_ids: np.ndarray, current_ids: np.ndarray, where: str | None = None) -> None:
     """Numbers and text never match: ids of different kinds mean the files use different id columns, and
-    pairing them would read as every item new or none shared, silently."""
+    pairing them would read as every item new or none shared, silently. ``where`` names the current ids'
+    file."""
     kinds = {name: _id_kind(np.asarray(ids)) for name, ids in (("reference", reference_ids), ("current", current_ids))}
     if len(set(kinds.values())) > 1:
-        raise InputError(f"the reference ids are {kinds['reference']} and the current ids {kinds['current']}: "
-                         f"they must be the same kind of id to be paired")
+        raise InputError(f"{where + ': ' if where else ''}the reference ids are {kinds['reference']} and these ids "
+                         f"{kinds['current']}: they must be the same kind of id to be paired")
 
 
 def _id_kind(ids: np.ndarray) -> str:
