@@ -78,7 +78,7 @@ class ReferenceData:
 def item_sample_rows(ids: np.ndarray, seed: int) -> np.ndarray:
     """Positions of a reference's item sample, in file order: every row of a catalogue of at most
     ITEM_SAMPLE_ROWS, else the rows of the ITEM_SAMPLE_ROWS smallest id keys, so that a table read on
-    Spark, however partitioned, keeps the same items (evidence.spark_check.reference_table)."""
+    Spark, however partitioned, keeps the same items (evidence.spark_reference.reference_table)."""
     if len(ids) <= ITEM_SAMPLE_ROWS:
         return np.arange(len(ids))
     return np.sort(bottom_keys(row_keys(seed, ids), ITEM_SAMPLE_ROWS))
