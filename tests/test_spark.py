@@ -145,11 +145,12 @@ def test_partials_ship_only_rows_that_can_be_in_the_sample(sides):
     ("null_id", r"current: partition \d+, row \d+ has a null id"),
     ("null_vector", r"current: partition \d+, row \d+ \(id 'item-\d+'\) has a null vector"),
     ("duplicate_id", r"current: ids are not unique"),
+    ("huge", r"current: partition \d+, row \d+ \(id 'item-\d+'\) holds values beyond ±.*overflow float32"),
 ])
 def test_bad_rows_fail_the_job_naming_partition_row_and_id(spark, damage, message):
     x, ids = _side(3, 0.0)
     x, ids, bad = x[:600], ids[:600], 432
-    damaged = {"nan": [float("nan")] * DIM, "null_vector": None, "width": x[bad, :-1].tolist()}
+    damaged = {"nan": [float("nan")] * DIM, "null_vector": None, "width": x[bad, :-1].tolist(), "huge": [1e30] * DIM}
     rows = [(None if damage == "null_id" and i == bad else str(ids[i]),
              damaged[damage] if damage in damaged and i == bad else x[i].tolist()) for i in range(len(x))]
     if damage == "duplicate_id":

@@ -135,14 +135,9 @@ def validate_vectors(vectors: np.ndarray, path: Path | str) -> None:
     if vectors.dtype == np.bool_ or not (np.issubdtype(vectors.dtype, np.floating)
                                          or np.issubdtype(vectors.dtype, np.integer)):
         raise InputError(f"{path}: dtype {vectors.dtype} is not a real number type")
-    # squared distances, summed over the dimensions in float32, must stay finite: |x|^2 * 4 * dim < max
-    limit = math.sqrt(float(np.finfo(np.float32).max) / (4 * vectors.shape[1]))
     bad_rows, huge_rows, first_bad, first_huge = 0, 0, None, None
     for start, block in iter_chunks(vectors):
-        bad = ~np.isfinite(block).all(axis=1) if block.dtype.kind == "f" else np.zeros(len(block), bool)
-        values = block if block.dtype.kind == "f" else block.astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            huge = ~bad & (np.abs(values) > limit).any(axis=1)
+        bad, huge = unmeasurable_rows(block)
         if bad.any() and first_bad is None:
             first_bad = start + int(np.argmax(bad))
         if huge.any() and first_huge is None:
@@ -151,8 +146,27 @@ def validate_vectors(vectors: np.ndarray, path: Path | str) -> None:
     if bad_rows:
         raise InputError(f"{path}: {bad_rows} row(s) contain NaN or inf; first at row {first_bad}")
     if huge_rows:
-        raise InputError(f"{path}: {huge_rows} row(s) hold values beyond ±{limit:.3g}, whose squared distances "
-                         f"overflow float32; first at row {first_huge}")
+        raise InputError(f"{path}: {huge_rows} row(s) hold {TOO_LARGE % value_limit(vectors.shape[1])}; "
+                         f"first at row {first_huge}")
+
+
+TOO_LARGE = "values beyond ±%.3g, whose squared distances overflow float32"
+
+
+def value_limit(dim: int) -> float:
+    """The largest magnitude a value may have: squared distances, summed over ``dim`` dimensions in
+    float32, must stay finite (|x|^2 * 4 * dim below float32's maximum)."""
+    return math.sqrt(float(np.finfo(np.float32).max) / (4 * dim))
+
+
+def unmeasurable_rows(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of a block's rows holding NaN or inf, and of its other rows holding values beyond
+    ``value_limit``: what every reader of vectors (files here, Spark's batches) refuses."""
+    bad = ~np.isfinite(block).all(axis=1) if block.dtype.kind == "f" else np.zeros(len(block), bool)
+    values = block if block.dtype.kind == "f" else block.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        huge = ~bad & (np.abs(values) > value_limit(block.shape[1])).any(axis=1)
+    return bad, huge
 
 
 def check_same_dim(reference_dim: int, current: EmbeddingSet, reference_name: str = "reference") -> None:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Literal, Sequence, TypeVar
 import numpy as np
 
 from drift_decider.errors import InputError
-from drift_decider.inputs.embeddings import ID_KEYS, VECTOR_KEYS
+from drift_decider.inputs.embeddings import ID_KEYS, TOO_LARGE, VECTOR_KEYS, unmeasurable_rows, value_limit
 from drift_decider.measure.distribution import MeasureOptions, check_seed, compare, current_seed
 from drift_decider.measure.profile import DEFAULT_CHUNK_ROWS, DEFAULT_SAMPLE_ROWS, EmbeddingProfile
 from drift_decider.measure.report import EvidenceReport
@@ -95,8 +95,8 @@ def partials_frame(df: "DataFrame", *, seed: int, column: str | Sequence[str] | 
         raise InputError(f"{name}: ids are not unique (two rows share an id, so they share a sample key)")
     if isinstance(sketch_spec, str):
         pilot_last = keys[min(PILOT_ROWS, len(keys)) - 1]
-        pilot = tree_merge(frame.mapInArrow(_rows_up_to(seed, int(pilot_last), dim, name), "rows binary"),
-                      _concat_rows, pickle.loads)
+        rows = partition_pass(dim, name, lambda ids, x: _rows_up_to(seed, int(pilot_last), ids, x), _concat_rows)
+        pilot = tree_merge(frame.mapInArrow(rows, "part binary"), _concat_rows, pickle.loads)
         sketch_spec = SketchSpec.from_rows(pilot[1], seed=seed)
     elif sketch_spec is not None and sketch_spec.dim != dim:
         raise InputError(f"dimension mismatch: reference vectors have {sketch_spec.dim} dimensions, "
@@ -161,18 +161,11 @@ def _smallest_keys(seed: int, kept: int, name: str) -> Callable[[Iterator["pa.Re
     return run
 
 
-def _rows_up_to(seed: int, last_key: int, dim: int, name: str) -> Callable:
-    def run(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
-        found, offset = (np.zeros(0, np.uint64), np.zeros((0, dim))), 0
-        for batch in batches:
-            ids, x = batch_ids(batch, offset, name), batch_vectors(batch, offset, dim, name)
-            keys = row_keys(seed, ids)
-            keep = keys <= np.uint64(last_key)
-            found = _concat_rows(found, (keys[keep], x[keep].astype(np.float64)))
-            offset += batch.num_rows
-        if len(found[0]):
-            yield one_value_batch("rows", pickle.dumps(found))
-    return run
+def _rows_up_to(seed: int, last_key: int, ids: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One batch's keys and rows keyed at most ``last_key``."""
+    keys = row_keys(seed, ids)
+    keep = keys <= np.uint64(last_key)
+    return keys[keep], x[keep].astype(np.float64)
 
 
 def _partials(seed: int, sample_rows: int, spec: SketchSpec | None, chunk_rows: int, sample_last: int,
@@ -224,10 +217,11 @@ def batch_vectors(batch: "pa.RecordBatch", offset: int, dim: int, name: str) -> 
         what = "a null vector" if lengths[row] < 0 else f"{lengths[row]} dimensions, not {dim}"
         raise InputError(f"{name}: {_where(offset + row)} (id {ids[row].as_py()!r}) has {what}")
     x = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), dim)
-    finite = np.isfinite(x).all(axis=1)
-    if not finite.all():
-        row = int(np.argmin(finite))
-        raise InputError(f"{name}: {_where(offset + row)} (id {ids[row].as_py()!r}) contains NaN or inf")
+    bad, huge = unmeasurable_rows(x)
+    for mask, what in ((bad, "contains NaN or inf"), (huge, "holds " + TOO_LARGE % value_limit(dim))):
+        if mask.any():
+            row = int(np.argmax(mask))
+            raise InputError(f"{name}: {_where(offset + row)} (id {ids[row].as_py()!r}) {what}")
     return x
 
 
@@ -249,9 +243,9 @@ def _merge_keys(a: np.ndarray, b: np.ndarray, kept: int) -> np.ndarray:
     return keys[bottom_keys(keys, kept)]
 
 
-def _concat_rows(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of both, in key order."""
-    keys, rows = np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
+def _concat_rows(*parts: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The keyed rows of all ``parts``, in key order."""
+    keys, rows = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     order = np.argsort(keys, kind="stable")
     return keys[order], rows[order]
 
