@@ -31,7 +31,8 @@ from drift_decider.evidence.spark_reference import reference_table
 from drift_decider.measure.metric_names import metric_keys
 from drift_decider.errors import InFlightError, InputError, PolicyError, TrackingError
 from drift_decider.measure.report import EvidenceReport
-from drift_decider.evidence.assemble import CurrentData, ReferenceData, build_evidence, measure_noise
+from drift_decider.evidence.assemble import (CurrentData, ReferenceData, build_evidence, measure_noise,
+                                            require_data_growth)
 from drift_decider.inputs.embeddings import EmbeddingSet, check_same_dim, load_embeddings
 from drift_decider.measure.distribution import measure, require_window_rows
 from drift_decider.measure.metrics.structure import check_id_kinds
@@ -203,12 +204,13 @@ def load_siblings(paths: Sequence[str | Path], query_paths: Sequence[str | Path]
 
 
 def load_current(current_path: str | Path, *, catalog_path: str | Path | None = None,
-                 queries_path: str | Path | None = None, index_path: str | Path | None = None) -> CurrentData:
+                 queries_path: str | Path | None = None, index_path: str | Path | None = None,
+                 data_growth: float | None = None) -> CurrentData:
     """Load and validate every local input of a check before anything talks to MLflow."""
     embeddings = load_embeddings(current_path)
     current = CurrentData(embeddings, catalog=load_embeddings(catalog_path) if catalog_path else None,
                           queries=load_embeddings(queries_path) if queries_path else None,
-                          index=ServingIndex.load(index_path) if index_path else None)
+                          index=ServingIndex.load(index_path) if index_path else None, data_growth=data_growth)
     for other in (current.catalog, current.queries):
         if other is not None:
             check_same_dim(embeddings.dim, other, str(embeddings.path))
@@ -230,13 +232,15 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
           spool_dir: str | Path | None = None, catalog_path: str | Path | None = None,
           queries_path: str | Path | None = None, index_path: str | Path | None = None,
           allow_id_mismatch: bool = False, launched_at: float | None = None, engine: str = "local",
-          spark_master: str = DEFAULT_MASTER) -> CheckOutcome:
+          spark_master: str = DEFAULT_MASTER, data_growth: float | None = None) -> CheckOutcome:
     """Measure one window against the version's reference, decide with the policy, record in MLflow.
     Ids matching less than half the reference's items are refused unless ``allow_id_mismatch``.
     ``launched_at`` (``time.monotonic()`` when the check's process was launched; default: this call)
     sets how long the decision waits for checks of earlier windows launched with it (decide_in_order).
     ``engine="spark"`` reads ``current_path`` (and ``catalog_path``) as Parquet tables on Spark
-    (``_measured_on_spark``); everything after the evidence is the same.
+    (``_measured_on_spark``); everything after the evidence is the same. ``data_growth``: training
+    interactions that arrived since the version's cutoff, as a share of those it was trained on
+    (logged as ``data.growth``; the default policy retrains a version that has fallen behind its data).
 
     Idempotent per (version, window id): a window decided before returns its recorded decision.
     """
@@ -244,14 +248,16 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
     if (version is None) == (alias is None):
         raise InputError("give exactly one of --version or --alias")
     policy = load_policy(policy_path)
+    require_data_growth(data_growth)
     on_spark = None
     if engine == "spark":
         store, ref, window, on_spark = _measured_on_spark(model, version, alias, current_path, catalog_path,
                                                           queries_path, index_path, tracking_uri, window_id,
-                                                          window_end, seed, allow_id_mismatch, spark_master)
+                                                          window_end, seed, allow_id_mismatch, spark_master,
+                                                          data_growth)
     else:
         current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path,
-                               index_path=index_path)
+                               index_path=index_path, data_growth=data_growth)
         window = make_window(current.embeddings, window_id, parse_window_end(window_end),
                              also=(current.catalog, current.queries))
         store = TrackingStore.open(tracking_uri)
@@ -309,8 +315,8 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
 def _measured_on_spark(model: str, version: str | None, alias: str | None, current_path: str | Path,
                        catalog_path: str | Path | None, queries_path: str | Path | None,
                        index_path: str | Path | None, tracking_uri: str | None, window_id: str | None,
-                       window_end: str | None, seed: int, allow_id_mismatch: bool,
-                       spark_master: str) -> tuple[TrackingStore, VersionRef, Window, EvidenceReport]:
+                       window_end: str | None, seed: int, allow_id_mismatch: bool, spark_master: str,
+                       data_growth: float | None) -> tuple[TrackingStore, VersionRef, Window, EvidenceReport]:
     """A check's evidence and window from Parquet tables on Spark (evidence.spark_check). The digest
     that names the window comes from the profile, so the reference is read and the window measured
     before its recorded decision is looked up."""
@@ -326,7 +332,7 @@ def _measured_on_spark(model: str, version: str | None, alias: str | None, curre
     measured = check_tables(reference, read_table(spark, current_path),
                             None if catalog_path is None else read_table(spark, catalog_path),
                             source=str(current_path), catalog_source=None if catalog_path is None else str(catalog_path),
-                            seed=seed, allow_id_mismatch=allow_id_mismatch)
+                            seed=seed, allow_id_mismatch=allow_id_mismatch, data_growth=data_growth)
     return store, ref, named_window(window_id, end, str(current_path), measured.digest), measured.evidence
 
 

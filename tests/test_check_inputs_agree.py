@@ -1,6 +1,6 @@
 """A check refuses inputs that would make its decision about something else (issue 15, #2 and #3): ids
 that match too few of the reference's items, and a window id re-used with different data. It names
-what it did not measure."""
+what it did not measure, and passes on what it is told (the data growth, issue 13)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from drift_decider import api
 from support import POLICY, check_args, movielens_items, register_with_reference, run_cli, write_items
@@ -63,6 +64,34 @@ def test_the_decision_record_names_the_evidence_it_did_not_see(tmp_path: Path, s
                                                                                  vectors))).output)
     missing = outcome["decision"]["inputs"]["context"]["not_measured"]
     assert outcome["not_measured"] == missing
-    for family in ("rankings:", "queries:", "scores:", "index:", "noise floor:"):
+    for family in ("rankings:", "queries:", "scores:", "index:", "data:", "noise floor:"):
         assert family in missing
     assert "structure:" not in missing and "reference set --queries" in missing
+
+
+def test_data_growth_is_logged_and_a_version_behind_its_data_retrains(tmp_path: Path, sqlite_uri: str) -> None:
+    """What no embedding metric sees: the share of training data the version never saw. Past the noise
+    floor's 80 % (0.25 more), the default policy retrains at once; up to it, nothing is due."""
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "a.npz", ids, vectors)
+    within = json.loads(run_cli(*check_args(sqlite_uri, version, current, "w1")[:-1], "--data-growth", "0.25",
+                                "--json").output)
+    assert within["metrics"]["data.growth"] == 0.25 and within["action"] == "none"
+    assert "data:" not in within["not_measured"]
+    behind = json.loads(run_cli(*check_args(sqlite_uri, version, current, "w2", window_end="2026-07-02T00:00:00Z")[:-1],
+                                "--data-growth", "0.4", "--json").output)
+    assert (behind["action"], behind["decision"]["rule_id"]) == ("retrain", "retrain-behind-data")
+    assert "0.40 more training data arrived" in behind["decision"]["explanation"]
+    assert [row["metrics"]["data.growth"] for row in api.history("recsys", tracking_uri=sqlite_uri)] == [0.25, 0.4]
+
+
+@pytest.mark.parametrize("growth", ["-0.1", "nan", "inf"])
+def test_a_data_growth_that_is_not_a_share_exits_2_and_records_nothing(tmp_path: Path, sqlite_uri: str,
+                                                                         growth: str) -> None:
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    args = check_args(sqlite_uri, version, write_items(tmp_path / "a.npz", ids, vectors))[:-1]
+    result = run_cli(*args, "--data-growth", growth, expect=2)
+    assert f"--data-growth {float(growth)!r}" in result.output and "a number >= 0" in result.output
+    assert api.history("recsys", tracking_uri=sqlite_uri) == []

@@ -263,19 +263,22 @@ def _versioned(uri: str, files: dict) -> str:
 def test_check_on_spark_records_what_the_local_check_records_however_partitioned(window, sqlite_uri):
     """Distribution, structure (by the reference's item sample) and new-item share equal the local
     check's on the same rows, and so does the decision; the window digest does not change with the
-    partitioning; the check lands in MLflow as a local one does."""
+    partitioning; the check lands in MLflow as a local one does. The reported data growth reaches the
+    policy on both engines."""
     from drift_decider import api
 
     files, dirs = window
     version = _versioned(sqlite_uri, files)
     local = api.check("recsys", files["today"], POLICY, version=version, tracking_uri=sqlite_uri, seed=7,
-                      window_end=END, catalog_path=files["catalog"], dry_run=True)
+                      window_end=END, catalog_path=files["catalog"], dry_run=True, data_growth=0.1)
+    assert local.values["data.growth"] == 0.1 and "data" not in local.not_measured
     assert "structure" not in local.not_measured and "knn_turnover" in local.values
     assert local.values["catalog.new_item_share"] == pytest.approx(800 / 5_800)
     digests = set()
     for n in (1, 3, 8):
         on_spark = api.check("recsys", dirs["today", n], POLICY, version=version, tracking_uri=sqlite_uri,
-                             seed=7, window_end=END, catalog_path=dirs["catalog", n], dry_run=True, engine="spark")
+                             seed=7, window_end=END, catalog_path=dirs["catalog", n], dry_run=True, engine="spark",
+                             data_growth=0.1)
         assert on_spark.values.keys() == local.values.keys()
         for key, value in local.values.items():
             assert on_spark.values[key] == pytest.approx(value, rel=1e-6, abs=1e-12), (n, key)
@@ -285,7 +288,7 @@ def test_check_on_spark_records_what_the_local_check_records_however_partitioned
     assert len(digests) == 1
     out = run_cli(*check_args(sqlite_uri, version, dirs["today", 3], "spark-w1", window_end=END)[:-1],
                   "--catalog", dirs["catalog", 3], "--seed", 7, "--engine", "spark", "--spark-master", "local[2]",
-                  "--json")
+                  "--data-growth", 0.1, "--json")
     recorded = json.loads(out.stdout)
     assert recorded["run_id"] and recorded["metrics"] == pytest.approx(local.values, rel=1e-6, abs=1e-12)
     again = api.check("recsys", dirs["today", 8], POLICY, version=version, tracking_uri=sqlite_uri, seed=7,

@@ -315,6 +315,11 @@ def reference_noise(model: str, version: str, checks: int, tracking_uri: str | N
 @click.option("--fail-on-action", is_flag=True, help="Exit 3 when the decision is not `none` (for CI gates).")
 @click.option("--allow-id-mismatch", is_flag=True, help="Check even when under half of this window's ids are "
               "items the version learned (refused by default: usually another id column).")
+@click.option("--data-growth", type=float, default=None, metavar="SHARE",
+              help="Training interactions that arrived since the version's training cutoff, as a share of those "
+                   "it was trained on (0.3: 30 %% more data than it saw). Logged as data.growth; the default "
+                   "policy retrains past 0.25, when the version has seen less of today's data than its noise "
+                   "floor's 80 %% refits did. No embedding metric can see this.")
 @evidence_options
 @seed_option
 @json_option
@@ -323,8 +328,9 @@ def reference_noise(model: str, version: str, checks: int, tracking_uri: str | N
 @engine_options
 def check(model: str, version: str | None, alias: str | None, current: str, policy_path: str,
           window_id: str | None, window_end: str | None, dry_run: bool, fail_on_action: bool,
-          allow_id_mismatch: bool, seed: int, as_json: bool, tracking_uri: str | None, spool_dir: str | None,
-          catalog: str | None, queries: str | None, index: str | None, engine: str, spark_master: str) -> None:
+          allow_id_mismatch: bool, data_growth: float | None, seed: int, as_json: bool, tracking_uri: str | None,
+          spool_dir: str | None, catalog: str | None, queries: str | None, index: str | None, engine: str,
+          spark_master: str) -> None:
     """Check one window of embeddings against a model version's reference and record the decision.
 
     Logs one MLflow run with every metric (tied to the version's LoggedModel), evaluates the policy
@@ -337,7 +343,7 @@ def check(model: str, version: str | None, alias: str | None, current: str, poli
                         progress=_bars(as_json), spool_dir=spool_dir, catalog_path=catalog, queries_path=queries,
                         index_path=index, allow_id_mismatch=allow_id_mismatch,
                         launched_at=click.get_current_context().meta[_INVOKED], engine=engine,
-                        spark_master=spark_master)
+                        spark_master=spark_master, data_growth=data_growth)
     if as_json:
         click.echo(_dumps(outcome.to_dict()))
     else:

@@ -6,6 +6,7 @@ repairs apart.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
@@ -87,18 +88,30 @@ def item_sample_rows(ids: np.ndarray, seed: int) -> np.ndarray:
 @dataclass(frozen=True)
 class CurrentData:
     """One window: embeddings to test, the item catalogue (defaults to them if they carry ids),
-    today's query sample and the serving index."""
+    today's query sample, the serving index, and the data growth the team reports (``data.growth``:
+    no embedding metric can see that the version has learned from too little of today's data)."""
 
     embeddings: EmbeddingSet
     catalog: EmbeddingSet | None = None
     queries: EmbeddingSet | None = None
     index: ServingIndex | None = None
+    data_growth: float | None = None
+
+    def __post_init__(self) -> None:
+        require_data_growth(self.data_growth)
 
     @property
     def items(self) -> EmbeddingSet | None:
         if self.catalog is not None:
             return self.catalog
         return self.embeddings if self.embeddings.ids is not None else None
+
+
+def require_data_growth(growth: float | None) -> None:
+    """Refuse a data growth that is not a share >= 0, before a check reads anything else."""
+    if growth is not None and not (isinstance(growth, (int, float)) and math.isfinite(growth) and growth >= 0):
+        raise InputError(f"--data-growth {growth!r}: give the interactions that arrived since the version's "
+                         f"training cutoff as a share of those it was trained on, a number >= 0 (0.3 = 30 % more)")
 
 
 # Below this share of today's ids that the version learned, pairing by id reads another catalogue: a
@@ -178,6 +191,9 @@ def assemble_evidence(reference: ReferenceData, current: CurrentData, tally: Cat
         report.results.extend(index_health_metrics(items.ids, items.vectors, current.index, queries=queries,
                                                    now=now, seed=seed))
         families.append("index")
+    if current.data_growth is not None:
+        report.results.append(MetricResult("data.growth", current.data_growth, detail={"source": "--data-growth"}))
+        families.append("data")
     report.inputs["families"] = ",".join(families)
     report.inputs["not_measured"] = "; ".join(f"{family}: {why}" for family, why in
                                               not_measured(reference, current).items()) or "none"
@@ -214,6 +230,8 @@ def not_measured(reference: ReferenceData, current: CurrentData) -> dict[str, st
         missing["index"] = "no serving index (--index)"
     elif current.items is None:
         missing["index"] = missing["structure"]
+    if current.data_growth is None:
+        missing["data"] = "no data growth since the version's training cutoff (--data-growth)"
     if reference.noise is None:
         missing["noise floor"] = "no refits to judge noise by (`reference set --sibling`, or `reference noise`)"
     return missing

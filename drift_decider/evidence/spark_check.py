@@ -45,7 +45,8 @@ class SparkWindow:
 
 
 def check_tables(reference: ReferenceData, current: "DataFrame", catalog: "DataFrame | None", *, source: str,
-                 catalog_source: str | None = None, seed: int = 0, allow_id_mismatch: bool = False) -> SparkWindow:
+                 catalog_source: str | None = None, seed: int = 0, allow_id_mismatch: bool = False,
+                 data_growth: float | None = None) -> SparkWindow:
     """The evidence of a window whose current (and catalogue) tables Spark reads, decided as
     ``build_evidence`` decides it: the catalogue's id refusal comes before the profile's passes."""
     tally, items = catalogue_sample(catalog if catalog is not None else current, reference,
@@ -56,7 +57,7 @@ def check_tables(reference: ReferenceData, current: "DataFrame", catalog: "DataF
         raise InputError(f"{source}: dimension mismatch: the reference has {reference.profile.dim} dimensions, "
                          f"this window {profile.dim}")
     require_window_rows(profile.count, source)
-    evidence = assemble_evidence(reference, CurrentData(items), tally,
+    evidence = assemble_evidence(reference, CurrentData(items, data_growth=data_growth), tally,
                                  lambda: compare(reference.profile, profile, seed=seed), seed=seed,
                                  allow_id_mismatch=allow_id_mismatch)
     return SparkWindow(evidence, window_digest(profile, tally, items))

@@ -15,7 +15,7 @@ class MetricSpec:
     name: str
     description: str
     test: bool = False          # has a calibrated p-value, published as "<name>.p_value"
-    family: str = "drift"       # drift | structure | index | scores | rankings | queries
+    family: str = "drift"       # drift | structure | index | scores | rankings | queries | data
     ideal: float | None = None  # the value when nothing changed; set for metrics with a noise floor
 
 
@@ -81,6 +81,9 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec("queries.off_catalog_share", "share of current queries whose best cosine match in the catalogue is "
                "below the reference queries' 5th percentile (about 0.05 when nothing moved)", family="queries",
                ideal=0.05),
+    # -- what the version has not seen: told by the check, not measured (issue 13)
+    MetricSpec("data.growth", "training interactions that arrived after the version's training cutoff, as a share "
+               "of those it was trained on (check --data-growth): what a retrain now would add", family="data"),
 )
 
 
@@ -104,7 +107,7 @@ def spec_of(name: str) -> MetricSpec:
 
 
 def family_of(name: str) -> str:
-    """The family a metric belongs to (drift, structure, rankings, queries, scores, index)."""
+    """The family a metric belongs to (drift, structure, rankings, queries, scores, index, data)."""
     return _FAMILY[name]
 
 
