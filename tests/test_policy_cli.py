@@ -35,7 +35,7 @@ def test_validate_ok_and_json() -> None:
     result = invoke("validate", DEFAULT)
     assert result.exit_code == 0 and "ok: policy recommender-default" in result.output
     report = json.loads(invoke("validate", "--json", DEFAULT).output)
-    assert report["ok"] and report["files"][0]["rules"] == 7 and len(report["files"][0]["sha256"]) == 64
+    assert report["ok"] and report["files"][0]["rules"] == 8 and len(report["files"][0]["sha256"]) == 64
 
 
 def test_validate_reports_located_error_and_exit_2(tmp_path: Path) -> None:
