@@ -58,8 +58,8 @@ Oracle label, fixed before any decision was compared with it (docs/decision-qual
   makes the case ``undecidable`` if it is unclear (a cheaper repair might do); no such repair:
   ``undecidable``.
 
-Split, fixed up front: development = version 1 (its windows and faults); held-out = versions 2
-and 3.
+Split, fixed up front: development = the version at cutoff window 6 (its windows and faults);
+held-out = the versions at 12 and 18, and any version at another cutoff (``--starts``).
 """
 
 from __future__ import annotations
@@ -108,7 +108,9 @@ MATERIAL_ABS = 0.006
 SIGNIFICANT_Z = analysis.DROP_Z
 REPAIRS = ("none", "refresh-index", "recalibrate", "retrain")  # after none: cheapest first
 FAULTS = ("stale_previous_index", "partial_index", "unaligned_refit", "permuted_axes")
-DEVELOPMENT_VERSIONS = (1,)
+# The cutoff whose version was development while the oracle and the policy were chosen. Versions at
+# any other cutoff are held out; ``--starts 8,14,20`` plays cutoffs never run while choosing anything.
+DEVELOPMENT_STARTS = (6,)
 
 
 def utc(timestamp: int) -> datetime:
@@ -139,7 +141,7 @@ class Version:
 
     @property
     def split(self) -> str:
-        return "development" if self.number in DEVELOPMENT_VERSIONS else "held_out"
+        return "development" if self.served[0].index in DEVELOPMENT_STARTS else "held_out"
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,13 @@ class World:
         vectors = _least_squares_items(rated, wanted)
         keep = counts >= MIN_TRAINING_RATINGS
         return Items(ids[keep], vectors[keep])
+
+    def data_growth(self, version: Version, window: Window) -> float:
+        """What a check reports as ``--data-growth``: ratings a refit at the window's start would add to
+        the version's, as a share of the version's (every rating before its cutoff)."""
+        trained = np.count_nonzero(self.ratings.timestamp < version.model.cutoff)
+        available = np.count_nonzero(self.ratings.timestamp < window.start)
+        return (available - trained) / trained
 
     def refit(self, time: int) -> Model:
         """The model retrained on every rating before ``time`` (its own SVD basis)."""

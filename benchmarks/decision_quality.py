@@ -1,6 +1,6 @@
 """Does the policy take the repair that restores quality? A counterfactual MovieLens benchmark.
 
-    python benchmarks/decision_quality.py [--json] [--quick] [--seed 0] [--policy FILE]
+    python benchmarks/decision_quality.py [--json] [--quick] [--seed 0] [--policy FILE] [--starts 6,12,18]
 
 Replays a production recommender on MovieLens, each version served from its cutoff, with faults
 injected into copies of each version's first served window (the world and the oracle:
@@ -92,10 +92,11 @@ def reference_data(world: World, version: Version, seed: int) -> ReferenceData:
     return replace(reference, noise=measure_noise(reference, list(world.siblings(version)), seed=seed))
 
 
-def check_values(reference: ReferenceData, state: ServedState, queries: np.ndarray, now, seed: int
-                 ) -> dict[str, float]:
+def check_values(reference: ReferenceData, state: ServedState, queries: np.ndarray, data_growth: float, now,
+                 seed: int) -> dict[str, float]:
     catalog = EmbeddingSet(Path("served-catalog"), state.catalog.vectors, state.catalog.ids)
-    current = CurrentData(catalog, queries=EmbeddingSet(Path("served-queries"), queries), index=state.index)
+    current = CurrentData(catalog, queries=EmbeddingSet(Path("served-queries"), queries), index=state.index,
+                          data_growth=float(data_growth))
     return build_evidence(reference, current, seed=seed, now=now).values()
 
 
@@ -138,7 +139,7 @@ def _observe(world: World, reference: ReferenceData, version: Version, window: W
     """The window as served (``fault`` None) or with the fault injected, and what a check of it measures."""
     state = world.healthy(version, window) if fault is None else world.faulty(version, window, fault)
     queries, _ = world.queries(version, window)
-    return state, check_values(reference, state, queries, utc(window.end), seed)
+    return state, check_values(reference, state, queries, world.data_growth(version, window), utc(window.end), seed)
 
 
 def _context(version: Version, window: Window, fault: str | None) -> dict[str, str]:
@@ -206,9 +207,10 @@ def payoff(cases: list[Case]) -> dict[str, Any]:
     }
 
 
-def run(*, seed: int = 0, quick: bool = False, policy_path: Path = DEFAULT_POLICY, log=lambda text: None
-        ) -> dict[str, Any]:
-    world = World(seed, QUICK["starts"] if quick else world_mod.VERSION_STARTS)
+def run(*, seed: int = 0, quick: bool = False, policy_path: Path = DEFAULT_POLICY,
+        starts: tuple[int, ...] = world_mod.VERSION_STARTS, log=lambda text: None) -> dict[str, Any]:
+    starts = QUICK["starts"] if quick else starts
+    world = World(seed, starts)
     policy = load_policy(policy_path)
     cases = play(world, policy, seed=seed, played=QUICK["played"] if quick else None,
                  served=QUICK["served"] if quick else None, log=log)
@@ -223,7 +225,8 @@ def run(*, seed: int = 0, quick: bool = False, policy_path: Path = DEFAULT_POLIC
         "by_kind": {"natural": summarise([c for c in cases if c.fault is None]),
                     "faults": summarise([c for c in cases if c.fault is not None])},
         "versions": versions,
-        "config": {"seed": seed, "quick": quick, "policy": str(policy_path), "policy_version": policy.version,
+        "config": {"seed": seed, "quick": quick, "starts": list(starts), "policy": str(policy_path),
+                   "policy_version": policy.version,
                    "k": world_mod.K, "material_share": world_mod.MATERIAL_SHARE,
                    "material_abs": world_mod.MATERIAL_ABS, "significant_z": world_mod.SIGNIFICANT_Z,
                    "tower_tolerance": world_mod.TOWER_TOLERANCE,
@@ -234,8 +237,8 @@ def run(*, seed: int = 0, quick: bool = False, policy_path: Path = DEFAULT_POLIC
 
 def text_report(result: dict[str, Any]) -> str:
     """The summary blocks (pooled, development, held-out, natural, faults), then one row per case."""
-    blocks = (("pooled", result), ("development (version 1)", result["split"]["development"]),
-              ("held-out (versions 2-3)", result["split"]["held_out"]),
+    blocks = (("pooled", result), ("development (cutoff 6)", result["split"]["development"]),
+              ("held-out (other cutoffs)", result["split"]["held_out"]),
               ("natural windows", result["by_kind"]["natural"]), ("faults", result["by_kind"]["faults"]))
     out = []
     for title, block in blocks:
@@ -277,15 +280,30 @@ def _num(value: float) -> float | None:
     return float(f"{value:.6g}")
 
 
+def _starts(text: str) -> tuple[int, ...]:
+    """Cutoff windows, increasing, each with its two reference windows before it and a window to serve."""
+    try:
+        starts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give window numbers separated by commas, e.g. 8,14,20") from None
+    if list(starts) != sorted(set(starts)) or starts[0] < world_mod.REFERENCE_WINDOWS or starts[-1] >= world_mod.N_WINDOWS:
+        raise argparse.ArgumentTypeError(f"{text!r}: increasing windows from {world_mod.REFERENCE_WINDOWS} to "
+                                         f"{world_mod.N_WINDOWS - 1}")
+    return starts
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quick", action="store_true", help="version 2, 2 windows, every fault in the first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY)
+    parser.add_argument("--starts", type=_starts, default=world_mod.VERSION_STARTS, metavar="W,W,W",
+                        help=f"the versions' cutoff windows, of {world_mod.N_WINDOWS}; every cutoff but 6 is "
+                             "held out (default: 6,12,18)")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    result = run(seed=args.seed, quick=args.quick, policy_path=args.policy,
+    result = run(seed=args.seed, quick=args.quick, policy_path=args.policy, starts=args.starts,
                  log=lambda text: print(text, file=sys.stderr))
     print(json.dumps(result, indent=1, sort_keys=True) if args.json else text_report(result))
     print(f"done in {time.monotonic() - started:.1f} s", file=sys.stderr)

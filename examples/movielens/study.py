@@ -7,8 +7,8 @@ item factors on every rating before the cutoff and build an HNSW index over them
 next two windows, which give the quality baseline and the reference queries (users folded in
 from their recent ratings, out of sample, as in serving); register the version in MLflow with
 its item factors and those queries as reference; then serve every later window: fold in the
-window's requests, run ``drift_decider.api.check`` on the catalogue as it is then, the queries
-and the index, and measure recall@10 on the ratings the users actually gave next. See
+window's requests, run ``drift_decider.api.check`` on the catalogue as it is then, the queries,
+the index and the data growth since the cutoff, and measure recall@10 on the ratings the users actually gave next. See
 docs/movielens.md for what it found.
 
 Writes ``results.json``, ``summary.md`` and ``movielens-study.png`` into the work directory; the
@@ -215,6 +215,7 @@ def _check(api, config: StudyConfig, deployed: Deployment, ratings, queries: np.
     outcome = api.check(config.model_name, catalog_path, config.policy, version=deployed.version,
                         tracking_uri=uri, window_id=window.window_id, window_end=window.end_iso,
                         seed=config.seed, queries_path=queries_path, index_path=deployed.index_path,
+                        data_growth=_data_growth(ratings, deployed.model.cutoff, window.end),
                         # the study keeps serving a version long after most movies are new to it (its
                         # retrain decisions are what is studied), so a catalogue mostly of unknown ids
                         # is expected here, not a wrong id column
@@ -225,6 +226,13 @@ def _check(api, config: StudyConfig, deployed: Deployment, ratings, queries: np.
     result.metrics = dict(outcome.values)
     result.query_metrics = api.measure_files(deployed.reference_queries_path, queries_path,
                                              seed=config.seed).values()
+
+
+def _data_growth(ratings, cutoff: int, now: int) -> float:
+    """Ratings since the version's cutoff over those it was trained on (every rating before the cutoff):
+    what a team counts in its warehouse and passes as `check --data-growth`."""
+    trained = int(np.count_nonzero(ratings.timestamp < cutoff))
+    return (int(np.count_nonzero(ratings.timestamp < now)) - trained) / trained
 
 
 def main(argv: list[str] | None = None) -> None:
