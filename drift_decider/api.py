@@ -383,7 +383,8 @@ def _recorded_outcome(ref: VersionRef, window: Window, recorded: RecordedCheck) 
 
 
 HEADLINE_METRICS = ("mmd2", "norm_ratio", "knn_turnover.noise_units", "rank.overlap_fixed", "rank.fix_gain",
-                    "queries.off_catalog_share", "catalog.new_item_share", "index.recall_at_k", "index.coverage")
+                    "queries.off_catalog_share", "catalog.new_item_share", "index.recall_at_k", "index.coverage",
+                    "data.growth")
 
 
 def history(model: str, *, version: str | None = None, since: str | None = None,

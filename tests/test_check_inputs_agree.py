@@ -84,6 +84,8 @@ def test_data_growth_is_logged_and_a_version_behind_its_data_retrains(tmp_path: 
     assert (behind["action"], behind["decision"]["rule_id"]) == ("retrain", "retrain-behind-data")
     assert "0.40 more training data arrived" in behind["decision"]["explanation"]
     assert [row["metrics"]["data.growth"] for row in api.history("recsys", tracking_uri=sqlite_uri)] == [0.25, 0.4]
+    table = run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri).output
+    assert "data.growth" in table and "retrain-behind-data" in table
 
 
 @pytest.mark.parametrize("growth", ["-0.1", "nan", "inf"])
