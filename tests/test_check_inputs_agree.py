@@ -97,3 +97,14 @@ def test_a_data_growth_that_is_not_a_share_exits_2_and_records_nothing(tmp_path:
     result = run_cli(*args, "--data-growth", growth, expect=2)
     assert f"--data-growth {float(growth)!r}" in result.output and "a number >= 0" in result.output
     assert api.history("recsys", tracking_uri=sqlite_uri) == []
+
+
+def test_the_python_api_takes_numpy_numbers_as_data_growth_and_refuses_flags_and_text() -> None:
+    from drift_decider.errors import InputError
+    from drift_decider.evidence.assemble import require_data_growth
+
+    for growth in (0, 0.3, np.float32(0.3), np.int64(2)):
+        require_data_growth(growth)
+    for growth in (True, "0.3", -1):
+        with pytest.raises(InputError, match="--data-growth"):
+            require_data_growth(growth)

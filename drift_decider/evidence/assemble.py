@@ -7,6 +7,7 @@ repairs apart.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
@@ -109,7 +110,8 @@ class CurrentData:
 
 def require_data_growth(growth: float | None) -> None:
     """Refuse a data growth that is not a share >= 0, before a check reads anything else."""
-    if growth is not None and not (isinstance(growth, (int, float)) and math.isfinite(growth) and growth >= 0):
+    is_number = isinstance(growth, numbers.Real) and not isinstance(growth, bool)    # numpy scalars too
+    if growth is not None and not (is_number and math.isfinite(growth) and growth >= 0):
         raise InputError(f"--data-growth {growth!r}: give the interactions that arrived since the version's "
                          f"training cutoff as a share of those it was trained on, a number >= 0 (0.3 = 30 % more)")
 
@@ -192,7 +194,7 @@ def assemble_evidence(reference: ReferenceData, current: CurrentData, tally: Cat
                                                    now=now, seed=seed))
         families.append("index")
     if current.data_growth is not None:
-        report.results.append(MetricResult("data.growth", current.data_growth, detail={"source": "--data-growth"}))
+        report.results.append(MetricResult("data.growth", float(current.data_growth), detail={"source": "--data-growth"}))
         families.append("data")
     report.inputs["families"] = ",".join(families)
     report.inputs["not_measured"] = "; ".join(f"{family}: {why}" for family, why in
