@@ -45,6 +45,7 @@ def test_the_exit_code_legend_is_shown_once_at_the_top_and_each_command_names_it
     for path, text in helps.items():
         assert LEGEND_ONLY not in text, f"{' '.join(path)} --help repeats the legend"
         assert " ".join(text.split()).count("Exit codes") == 1, f"{' '.join(path)} --help names no exit codes"
+        assert "%%" not in text, f"{' '.join(path)} --help prints an argparse-style %% (click does not format help)"
     flat = {path[-1]: " ".join(text.split()) for path, text in helps.items()}
     assert "3 decision not `none`" in flat["check"] and "4 a concurrent" in flat["check"]
     assert "3 " not in flat["measure"].split("Exit codes:")[1] and "4 " not in flat["measure"].split("Exit codes:")[1]
