@@ -259,7 +259,7 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
         current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path,
                                index_path=index_path, data_growth=data_growth)
         window = make_window(current.embeddings, window_id, parse_window_end(window_end),
-                             also=(current.catalog, current.queries))
+                             also=(current.catalog, current.queries), data_growth=data_growth)
         store = TrackingStore.open(tracking_uri)
         ref = store.version(model, version=version, alias=alias)
     earlier = store.recorded_check(ref, window.window_id)
@@ -333,7 +333,8 @@ def _measured_on_spark(model: str, version: str | None, alias: str | None, curre
                             None if catalog_path is None else read_table(spark, catalog_path),
                             source=str(current_path), catalog_source=None if catalog_path is None else str(catalog_path),
                             seed=seed, allow_id_mismatch=allow_id_mismatch, data_growth=data_growth)
-    return store, ref, named_window(window_id, end, str(current_path), measured.digest), measured.evidence
+    return (store, ref, named_window(window_id, end, str(current_path), measured.digest, data_growth),
+            measured.evidence)
 
 
 def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None) -> list[dict[str, str]]:

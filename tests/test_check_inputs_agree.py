@@ -82,10 +82,29 @@ def test_data_growth_is_logged_and_a_version_behind_its_data_retrains(tmp_path: 
     behind = json.loads(run_cli(*check_args(sqlite_uri, version, current, "w2", window_end="2026-07-02T00:00:00Z")[:-1],
                                 "--data-growth", "0.4", "--json").output)
     assert (behind["action"], behind["decision"]["rule_id"]) == ("retrain", "retrain-behind-data")
-    assert "0.40 more training data arrived" in behind["decision"]["explanation"]
+    assert "training data grew by 40%" in behind["decision"]["explanation"]
     assert [row["metrics"]["data.growth"] for row in api.history("recsys", tracking_uri=sqlite_uri)] == [0.25, 0.4]
     table = run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri).output
     assert "data.growth" in table and "retrain-behind-data" in table
+
+
+def test_the_data_growth_is_part_of_the_window(tmp_path: Path, sqlite_uri: str) -> None:
+    """The same embeddings a week later, with more data arrived, are another window (no --window-id: the
+    id comes from the digest), and the same window id told another growth is refused, not answered with
+    the decision taken on the first."""
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "a.npz", ids, vectors)
+    base = ["check", "--model", "recsys", "--version", version, "--current", current, "--policy", POLICY,
+            "--tracking-uri", sqlite_uri, "--json"]
+    first = json.loads(run_cli(*base, "--data-growth", "0.1", "--window-end", "2026-07-01T00:00:00Z").output)
+    later = json.loads(run_cli(*base, "--data-growth", "0.4", "--window-end", "2026-07-08T00:00:00Z").output)
+    assert first["window_id"] != later["window_id"] and not later["already_recorded"]
+    assert (first["action"], later["action"]) == ("none", "retrain")
+    again = run_cli(*check_args(sqlite_uri, version, current, "w9")[:-1], "--data-growth", "0.1")
+    refused = run_cli(*check_args(sqlite_uri, version, current, "w9")[:-1], "--data-growth", "0.2", expect=2)
+    assert again.exit_code == 0 and "was decided on other data" in refused.output
+    assert len(api.history("recsys", tracking_uri=sqlite_uri)) == 3
 
 
 @pytest.mark.parametrize("growth", ["-0.1", "nan", "inf"])
@@ -105,6 +124,6 @@ def test_the_python_api_takes_numpy_numbers_as_data_growth_and_refuses_flags_and
 
     for growth in (0, 0.3, np.float32(0.3), np.int64(2)):
         require_data_growth(growth)
-    for growth in (True, "0.3", -1):
+    for growth in (True, "0.3", -1, 10**400):
         with pytest.raises(InputError, match="--data-growth"):
             require_data_growth(growth)

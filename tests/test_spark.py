@@ -292,8 +292,11 @@ def test_check_on_spark_records_what_the_local_check_records_however_partitioned
     recorded = json.loads(out.stdout)
     assert recorded["run_id"] and recorded["metrics"] == pytest.approx(local.values, rel=1e-6, abs=1e-12)
     again = api.check("recsys", dirs["today", 8], POLICY, version=version, tracking_uri=sqlite_uri, seed=7,
-                      window_id="spark-w1", catalog_path=dirs["catalog", 8], engine="spark")
+                      window_id="spark-w1", catalog_path=dirs["catalog", 8], engine="spark", data_growth=0.1)
     assert again.already_recorded and again.run_id == recorded["run_id"]
+    with pytest.raises(InputError, match="was decided on other data"):       # the growth is part of the window
+        api.check("recsys", dirs["today", 8], POLICY, version=version, tracking_uri=sqlite_uri, seed=7,
+                  window_id="spark-w1", catalog_path=dirs["catalog", 8], engine="spark")
 
 
 def test_check_on_spark_against_a_reference_set_on_spark(spark, window, tables, sqlite_uri):

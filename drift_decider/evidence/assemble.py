@@ -110,8 +110,13 @@ class CurrentData:
 
 def require_data_growth(growth: float | None) -> None:
     """Refuse a data growth that is not a share >= 0, before a check reads anything else."""
-    is_number = isinstance(growth, numbers.Real) and not isinstance(growth, bool)    # numpy scalars too
-    if growth is not None and not (is_number and math.isfinite(growth) and growth >= 0):
+    if growth is None:
+        return
+    try:
+        value = float(growth) if isinstance(growth, numbers.Real) and not isinstance(growth, bool) else math.nan
+    except OverflowError:          # an int beyond float's range
+        value = math.inf
+    if not (math.isfinite(value) and value >= 0):
         raise InputError(f"--data-growth {growth!r}: give the interactions that arrived since the version's "
                          f"training cutoff as a share of those it was trained on, a number >= 0 (0.3 = 30 % more)")
 
@@ -233,7 +238,7 @@ def not_measured(reference: ReferenceData, current: CurrentData) -> dict[str, st
     elif current.items is None:
         missing["index"] = missing["structure"]
     if current.data_growth is None:
-        missing["data"] = "no data growth since the version's training cutoff (--data-growth)"
+        missing["data"] = "no data growth since the version's training cutoff was given (check --data-growth)"
     if reference.noise is None:
         missing["noise floor"] = "no refits to judge noise by (`reference set --sibling`, or `reference noise`)"
     return missing

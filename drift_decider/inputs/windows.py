@@ -69,25 +69,30 @@ MAX_WINDOW_ID_CHARS = 500   # an id, not a document: it becomes MLflow tags and 
 
 
 def make_window(current: EmbeddingSet, window_id: str | None, window_end: datetime,
-                also: tuple[EmbeddingSet | None, ...] = ()) -> Window:
+                also: tuple[EmbeddingSet | None, ...] = (), data_growth: float | None = None) -> Window:
     """The window of a check of ``current``; its digest also covers the other inputs given (catalogue,
-    queries), so re-using a window id with any different data can be told apart."""
+    queries, data growth), so re-using a window id with any different data can be told apart."""
     require_window_id(window_id)
     digest = embeddings_digest(current)
     others = [embeddings_digest(embeddings) for embeddings in also if embeddings is not None]
     if others:
         digest = hashlib.sha256("|".join([digest, *others]).encode()).hexdigest()[:16]
-    return named_window(window_id, window_end, str(current.path), digest)
+    return named_window(window_id, window_end, str(current.path), digest, data_growth)
 
 
 EARLIEST_WINDOW_END = datetime(1970, 1, 1, tzinfo=timezone.utc)   # MLflow stores times as ms since then
 
 
-def named_window(window_id: str | None, window_end: datetime, source: str, digest: str) -> Window:
-    """A window of data from ``source`` with ``digest`` (however it was computed: here, or on Spark)."""
+def named_window(window_id: str | None, window_end: datetime, source: str, digest: str,
+                 data_growth: float | None = None) -> Window:
+    """A window of data from ``source`` with ``digest`` (however it was computed: here, or on Spark).
+    A data growth the check was told is part of its data: the same embeddings a week later, with more
+    data arrived, are another window (and the same window id with another growth is refused)."""
     if window_end < EARLIEST_WINDOW_END:
         raise InputError(f"--window-end {window_end.isoformat()} is before 1970-01-01T00:00:00Z: MLflow records "
                          f"times as milliseconds since then, and cannot record this window")
+    if data_growth is not None:
+        digest = hashlib.sha256(f"{digest}|data.growth={float(data_growth)!r}".encode()).hexdigest()[:16]
     return Window(window_id=window_id or f"data-{digest}", window_end=window_end,
                   dataset_name=Path(source.rstrip("/")).stem, dataset_digest=digest, source=source)
 
