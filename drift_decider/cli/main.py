@@ -316,10 +316,11 @@ def reference_noise(model: str, version: str, checks: int, tracking_uri: str | N
 @click.option("--allow-id-mismatch", is_flag=True, help="Check even when under half of this window's ids are "
               "items the version learned (refused by default: usually another id column).")
 @click.option("--data-growth", type=float, default=None, metavar="SHARE",
-              help="Training interactions that arrived since the version's training cutoff, as a share of those "
-                   "it was trained on (0.3: 30 % more data than it saw). Logged as data.growth; the default "
-                   "policy retrains past 0.25, when the version has seen less of today's data than its noise "
-                   "floor's 80 % refits did. No embedding metric can see this.")
+              help="Training interactions that arrived between the version's training cutoff and this check, "
+                   "as a share of those it was trained on (0.3: 30 % more data than it saw). Logged as "
+                   "data.growth; part of the window's digest. The default policy retrains past 0.25 (a "
+                   "convention tied to siblings on 80 % of the data: data_growth_max). No embedding metric "
+                   "can see this.")
 @evidence_options
 @seed_option
 @json_option
