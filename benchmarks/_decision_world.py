@@ -4,8 +4,9 @@ A production matrix-factorisation recommender replayed on the shipped MovieLens 
 (examples/movielens): 24 equal-count windows; versions trained on every rating before windows 6,
 12 and 18 by default (the cutoff; ``--starts`` other ones). Each registers as reference queries its
 fold-in of the requests of the two windows before its cutoff (the traffic at deploy time) and serves
-from its cutoff to the end of the log (36 served windows by default). In a version's first served window a refit on every rating before the
-window *is* the version (same data, same seed): nothing is due there, by construction.
+from its cutoff to the end of the log (36 served windows by default). In a version's first served
+window a refit on every rating before the window *is* the version (same data, same seed): nothing is
+due there, by construction.
 
 The model is fixed between versions. Its *item tower* re-solves every item vector by least squares
 against the version's training users' factors (each user's fold-in of their whole training
@@ -78,7 +79,8 @@ if str(STUDY_DIR) not in sys.path:
     sys.path.insert(0, str(STUDY_DIR))
 
 import analysis  # noqa: E402
-from data_windows import Requests, Window, build_requests, equal_count_windows, in_window  # noqa: E402
+from data_windows import (Requests, Window, build_requests, data_growth, equal_count_windows,  # noqa: E402
+                          in_window)
 from recommender import Model, fold_in, train  # noqa: E402
 
 from drift_decider.inputs.serving_index import ServingIndex  # noqa: E402
@@ -242,11 +244,9 @@ class World:
         return Items(ids[keep], vectors[keep])
 
     def data_growth(self, version: Version, window: Window) -> float:
-        """What a check reports as ``--data-growth``: ratings a refit at the window's start would add to
-        the version's, as a share of the version's (every rating before its cutoff)."""
-        trained = np.count_nonzero(self.ratings.timestamp < version.model.cutoff)
-        available = np.count_nonzero(self.ratings.timestamp < window.start)
-        return (available - trained) / trained
+        """What a check reports as ``--data-growth``: the ratings a refit at the window's start (the
+        oracle's retrain) would add to the version's, as a share of the version's."""
+        return data_growth(self.ratings, version.model.cutoff, window.start)
 
     def refit(self, time: int) -> Model:
         """The model retrained on every rating before ``time`` (its own SVD basis)."""

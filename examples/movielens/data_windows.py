@@ -106,3 +106,10 @@ def build_requests(ratings: Ratings, *, every: int = 10, context: int = 20, hori
 
 def in_window(requests: Requests, window: Window) -> Requests:
     return requests.take((requests.time >= window.start) & (requests.time < window.end))
+
+
+def data_growth(ratings: Ratings, cutoff: int, until: int) -> float:
+    """What a team passes as `check --data-growth`: ratings between a version's cutoff and ``until``, as a
+    share of those it was trained on (every rating before the cutoff)."""
+    trained = int(np.count_nonzero(ratings.timestamp < cutoff))
+    return (int(np.count_nonzero(ratings.timestamp < until)) - trained) / trained

@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 import analysis  # noqa: E402
 import tracking_setup  # noqa: E402
 from report import VALIDATION, WindowResult, summarise, summary_markdown  # noqa: E402
-from data_windows import Requests, Window, build_requests, equal_count_windows, in_window  # noqa: E402
+from data_windows import Requests, Window, build_requests, data_growth, equal_count_windows, in_window  # noqa: E402
 from recommender import Model, fold_in, recall_at_k, train  # noqa: E402
 from shadow import current_catalog, same_period_refit  # noqa: E402
 
@@ -215,7 +215,7 @@ def _check(api, config: StudyConfig, deployed: Deployment, ratings, queries: np.
     outcome = api.check(config.model_name, catalog_path, config.policy, version=deployed.version,
                         tracking_uri=uri, window_id=window.window_id, window_end=window.end_iso,
                         seed=config.seed, queries_path=queries_path, index_path=deployed.index_path,
-                        data_growth=_data_growth(ratings, deployed.model.cutoff, window.end),
+                        data_growth=data_growth(ratings, deployed.model.cutoff, window.end),
                         # the study keeps serving a version long after most movies are new to it (its
                         # retrain decisions are what is studied), so a catalogue mostly of unknown ids
                         # is expected here, not a wrong id column
@@ -226,13 +226,6 @@ def _check(api, config: StudyConfig, deployed: Deployment, ratings, queries: np.
     result.metrics = dict(outcome.values)
     result.query_metrics = api.measure_files(deployed.reference_queries_path, queries_path,
                                              seed=config.seed).values()
-
-
-def _data_growth(ratings, cutoff: int, now: int) -> float:
-    """Ratings since the version's cutoff over those it was trained on (every rating before the cutoff):
-    what a team counts in its warehouse and passes as `check --data-growth`."""
-    trained = int(np.count_nonzero(ratings.timestamp < cutoff))
-    return (int(np.count_nonzero(ratings.timestamp < now)) - trained) / trained
 
 
 def main(argv: list[str] | None = None) -> None:
