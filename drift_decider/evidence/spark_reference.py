@@ -66,8 +66,7 @@ def _sample_and_ids(seed: int, last_key: int, ids: np.ndarray, x: np.ndarray) ->
 
 
 def _merge_samples(*parts: Sample) -> Sample:
-    """One sample of the rows of all ``parts``: sampled rows concatenated once, ids united."""
-    known = parts[0][2]
-    for part in parts[1:]:
-        known = np.union1d(known, part[2])
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), known
+    """One sample of the rows of all ``parts``: sampled rows concatenated once, ids united in one sort
+    (not a union per part, which re-sorts the growing set once per batch)."""
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.unique(np.concatenate([p[2] for p in parts])))

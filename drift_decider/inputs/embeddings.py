@@ -119,7 +119,7 @@ def validate_ids(ids: Any, rows: int, path: Path | str) -> None:
     if len(ids) != rows:
         raise InputError(f"{path}: {len(ids)} ids for {rows} vectors")
     if len(np.unique(ids)) != len(ids):
-        raise InputError(f"{path}: ids are not unique")
+        raise InputError(f"{path}: ids are not unique (duplicates: each item must appear once)")
 
 
 def validate_vectors(vectors: np.ndarray, path: Path | str) -> None:

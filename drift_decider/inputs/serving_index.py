@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from drift_decider.errors import InputError
+from drift_decider.inputs.embeddings import validate_ids
 from drift_decider.inputs.windows import parse_time
 from drift_decider.measure.metrics.knn import Metric, exact_knn, prepare
 
@@ -144,10 +145,9 @@ def _check_snapshot(ids: np.ndarray, vectors: np.ndarray, path: Path | str) -> t
         raise InputError(f"{path}: index vectors of dtype {np.asarray(vectors).dtype}, not real numbers")
     with np.errstate(over="ignore"):        # a value past float32's range becomes inf, refused below
         vectors = np.asarray(vectors, dtype=np.float32)
-    if ids.ndim != 1 or vectors.ndim != 2 or len(ids) != len(vectors) or len(ids) == 0:
+    if vectors.ndim != 2 or len(vectors) == 0:
         raise InputError(f"{path}: an index needs one vector per id: {ids.shape} ids, {vectors.shape} vectors")
-    if len(np.unique(ids)) != len(ids):
-        raise InputError(f"{path}: index ids contain duplicates: each item must appear once")
+    validate_ids(ids, len(vectors), path)
     if not np.isfinite(vectors).all():
         raise InputError(f"{path}: index vectors contain NaN or infinite values (or values past float32's range)")
     return ids, vectors
