@@ -9,6 +9,13 @@ shipped policy, each scenario seen by ``--persist`` consecutive daily checks of 
 policy's ``for: 2`` rules need two). Prints the confusion matrix, the accuracy per kind and strength,
 the retrains in no-change kinds, and per kind min / median / max of the key metrics. ``--json``
 prints one object instead.
+
+It also says which ``retrain`` labels no policy deciding on what users get can reach: a case is
+*unreachable* when a no-change case of the same run (a refit, say) changed every retrain signal at
+least as much (RETRAIN_EVIDENCE: the fixed queries' top-k after the cheap fix, the neighbourhoods,
+the queries left without a match, the items never learned, each raw and in noise units). A policy
+that retrains it must retrain that no-change case too, which the acceptance forbids; the ceiling is
+the accuracy with every unreachable case missed. This reads the measurements, never the policy.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from drift_decider.measure.metric_names import ideal_value
 from drift_decider.policy import load_policy
 from drift_decider.demo.scenarios import (SCENARIO_KINDS, STRENGTHS, check_values, first_action, generate_scenario,
                                      scenario_grid)
@@ -33,6 +41,10 @@ KEY_METRICS = ("rank.overlap", "rank.overlap_fixed", "rank.overlap_fixed.noise_u
                "rank.score_shift", "knn_turnover.noise_units", "queries.off_catalog_share", "index.recall_at_k",
                "index.coverage", "index.stale_share", "domain_classifier.auc", "mmd2.p_value")
 NO_CHANGE_KINDS = tuple(kind for kind, action in SCENARIO_KINDS.items() if action == "none")
+# what the issue-13 definition of retrain reads (what users get, beyond noise, that no cheap fix restores)
+RETRAIN_EVIDENCE = ("rank.overlap_fixed", "rank.overlap_fixed.noise_units", "knn_turnover",
+                    "knn_turnover.noise_units", "queries.off_catalog_share", "queries.off_catalog_share.noise_units",
+                    "catalog.new_item_share")
 
 
 def policy_decider(path: Path, persist: int) -> Callable[[Mapping[str, float]], str]:
@@ -79,6 +91,33 @@ def per_cell_accuracy(rows: list[tuple[str, float, str]]) -> str:
     return "\n".join(lines)
 
 
+def _change(values: Mapping[str, float], name: str) -> float | None:
+    """How far a retrain signal is from its no-change value (noise units as they are); None if unmeasured."""
+    value = values.get(name)
+    if value is None or not math.isfinite(value):
+        return None
+    return value if name.endswith(".noise_units") else abs(value - (ideal_value(name) or 0.0))
+
+
+def unreachable_retrains(measured: list[tuple[str, float, dict[str, float]]]) -> list[tuple[int, str]]:
+    """(position, "kind@strength" of a no-change case that changed every retrain signal at least as
+    much) for each ``retrain``-labelled case that a policy deciding on those signals cannot retrain
+    without retraining that no-change case too."""
+    no_change = [(f"{kind}@{strength:g}", values) for kind, strength, values in measured
+                 if SCENARIO_KINDS[kind] == "none"]
+    found = []
+    for position, (kind, _, values) in enumerate(measured):
+        if SCENARIO_KINDS[kind] != "retrain":
+            continue
+        ours = {name: _change(values, name) for name in RETRAIN_EVIDENCE}
+        for label, other in no_change:
+            theirs = {name: _change(other, name) for name in RETRAIN_EVIDENCE}
+            if all(ours[n] is None or theirs[n] is None or theirs[n] >= ours[n] for n in RETRAIN_EVIDENCE):
+                found.append((position, label))
+                break
+    return found
+
+
 def measure(kind: str, strength: float, seed: int, index_kind: str) -> dict[str, float]:
     """Every metric of one check, as the real evidence assembly computes it."""
     return check_values(generate_scenario(kind, strength, seed), index_kind=index_kind, seed=seed)
@@ -119,12 +158,20 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [(SCENARIO_KINDS[kind], action) for kind, _, action in decided]
     no_change_retrains = {kind: sum(1 for k, _, a in decided if k == kind and a == "retrain")
                           for kind in NO_CHANGE_KINDS}
+    unreachable = unreachable_retrains(measured)
+    out_of_reach = {position for position, _ in unreachable}
+    reachable = [e == d for position, (e, d) in enumerate(pairs) if position not in out_of_reach]
+    reach = {"unreachable_retrains": len(unreachable),
+             "ceiling": 1.0 - len(unreachable) / len(pairs),
+             "accuracy_reachable": sum(reachable) / len(reachable) if reachable else None,
+             "unreachable": [f"{measured[p][0]}@{measured[p][1]:g} (as much change: {label})"
+                             for p, label in unreachable]}
     if args.as_json:
         confusion = Counter(pairs)
         print(json.dumps({**run, "scenarios": len(decided), "seconds": round(elapsed, 1),
                           "accuracy": sum(e == d for e, d in pairs) / len(pairs),
                           "confusion": {e: {d: confusion[(e, d)] for d in ACTIONS} for e in ACTIONS},
-                          "retrains_in_no_change_kinds": no_change_retrains,
+                          "retrains_in_no_change_kinds": no_change_retrains, **reach,
                           "per_kind": {kind: float(np.mean([a == SCENARIO_KINDS[kind] for k, _, a in decided
                                                             if k == kind])) for kind in SCENARIO_KINDS}},
                          indent=2))
@@ -135,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"== policy {args.policy.name}, {args.persist} consecutive check(s)")
     print(confusion_table(pairs))
     print("retrains in no-change kinds: " + ", ".join(f"{k} {n}" for k, n in no_change_retrains.items()))
+    print(f"retrain labels out of reach (a no-change case changed every retrain signal as much): "
+          f"{len(unreachable)}; ceiling {reach['ceiling']:.1%}; accuracy on the other "
+          f"{len(reachable)} cases: {reach['accuracy_reachable']:.1%}")
+    for line in reach["unreachable"]:
+        print(f"  {line}")
     print("accuracy per kind and strength:")
     print(per_cell_accuracy(decided) + "\n")
     print("== per-kind metric distributions (min/median/max)")
