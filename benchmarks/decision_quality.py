@@ -286,7 +286,8 @@ def _starts(text: str) -> tuple[int, ...]:
         starts = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give window numbers separated by commas, e.g. 8,14,20") from None
-    if list(starts) != sorted(set(starts)) or starts[0] < world_mod.REFERENCE_WINDOWS or starts[-1] >= world_mod.N_WINDOWS:
+    if (list(starts) != sorted(set(starts)) or starts[0] < world_mod.REFERENCE_WINDOWS
+            or starts[-1] >= world_mod.N_WINDOWS):
         raise argparse.ArgumentTypeError(f"{text!r}: increasing windows from {world_mod.REFERENCE_WINDOWS} to "
                                          f"{world_mod.N_WINDOWS - 1}")
     return starts

@@ -331,7 +331,8 @@ def _measured_on_spark(model: str, version: str | None, alias: str | None, curre
     spark = spark_session(spark_master)
     measured = check_tables(reference, read_table(spark, current_path),
                             None if catalog_path is None else read_table(spark, catalog_path),
-                            source=str(current_path), catalog_source=None if catalog_path is None else str(catalog_path),
+                            source=str(current_path),
+                            catalog_source=None if catalog_path is None else str(catalog_path),
                             seed=seed, allow_id_mismatch=allow_id_mismatch, data_growth=data_growth)
     return (store, ref, named_window(window_id, end, str(current_path), measured.digest, data_growth),
             measured.evidence)

@@ -60,7 +60,8 @@ class MlflowServer:
                 pass
             time.sleep(0.5)
         self.stop()
-        raise RuntimeError(f"mlflow server not ready after {timeout}s:\n{(self.root / 'server.log').read_text()[-3000:]}")
+        log = (self.root / 'server.log').read_text()[-3000:]
+        raise RuntimeError(f"mlflow server not ready after {timeout}s:\n{log}")
 
     def _healthy(self) -> bool:
         import urllib.request

@@ -94,7 +94,8 @@ def test_a_piped_check_prints_no_bars_or_warnings_and_history_json_has_iso_times
     version, _ = register_with_reference(sqlite_uri, tmp_path)
     ids, vectors = movielens_items()
     # a window close to its reference: SciPy's exact KS used to fall back with a RuntimeWarning here
-    close = write_items(tmp_path / "close.npz", ids, vectors + 1e-4 * np.random.default_rng(1).standard_normal(vectors.shape))
+    nudge = 1e-4 * np.random.default_rng(1).standard_normal(vectors.shape)
+    close = write_items(tmp_path / "close.npz", ids, vectors + nudge)
     process = cli_process("check", "--model", "recsys", "--version", version, "--current", close, "--policy", POLICY,
                           "--window-id", "day-01", "--window-end", "2026-03-01T06:30:00+02:00",
                           "--tracking-uri", sqlite_uri)

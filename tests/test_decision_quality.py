@@ -75,7 +75,8 @@ def test_item_tower_at_the_cutoff_reproduces_the_version(quick):
     assert tower["share_cosine_0.99"] >= world.TOWER_TOLERANCE["share_cosine_0.99"]
 
 
-def _clustered(n_users: int = 60, per_user: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+def _clustered(n_users: int = 60, per_user: int = 10,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
     rng = np.random.default_rng(seed)
     return np.repeat(np.arange(n_users), per_user), rng.uniform(0.05, 0.15, n_users * per_user), rng
 

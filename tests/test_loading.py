@@ -115,5 +115,6 @@ def test_duplicate_ids_and_length_mismatch(tmp_path):
 def test_dimension_mismatch_names_both_sides(tmp_path):
     np.save(tmp_path / "cur.npy", np.zeros((3, 5), dtype=np.float32))
     current = load_embeddings(tmp_path / "cur.npy")
-    with pytest.raises(InputError, match=r"cur.npy: dimension mismatch: current vectors have 5 dimensions, ref.npy has 4"):
+    with pytest.raises(InputError,
+                       match=r"cur.npy: dimension mismatch: current vectors have 5 dimensions, ref.npy has 4"):
         check_same_dim(4, current, "ref.npy")

@@ -181,7 +181,8 @@ def test_pca_recon_ratio_matches_brute_force_projection():
     y = y + np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)  # energy off the PCs
     a, b = x[:300].astype(np.float64), x[300:].astype(np.float64)
     halves = [(len(h), h.mean(0), np.cov(h, rowvar=False, bias=True)) for h in (a, b)]
-    result = pca_recon_ratio(halves, y.mean(0).astype(np.float64), np.cov(y.astype(np.float64), rowvar=False, bias=True),
+    result = pca_recon_ratio(halves, y.mean(0).astype(np.float64),
+                             np.cov(y.astype(np.float64), rowvar=False, bias=True),
                              variance=0.9)
     ref_res = cur_res = 0.0
     for fit, held, k in ((a, b, result.detail["components"][0]), (b, a, result.detail["components"][1])):

@@ -38,7 +38,8 @@ def _inputs(folder: Path) -> None:
     items and queries, a serving index, a second version's items, metrics for `policy explain`."""
     ids, vectors = movielens_items()
     rng = np.random.default_rng(0)
-    queries = vectors[rng.choice(len(vectors), 600, replace=False)] + rng.normal(scale=0.05, size=(600, vectors.shape[1]))
+    queries = (vectors[rng.choice(len(vectors), 600, replace=False)]
+               + rng.normal(scale=0.05, size=(600, vectors.shape[1])))
     np.save(folder / "ref.npy", vectors.astype(np.float32))
     np.save(folder / "today.npy", (vectors * 1.2).astype(np.float32))
     np.savez(folder / "items.npz", ids=ids, vectors=vectors.astype(np.float32))

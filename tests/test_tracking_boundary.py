@@ -16,7 +16,8 @@ AUTOMATION = tuple(str(path.relative_to(PACKAGE)) for path in sorted((PACKAGE / 
 # what a shell may import from the package: the API, its errors and exit codes, and presentation
 SHELL_IMPORTS = {"drift_decider", "drift_decider.api", "drift_decider.errors", "drift_decider.cli.table",
                  "drift_decider.cli.plots", "drift_decider.cli.policy_commands", "drift_decider.demo.run",
-                 "drift_decider.cli.serve_commands", *(f"drift_decider.{name[:-3].replace('/', '.')}" for name in AUTOMATION)}
+                 "drift_decider.cli.serve_commands",
+                 *(f"drift_decider.{name[:-3].replace('/', '.')}" for name in AUTOMATION)}
 # MLflow's object model seen through an attribute: a run's parts, or a client call
 MLFLOW_OBJECTS = re.compile(r"\.inputs\.dataset_inputs|\.data\.(?:tags|metrics|params)\b|\.info\.\w+|\bclient\b"
                             r"|\bmlflow\w*", re.IGNORECASE)

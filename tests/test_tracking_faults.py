@@ -112,9 +112,9 @@ def test_basic_auth_server_works_with_credentials_and_keeps_no_secret(tmp_path):
     try:
         ids, vectors = movielens_items()
         current = write_items(tmp_path / "cur.npz", ids, vectors)
-        anonymous = cli_process("check", "--model", "recsys", "--version", "1", "--current", current, "--policy", POLICY,
-                         "--tracking-uri", server.uri,
-                         env={"MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": ""})
+        anonymous = cli_process("check", "--model", "recsys", "--version", "1", "--current", current,
+                                "--policy", POLICY, "--tracking-uri", server.uri,
+                                env={"MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": ""})
         _, err = anonymous.communicate(timeout=120)
         assert anonymous.returncode == 1 and "error: MLflow" in err and "401" in err, err
 

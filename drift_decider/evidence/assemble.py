@@ -199,7 +199,8 @@ def assemble_evidence(reference: ReferenceData, current: CurrentData, tally: Cat
                                                    now=now, seed=seed))
         families.append("index")
     if current.data_growth is not None:
-        report.results.append(MetricResult("data.growth", float(current.data_growth), detail={"source": "--data-growth"}))
+        report.results.append(MetricResult("data.growth", float(current.data_growth),
+                                           detail={"source": "--data-growth"}))
         families.append("data")
     report.inputs["families"] = ",".join(families)
     report.inputs["not_measured"] = "; ".join(f"{family}: {why}" for family, why in

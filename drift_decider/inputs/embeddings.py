@@ -258,7 +258,8 @@ def _read_parquet(path: Path, array: str | None, ids: str | None) -> tuple[np.nd
         column = _pick(list_columns or names, array, VECTOR_KEYS, "embedding column", path, required=True)
         return _list_column_to_matrix(table.column(column).combine_chunks(), path, column), id_array
     numeric = [n for n in names if n != id_name
-               and (pa.types.is_floating(table.schema.field(n).type) or pa.types.is_integer(table.schema.field(n).type))]
+               and (pa.types.is_floating(table.schema.field(n).type)
+                    or pa.types.is_integer(table.schema.field(n).type))]
     if not numeric:
         raise InputError(f"{path}: no list column and no numeric columns to read embeddings from")
     return np.column_stack([table.column(n).to_numpy() for n in numeric]), id_array

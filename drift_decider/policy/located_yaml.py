@@ -123,8 +123,8 @@ def load_yaml(text: str, name: str) -> Any:
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position)
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1)
-        raise PolicyError(f"control character U+{exc.character:04X} is not allowed in YAML", f"{name}:{line + 1}:{column + 1}"
-                          ) from None
+        raise PolicyError(f"control character U+{exc.character:04X} is not allowed in YAML",
+                          f"{name}:{line + 1}:{column + 1}") from None
     try:
         node = loader.get_single_node()
         if node is None:

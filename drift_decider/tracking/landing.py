@@ -248,9 +248,10 @@ def sync_spool(spool_dir: Path, open_store: Callable[[str | None], TrackingStore
 
     Each entry goes to the store it was spooled for (opened read-only by ``open_store``; credentials
     come from MLflow's environment variables), or to ``tracking_uri`` when one is given; an entry
-    whose model version that store does not have is skipped and kept. One sync at a time per spool (a lock file), so two syncs never
-    record the same window twice. Every write attempt named in the spool failed, so a run made by any
-    of them is dead, whichever entry names it (two failed checks of one window leave two entries).
+    whose model version that store does not have is skipped and kept. One sync at a time per spool (a
+    lock file), so two syncs never record the same window twice. Every write attempt named in the
+    spool failed, so a run made by any of them is dead, whichever entry names it (two failed checks of
+    one window leave two entries).
     An entry measured but never decided is decided by ``decide`` first; ``landed`` is called with each
     check run recorded.
     """

@@ -55,7 +55,8 @@ def ranking_metrics(reference_items: np.ndarray, current_items: np.ndarray, refe
     shift = float(raw_scores.mean()) - ref_mean
     detail = {"k": k, "n_queries": int(len(queries)), "n_items": int(len(a)), "metric": "ip"}
     return [
-        MetricResult("rank.overlap", float(overlap.mean()), detail={**detail, "p10": float(np.percentile(overlap, 10))}),
+        MetricResult("rank.overlap", float(overlap.mean()),
+                     detail={**detail, "p10": float(np.percentile(overlap, 10))}),
         MetricResult("rank.overlap_fixed", float(overlap_fixed.mean()),
                      detail={**detail, "p10": float(np.percentile(overlap_fixed, 10)),
                              "fix": "rotation of directions + power law on norms"}),
@@ -76,7 +77,8 @@ def cheap_fix(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
         scale = np.sum(ref_norm[usable]) / max(np.sum(cur_norm[usable]), np.finfo(float).tiny)
         return turned * scale
     slope, intercept = np.polyfit(np.log(cur_norm[usable]), np.log(ref_norm[usable]), 1)
-    target = np.where(cur_norm > 0, np.exp(intercept) * np.power(np.maximum(cur_norm, np.finfo(float).tiny), slope), 0.0)
+    target = np.where(cur_norm > 0,
+                      np.exp(intercept) * np.power(np.maximum(cur_norm, np.finfo(float).tiny), slope), 0.0)
     return turned * (target / np.where(cur_norm > 0, cur_norm, 1.0))[:, None]
 
 
