@@ -40,7 +40,7 @@ from drift_decider.evidence.noise_floor import NoiseFloor, Sibling
 from drift_decider.tracking.store import (CheckPayload, RecordedCheck, SpoolEntry, TrackingStore, VersionRef,
                                           VersionState, sync_spool)
 from drift_decider.inputs.windows import (Window, make_window, named_window, parse_time, parse_window_end,
-                                          require_window_id)
+                                          recordable_window_end, require_window_id)
 # The policy layer, called from here only through _decide, _gate and the policy review functions below.
 from drift_decider.policy import CheckRecord, Decision, Policy, PolicyState, evaluate, lint, load_policy
 from drift_decider.policy.backtest import recorded_from_rows, replay, summary
@@ -132,6 +132,9 @@ def set_reference(model: str, version: str, embeddings_path: str | Path, *, quer
     queries = load_embeddings(queries_path) if queries_path else None
     if queries is not None:
         check_same_dim(embeddings.dim, queries, str(embeddings.path))
+    elif sibling_query_paths:        # the floor's score metrics compare siblings' queries with the reference's
+        raise InputError("--sibling-queries needs --queries: the siblings' query vectors are compared with the "
+                         "reference's, and this reference has none")
     siblings = load_siblings(sibling_paths, sibling_query_paths, embeddings)
     reference = ReferenceData.from_arrays(embeddings.vectors, embeddings.ids,
                                           None if queries is None else queries.vectors, seed=seed, progress=progress)
@@ -249,17 +252,19 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
         raise InputError("give exactly one of --version or --alias")
     policy = load_policy(policy_path)
     require_data_growth(data_growth)
+    require_window_id(window_id)           # every option is refused before any data is read
+    end = recordable_window_end(parse_window_end(window_end))
     on_spark = None
     if engine == "spark":
         store, ref, window, on_spark = _measured_on_spark(model, version, alias, current_path, catalog_path,
                                                           queries_path, index_path, tracking_uri, window_id,
-                                                          window_end, seed, allow_id_mismatch, spark_master,
+                                                          end, seed, allow_id_mismatch, spark_master,
                                                           data_growth)
     else:
         current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path,
                                index_path=index_path, data_growth=data_growth)
-        window = make_window(current.embeddings, window_id, parse_window_end(window_end),
-                             also=(current.catalog, current.queries), data_growth=data_growth)
+        window = make_window(current.embeddings, window_id, end, also=(current.catalog, current.queries),
+                             data_growth=data_growth)
         store = TrackingStore.open(tracking_uri)
         ref = store.version(model, version=version, alias=alias)
     earlier = store.recorded_check(ref, window.window_id)
@@ -315,7 +320,7 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
 def _measured_on_spark(model: str, version: str | None, alias: str | None, current_path: str | Path,
                        catalog_path: str | Path | None, queries_path: str | Path | None,
                        index_path: str | Path | None, tracking_uri: str | None, window_id: str | None,
-                       window_end: str | None, seed: int, allow_id_mismatch: bool, spark_master: str,
+                       end: datetime, seed: int, allow_id_mismatch: bool, spark_master: str,
                        data_growth: float | None) -> tuple[TrackingStore, VersionRef, Window, EvidenceReport]:
     """A check's evidence and window from Parquet tables on Spark (evidence.spark_check). The digest
     that names the window comes from the profile, so the reference is read and the window measured
@@ -323,8 +328,6 @@ def _measured_on_spark(model: str, version: str | None, alias: str | None, curre
     if queries_path or index_path:
         raise InputError("--engine spark measures distribution and structure: --queries and --index read the "
                          "whole catalogue in this process; use the local engine for them")
-    require_window_id(window_id)
-    end = parse_window_end(window_end)
     store = TrackingStore.open(tracking_uri)
     ref = store.version(model, version=version, alias=alias)
     reference = store.load_reference(ref)

@@ -103,3 +103,21 @@ def test_an_empty_or_multi_line_window_id_is_refused(tmp_path: Path, sqlite_uri:
     result = run_cli("check", "--model", "recsys", "--version", version, "--current", window, "--policy", POLICY,
                      "--window-id", window_id, "--tracking-uri", sqlite_uri, expect=2)
     assert says in result.output
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("--window-id", "", "--window-id is empty"),
+    ("--window-end", "1969-12-31T23:59:59Z", "is before 1970-01-01T00:00:00Z"),
+    ("--window-end", "yesterday", "--window-end"),
+])
+@pytest.mark.parametrize("engine", ["local", "spark"])
+def test_window_options_are_refused_before_any_input_is_read(tmp_path: Path, option: str, value: str, says: str,
+                                                             engine: str) -> None:
+    """Review s7, B8: the local engine read every input (index included) and Spark ran its whole job
+    before a bad window id or end was refused. A current file that does not exist proves nothing was read."""
+    missing = tmp_path / "not-there.npz"
+    result = run_cli("check", "--model", "recsys", "--version", "1", "--current", missing, "--policy", POLICY,
+                     option, value, "--engine", engine, "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                     expect=2)
+    assert says in result.output and str(missing) not in result.output, result.output
+    assert not (tmp_path / "mlflow.db").exists()

@@ -208,3 +208,18 @@ def test_text_ids_from_parquet_are_stored_and_checked(tmp_path, sqlite_uri):
     refused = run_cli("check", "--model", "recsys", "--version", ref.version, "--current", numbered, "--policy",
                       POLICY, "--window-id", "w2", "--tracking-uri", sqlite_uri, expect=2)
     assert "reference ids are text" in refused.output and "integers" in refused.output
+
+
+def test_sibling_queries_without_reference_queries_are_refused(tmp_path, sqlite_uri) -> None:
+    """Review s7, B7: --sibling-queries without --queries was ignored without a word (the floor's score
+    metrics need the reference's queries to compare with)."""
+    factors = base_factors()
+    reference = write_items(tmp_path / "reference.npz", factors.item_ids, factors.item_vectors)
+    sibling = write_items(tmp_path / "sibling.npz", factors.item_ids, factors.item_vectors)
+    queries = tmp_path / "sibling-queries.npy"
+    np.save(queries, factors.user_vectors[:300])
+    run_cli("register", "--model", "recsys", "--tracking-uri", sqlite_uri)
+    result = run_cli("reference", "set", "--model", "recsys", "--version", "1", "--embeddings", reference,
+                     "--sibling", sibling, "--sibling-queries", queries, "--tracking-uri", sqlite_uri, expect=2)
+    assert "--sibling-queries needs --queries" in result.output, result.output
+    assert not connect(sqlite_uri).search_model_versions("name = 'recsys'")[0].tags.get(tags.REFERENCE_SHA256)

@@ -71,8 +71,8 @@ MAX_WINDOW_ID_CHARS = 500   # an id, not a document: it becomes MLflow tags and 
 def make_window(current: EmbeddingSet, window_id: str | None, window_end: datetime,
                 also: tuple[EmbeddingSet | None, ...] = (), data_growth: float | None = None) -> Window:
     """The window of a check of ``current``; its digest also covers the other inputs given (catalogue,
-    queries, data growth), so re-using a window id with any different data can be told apart."""
-    require_window_id(window_id)
+    queries, data growth), so re-using a window id with any different data can be told apart. The id and
+    end come validated (``require_window_id``, ``recordable_window_end``)."""
     digest = embeddings_digest(current)
     others = [embeddings_digest(embeddings) for embeddings in also if embeddings is not None]
     if others:
@@ -88,13 +88,18 @@ def named_window(window_id: str | None, window_end: datetime, source: str, diges
     """A window of data from ``source`` with ``digest`` (however it was computed: here, or on Spark).
     A data growth the check was told is part of its data: the same embeddings a week later, with more
     data arrived, are another window (and the same window id with another growth is refused)."""
-    if window_end < EARLIEST_WINDOW_END:
-        raise InputError(f"--window-end {window_end.isoformat()} is before 1970-01-01T00:00:00Z: MLflow records "
-                         f"times as milliseconds since then, and cannot record this window")
     if data_growth is not None:
         digest = hashlib.sha256(f"{digest}|data.growth={float(data_growth)!r}".encode()).hexdigest()[:16]
     return Window(window_id=window_id or f"data-{digest}", window_end=window_end,
                   dataset_name=Path(source.rstrip("/")).stem, dataset_digest=digest, source=source)
+
+
+def recordable_window_end(window_end: datetime) -> datetime:
+    """``window_end``, unless MLflow cannot record it (before 1970: it stores milliseconds since then)."""
+    if window_end < EARLIEST_WINDOW_END:
+        raise InputError(f"--window-end {window_end.isoformat()} is before 1970-01-01T00:00:00Z: MLflow records "
+                         f"times as milliseconds since then, and cannot record this window")
+    return window_end
 
 
 def require_window_id(window_id: str | None) -> None:
