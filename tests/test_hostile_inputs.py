@@ -93,6 +93,8 @@ CASES: dict[str, tuple[Callable[[], bytes], str]] = {
                          "id column 'id' has 1 null(s), first at row 0"),
     "ids-list.parquet": (parquet_with_ids([[i] for i in range(100)]), "id column 'id' is list<"),
     "ids-struct.parquet": (parquet_with_ids([{"a": i} for i in range(100)]), "id column 'id' is struct<a: int64>"),
+    "ids-binary.parquet": (parquet_with_ids([b"\xff%d" % i for i in range(100)]),
+                           "id column 'id' is binary and not UTF-8 text"),
     "huge-values.npy": (lambda: array_npy(np.full((100, 8), 1e300)), "100 row(s) hold values beyond"),
     "int64-max.npy": (lambda: array_npy(np.full((100, 8), np.iinfo(np.int64).max)), "whose squared distances overflow"),
 }
@@ -139,9 +141,13 @@ def _snapshot(path: Path, **arrays: object) -> Path:
     (lambda d: (d / "trunc.npz").write_bytes(b"PK\x03\x04garbage") and d / "trunc.npz",
      "not a readable serving index (BadZipFile"),
     (lambda d: _snapshot(d / "text.npz", ids=np.arange(100), vectors=np.full((100, 8), "x")),
-     "index vectors of dtype <U1, not real numbers"),
+     "dtype <U1 is not a real number type"),
     (lambda d: _snapshot(d / "huge.npz", ids=np.arange(100), vectors=np.full((100, 8), 1e300)),
-     "index vectors contain NaN or infinite values"),
+     "100 row(s) hold values beyond"),
+    (lambda d: _snapshot(d / "large.npz", ids=np.arange(100), vectors=np.full((100, 8), 1e20)),
+     "100 row(s) hold values beyond"),
+    (lambda d: _snapshot(d / "nan.npz", ids=np.arange(100), vectors=np.full((100, 8), np.nan)),
+     "100 row(s) contain NaN or inf; first at row 0"),
 ])
 def test_a_damaged_serving_index_exits_2_naming_it(tmp_path: Path, build: Callable[[Path], Path],
                                                    message: str) -> None:
@@ -155,3 +161,32 @@ def test_a_damaged_serving_index_exits_2_naming_it(tmp_path: Path, build: Callab
     assert result.exit_code == 2, result.output
     assert f"error: {index}: " in result.output and message in result.output, result.output
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_catalogue_without_ids_exits_2_naming_it(tmp_path: Path) -> None:
+    """Review s7, B1: `check --catalog` with a file without ids failed with 'unexpected failure: TypeError'
+    after claiming the window."""
+    current, catalog = tmp_path / "current.npz", tmp_path / "catalog.npy"
+    np.savez(current, embeddings=GOOD, ids=np.arange(100))
+    np.save(catalog, GOOD)
+    result = CliRunner().invoke(cli, ["check", "--model", "m", "--version", "1", "--current", str(current),
+                                      "--catalog", str(catalog), "--policy", str(POLICY_FILE), "--tracking-uri",
+                                      f"sqlite:///{tmp_path / 'mlflow.db'}", "--spool-dir", str(tmp_path / "spool")])
+    assert result.exit_code == 2, result.output
+    assert f"error: {catalog}: a catalogue needs item ids" in result.output, result.output
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_binary_ids_are_read_as_the_text_they_hold(tmp_path: Path) -> None:
+    """Review s7, B4: ASCII binary ids were stored as text by `reference set`, then refused as bytes by a
+    check of the same file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from drift_decider.inputs.embeddings import load_embeddings
+
+    vectors = pa.array(GOOD.tolist(), pa.list_(pa.float32()))
+    pq.write_table(pa.table({"id": [b"item-%d" % i for i in range(100)], "embedding": vectors}), tmp_path / "b.parquet")
+    pq.write_table(pa.table({"id": [f"item-{i}" for i in range(100)], "embedding": vectors}), tmp_path / "t.parquet")
+    binary, text = load_embeddings(tmp_path / "b.parquet"), load_embeddings(tmp_path / "t.parquet")
+    assert binary.ids.tolist() == text.ids.tolist() and binary.ids.dtype == text.ids.dtype

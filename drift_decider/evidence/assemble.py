@@ -100,6 +100,9 @@ class CurrentData:
 
     def __post_init__(self) -> None:
         require_data_growth(self.data_growth)
+        if self.catalog is not None and self.catalog.ids is None:     # it exists to be paired by id
+            raise InputError(f"{self.catalog.path}: a catalogue needs item ids (.npz with `ids`, or a parquet "
+                             f"id column)")
 
     @property
     def items(self) -> EmbeddingSet | None:

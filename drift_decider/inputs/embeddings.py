@@ -266,7 +266,8 @@ def _read_parquet(path: Path, array: str | None, ids: str | None) -> tuple[np.nd
 
 
 def _id_column(table: Any, name: str, path: Path) -> np.ndarray:
-    """A parquet id column as an array: integers, floats or strings, without nulls."""
+    """A parquet id column as an array: integers, floats or strings, without nulls. Binary ids are read
+    as the UTF-8 text they hold, so a reference and a check of the same file agree on their kind."""
     import pyarrow as pa
 
     column = table.column(name).combine_chunks()
@@ -277,6 +278,12 @@ def _id_column(table: Any, name: str, path: Path) -> np.ndarray:
     if column.null_count:
         row = int(np.flatnonzero(np.asarray(column.is_null()))[0])
         raise InputError(f"{path}: id column {name!r} has {column.null_count} null(s), first at row {row}")
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        try:
+            column = column.cast(pa.string())
+        except pa.ArrowInvalid:
+            raise InputError(f"{path}: id column {name!r} is binary and not UTF-8 text; store ids as "
+                             f"integers or text") from None
     return column.to_numpy(zero_copy_only=False)
 
 

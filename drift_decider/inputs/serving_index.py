@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from drift_decider.errors import InputError
-from drift_decider.inputs.embeddings import validate_ids
+from drift_decider.inputs.embeddings import validate_ids, validate_vectors
 from drift_decider.inputs.windows import parse_time
 from drift_decider.measure.metrics.knn import Metric, exact_knn, prepare
 
@@ -138,19 +138,15 @@ class ServingIndex:
 
 
 def _check_snapshot(ids: np.ndarray, vectors: np.ndarray, path: Path | str) -> tuple[np.ndarray, np.ndarray]:
+    """The snapshot's ids and float32 vectors, checked as an embeddings file's are (2-D, real, values a
+    search can score) with one unique id per vector."""
     ids = np.asarray(ids)
     if ids.dtype == object:
         ids = ids.astype(str)
-    if np.asarray(vectors).dtype.kind not in "fiu":
-        raise InputError(f"{path}: index vectors of dtype {np.asarray(vectors).dtype}, not real numbers")
-    with np.errstate(over="ignore"):        # a value past float32's range becomes inf, refused below
-        vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or len(vectors) == 0:
-        raise InputError(f"{path}: an index needs one vector per id: {ids.shape} ids, {vectors.shape} vectors")
+    vectors = np.asarray(vectors)
+    validate_vectors(vectors, path)
     validate_ids(ids, len(vectors), path)
-    if not np.isfinite(vectors).all():
-        raise InputError(f"{path}: index vectors contain NaN or infinite values (or values past float32's range)")
-    return ids, vectors
+    return ids, vectors.astype(np.float32)
 
 
 def _read_snapshot(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
