@@ -216,6 +216,36 @@ def test_a_reference_set_on_spark_keeps_the_files_item_sample_ids_and_noise_floo
         assert on_spark.noise.samples[name] == pytest.approx(values, rel=1e-6, abs=1e-12), name
 
 
+def test_a_reference_set_on_spark_keeps_long_ids_outside_its_sample_and_refuses_repeated_ids(spark, tables,
+                                                                                           monkeypatch):
+    """Review s7, B2 and B3: the learned ids were cut to the width of the sample's longest id, and an id
+    repeated outside the profile's first 10,000 keys was stored, to fail every later check."""
+    from drift_decider.evidence import assemble, spark_reference
+    from drift_decider.measure.row_keys import row_keys
+
+    monkeypatch.setattr(assemble, "ITEM_SAMPLE_ROWS", 2_000)
+    monkeypatch.setattr(spark_reference, "ITEM_SAMPLE_ROWS", 2_000)
+    n = 12_000                     # more rows than the profile's 10,000 sample keys
+    x = np.random.default_rng(11).standard_normal((n, 8)).astype(np.float32)
+    ids = np.array([f"i{i}" for i in range(n)], dtype=object)
+    for suffix in range(100):      # a long id whose key puts it outside the 2,000-row item sample
+        ids[0] = f"an-item-id-much-longer-than-any-in-the-sample-{suffix}"
+        rank = np.argsort(np.argsort(row_keys(7, ids.astype(str))))
+        if rank[0] >= 2_000:
+            break
+    ids = ids.astype(str)
+    assert rank[0] >= 2_000
+    read = spark.read.parquet(str(_write_dir(x, ids, tables / "long-ids", 3)))
+    stored = spark_reference.reference_table(read, seed=7, name="long-ids")
+    np.testing.assert_array_equal(stored.known_ids, np.sort(ids))
+    repeated = ids.copy()
+    last = int(np.argmax(rank))    # the id with the largest key, far outside the profile's 10,000
+    repeated[(last + 1) % n] = repeated[last]
+    read = spark.read.parquet(str(_write_dir(x, repeated, tables / "repeated-ids", 3)))
+    with pytest.raises(InputError, match=r"repeated-ids: ids are not unique \(1 row\(s\) repeat an id"):
+        spark_reference.reference_table(read, seed=7, name="repeated-ids")
+
+
 # -- check --engine spark ------------------------------------------------------------------------
 END = "2026-07-01T00:00:00Z"
 

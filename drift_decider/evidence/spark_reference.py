@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from drift_decider.errors import InputError
 from drift_decider.evidence.assemble import ITEM_SAMPLE_ROWS, ReferenceData, measure_noise
 from drift_decider.evidence.noise_floor import Sibling
 from drift_decider.evidence.spark_check import catalogue_sample
@@ -45,10 +46,13 @@ def reference_table(df: "DataFrame", *, seed: int, name: str,
     last = int(keys[-1]) if len(keys) >= ITEM_SAMPLE_ROWS else int(NO_LIMIT)
     part = partition_pass(profile.dim, name, lambda ids, x: _sample_and_ids(seed, last, ids, x), _merge_samples)
     ids, vectors, known = tree_merge(frame.mapInArrow(part, "part binary"), _merge_samples, pickle.loads)
-    ids = ids.astype(str) if ids.dtype.kind == "O" else ids      # text ids as a local file's are kept
+    if len(known) != profile.count:      # the profile checks only the ids of its sample keys
+        raise InputError(f"{name}: ids are not unique ({profile.count - len(known)} row(s) repeat an id: each item "
+                         f"must appear once)")
+    # text ids as a local file's are kept, each array as wide as its own longest id
+    ids, known = (a.astype(str) if a.dtype.kind == "O" else a for a in (ids, known))
     order = np.argsort(ids, kind="stable")
-    reference = ReferenceData(profile, item_ids=ids[order], item_vectors=vectors[order],
-                              known_ids=np.unique(known.astype(ids.dtype)))
+    reference = ReferenceData(profile, item_ids=ids[order], item_vectors=vectors[order], known_ids=known)
     if not siblings:
         return reference
     samples = [catalogue_sample(table, reference, name=table_name)[1] for table, table_name in siblings]
