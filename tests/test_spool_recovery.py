@@ -162,11 +162,18 @@ def test_files_in_the_spool_that_are_not_entries_are_named_and_kept_and_the_rest
     entry = json.loads(good.read_text())
     bad = {"garbage.json": "{not json", "list.json": "[1]", "bytes.json": b"\xff\xfe",
            "window.json": json.dumps({**entry, "window": "oops"}),
-           "payload.json": json.dumps({**entry, "payload": {"metrics": "x"}})}
+           "payload.json": json.dumps({**entry, "payload": {"metrics": "x"}}),
+           # review s7, B6: fields with defaults went unchecked and crashed sync; a padded time was re-parsed
+           "attempts.json": json.dumps({**entry, "attempts": 5}),
+           "attempt-item.json": json.dumps({**entry, "attempts": [1]}),
+           "step.json": json.dumps({**entry, "step": True}),
+           "uri.json": json.dumps({**entry, "tracking_uri": None})}
+    padded = json.dumps({**entry, "window": {**entry["window"], "window_end": " 2026-01-02T00:00:00Z "}})
     for name, text in bad.items():
         (spool / name).write_bytes(text if isinstance(text, bytes) else text.encode())
+    (spool / "padded.json").write_text(padded.replace('"w1"', '"w2"'))
     outcomes = {o["entry"]: o for o in json.loads(run_cli("sync", "--spool-dir", spool, "--json", expect=2).output)}
-    assert outcomes[good.name]["status"] == "recorded"
+    assert outcomes[good.name]["status"] == "recorded" and outcomes["padded.json"]["status"] == "recorded"
     for name in bad:
         assert outcomes[name]["status"] == "skipped" and str(spool / name) in outcomes[name]["reason"], outcomes[name]
         assert (spool / name).exists()

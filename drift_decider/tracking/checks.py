@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from drift_decider.policy import CheckRecord
 from drift_decider.errors import InputError
+from drift_decider.inputs.windows import parse_time
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
 from drift_decider.tracking.registry import VersionRef, quoted
@@ -85,7 +86,12 @@ def find_decision_run(client: MlflowClient, experiment_id: str, key: str):
 
 
 def window_end_of(run: Run) -> datetime:
-    return datetime.fromisoformat(run.data.tags[tags.WINDOW_END])
+    return _tag_time(run, tags.WINDOW_END)
+
+
+def _tag_time(run: Run, tag: str) -> datetime:
+    """A time tag of a check run (written by a check; an InputError naming the run if edited since)."""
+    return parse_time(run.data.tags[tag], f"run {run.info.run_id}: tag {tag}")
 
 
 def check_row(run: Run) -> dict[str, Any]:
@@ -104,6 +110,6 @@ def records_from_runs(runs: list[Run]) -> tuple[CheckRecord, ...]:
     """The policy's view of complete check runs, oldest first: each row, decided when its decision says."""
     return tuple(CheckRecord(window_id=row["window_id"], window_end=row["window_end"], metrics=row["metrics"],
                              action=row["action"], rule_id=row["rule_id"],
-                             decided_at=datetime.fromisoformat(run.data.tags[tags.DECIDED_AT]),
+                             decided_at=_tag_time(run, tags.DECIDED_AT),
                              mode=row["mode"] or "enforce")
                  for run, row in ((run, check_row(run)) for run in runs))

@@ -7,7 +7,6 @@ import contextlib
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
@@ -327,7 +326,7 @@ def _sync_entry(store: TrackingStore, path: Path, entry: SpoolEntry, dead: set[s
     for the next sync ("deferred").
     """
     ref = VersionRef(name=entry.model, version=entry.version, model_id=entry.model_id, tags={})
-    window = Window(**{**entry.window, "window_end": datetime.fromisoformat(entry.window["window_end"])})
+    window = Window(**{**entry.window, "window_end": parse_time(entry.window["window_end"], str(path))})
     with mlflow_errors(f"syncing {path.name}"):
         experiment_id = ensure_experiment(store.client)
         runs = search_checks(store.client, experiment_id, model=ref.name, version=ref.version, kind=entry.kind,

@@ -85,9 +85,11 @@ def read_entries(directory: Path) -> tuple[list[tuple[Path, SpoolEntry]], list[t
     return entries, unreadable
 
 
-# the fields an entry, its window and its payload must have, and their JSON types
+# the fields an entry (read back, older entries' missing ones filled in), its window and its payload must
+# have, and their JSON types
 _ENTRY_FIELDS = {"model": str, "version": str, "model_id": str, "kind": str, "step": int, "extra_tags": dict,
-                 "orphan_run_id": (str, type(None)), "reason": str}
+                 "orphan_run_id": (str, type(None)), "reason": str, "attempts": list, "tracking_uri": str,
+                 "policy_path": str, "policy_sha256": str}
 _WINDOW_FIELDS = {"window_id": str, "window_end": str, "dataset_name": str, "dataset_digest": str, "source": str}
 _PAYLOAD_FIELDS = {"values": dict, "inputs": dict, "evidence": dict, "decision": (dict, type(None))}
 
@@ -101,11 +103,14 @@ def read_entry(path: Path) -> SpoolEntry:
         raise InputError(f"{path}: not a readable spool entry: {exc}") from None
     if entry is None:
         raise InputError(f"{path}: not a spool entry (a JSON {type(raw).__name__}, not an object)")
-    for what, value, fields in (("entry", raw, _ENTRY_FIELDS), ("window", entry.window, _WINDOW_FIELDS),
+    for what, value, fields in (("entry", vars(entry), _ENTRY_FIELDS), ("window", entry.window, _WINDOW_FIELDS),
                                 ("payload", entry.payload, _PAYLOAD_FIELDS)):
         if not isinstance(value, dict):
             raise InputError(f"{path}: spool entry's {what} is a {type(value).__name__}, not an object")
-        wrong = [key for key, kind in fields.items() if not isinstance(value.get(key), kind)]
+        wrong = [key for key, kind in fields.items()
+                 if not isinstance(value.get(key), kind) or isinstance(value.get(key), bool)]
+        if what == "entry" and "attempts" not in wrong and not all(isinstance(a, str) for a in entry.attempts):
+            wrong.append("attempts")
         if what == "window":        # read back as a Window: exactly its fields
             wrong += sorted(set(value) - set(fields))
         if wrong:
