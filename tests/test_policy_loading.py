@@ -114,6 +114,8 @@ def test_p_value_companions_only_exist_for_tests() -> None:
     ("params: {small: 1e-5}\nrules:\n  - {id: r1, action: retrain, when: 'knn_jaccard < $small'}\n",
      "got string '1e-5' (YAML reads a number with an exponent as a number only in the form 1.0e-05)",
      (4, "1e-5")),
+    ("params: {small: '0.3'}\nrules:\n  - {id: r1, action: retrain, when: 'knn_jaccard < $small'}\n",
+     "got string '0.3' (write it without quotes to make it a number)", (4, "0.3")),
 ])
 def test_schema_errors_are_clear_and_located(body: str, message: str, at: tuple[int, str]) -> None:
     """``at`` is (line, text the error must point at): the column is where that text starts."""

@@ -322,6 +322,8 @@ def _what_it_is(value: Any) -> str:
         number = float(value) if isinstance(value, str) else None
     except ValueError:
         number = None
+    if number is not None and math.isfinite(number) and "e" not in value.lower():    # a quoted number
+        return f"string {value!r} (write it without quotes to make it a number)"
     if number is not None and math.isfinite(number):
         mantissa, e, exponent = repr(number).partition("e")
         written = (mantissa if "." in mantissa else mantissa + ".0") + e + exponent
