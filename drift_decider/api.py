@@ -120,12 +120,14 @@ def create_local_store(tracking_uri: str, artifact_root: Path) -> str:
 
 def set_reference(model: str, version: str, embeddings_path: str | Path, *, queries_path: str | Path | None = None,
                   sibling_paths: Sequence[str | Path] = (), sibling_query_paths: Sequence[str | Path] = (),
-                  tracking_uri: str | None = None, seed: int = 0, progress: bool = False) -> str:
+                  tracking_uri: str | None = None, seed: int = 0, progress: bool = False,
+                  replace_existing: bool = False) -> str:
     """Summarise the reference once and store it with the model version; returns its URI.
 
     Embeddings with ids also keep a seeded id-keyed item sample (structure metrics); ``queries_path``
     keeps a query sample (score and ranking metrics); ``sibling_paths`` (refits that saw no new data,
-    with ids) give the noise floor that checks judge each metric against.
+    with ids) give the noise floor that checks judge each metric against. A version's reference is
+    replaced only with ``replace_existing``.
     """
     embeddings = load_embeddings(embeddings_path)
     require_window_rows(embeddings.n, str(embeddings.path), "a reference")
@@ -141,12 +143,13 @@ def set_reference(model: str, version: str, embeddings_path: str | Path, *, quer
     if siblings:
         reference = replace(reference, noise=measure_noise(reference, siblings, seed=seed))
     store = TrackingStore.open(tracking_uri)
-    return store.store_reference(store.version(model, version=version, attach=True), reference)
+    return store.store_reference(store.version(model, version=version, attach=True), reference,
+                                 replace_existing=replace_existing)
 
 
 def set_reference_table(model: str, version: str, table_path: str | Path, *,
                         sibling_paths: Sequence[str | Path] = (), tracking_uri: str | None = None, seed: int = 0,
-                        spark_master: str = DEFAULT_MASTER) -> str:
+                        spark_master: str = DEFAULT_MASTER, replace_existing: bool = False) -> str:
     """``set_reference`` for Parquet tables with ids read on Spark: the same profile, item sample, learned
     ids and (from ``sibling_paths``) noise floor as the same rows give from a file; no query sample
     (score and ranking metrics need the local engine's ``queries_path``). Returns its URI."""
@@ -154,7 +157,8 @@ def set_reference_table(model: str, version: str, table_path: str | Path, *,
     reference = reference_table(read_table(spark, table_path), seed=seed, name=str(table_path),
                                 siblings=[(read_table(spark, path), str(path)) for path in sibling_paths])
     store = TrackingStore.open(tracking_uri)
-    return store.store_reference(store.version(model, version=version, attach=True), reference)
+    return store.store_reference(store.version(model, version=version, attach=True), reference,
+                                 replace_existing=replace_existing)
 
 
 MIN_BASELINE_CHECKS = 3
@@ -180,7 +184,8 @@ def set_noise_floor_from_checks(model: str, version: str, *, checks: int, tracki
     reference = store.load_reference(ref)
     if reference.noise is not None:
         raise InputError(f"{model} version {version} already has a noise floor ({reference.noise.label}); it is kept")
-    store.store_reference(ref, replace(reference, noise=floor))
+    # the same reference, now with a floor
+    store.store_reference(ref, replace(reference, noise=floor), replace_existing=True)
     return floor.label
 
 

@@ -223,3 +223,25 @@ def test_sibling_queries_without_reference_queries_are_refused(tmp_path, sqlite_
                      "--sibling", sibling, "--sibling-queries", queries, "--tracking-uri", sqlite_uri, expect=2)
     assert "--sibling-queries needs --queries" in result.output, result.output
     assert not connect(sqlite_uri).search_model_versions("name = 'recsys'")[0].tags.get(tags.REFERENCE_SHA256)
+
+
+def test_a_second_reference_set_is_refused_unless_replace_is_given(tmp_path, sqlite_uri) -> None:
+    """Newcomer review s7: a second `reference set` replaced the version's reference without a word,
+    dropping the queries and noise floor the recorded checks were judged against."""
+    factors = base_factors()
+    reference = write_items(tmp_path / "reference.npz", factors.item_ids, factors.item_vectors)
+    sibling = write_items(tmp_path / "sibling.npz", factors.item_ids, factors.item_vectors * 1.01)
+    run_cli("register", "--model", "recsys", "--tracking-uri", sqlite_uri)
+    base = ("reference", "set", "--model", "recsys", "--version", "1", "--embeddings", reference, "--tracking-uri",
+            sqlite_uri)
+    run_cli(*base, "--sibling", sibling)
+
+    def stored() -> dict[str, str]:
+        return dict(connect(sqlite_uri).search_model_versions("name = 'recsys'")[0].tags)
+
+    first = stored()
+    result = run_cli(*base, expect=2)
+    assert "recsys version 1 has a reference already" in result.output and "--replace" in result.output
+    assert stored() == first and first[tags.REFERENCE_NOISE] != "none"
+    run_cli(*base, "--replace")
+    assert stored()[tags.REFERENCE_NOISE] == "none"

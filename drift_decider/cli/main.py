@@ -242,11 +242,14 @@ def reference() -> None:
 @click.option("--sibling-queries", "sibling_queries", multiple=True, type=click.Path(dir_okay=False),
               help="The --queries users embedded by each sibling's own tower, in --sibling order (optional; "
                    "without them the reference queries stand in).")
+@click.option("--replace", is_flag=True,
+              help="Replace the reference the version has (refused without it: the checks recorded so far were "
+                   "judged against that one, and its queries and noise floor would be lost).")
 @seed_option
 @tracking_uri_option
 @engine_options
 def reference_set(model: str, version: str, embeddings: str, queries: str | None, siblings: tuple[str, ...],
-                  sibling_queries: tuple[str, ...], seed: int, tracking_uri: str | None, engine: str,
+                  sibling_queries: tuple[str, ...], replace: bool, seed: int, tracking_uri: str | None, engine: str,
                   spark_master: str) -> None:
     """Summarise the reference once and store it as an artifact of the model version.
 
@@ -266,10 +269,10 @@ def reference_set(model: str, version: str, embeddings: str, queries: str | None
         raise click.UsageError("--engine spark reads item tables: --queries and --sibling-queries need the local "
                                "engine")
     uri = (api.set_reference_table(model, version, embeddings, sibling_paths=siblings, tracking_uri=tracking_uri,
-                                   seed=seed, spark_master=spark_master) if engine == "spark"
+                                   seed=seed, spark_master=spark_master, replace_existing=replace) if engine == "spark"
            else api.set_reference(model, version, embeddings, queries_path=queries, sibling_paths=siblings,
                                   sibling_query_paths=sibling_queries, tracking_uri=tracking_uri, seed=seed,
-                                  progress=_bars()))
+                                  progress=_bars(), replace_existing=replace))
     click.echo(f"reference for {model} version {version} stored at {uri}")
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, TypeVar
 
-from drift_decider.errors import TrackingError, redact
+from drift_decider.errors import InputError, TrackingError, redact
 from drift_decider.evidence.assemble import ReferenceData
 from drift_decider.policy import CheckRecord
 from drift_decider.tracking.spool import SpoolEntry, spool_dir as resolve_spool_dir
@@ -163,7 +163,14 @@ class TrackingStore:
 
     # -- references
 
-    def store_reference(self, ref: VersionRef, reference: ReferenceData) -> str:
+    def store_reference(self, ref: VersionRef, reference: ReferenceData, *,
+                        replace_existing: bool = False) -> str:
+        """Store the version's reference. One it has already is replaced only when asked (``replace_existing``):
+        every check recorded so far was judged against it, and its floor and samples would be lost silently."""
+        if ref.tags.get(tags.REFERENCE_SHA256) and not replace_existing:
+            raise InputError(f"{ref.name} version {ref.version} has a reference already (its checks were judged "
+                             f"against it); give --replace to store this one instead, with its own queries and "
+                             f"siblings: nothing of the old one is kept")
         return reference_store.store_reference(self.client, ref, reference)
 
     def load_reference(self, ref: VersionRef) -> ReferenceData:
