@@ -496,6 +496,17 @@ class PromotionOutcome:
                 "metrics": self.values, "incumbent_metrics": self.incumbent_values, "decision": self.decision}
 
 
+def _require_gate(policy: Policy, path: str | Path) -> None:
+    """A gate decides once, on no history: refuse a policy with rules that only fire after earlier checks
+    (``for``, ``keep_firing_for``, trends), which would pass any candidate however changed."""
+    waiting = [rule.id for rule in policy.rules if rule.looks_back] + (["its trend conditions"] if policy.trend_span
+                                                                        else [])
+    if waiting:
+        raise InputError(f"{path}: a promotion gate decides once, on no history, so {', '.join(waiting)} can never "
+                         f"fire (they need earlier checks: `for`, `keep_firing_for` or a trend); gate with a policy "
+                         f"written for it, such as policies/promotion-gate.yaml (docs/policies.md, writing gates)")
+
+
 def promote(model: str, candidate: str, alias: str, current_path: str | Path, policy_path: str | Path, *,
             tracking_uri: str | None = None, dry_run: bool = False, seed: int = 0, progress: bool = False,
             spool_dir: str | Path | None = None, catalog_path: str | Path | None = None,
@@ -508,6 +519,7 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
     The decision is recorded on the candidate; the alias moves only when the gate passes.
     """
     policy = load_policy(policy_path)
+    _require_gate(policy, policy_path)
     current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path, index_path=index_path)
     store = TrackingStore.open(tracking_uri)
     ref = store.version(model, version=candidate)

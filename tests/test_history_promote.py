@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow.artifacts
 import numpy as np
+import pytest
 
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
@@ -168,3 +169,15 @@ def test_audit_finds_a_decision_by_prefix_or_run_id_and_history_shows_held_rules
     for key, message in (("zz", "neither a decision id"), ("abcdef", "no recorded decision")):
         result = run_cli("audit", "--decision-id", key, "--tracking-uri", sqlite_uri, expect=2)
         assert message in result.output
+
+
+@pytest.mark.parametrize("policy", ["recommender-default.yaml", "conservative.yaml"])
+def test_a_policy_whose_rules_need_earlier_checks_is_refused_as_a_gate(tmp_path: Path, sqlite_uri: str,
+                                                                        policy: str) -> None:
+    """Newcomer review s7: promote with the default policy passed a candidate 14x beyond its refit noise
+    (its retrain rules wait for `for: 2` checks, and a gate decides once); refused before anything is read."""
+    missing = tmp_path / "not-there.npz"
+    result = run_cli("promote", "--model", "recsys", "--candidate", "1", "--current", missing, "--policy",
+                     GATE.parent / policy, "--tracking-uri", sqlite_uri, expect=2)
+    assert "a promotion gate decides once, on no history" in result.output and str(missing) not in result.output
+    assert "promotion-gate.yaml" in result.output
