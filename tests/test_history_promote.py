@@ -181,3 +181,14 @@ def test_a_policy_whose_rules_need_earlier_checks_is_refused_as_a_gate(tmp_path:
                      GATE.parent / policy, "--tracking-uri", sqlite_uri, expect=2)
     assert "a promotion gate decides once, on no history" in result.output and str(missing) not in result.output
     assert "promotion-gate.yaml" in result.output
+
+
+def test_a_missing_alias_says_how_to_set_it_not_how_to_register(tmp_path: Path, sqlite_uri: str) -> None:
+    """Newcomer review s7: `check --alias champion` on a model with versions suggested `register`."""
+    register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    result = run_cli("check", "--model", "recsys", "--alias", "champion", "--current",
+                     write_items(tmp_path / "today.npz", ids, vectors), "--policy", POLICY, "--tracking-uri",
+                     sqlite_uri, expect=2)
+    assert "has no alias 'champion' (it has version 1)" in result.output, result.output
+    assert "drift-decider promote --model recsys" in result.output and "drift-decider register" not in result.output

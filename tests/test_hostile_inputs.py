@@ -190,3 +190,15 @@ def test_binary_ids_are_read_as_the_text_they_hold(tmp_path: Path) -> None:
     pq.write_table(pa.table({"id": [f"item-{i}" for i in range(100)], "embedding": vectors}), tmp_path / "t.parquet")
     binary, text = load_embeddings(tmp_path / "b.parquet"), load_embeddings(tmp_path / "t.parquet")
     assert binary.ids.tolist() == text.ids.tolist() and binary.ids.dtype == text.ids.dtype
+
+
+def test_an_index_snapshot_may_name_its_vectors_as_an_embeddings_file_does(tmp_path: Path) -> None:
+    """Newcomer review s7: a snapshot with `ids` and `embeddings`, the layout every other input accepts,
+    was unreadable."""
+    from drift_decider.inputs.serving_index import ServingIndex
+
+    np.savez(tmp_path / "embeddings.npz", ids=np.arange(100), embeddings=GOOD)
+    np.savez(tmp_path / "vectors.npz", ids=np.arange(100), vectors=GOOD)
+    first, second = (ServingIndex.load(tmp_path / name) for name in ("embeddings.npz", "vectors.npz"))
+    np.testing.assert_array_equal(first.vectors, second.vectors)
+    np.testing.assert_array_equal(first.ids, second.ids)

@@ -105,8 +105,11 @@ def test_missing_empty_and_unknown_files(tmp_path):
 
 def test_duplicate_ids_and_length_mismatch(tmp_path):
     np.savez(tmp_path / "dup.npz", vectors=np.zeros((2, 2)), ids=np.array([1, 1]))
-    with pytest.raises(InputError, match="ids are not unique"):
+    with pytest.raises(InputError, match=r"ids are not unique .*: id 1 is at rows 0 and 1$"):
         load_embeddings(tmp_path / "dup.npz")
+    np.savez(tmp_path / "dups.npz", vectors=np.zeros((5, 2)), ids=np.array(["a", "b", "c", "b", "a"]))
+    with pytest.raises(InputError, match=r"id 'a' is at rows 0 and 4, and 1 more row\(s\) repeat an id"):
+        load_embeddings(tmp_path / "dups.npz")
     np.savez(tmp_path / "short.npz", vectors=np.zeros((3, 2)), ids=np.array([1, 2]))
     with pytest.raises(InputError, match="2 ids for 3 vectors"):
         load_embeddings(tmp_path / "short.npz")
@@ -116,5 +119,5 @@ def test_dimension_mismatch_names_both_sides(tmp_path):
     np.save(tmp_path / "cur.npy", np.zeros((3, 5), dtype=np.float32))
     current = load_embeddings(tmp_path / "cur.npy")
     with pytest.raises(InputError,
-                       match=r"cur.npy: dimension mismatch: current vectors have 5 dimensions, ref.npy has 4"):
+                       match=r"cur.npy: dimension mismatch: its vectors have 5 dimensions, ref.npy has 4"):
         check_same_dim(4, current, "ref.npy")

@@ -118,8 +118,14 @@ def validate_ids(ids: Any, rows: int, path: Path | str) -> None:
         raise InputError(f"{path}: ids of dtype {ids.dtype}; expected integers or strings")
     if len(ids) != rows:
         raise InputError(f"{path}: {len(ids)} ids for {rows} vectors")
-    if len(np.unique(ids)) != len(ids):
-        raise InputError(f"{path}: ids are not unique (duplicates: each item must appear once)")
+    unique, counts = np.unique(ids, return_counts=True)
+    if len(unique) != len(ids):
+        repeated = int(np.argmax(counts > 1))
+        rows = np.flatnonzero(ids == unique[repeated])[:2].tolist()
+        raise InputError(f"{path}: ids are not unique (duplicates: each item must appear once): id "
+                         f"{unique[repeated:repeated + 1].tolist()[0]!r} is at rows {rows[0]} and {rows[1]}"
+                         + (f", and {len(ids) - len(unique) - 1} more row(s) repeat an id"
+                            if len(ids) - len(unique) > 1 else ""))
 
 
 def validate_vectors(vectors: np.ndarray, path: Path | str) -> None:
@@ -171,7 +177,7 @@ def unmeasurable_rows(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def check_same_dim(reference_dim: int, current: EmbeddingSet, reference_name: str = "reference") -> None:
     if current.dim != reference_dim:
-        raise InputError(f"{current.path}: dimension mismatch: current vectors have {current.dim} dimensions, "
+        raise InputError(f"{current.path}: dimension mismatch: its vectors have {current.dim} dimensions, "
                          f"{reference_name} has {reference_dim}")
 
 

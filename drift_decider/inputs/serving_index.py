@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from drift_decider.errors import InputError
-from drift_decider.inputs.embeddings import validate_ids, validate_vectors
+from drift_decider.inputs.embeddings import VECTOR_KEYS, validate_ids, validate_vectors
 from drift_decider.inputs.windows import parse_time
 from drift_decider.measure.metrics.knn import Metric, exact_knn, prepare
 
@@ -154,10 +154,13 @@ def _read_snapshot(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
         raise InputError(f"{path}: index snapshot not found")
     try:
         with np.load(path, allow_pickle=False) as data:
-            ids, vectors = data["ids"], data["vectors"]
+            # the vectors under any name an embeddings file may use (vectors, embeddings, ...)
+            key = next((name for name in VECTOR_KEYS if name in data.files), "vectors")
+            ids, vectors = data["ids"], data[key]
             built_at = str(data["built_at"]) if "built_at" in data.files else None
     except (ValueError, KeyError, OSError) as exc:
-        raise InputError(f"{path}: unreadable snapshot, expected arrays 'ids' and 'vectors' ({exc})") from None
+        raise InputError(f"{path}: unreadable snapshot, expected arrays 'ids' and 'vectors' (or "
+                         f"{', '.join(repr(k) for k in VECTOR_KEYS if k != 'vectors')}) ({exc})") from None
     ids, vectors = _check_snapshot(ids, vectors, path)
     return ids, vectors, built_at
 

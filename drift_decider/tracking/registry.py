@@ -67,6 +67,9 @@ def _missing_version(client: MlflowClient, name: str, version: str | None, alias
     what = f"version {version}" if version is not None else f"alias {alias!r}"
     have = f"it has version{'s' if len(versions) > 1 else ''} {', '.join(map(str, versions))}" if versions else \
         "it has no version"
+    if alias is not None and versions:     # the versions are there: the alias is what is missing
+        return InputError(f"registered model {name!r} has no alias {alias!r} ({have}); give --version, or set the "
+                          f"alias: `drift-decider promote --model {name} --candidate N --alias {alias}` gates it")
     return InputError(f"registered model {name!r} has no {what} ({have}); {register}")
 
 
