@@ -384,8 +384,10 @@ def _print_outcome(outcome) -> None:
 def demo(workdir: str, force: bool, seed: int, as_json: bool) -> None:
     """Replay a season of drift against a local MLflow store and show every decision.
 
-    Registers a recommender's item embeddings as a model version, then checks daily windows: a quiet
-    period, an index going stale, a score-scale shift and a semantic shift.
+    Registers a recommender's item embeddings as a model version (with three sibling refits as its
+    noise floor), then checks daily windows: a quiet period, a nightly refit with no new data, an index
+    going stale, a score-scale shift (a calibration warning: rankings stay, so `none`), an item tower
+    exported with its axes shuffled and users turning to what the catalogue lacks.
     """
     from drift_decider.demo.run import run_demo
 
