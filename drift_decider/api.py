@@ -645,12 +645,15 @@ def run_policy_tests(paths: Sequence[str | Path]) -> list[PolicyTestRun]:
 
 def explain(policy_path: str | Path, metrics_path: str | Path, *, history_path: str | Path | None = None,
             now: str | datetime | None = None, context: Mapping[str, str] | None = None) -> Decision:
-    """The policy's decision on a metrics file (a JSON object of metric to number, or an evidence report
-    with a ``values`` object) after the checks of a history file, with the reasons (``Decision.explain``)."""
+    """The policy's decision on a metrics file after the checks of a history file, with the reasons
+    (``Decision.explain``). The file is a JSON object of metric to number, an evidence report (its
+    ``values``) or what `check`, `promote` and `audit` print with ``--json`` (their ``metrics``)."""
     policy = load_policy(policy_path)
     metrics = read_json_file(metrics_path, "metrics")
-    if isinstance(metrics, dict) and isinstance(metrics.get("values"), dict):
-        metrics = metrics["values"]
+    for key in ("values", "metrics"):
+        if isinstance(metrics, dict) and isinstance(metrics.get(key), dict):
+            metrics = metrics[key]
+            break
     _refuse_unknown_metrics(metrics, str(metrics_path))
     metrics = clean_metrics(metrics, str(metrics_path))
     rows = (history_rows(read_json_file(history_path, "history"), f"{history_path}: history") if history_path

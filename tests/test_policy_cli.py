@@ -173,3 +173,24 @@ def test_explain_names_a_misspelt_metric_instead_of_deciding_without_it(tmp_path
     result = invoke("explain", "--policy", DEFAULT, "--metrics", metrics)
     assert result.exit_code == 2
     assert "unknown metric 'knn_turnover.noise_unit' (did you mean 'knn_turnover.noise_units'?)" in result.output
+
+
+def test_explain_reads_what_check_and_audit_print_with_json(tmp_path: Path, sqlite_uri: str) -> None:
+    """Newcomer review s7: explain refused `check --json` and `audit --json` output ("unknown metric
+    'model'"); it reads their metrics and decides as the check did."""
+    from support import movielens_items, register_with_reference, run_cli, write_items
+
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    today = write_items(tmp_path / "today.npz", ids, vectors * 1.3)
+    checked = run_cli("check", "--model", "recsys", "--version", version, "--current", today, "--policy", DEFAULT,
+                      "--window-id", "w1", "--window-end", "2026-03-01T00:00:00Z", "--tracking-uri", sqlite_uri,
+                      "--json").output
+    audited = run_cli("audit", "--model", "recsys", "--version", version, "--window-id", "w1", "--tracking-uri",
+                      sqlite_uri, "--json").output
+    check = json.loads(checked)
+    for name, text in (("check.json", checked), ("audit.json", audited)):
+        result = invoke("explain", "--policy", DEFAULT, "--metrics", write(tmp_path, name, text), "--now",
+                        "2026-03-01T00:00:00Z", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["action"] == check["action"]

@@ -97,7 +97,9 @@ def test_cmd(files: tuple[str, ...], as_json: bool) -> None:
                       f"METRICS is a JSON object of metric name to number (or an evidence report with a "
                       f"'values' object); HISTORY is a JSON list of check records.\n\n{EXIT_HELP}")
 @click.option("--policy", "policy_path", required=True, type=FILE, help="Policy YAML file.")
-@click.option("--metrics", "metrics_path", required=True, type=FILE, help="Metrics JSON.")
+@click.option("--metrics", "metrics_path", required=True, type=FILE,
+              help="Metrics JSON: an object of metric to number, the check's evidence.json artifact, or what "
+                   "`check`, `promote` or `audit` print with --json.")
 @click.option("--history", "history_path", type=FILE, help="History JSON (list of checks).")
 @click.option("--now", help="Decision time, ISO-8601 (default: the current UTC time).")
 @click.option("--context", "context", multiple=True, metavar="KEY=VALUE",
