@@ -499,8 +499,9 @@ class PromotionOutcome:
 def _require_gate(policy: Policy, path: str | Path) -> None:
     """A gate decides once, on no history: refuse a policy with rules that only fire after earlier checks
     (``for``, ``keep_firing_for``, trends), which would pass any candidate however changed."""
-    waiting = [rule.id for rule in policy.rules if rule.looks_back] + (["its trend conditions"] if policy.trend_span
-                                                                        else [])
+    waiting = [rule.id for rule in policy.rules if rule.looks_back]
+    if policy.trend_span:
+        waiting.append("its trend conditions")
     if waiting:
         raise InputError(f"{path}: a promotion gate decides once, on no history, so {', '.join(waiting)} can never "
                          f"fire (they need earlier checks: `for`, `keep_firing_for` or a trend); gate with a policy "

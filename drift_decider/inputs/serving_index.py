@@ -146,7 +146,7 @@ def _check_snapshot(ids: np.ndarray, vectors: np.ndarray, path: Path | str) -> t
     vectors = np.asarray(vectors)
     validate_vectors(vectors, path)
     validate_ids(ids, len(vectors), path)
-    return ids, vectors.astype(np.float32)
+    return ids, np.asarray(vectors, dtype=np.float32)
 
 
 def _read_snapshot(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
