@@ -39,8 +39,9 @@ from drift_decider.measure.metrics.structure import check_id_kinds
 from drift_decider.evidence.noise_floor import NoiseFloor, Sibling
 from drift_decider.tracking.store import (CheckPayload, RecordedCheck, SpoolEntry, TrackingStore, VersionRef,
                                           VersionState, sync_spool)
-from drift_decider.inputs.windows import (Window, make_window, named_window, parse_time, parse_window_end,
-                                          recordable_window_end, require_window_id)
+from drift_decider.inputs.times import parse_time
+from drift_decider.inputs.windows import (Window, make_window, named_window, parse_window_end, recordable_window_end,
+                                          require_window_id)
 # The policy layer, called from here only through _decide, _gate and the policy review functions below.
 from drift_decider.policy import CheckRecord, Decision, Policy, PolicyState, evaluate, lint, load_policy
 from drift_decider.policy.backtest import recorded_from_rows, replay, summary

@@ -23,7 +23,7 @@ import numpy as np
 
 from drift_decider.errors import InputError
 from drift_decider.inputs.embeddings import VECTOR_KEYS, validate_ids, validate_vectors
-from drift_decider.inputs.windows import parse_time
+from drift_decider.inputs.times import parse_time
 from drift_decider.measure.metrics.knn import Metric, exact_knn, prepare
 
 KINDS = ("hnsw", "faiss-hnsw", "exact")

@@ -6,12 +6,12 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from drift_decider.errors import InputError
 from drift_decider.inputs.embeddings import EmbeddingSet
+from drift_decider.inputs.times import parse_time
 
 DIGEST_SAMPLE_ROWS = 4096
 
@@ -38,26 +38,6 @@ def embeddings_digest(embeddings: EmbeddingSet) -> str:
     if embeddings.ids is not None:
         digest.update(np.asarray(embeddings.ids).astype(str).tobytes())
     return digest.hexdigest()[:16]
-
-
-def parse_time(value: Any, what: str) -> datetime:
-    """A timezone-aware UTC datetime from a datetime or an ISO 8601 string (the one parser of the times
-    users give: options, history files, index metadata); naive times are taken as UTC."""
-    if type(value) is datetime and value.tzinfo is timezone.utc:    # already what we want (the hot path)
-        return value
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise InputError(f"{what} {value!r} is not an ISO 8601 time (e.g. 2026-11-25T00:00:00Z)") from None
-    if not isinstance(value, datetime):
-        raise InputError(f"{what}: expected a time, got {type(value).__name__}")
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    try:
-        return value.astimezone(timezone.utc)
-    except OverflowError:       # e.g. 0001-01-01T00:00:00+05:00 is before the first UTC time a datetime holds
-        raise InputError(f"{what} {value.isoformat()!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def parse_window_end(text: str | None, option: str = "--window-end") -> datetime:

@@ -13,7 +13,7 @@ from typing import Mapping
 
 from drift_decider.policy.conditions import SECONDS_PER_DAY, Frame, condition_dict
 from drift_decider.policy.decision import Decision, RuleOutcome, kept_note
-from drift_decider.inputs.windows import parse_time
+from drift_decider.inputs.times import parse_time
 from drift_decider.policy.records import ACTION_WEIGHT, clean_metrics, encode_fields, encode_metrics, iso_time
 from drift_decider.policy.model import Policy, Rule
 from drift_decider.policy.state import PolicyState

@@ -18,7 +18,7 @@ from drift_decider.errors import DriftDeciderError, PolicyError
 from drift_decider.policy.decision import Decision
 from drift_decider.measure.metric_names import metric_keys
 from drift_decider.policy.yaml_fields import Fields, suggest, type_name
-from drift_decider.inputs.windows import parse_time
+from drift_decider.inputs.times import parse_time
 from drift_decider.policy.records import ACTIONS, MODES, CheckRecord, clean_metrics
 from drift_decider.policy.model import Policy
 from drift_decider.policy.replay import decide_series

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from drift_decider.errors import InputError
-from drift_decider.inputs.windows import parse_time
+from drift_decider.inputs.times import parse_time
 
 ACTIONS = ("none", "refresh-index", "recalibrate", "retrain")   # lightest to heaviest
 # keys of `drift-decider history --json` rows that say where a check lives in MLflow and what it was

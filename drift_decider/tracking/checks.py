@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from drift_decider.policy import CheckRecord
 from drift_decider.errors import InputError
-from drift_decider.inputs.windows import parse_time
+from drift_decider.inputs.times import parse_time
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import mlflow_errors
 from drift_decider.tracking.registry import VersionRef, quoted

@@ -19,7 +19,8 @@ from drift_decider.tracking.recorder import (CheckPayload, RecordingFailed, disc
                                              publish_latest, record_check)
 from drift_decider.tracking.registry import (RELEASED, Claim, VersionRef, claim_prefix, ensure_experiment, read_claim,
                                              read_claims, try_claim)
-from drift_decider.inputs.windows import Window, parse_time
+from drift_decider.inputs.times import parse_time
+from drift_decider.inputs.windows import Window
 
 if TYPE_CHECKING:      # for annotations only: the store calls this module (mlflow loads when a call needs it)
     from mlflow.entities import Run

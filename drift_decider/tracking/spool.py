@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from drift_decider.errors import InputError
-from drift_decider.inputs.windows import parse_time
+from drift_decider.inputs.times import parse_time
 
 DEFAULT_SPOOL_DIR = Path(".drift-decider") / "spool"
 SPOOL_ENV = "DRIFT_DECIDER_SPOOL_DIR"
