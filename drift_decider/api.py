@@ -217,6 +217,7 @@ def load_current(current_path: str | Path, *, catalog_path: str | Path | None = 
                  data_growth: float | None = None) -> CurrentData:
     """Load and validate every local input of a check before anything talks to MLflow."""
     embeddings = load_embeddings(current_path)
+    require_window_rows(embeddings.n, str(embeddings.path))
     current = CurrentData(embeddings, catalog=load_embeddings(catalog_path) if catalog_path else None,
                           queries=load_embeddings(queries_path) if queries_path else None,
                           index=ServingIndex.load(index_path) if index_path else None, data_growth=data_growth)
@@ -233,6 +234,13 @@ def load_current(current_path: str | Path, *, catalog_path: str | Path | None = 
         raise InputError("--queries needs the item catalogue with ids (score metrics compare the same items): "
                          "give --catalog, or --current with ids")
     return current
+
+
+def _reference_fitting(store: TrackingStore, ref: VersionRef, current: CurrentData) -> ReferenceData:
+    """The version's reference, once today's embeddings are known to have its dimension."""
+    reference = store.load_reference(ref)
+    check_same_dim(reference.profile.dim, current.embeddings, f"the reference of {ref.name} version {ref.version}")
+    return reference
 
 
 def check(model: str, current_path: str | Path, policy_path: str | Path, *, version: str | None = None,
@@ -277,9 +285,7 @@ def check(model: str, current_path: str | Path, policy_path: str | Path, *, vers
     if earlier is not None:
         return _recorded_outcome(ref, window, earlier)
     if on_spark is None:
-        reference = store.load_reference(ref)
-        check_same_dim(reference.profile.dim, current.embeddings, f"the reference of {ref.name} version {ref.version}")
-        require_window_rows(current.embeddings.n, str(current.embeddings.path))
+        reference = _reference_fitting(store, ref, current)
 
     def measured() -> EvidenceReport:
         if on_spark is not None:       # measured already: the window's digest comes from it
@@ -534,10 +540,7 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
     window = make_window(current.embeddings, None, parse_window_end(None), also=(current.catalog, current.queries))
     window = Window(f"promote-{alias}-v{ref.version}-{window.dataset_digest}", window.window_end,
                     window.dataset_name, window.dataset_digest, window.source)
-    candidate_reference = store.load_reference(ref)
-    check_same_dim(candidate_reference.profile.dim, current.embeddings,
-                   f"the reference of {model} version {ref.version}")
-    require_window_rows(current.embeddings.n, str(current.embeddings.path))
+    candidate_reference = _reference_fitting(store, ref, current)
     evidence = build_evidence(candidate_reference, current, seed=seed, now=window.window_end, progress=progress,
                               allow_id_mismatch=allow_id_mismatch)
     incumbent_values, incumbent_note = None, "no other version holds the alias"
