@@ -28,7 +28,6 @@ from drift_decider.inputs.spark_tables import DEFAULT_MASTER, read_table, spark_
 from drift_decider.measure.spark_profile import measure_dataframes
 from drift_decider.evidence.spark_check import check_tables
 from drift_decider.evidence.spark_reference import reference_table
-from drift_decider.measure.metric_names import metric_keys
 from drift_decider.errors import InFlightError, InputError, PolicyError, TrackingError
 from drift_decider.measure.report import EvidenceReport
 from drift_decider.evidence.assemble import (CurrentData, ReferenceData, build_evidence, measure_noise,
@@ -46,7 +45,7 @@ from drift_decider.inputs.windows import (Window, make_window, named_window, par
 from drift_decider.policy import CheckRecord, Decision, Policy, PolicyState, evaluate, lint, load_policy
 from drift_decider.policy.backtest import recorded_from_rows, replay, summary
 from drift_decider.policy.decision import held_rules
-from drift_decider.policy.yaml_fields import suggest
+from drift_decider.policy.yaml_fields import unknown_metric
 from drift_decider.policy.records import clean_metrics, history_rows, records_from_dicts
 from drift_decider.policy.policy_tests import TestFileResult, run_test_file
 from drift_decider.report.html import render_report
@@ -713,11 +712,9 @@ def _refuse_unknown_metrics(metrics: Any, path: str) -> None:
     """A misspelt key would read as a missing metric and fire no rule, silently: name it instead."""
     if not isinstance(metrics, dict):
         return
-    known = metric_keys()
-    unknown = [key for key in metrics if key not in known]
+    unknown = [problem for problem in map(unknown_metric, metrics) if problem]
     if unknown:
-        raise InputError(f"{path}: unknown metric {unknown[0]!r}{suggest(str(unknown[0]), known)}"
-                         + (f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""))
+        raise InputError(f"{path}: {unknown[0]}" + (f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""))
 
 
 def read_json_file(path: str | Path, what: str) -> Any:

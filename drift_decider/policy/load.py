@@ -13,7 +13,7 @@ from drift_decider.errors import PolicyError
 from drift_decider.policy.conditions import (OPS, SECONDS_PER_DAY, All, Any_, Compare, Cusum, Ewma, Leaf, Missing,
                                             Node, Not, Projected, Slope)
 from drift_decider.policy.expr import ExprError, parse_expression
-from drift_decider.policy.yaml_fields import Fields, shift, suggest, type_name
+from drift_decider.policy.yaml_fields import Fields, shift, suggest, type_name, unknown_metric
 from drift_decider.policy.records import ACTIONS, canonical_json
 from drift_decider.policy.model import SEVERITIES, NamedCondition, Policy, Rule
 from drift_decider.policy.explain_template import check_template
@@ -144,7 +144,6 @@ class _ConditionBuilder:
 
     def __init__(self, params: dict[str, float], named: Located) -> None:
         self.params = params
-        self.keys = metric_keys()
         self.named = named
         self.used: set[str] = set()           # named conditions reached from a rule
         self.expanding: list[str] = []        # the chain of references being expanded, for cycles
@@ -225,8 +224,9 @@ class _ConditionBuilder:
     def metric(self, name: Any, where: str) -> str:
         if not isinstance(name, str):
             raise PolicyError(f"metric must be a string, got {type_name(name)}", where)
-        if name not in self.keys:
-            raise PolicyError(f"unknown metric {name!r}{suggest(name, self.keys)}", where)
+        problem = unknown_metric(name)
+        if problem:
+            raise PolicyError(problem, where)
         return name
 
     def number(self, raw: Any, where: str, what: str) -> tuple[float, str | None]:

@@ -16,8 +16,7 @@ from typing import Any
 
 from drift_decider.errors import DriftDeciderError, PolicyError
 from drift_decider.policy.decision import Decision
-from drift_decider.measure.metric_names import metric_keys
-from drift_decider.policy.yaml_fields import Fields, suggest, type_name
+from drift_decider.policy.yaml_fields import Fields, type_name, unknown_metric
 from drift_decider.inputs.times import parse_time
 from drift_decider.policy.records import ACTIONS, MODES, CheckRecord, clean_metrics
 from drift_decider.policy.model import Policy
@@ -261,9 +260,9 @@ def _metrics(f: Fields, key: str, *, allow_null: bool) -> dict[str, Any]:
         raise f.fail(key, f"expected a mapping of metric name to number, got {type_name(node)}")
     out: dict[str, Any] = {}
     for name, value in node.items():
-        if name not in metric_keys():       # a misspelt metric would be missing at every step, silently
-            raise PolicyError(f"unknown metric {name!r}{suggest(str(name), metric_keys())}",
-                              node.key_pos.get(name, f.at(key)))
+        problem = unknown_metric(name)
+        if problem:
+            raise PolicyError(problem, node.key_pos.get(name, f.at(key)))
         if value is None and allow_null:
             out[name] = None          # null removes a default: the metric is missing at this step
             continue

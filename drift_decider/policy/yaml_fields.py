@@ -7,6 +7,7 @@ import re
 from typing import Any, Iterable
 
 from drift_decider.errors import PolicyError
+from drift_decider.measure.metric_names import metric_keys
 from drift_decider.policy.located_yaml import Located, LocatedList
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|h|d|w)\s*$")
@@ -20,6 +21,13 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     """A " (did you mean 'x'?)" hint for a misspelt name, or "" when nothing is close."""
     close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_metric(name: Any) -> str | None:
+    """What to say of a name that is not a metric key a policy may read (with a did-you-mean), or None.
+    A misspelt metric would read as missing at every check and fire no rule, silently."""
+    keys = metric_keys()
+    return None if name in keys else f"unknown metric {name!r}{suggest(str(name), keys)}"
 
 
 def type_name(value: Any) -> str:
