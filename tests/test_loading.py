@@ -121,3 +121,10 @@ def test_dimension_mismatch_names_both_sides(tmp_path):
     with pytest.raises(InputError,
                        match=r"cur.npy: dimension mismatch: its vectors have 5 dimensions, ref.npy has 4"):
         check_same_dim(4, current, "ref.npy")
+
+
+def test_ids_that_are_not_finite_numbers_are_refused_naming_the_row(tmp_path):
+    """Review s7: two NaN ids crashed the duplicate message with IndexError (exit 1)."""
+    np.savez(tmp_path / "nan.npz", vectors=np.zeros((3, 2)), ids=np.array([1.0, np.nan, np.nan]))
+    with pytest.raises(InputError, match=r"nan.npz: ids hold NaN or inf, first at row 1"):
+        load_embeddings(tmp_path / "nan.npz")

@@ -118,6 +118,8 @@ def validate_ids(ids: Any, rows: int, path: Path | str) -> None:
         raise InputError(f"{path}: ids of dtype {ids.dtype}; expected integers or strings")
     if len(ids) != rows:
         raise InputError(f"{path}: {len(ids)} ids for {rows} vectors")
+    if ids.dtype.kind == "f" and not np.isfinite(ids).all():
+        raise InputError(f"{path}: ids hold NaN or inf, first at row {int(np.argmin(np.isfinite(ids)))}")
     unique, counts = np.unique(ids, return_counts=True)
     if len(unique) != len(ids):
         repeated = int(np.argmax(counts > 1))

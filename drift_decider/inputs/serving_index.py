@@ -154,8 +154,8 @@ def _read_snapshot(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
         raise InputError(f"{path}: index snapshot not found")
     try:
         with np.load(path, allow_pickle=False) as data:
-            # the vectors under any name an embeddings file may use (vectors, embeddings, ...)
-            key = next((name for name in VECTOR_KEYS if name in data.files), "vectors")
+            # `vectors`, else any name an embeddings file may use for them (embeddings, ...)
+            key = next((name for name in ("vectors", *VECTOR_KEYS) if name in data.files), "vectors")
             ids, vectors = data["ids"], data[key]
             built_at = str(data["built_at"]) if "built_at" in data.files else None
     except (ValueError, KeyError, OSError) as exc:
