@@ -138,11 +138,12 @@ def set_reference(model: str, version: str, embeddings_path: str | Path, *, quer
         raise InputError("--sibling-queries needs --queries: the siblings' query vectors are compared with the "
                          "reference's, and this reference has none")
     siblings = load_siblings(sibling_paths, sibling_query_paths, embeddings)
+    store = TrackingStore.open(tracking_uri)
+    store.refuse_replacing(store.version(model, version=version), replace_existing)     # before the summary
     reference = ReferenceData.from_arrays(embeddings.vectors, embeddings.ids,
                                           None if queries is None else queries.vectors, seed=seed, progress=progress)
     if siblings:
         reference = replace(reference, noise=measure_noise(reference, siblings, seed=seed))
-    store = TrackingStore.open(tracking_uri)
     return store.store_reference(store.version(model, version=version, attach=True), reference,
                                  replace_existing=replace_existing)
 
@@ -153,10 +154,11 @@ def set_reference_table(model: str, version: str, table_path: str | Path, *,
     """``set_reference`` for Parquet tables with ids read on Spark: the same profile, item sample, learned
     ids and (from ``sibling_paths``) noise floor as the same rows give from a file; no query sample
     (score and ranking metrics need the local engine's ``queries_path``). Returns its URI."""
+    store = TrackingStore.open(tracking_uri)
+    store.refuse_replacing(store.version(model, version=version), replace_existing)     # before the Spark job
     spark = spark_session(spark_master)
     reference = reference_table(read_table(spark, table_path), seed=seed, name=str(table_path),
                                 siblings=[(read_table(spark, path), str(path)) for path in sibling_paths])
-    store = TrackingStore.open(tracking_uri)
     return store.store_reference(store.version(model, version=version, attach=True), reference,
                                  replace_existing=replace_existing)
 
@@ -502,18 +504,6 @@ class PromotionOutcome:
                 "metrics": self.values, "incumbent_metrics": self.incumbent_values, "decision": self.decision}
 
 
-def _require_gate(policy: Policy, path: str | Path) -> None:
-    """A gate decides once, on no history: refuse a policy with rules that only fire after earlier checks
-    (``for``, ``keep_firing_for``, trends), which would pass any candidate however changed."""
-    waiting = [rule.id for rule in policy.rules if rule.looks_back]
-    if policy.trend_span:
-        waiting.append("its trend conditions")
-    if waiting:
-        raise InputError(f"{path}: a promotion gate decides once, on no history, so {', '.join(waiting)} can never "
-                         f"fire (they need earlier checks: `for`, `keep_firing_for` or a trend); gate with a policy "
-                         f"written for it, such as policies/promotion-gate.yaml (docs/policies.md, writing gates)")
-
-
 def promote(model: str, candidate: str, alias: str, current_path: str | Path, policy_path: str | Path, *,
             tracking_uri: str | None = None, dry_run: bool = False, seed: int = 0, progress: bool = False,
             spool_dir: str | Path | None = None, catalog_path: str | Path | None = None,
@@ -526,7 +516,8 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
     The decision is recorded on the candidate; the alias moves only when the gate passes.
     """
     policy = load_policy(policy_path)
-    _require_gate(policy, policy_path)
+    if policy.not_a_gate():
+        raise InputError(f"{policy_path}: {policy.not_a_gate()}")
     current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path, index_path=index_path)
     store = TrackingStore.open(tracking_uri)
     ref = store.version(model, version=candidate)

@@ -13,6 +13,8 @@ from mlflow.webhooks.delivery import _generate_hmac_signature
 from drift_decider.automation.deliveries import SeenDeliveries, refusal
 from support import POLICY, run_cli
 
+GATE = POLICY.parent / "promotion-gate.yaml"
+
 GOOD = f"""\
 apiVersion: drift-decider/v1
 kind: Automation
@@ -26,7 +28,7 @@ models:
           embeddings: items/v{{version}}.npz
       - promote:
           alias: champion
-          policy: {POLICY}
+          policy: {GATE}
           current: prod/{{today}}.npz
 """
 
@@ -56,7 +58,7 @@ def test_a_broken_policy_is_named_at_its_own_line_before_any_event(tmp_path: Pat
     policy = tmp_path / "gate.yaml"
     policy.write_text("apiVersion: drift-decider/v1\nkind: Policy\nmetadata: {name: g, version: '1'}\nrules: 3\n")
     config = tmp_path / "automation.yaml"
-    config.write_text(GOOD.replace(str(POLICY), "gate.yaml"))
+    config.write_text(GOOD.replace(str(GATE), "gate.yaml"))
     output = run_cli("serve", "--config", config, expect=2).output
     assert f"{policy}:4:8:" in output, output
 
@@ -111,3 +113,12 @@ def test_the_config_in_docs_automation_loads_as_printed(tmp_path: Path) -> None:
     assert config.events() == ["model_version.created", "model_version_alias.created"]
     assert config.listen == ("127.0.0.1", 8787) and config.route == "/mlflow-webhook"
     assert config.secret_env == "DRIFT_DECIDER_WEBHOOK_SECRET" and config.max_age_seconds == 300
+
+
+def test_a_promote_job_with_a_policy_that_cannot_gate_is_refused_at_its_line(tmp_path: Path) -> None:
+    """Review s7: promote refuses policies whose rules need earlier checks; a config naming one for a
+    promote job loaded, and failed that job at every event instead."""
+    config = tmp_path / "automation.yaml"
+    config.write_text(GOOD.replace(str(GATE), str(POLICY)))
+    output = run_cli("webhooks", "reconcile", "--config", config, expect=2).output
+    assert f"{config}:13:19:" in output and "a promotion gate decides once, on no history" in output, output

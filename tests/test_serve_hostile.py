@@ -29,6 +29,8 @@ from drift_decider.automation.deliveries import SeenDeliveries
 from drift_decider.errors import InputError
 from support import POLICY, run_cli
 
+GATE = POLICY.parent / "promotion-gate.yaml"
+
 SECRET_ENV = "DD_HOSTILE_SECRET"
 SECRET = "hostile-test-secret-" + "q" * 24
 CONFIG = """\
@@ -98,7 +100,7 @@ def receiver(tmp_path_factory: pytest.TempPathFactory):
     """A real `drift-decider serve` process; yields (port, folder, process)."""
     folder = tmp_path_factory.mktemp("hostile")
     port = free_port()
-    (folder / "automation.yaml").write_text(CONFIG.format(port=port, policy=POLICY))
+    (folder / "automation.yaml").write_text(CONFIG.format(port=port, policy=GATE))
     process = _serve(folder, port, "--tracking-uri", f"sqlite:///{folder}/m.db")
     yield port, folder, process
     process.terminate()
@@ -185,7 +187,7 @@ def test_config_mistakes_are_exit_2_at_the_config_line(tmp_path: Path, change: t
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SECRET_ENV, SECRET)
     config = tmp_path / "automation.yaml"
-    config.write_text(CONFIG.replace(*change).format(port=free_port(), policy=POLICY))
+    config.write_text(CONFIG.replace(*change).format(port=free_port(), policy=GATE))
     output = run_cli("webhooks", "reconcile", "--config", config, expect=2).output
     assert f"{config}:{says}" in output and "unexpected" not in output, output
 
@@ -197,11 +199,11 @@ def test_a_port_already_taken_or_a_state_folder_that_is_a_file_is_exit_2(tmp_pat
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        config.write_text(CONFIG.format(port=taken.getsockname()[1], policy=POLICY))
+        config.write_text(CONFIG.format(port=taken.getsockname()[1], policy=GATE))
         output = run_cli("serve", "--config", config, expect=2).output
     assert f"{config}:4:8: cannot listen on 127.0.0.1:" in output, output
     (tmp_path / "afile").write_text("")
-    config.write_text(CONFIG.replace("state_dir: state", "state_dir: afile").format(port=free_port(), policy=POLICY))
+    config.write_text(CONFIG.replace("state_dir: state", "state_dir: afile").format(port=free_port(), policy=GATE))
     output = run_cli("serve", "--config", config, expect=2).output
     assert "cannot use the receiver's state file" in output and "unexpected" not in output, output
 
@@ -212,7 +214,7 @@ def test_a_client_trickling_its_request_is_cut_off_and_answered(tmp_path: Path,
     must, or each such client holds a thread for as long as it likes (in-process, deadline shortened)."""
     monkeypatch.setattr(receiver_module, "REQUEST_SECONDS", 1.5, raising=False)
     port = free_port()
-    (tmp_path / "automation.yaml").write_text(CONFIG.format(port=port, policy=POLICY))
+    (tmp_path / "automation.yaml").write_text(CONFIG.format(port=port, policy=GATE))
     server = receiver_module.make_server(receiver_module.Receiver(load_config(tmp_path / "automation.yaml"),
                                                                   SECRET, None))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -242,7 +244,7 @@ def test_connections_past_the_cap_get_503_and_the_slots_come_back(tmp_path: Path
     serves again (in-process, the cap shortened to 3)."""
     monkeypatch.setattr(receiver_module, "MAX_CONNECTIONS", 3)
     port = free_port()
-    (tmp_path / "automation.yaml").write_text(CONFIG.format(port=port, policy=POLICY))
+    (tmp_path / "automation.yaml").write_text(CONFIG.format(port=port, policy=GATE))
     server = receiver_module.make_server(receiver_module.Receiver(load_config(tmp_path / "automation.yaml"),
                                                                   SECRET, None))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -280,7 +282,7 @@ def test_register_prints_no_password_of_the_receiver_url(tmp_path: Path, monkeyp
         monkeypatch.setenv(name, value)
     config = tmp_path / "automation.yaml"
     config.write_text(CONFIG.replace("http://127.0.0.1", "http://hook-user:hook-password@127.0.0.1")
-                      .format(port=free_port(), policy=POLICY))
+                      .format(port=free_port(), policy=GATE))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     printed = run_cli("webhooks", "register", "--config", config, "--tracking-uri", uri, "--json").stdout
     assert json.loads(printed)["url"].startswith("http://***@127.0.0.1:")
@@ -292,7 +294,7 @@ def test_reconcile_passes_slower_than_their_interval_do_not_pile_up(tmp_path: Pa
     """MLflow down: each pass spends seconds in retries; ticks every second must not queue a pass each
     (a delivery's jobs would wait behind all of them): at most one waits, so stopping drops at most one."""
     port = free_port()
-    (tmp_path / "automation.yaml").write_text(CONFIG.format(port=port, policy=POLICY))
+    (tmp_path / "automation.yaml").write_text(CONFIG.format(port=port, policy=GATE))
     process = _serve(tmp_path, port, "--tracking-uri", f"http://127.0.0.1:{free_port()}", "--reconcile-every", "1",
                      env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"})
     time.sleep(3.5)                     # the first pass is still retrying; three ticks have come
@@ -308,6 +310,6 @@ def test_a_secret_pasted_into_secret_env_is_refused_and_not_printed(tmp_path: Pa
     """An easy slip: the secret itself where its variable's name goes. Whether or not it happens to look
     like a name (a hex secret starts with a letter 6 times in 16), it must not be echoed."""
     config = tmp_path / "automation.yaml"
-    config.write_text(CONFIG.replace(SECRET_ENV, pasted).format(port=free_port(), policy=POLICY))
+    config.write_text(CONFIG.replace(SECRET_ENV, pasted).format(port=free_port(), policy=GATE))
     output = run_cli("serve", "--config", config, expect=2).output
     assert f"{config}:5:15: receiver: secret_env: expected the NAME" in output and pasted not in output, output

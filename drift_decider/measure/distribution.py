@@ -171,7 +171,7 @@ def _sketch_metric(name, ref: EmbeddingProfile, cur: EmbeddingProfile, opts: Mea
                    compute) -> MetricResult:
     if ref.sketch is None:
         return MetricResult.insufficient(name, "the reference profile has no sketches (saved before profile "
-                                         "format 2); set the reference again to compute it")
+                                         "format 2); set the reference again (`reference set --replace`) to compute it")
     if min(ref.count, cur.count) < opts.min_rows:
         return MetricResult.insufficient(name, f"needs at least {opts.min_rows} rows per side, got "
                                          f"{ref.count} reference and {cur.count} current",

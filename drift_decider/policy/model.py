@@ -70,3 +70,15 @@ class Policy:
     @property
     def dry_run(self) -> bool:
         return self.mode == "dry-run"
+
+    def not_a_gate(self) -> str | None:
+        """Why this policy cannot gate a promotion, or None. A gate decides once, on no history, so rules
+        that fire only after earlier checks (``for``, ``keep_firing_for``, trends) would pass any candidate."""
+        waiting = [rule.id for rule in self.rules if rule.looks_back]
+        if self.trend_span:
+            waiting.append("its trend conditions")
+        if not waiting:
+            return None
+        return (f"a promotion gate decides once, on no history, so {', '.join(waiting)} can never fire (they need "
+                f"earlier checks: `for`, `keep_firing_for` or a trend); gate with a policy written for it, such "
+                f"as policies/promotion-gate.yaml (docs/policies.md, writing gates)")

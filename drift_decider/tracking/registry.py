@@ -69,7 +69,8 @@ def _missing_version(client: MlflowClient, name: str, version: str | None, alias
         "it has no version"
     if alias is not None and versions:     # the versions are there: the alias is what is missing
         return InputError(f"registered model {name!r} has no alias {alias!r} ({have}); give --version, or set the "
-                          f"alias: `drift-decider promote --model {name} --candidate N --alias {alias}` gates it")
+                          f"alias: `drift-decider promote --model {name} --candidate N --alias {alias} --current "
+                          f"TODAY.npz --policy policies/promotion-gate.yaml` gates a version and moves it")
     return InputError(f"registered model {name!r} has no {what} ({have}); {register}")
 
 

@@ -163,14 +163,18 @@ class TrackingStore:
 
     # -- references
 
-    def store_reference(self, ref: VersionRef, reference: ReferenceData, *,
-                        replace_existing: bool = False) -> str:
-        """Store the version's reference. One it has already is replaced only when asked (``replace_existing``):
-        every check recorded so far was judged against it, and its floor and samples would be lost silently."""
+    def refuse_replacing(self, ref: VersionRef, replace_existing: bool) -> None:
+        """InputError when the version has a reference and replacing it was not asked for: every check
+        recorded so far was judged against it, and its floor and samples would be lost silently."""
         if ref.tags.get(tags.REFERENCE_SHA256) and not replace_existing:
             raise InputError(f"{ref.name} version {ref.version} has a reference already (its checks were judged "
                              f"against it); give --replace to store this one instead, with its own queries and "
                              f"siblings: nothing of the old one is kept")
+
+    def store_reference(self, ref: VersionRef, reference: ReferenceData, *,
+                        replace_existing: bool = False) -> str:
+        """Store the version's reference (one it has already only with ``replace_existing``)."""
+        self.refuse_replacing(ref, replace_existing)
         return reference_store.store_reference(self.client, ref, reference)
 
     def load_reference(self, ref: VersionRef) -> ReferenceData:
