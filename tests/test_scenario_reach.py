@@ -50,3 +50,15 @@ def test_on_real_scenarios_a_weak_neighbourhood_change_moves_less_than_a_refit_a
     measured = [(kind, strength, check_values(generate_scenario(kind, strength, seed=0), seed=0))
                 for kind, strength in (("refit", 0.7), ("neighbourhood_change", 0.03), ("neighbourhood_change", 0.3))]
     assert scenario_confusion.unreachable_retrains(measured) == [(1, "refit@0.7")]
+
+
+def test_fewer_unmatched_queries_than_the_reference_had_is_not_change_towards_a_retrain():
+    """Review s7: |share - 0.05| counted a no-change case at 0.02 as much change as a retrain case at 0.08."""
+    fewer = {**REFIT, "queries.off_catalog_share": 0.02}
+    more = {**REFIT, "rank.overlap_fixed": 0.9, "queries.off_catalog_share": 0.08}
+    assert scenario_confusion.unreachable_retrains([("refit", 0.7, fewer), ("new_cluster", 0.2, more)]) == []
+
+
+def test_a_case_with_no_signal_in_common_is_never_called_out_of_reach():
+    measured = [("refit", 0.7, {"knn_turnover": 0.3}), ("new_cluster", 0.2, {"rank.overlap_fixed": 0.9})]
+    assert scenario_confusion.unreachable_retrains(measured) == []
