@@ -244,7 +244,8 @@ def not_measured(reference: ReferenceData, current: CurrentData) -> dict[str, st
     if current.data_growth is None:
         missing["data"] = "no data growth since the version's training cutoff was given (check --data-growth)"
     if reference.noise is None:
-        missing["noise floor"] = "no refits to judge noise by (`reference set --replace --sibling`, or `reference noise`)"
+        missing["noise floor"] = ("no refits to judge noise by (`reference set --replace --sibling`, or "
+                                  "`reference noise`)")
     return missing
 
 
