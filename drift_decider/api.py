@@ -516,8 +516,8 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
     The decision is recorded on the candidate; the alias moves only when the gate passes.
     """
     policy = load_policy(policy_path)
-    if policy.not_a_gate():
-        raise InputError(f"{policy_path}: {policy.not_a_gate()}")
+    if problem := policy.not_a_gate():
+        raise InputError(f"{policy_path}: {problem}")
     current = load_current(current_path, catalog_path=catalog_path, queries_path=queries_path, index_path=index_path)
     store = TrackingStore.open(tracking_uri)
     ref = store.version(model, version=candidate)

@@ -211,8 +211,8 @@ def _job(event: str, node: object, where: str, base: Path) -> Job:
         if not policy.is_file():      # else the error would name the policy path, not this line
             raise fields.fail("policy", f"{policy} is not a file")
         loaded = load_policy(policy)     # a broken policy fails now, at its own file:line:col, not at the first event
-        if kind == "promote" and loaded.not_a_gate():
-            raise fields.fail("policy", loaded.not_a_gate())
+        if kind == "promote" and (problem := loaded.not_a_gate()):
+            raise fields.fail("policy", problem)
     window_id = _template(fields, "window_id", event) if fields.has("window_id") else "{today}"
     return Job(kind, where, files, tuple(siblings or ()), _alias(fields), policy, window_id)
 

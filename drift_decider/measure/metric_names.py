@@ -8,6 +8,7 @@ errors) and the docs all read this table. A ``.p_value`` key exists for every en
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,11 @@ def ideal_value(name: str) -> float | None:
     return _IDEAL.get(name)
 
 
+@cache
 def metric_keys() -> frozenset[str]:
     """Every key a policy may name: metric names, their ``.p_value`` companions and, for metrics with a
-    no-change value, their noise-floor companions (drift_decider.evidence.noise_floor)."""
+    no-change value, their noise-floor companions (drift_decider.evidence.noise_floor). Built once: the
+    catalogue is a constant, and every metric name a policy or metrics file holds is checked against it."""
     keys = {spec.name for spec in CATALOG}
     keys |= {f"{spec.name}.p_value" for spec in CATALOG if spec.test}
     keys |= {name + suffix for name in _IDEAL for suffix in NOISE_COMPANIONS}
