@@ -7,7 +7,10 @@ Targets (issue 14), with the default policy (policies/recommender-default.yaml):
   2,500 to 10,000 checks. Timed as the command works, JSON decoding and printing aside: the rows
   parsed (``recorded_from_rows``), every check replayed, each step's record built, the summary.
 - a live decision over a 3,000-check history under 10 ms. A live check folds its history into a
-  PolicyState once (reported apart: it grows with the history) and decides once on it.
+  PolicyState once (reported apart: it grows with the history) and decides once on it. Two rows say
+  what bounds that: the history digest alone (every decision id hashes every earlier check's fields
+  and metric values), and the whole step from the history rows a check reads to its decision
+  (records built, folded, decided; a checkout before issue 14 built each record's encoding with it).
 - ``--store DIR``: what surrounds that decision in a live check, a sqlite MLflow store holding 3,000
   complete check runs of one version (built in DIR on first use, about 2 minutes): reading the
   history as a check does before deciding (``TrackingStore.checks_before``), and the one-run read
@@ -23,6 +26,7 @@ both tables, so before and after are measured in one run on one machine load.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -50,12 +54,25 @@ try:
 
     def fold(policy: Any, records: list[CheckRecord]) -> Any:
         return PolicyState().after_all(policy, records)
+
+    def digest_alone(records: list[CheckRecord]) -> str | None:
+        """The history digest the decision id hashes, computed as a fold does and nothing else."""
+        from drift_decider.policy.records import encode_record
+
+        hasher, names = hashlib.sha256(), None
+        for record in records:
+            encoded, names = encode_record(record, names)
+            hasher.update(encoded)
+        return hasher.hexdigest()
 except ImportError:     # a checkout before issue 14 (--before): a History derived its state when deciding
     from drift_decider.catalog import metric_keys
     from drift_decider.policy import History
 
     def fold(policy: Any, records: list[CheckRecord]) -> Any:
         return History(records)
+
+    def digest_alone(records: list[CheckRecord]) -> str | None:
+        return None       # encoded when each record was built (CheckRecord._encoded), then hashed lazily
 
 
 def random_metrics(rng: np.random.Generator) -> dict[str, float]:
@@ -97,7 +114,8 @@ def measure(policy_path: Path, repeat: int, seed: int) -> list[dict[str, Any]]:
         seconds, totals = timed(lambda: backtest(policy, data), repeat)
         out.append({"what": f"policy backtest, {n:,} checks", "checks": n, "seconds": seconds,
                     "per_check": True, "decided": totals["actions"]})
-    records = [CheckRecord.from_dict(row, i) for i, row in enumerate(rows(rng, LIVE_HISTORY))]
+    history = rows(rng, LIVE_HISTORY)
+    records = [CheckRecord.from_dict(row, i) for i, row in enumerate(history)]
     now, metrics = records[-1].decided_at + timedelta(days=1), random_metrics(rng)
     seconds, state = timed(lambda: fold(policy, records), repeat)
     out.append({"what": f"live: fold {LIVE_HISTORY:,} checks", "checks": LIVE_HISTORY, "seconds": seconds,
@@ -107,6 +125,14 @@ def measure(policy_path: Path, repeat: int, seed: int) -> list[dict[str, Any]]:
                 "per_check": False, "decided": {decision.action: 1}})
     seconds, decision = timed(lambda: evaluate(policy, metrics, state, now), max(repeat, 20))
     out.append({"what": "live: decide on the folded state", "checks": LIVE_HISTORY, "seconds": seconds,
+                "per_check": False, "decided": {decision.action: 1}})
+    if digest_alone(records) is not None:
+        seconds, _ = timed(lambda: digest_alone(records), repeat)
+        out.append({"what": "live: of the fold, the digest alone", "checks": LIVE_HISTORY, "seconds": seconds,
+                    "per_check": True})
+    seconds, decision = timed(lambda: evaluate(policy, metrics, fold(
+        policy, [CheckRecord.from_dict(row, i) for i, row in enumerate(history)]), now), repeat)
+    out.append({"what": "live: records built, fold, decide", "checks": LIVE_HISTORY, "seconds": seconds,
                 "per_check": False, "decided": {decision.action: 1}})
     return out
 
