@@ -160,6 +160,28 @@ def test_bad_rows_fail_the_job_naming_partition_row_and_id(spark, damage, messag
         profile_dataframe(df, seed=0, sample_rows=len(rows), name="current")
 
 
+def test_binary_ids_are_keyed_as_their_text_and_refused_when_they_are_not_utf8(spark):
+    """Binary ids hold text as the single-process reader reads them; bytes that are not UTF-8 fail
+    the job naming partition and row (they crashed on the executors before)."""
+    x, ids = _side(3, 0.0)
+    x, ids = x[:600], ids[:600]
+    text = spark.createDataFrame([(str(i), v.tolist()) for i, v in zip(ids, x)], "item_id string, embedding array<float>")
+    binary = spark.createDataFrame([(str(i).encode(), v.tolist()) for i, v in zip(ids, x)],
+                                   "item_id binary, embedding array<float>").repartition(3)
+    as_text, as_binary = (profile_dataframe(df, seed=0, sample_rows=200) for df in (text, binary))
+    assert np.array_equal(as_text.sample_keys, as_binary.sample_keys)
+    bad = [(b"\xff\xfe" if i == 432 else str(ids[i]).encode(), x[i].tolist()) for i in range(len(x))]
+    df = spark.createDataFrame(bad, "item_id binary, embedding array<float>").repartition(3)
+    with pytest.raises(InputError, match=r"current: partition \d+, row \d+ has a binary id that is not UTF-8 text"):
+        profile_dataframe(df, seed=0, name="current")
+
+
+def test_an_id_column_that_is_neither_numbers_nor_text_is_refused(spark):
+    df = spark.createDataFrame([(True, [1.0, 2.0])], "item_id boolean, embedding array<float>")
+    with pytest.raises(InputError, match="id column 'item_id' is boolean; expected integers or strings"):
+        profile_dataframe(df, seed=0)
+
+
 def test_a_table_without_ids_is_refused_with_the_reason(spark):
     df = spark.createDataFrame([([1.0, 2.0],)], "embedding array<float>")
     with pytest.raises(InputError, match="sampled by their id"):

@@ -119,7 +119,7 @@ def vectors_and_ids(df: "DataFrame", column: str | Sequence[str] | None, id_colu
     from pyspark.ml.functions import vector_to_array
     from pyspark.ml.linalg import VectorUDT
     from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, NumericType
+    from pyspark.sql.types import ArrayType, BinaryType, NumericType, StringType
 
     fields = {f.name: f.dataType for f in df.schema.fields}
     ids = id_column or next((c for c in ID_KEYS if c in fields), None)
@@ -127,6 +127,8 @@ def vectors_and_ids(df: "DataFrame", column: str | Sequence[str] | None, id_colu
         raise InputError(f"{name}: no id column{f' named {id_column!r}' if id_column else ''} among "
                          f"{sorted(fields)}: on Spark rows are sampled by their id (a row's position "
                          "depends on the partitioning); name the column of unique item ids")
+    if not isinstance(fields[ids], (NumericType, StringType, BinaryType)):
+        raise InputError(f"{name}: id column {ids!r} is {fields[ids].simpleString()}; expected integers or strings")
     if isinstance(column, str) or column is None:
         vectors = [c for c in fields if c != ids and isinstance(fields[c], (ArrayType, VectorUDT))]
         column = column or next((c for c in VECTOR_KEYS if c in vectors), vectors[0] if len(vectors) == 1 else None)
@@ -198,11 +200,29 @@ def partition_pass(dim: int, name: str, part_of: Callable[[np.ndarray, np.ndarra
 
 
 def batch_ids(batch: "pa.RecordBatch", offset: int, name: str) -> np.ndarray:
+    """The batch's ids; binary ids as the UTF-8 text they hold, as the single-process reader keys them."""
+    import pyarrow as pa
+
     column = batch.column(batch.schema.get_field_index(ID))
     if column.null_count:
         row = int(np.flatnonzero(np.asarray(column.is_null()))[0])
         raise InputError(f"{name}: {_where(offset + row)} has a null id")
+    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        try:
+            column = column.cast(pa.string())
+        except pa.ArrowInvalid:
+            row = next(i for i, value in enumerate(column.to_pylist()) if not _is_utf8(value))
+            raise InputError(f"{name}: {_where(offset + row)} has a binary id that is not UTF-8 text "
+                             f"({column[row].as_py()[:16]!r}); store ids as integers or text") from None
     return column.to_numpy(zero_copy_only=False)
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def batch_vectors(batch: "pa.RecordBatch", offset: int, dim: int, name: str) -> np.ndarray:
