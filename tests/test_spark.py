@@ -165,7 +165,8 @@ def test_binary_ids_are_keyed_as_their_text_and_refused_when_they_are_not_utf8(s
     the job naming partition and row (they crashed on the executors before)."""
     x, ids = _side(3, 0.0)
     x, ids = x[:600], ids[:600]
-    text = spark.createDataFrame([(str(i), v.tolist()) for i, v in zip(ids, x)], "item_id string, embedding array<float>")
+    text = spark.createDataFrame([(str(i), v.tolist()) for i, v in zip(ids, x)],
+                                 "item_id string, embedding array<float>")
     binary = spark.createDataFrame([(str(i).encode(), v.tolist()) for i, v in zip(ids, x)],
                                    "item_id binary, embedding array<float>").repartition(3)
     as_text, as_binary = (profile_dataframe(df, seed=0, sample_rows=200) for df in (text, binary))
