@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import stat
 import sys
 import time
 import uuid
@@ -33,6 +32,7 @@ from drift_decider.measure.report import EvidenceReport
 from drift_decider.evidence.assemble import (CurrentData, ReferenceData, build_evidence, measure_noise,
                                             require_data_growth)
 from drift_decider.inputs.embeddings import EmbeddingSet, check_same_dim, load_embeddings
+from drift_decider.inputs.files import read_limited
 from drift_decider.measure.distribution import measure, require_window_rows
 from drift_decider.measure.metrics.structure import check_id_kinds
 from drift_decider.evidence.noise_floor import NoiseFloor, Sibling
@@ -710,16 +710,9 @@ def _refuse_unknown_metrics(metrics: Any, path: str) -> None:
 
 def read_json_file(path: str | Path, what: str) -> Any:
     """A JSON input file, refused clearly when it is not a regular file, too large or not JSON."""
-    p = Path(path)
+    raw = read_limited(path, MAX_INPUT_BYTES)
     try:
-        info = p.stat()    # stat never blocks; opening a FIFO would, forever
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(f"{path}: {what} file is not a regular file (a FIFO or device could block forever)")
-        if info.st_size > MAX_INPUT_BYTES:
-            raise InputError(f"{path}: {what} file is larger than {MAX_INPUT_BYTES} bytes")
-        return json.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {what} file: {exc.strerror or exc}") from None
+        return json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: {what} file is not valid JSON: {exc}") from None
     except RecursionError:      # json.loads recurses once per nesting level

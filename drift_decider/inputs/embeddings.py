@@ -17,6 +17,7 @@ from typing import IO, Any, Iterator
 import numpy as np
 
 from drift_decider.errors import InputError
+from drift_decider.inputs.files import regular_file_size
 
 VECTOR_KEYS = ("embeddings", "vectors", "embedding", "vector")
 ID_KEYS = ("ids", "id", "item_id", "query_id")
@@ -81,13 +82,7 @@ def load_embeddings(path: str | Path, *, array: str | None = None, ids: str | No
     or the only candidate are used.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a .npy, .npz or .parquet file")
-    if not path.is_file():
-        raise InputError(f"{path}: not a regular file (a FIFO or device could block or never end)")
-    if path.stat().st_size == 0:
+    if regular_file_size(path) == 0:
         raise InputError(f"{path}: file is empty")
     readers = {".npy": _read_npy, ".npz": _read_npz, ".parquet": _read_parquet}
     reader = readers.get(path.suffix.lower())

@@ -12,14 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import os
-import stat
-
 import yaml
 from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from drift_decider.errors import PolicyError
+from drift_decider.inputs.files import FileRefused, read_limited
 
 MAX_FILE_BYTES = 1_000_000   # a real policy is a few KB; anything near 1 MB is a mistake or an attack
 MAX_DEPTH = 64               # nesting of YAML collections; real policies stay under 15
@@ -89,29 +87,16 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def read_text(path: str | Path, *, limit: int = MAX_FILE_BYTES) -> str:
-    """Read a UTF-8 file, refusing it before parsing when it is larger than ``limit`` bytes.
-
-    Opened without blocking and refused unless it is a regular file: a FIFO or a device would
-    otherwise block the open or the read forever.
-    """
-    p = Path(path)
+    """Read a UTF-8 file, refusing it before parsing when it is not a regular file or is larger than
+    ``limit`` bytes (``inputs.files.read_limited``)."""
     try:
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as fh:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise PolicyError("not a regular file (reading a FIFO or device could block forever)", f"{p}:1:1")
-            if info.st_size > limit:
-                raise PolicyError(f"file is {info.st_size} bytes, larger than the {limit}-byte limit", f"{p}:1:1")
-            raw = fh.read(limit + 1)
-    except OSError as exc:
-        raise PolicyError(f"cannot read file: {exc.strerror or exc}", str(p)) from None
-    if len(raw) > limit:
-        raise PolicyError(f"file is larger than the {limit}-byte limit", f"{p}:1:1")
+        raw = read_limited(path, limit)
+    except FileRefused as exc:
+        raise PolicyError(exc.reason, f"{path}:1:1") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PolicyError(f"file is not UTF-8 ({exc.reason} at byte {exc.start})", f"{p}:1:1") from None
+        raise PolicyError(f"file is not UTF-8 ({exc.reason} at byte {exc.start})", f"{path}:1:1") from None
 
 
 def load_yaml(text: str, name: str) -> Any:
