@@ -135,9 +135,15 @@ def _snapshot(path: Path, **arrays: object) -> Path:
 
 @pytest.mark.parametrize("build, message", [
     (lambda d: (d / "idx").mkdir() or (d / "idx" / "index.json").write_text("[1, 2]") and d / "idx",
-     "not a readable serving index (TypeError"),
+     "index.json: index metadata must be a JSON object, got list"),
     (lambda d: (d / "idx").mkdir() or (d / "idx" / "index.json").write_text("[" * 100_000) and d / "idx",
-     "not a readable serving index"),
+     "index.json: unreadable index metadata (RecursionError"),
+    (lambda d: (d / "idx").mkdir() or (d / "idx" / "index.json").write_text(
+        '{"kind": "hnsw", "metric": "ip", "params": {"ef_search": "64"}}') and d / "idx",
+     "index.json: a hnsw index needs params.ef_search, a positive integer (got '64')"),
+    (lambda d: (d / "idx").mkdir() or (d / "idx" / "index.json").write_text(
+        '{"kind": "exact", "metric": ["ip"]}') and d / "idx",
+     "index.json: unknown metric ['ip']; expected one of ip, cosine"),
     (lambda d: (d / "trunc.npz").write_bytes(b"PK\x03\x04garbage") and d / "trunc.npz",
      "not a readable serving index (BadZipFile"),
     (lambda d: _snapshot(d / "text.npz", ids=np.arange(100), vectors=np.full((100, 8), "x")),
@@ -159,7 +165,7 @@ def test_a_damaged_serving_index_exits_2_naming_it(tmp_path: Path, build: Callab
                                       "--index", str(index), "--policy", str(POLICY_FILE), "--tracking-uri",
                                       f"sqlite:///{tmp_path / 'mlflow.db'}", "--spool-dir", str(tmp_path / "spool")])
     assert result.exit_code == 2, result.output
-    assert f"error: {index}: " in result.output and message in result.output, result.output
+    assert f"error: {index}" in result.output and message in result.output, result.output
     assert not (tmp_path / "mlflow.db").exists()
 
 

@@ -23,10 +23,12 @@ import numpy as np
 
 from drift_decider.errors import InputError
 from drift_decider.inputs.embeddings import VECTOR_KEYS, validate_ids, validate_vectors
+from drift_decider.inputs.files import read_limited
 from drift_decider.inputs.times import parse_time
-from drift_decider.measure.metrics.knn import Metric, exact_knn, prepare
+from drift_decider.measure.metrics.knn import METRICS, Metric, exact_knn, prepare
 
 KINDS = ("hnsw", "faiss-hnsw", "exact")
+MAX_META_BYTES = 1 << 20       # a few hundred bytes when written by save()
 ANN_FILES = {"hnsw": "index.hnsw", "faiss-hnsw": "index.faiss"}
 META_FILE = "index.json"
 SNAPSHOT_FILE = "snapshot.npz"
@@ -107,10 +109,7 @@ class ServingIndex:
         """
         try:
             return cls._load(Path(path), snapshot_metric)
-        except InputError:
-            raise
-        except (TypeError, ValueError, KeyError, AttributeError, RecursionError, RuntimeError, OSError, EOFError,
-                zipfile.BadZipFile, zlib.error) as exc:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:    # numpy's readers
             raise InputError(f"{path}: not a readable serving index ({type(exc).__name__}: {exc})") from None
 
     @classmethod
@@ -122,14 +121,9 @@ class ServingIndex:
         meta_path = path / META_FILE
         if not meta_path.is_file():
             raise InputError(f"{path}: not an index directory (no {META_FILE}) and not a .npz snapshot")
-        try:
-            meta = json.loads(meta_path.read_text())
-            kind, metric = meta["kind"], meta["metric"]
-        except (ValueError, KeyError) as exc:
-            raise InputError(f"{meta_path}: unreadable index metadata ({exc})") from None
-        if kind not in KINDS:
-            raise InputError(f"{meta_path}: unknown index kind {kind!r}")
+        meta = _read_meta(meta_path)
         ids, vectors, _ = _read_snapshot(path / SNAPSHOT_FILE)
+        kind, metric = meta["kind"], meta["metric"]
         index = cls(ids, vectors, kind, metric, _built_at(meta.get("built_at"), meta_path),
                     dict(meta.get("params", {})))
         if kind in ANN_FILES:
@@ -147,6 +141,27 @@ def _check_snapshot(ids: np.ndarray, vectors: np.ndarray, path: Path | str) -> t
     validate_vectors(vectors, path)
     validate_ids(ids, len(vectors), path)
     return ids, np.asarray(vectors, dtype=np.float32)
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """The index metadata :meth:`ServingIndex.save` writes, each field checked (a foreign file names what is wrong)."""
+    try:
+        meta = json.loads(read_limited(path, MAX_META_BYTES).decode("utf-8"))
+    except (ValueError, RecursionError) as exc:      # not JSON (UnicodeDecodeError is a ValueError), or nested
+        raise InputError(f"{path}: unreadable index metadata ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: index metadata must be a JSON object, got {type(meta).__name__}")
+    if meta.get("kind") not in KINDS:
+        raise InputError(f"{path}: unknown index kind {meta.get('kind')!r}; expected one of {', '.join(KINDS)}")
+    if meta.get("metric") not in METRICS:
+        raise InputError(f"{path}: unknown metric {meta.get('metric')!r}; expected one of {', '.join(METRICS)}")
+    if not isinstance(meta.get("built_at", ""), str) or not isinstance(meta.get("params", {}), dict):
+        raise InputError(f"{path}: 'built_at' must be ISO-8601 text and 'params' an object")
+    ef_search = meta.get("params", {}).get("ef_search")
+    if meta["kind"] != "exact" and (type(ef_search) is not int or ef_search < 1):
+        raise InputError(f"{path}: a {meta['kind']} index needs params.ef_search, a positive integer "
+                         f"(got {ef_search!r})")
+    return meta
 
 
 def _read_snapshot(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
