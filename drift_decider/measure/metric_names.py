@@ -64,7 +64,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec("index.coverage", "share of current catalogue items present in the index", family="index"),
     MetricSpec("index.stale_share", "share of indexed catalogue items whose vector moved more than epsilon "
                "(relative) since the build", family="index"),
-    MetricSpec("index.age_days", "days since the index was built", family="index"),
+    MetricSpec("index.age_days", "days from the index build to the window end (negative: built after it)",
+               family="index"),
     # -- similarity-score calibration (issue 6)
     MetricSpec("scores.ks", "KS statistic between reference and current top-k similarity scores "
                "(p-value counts each query once)", test=True, family="scores", ideal=0.0),
