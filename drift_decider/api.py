@@ -37,7 +37,7 @@ from drift_decider.measure.distribution import measure, require_window_rows
 from drift_decider.measure.metrics.structure import check_id_kinds
 from drift_decider.evidence.noise_floor import NoiseFloor, Sibling
 from drift_decider.tracking.store import (CheckPayload, RecordedCheck, SpoolEntry, TrackingStore, VersionRef,
-                                          VersionState, sync_spool)
+                                          VersionState, alias_problem, sync_spool)
 from drift_decider.inputs.times import parse_time
 from drift_decider.inputs.windows import (Window, make_window, named_window, parse_window_end, recordable_window_end,
                                           require_window_id)
@@ -515,6 +515,7 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
     the alias, for comparison. The gate passes when the policy's decision is ``none`` in enforce mode.
     The decision is recorded on the candidate; the alias moves only when the gate passes.
     """
+    require_alias(alias)
     policy = load_policy(policy_path)
     if problem := policy.not_a_gate():
         raise InputError(f"{policy_path}: {problem}")
@@ -557,6 +558,12 @@ def promote(model: str, candidate: str, alias: str, current_path: str | Path, po
                             incumbent_values, run_id)
 
 
+def require_alias(alias: str) -> None:
+    """InputError (exit 2) for an alias MLflow would refuse, before anything is measured or recorded."""
+    if problem := alias_problem(alias):
+        raise InputError(problem)
+
+
 def _gate(policy: Policy, values: dict[str, float], window: Window, context: dict[str, str]) -> Decision:
     """A promotion gate's decision: the policy on the candidate's evidence alone (a gate has no history)."""
     return evaluate(policy, values, PolicyState(), window.window_end, context=context)
@@ -565,7 +572,9 @@ def _gate(policy: Policy, values: dict[str, float], window: Window, context: dic
 def rollback(model: str, alias: str, to_version: str, *, tracking_uri: str | None = None) -> str | None:
     """Move ``alias`` back to ``to_version`` (the undo `promote` prints), without a gate: the version
     held it before. Compare-and-set like a promotion (InFlightError, exit 4, when another move
-    races it). Returns the version that held the alias before."""
+    races it). Returns the version that held the alias before. Refused: an alias that is not set, and
+    a version newer than its holder (moving forward is a promotion)."""
+    require_alias(alias)
     return TrackingStore.open(tracking_uri).roll_back(model, alias, to_version, token=f"rollback-{uuid.uuid4().hex}")
 
 

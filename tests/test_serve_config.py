@@ -38,7 +38,7 @@ models:
     ("items/v{version}.npz", "10:23", "unknown placeholder {versoin}"),
     ("prod/{today}.npz", "14:20", "unknown placeholder {today!r}"),
     ("  url: http://127.0.0.1:8787/hook", "4:8", "is not an http(s) URL"),
-    ("          alias: champion", "12:18", "does not match"),
+    ("          alias: champion", "12:18", "may hold only letters, digits, '_' and '-'"),
     ("  url: http://[::1]:8787/hook", "4:8", "Invalid IPv6 URL"),
 ])
 def test_a_bad_config_is_refused_at_its_line_and_column(tmp_path: Path, change: str, where: str, says: str) -> None:
@@ -69,9 +69,20 @@ def test_the_secret_comes_from_the_environment_and_must_be_set(tmp_path: Path,
     config.write_text(GOOD)
     monkeypatch.delenv("DD_TEST_SECRET", raising=False)
     output = run_cli("serve", "--config", config, expect=2).output
-    assert "DD_TEST_SECRET" in output and "unset" in output
+    assert "the environment variable receiver.secret_env names) is unset" in output, output
     config.write_text(GOOD.replace("  secret_env: DD_TEST_SECRET\n", ""))
     assert "exactly one of secret_env" in run_cli("serve", "--config", config, expect=2).output
+
+
+@pytest.mark.parametrize("field", ["secret_env", "secret_file"])
+def test_a_secret_pasted_where_its_name_or_path_goes_is_not_printed(tmp_path: Path, field: str) -> None:
+    """Review s8 #7: an upper-case base32 secret reads as a variable name, anything as a path; the
+    messages named the variable and the file, and so printed the secret into the service's log."""
+    pasted = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    config = tmp_path / "automation.yaml"
+    config.write_text(GOOD.replace("  secret_env: DD_TEST_SECRET\n", f"  {field}: {pasted}\n"))
+    output = run_cli("serve", "--config", config, expect=2).output
+    assert f"receiver.{field} names" in output and pasted not in output, output
 
 
 def test_deliveries_signed_as_mlflow_signs_them_are_accepted_and_nothing_else() -> None:

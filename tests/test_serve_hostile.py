@@ -180,8 +180,8 @@ def test_a_damaged_state_file_stops_the_start_at_its_line_and_a_cut_last_line_is
     (("http://127.0.0.1:{port}/hook", "http://127.0.0.1:99999/hook"), "4:8: receiver: url: "),
     (("  state_dir: state", "  state_dir: state\n  max_age: 0m"), "7:12: receiver: max_age: must be at least 1m"),
     (("policy: {policy}", "policy: missing.yaml"), "12:19: promote job: policy: "),
-    (("alias: champion", "alias: champion.v2"), "11:18: promote job: alias: 'champion.v2' does not match"),
-    (("alias: champion", "alias: Latest"), "11:18: promote job: alias: 'Latest' is reserved by MLflow"),
+    (("alias: champion", "alias: champion.v2"), "11:18: promote job: alias: alias 'champion.v2' may hold only letters"),
+    (("alias: champion", "alias: Latest"), "11:18: promote job: alias: alias 'Latest' is reserved by MLflow"),
 ])
 def test_config_mistakes_are_exit_2_at_the_config_line(tmp_path: Path, change: tuple[str, str], says: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+from drift_decider import api
 from drift_decider.errors import InputError, PolicyError
 from drift_decider.policy import load_policy
 from drift_decider.policy.located_yaml import Located, LocatedList, load_yaml, read_text
@@ -88,18 +89,18 @@ class Config:
     def secret(self) -> str:
         """The shared webhook secret, from the environment variable or file the config names (never
         from the config itself, which is committed and printed)."""
+        # the variable's name and the file's path are not shown: a secret pasted into either would be
         if self.secret_env is not None:
             value = os.environ.get(self.secret_env, "")
-            where = f"environment variable {self.secret_env}"
+            where = "the environment variable receiver.secret_env names"
         else:
+            where = "the file receiver.secret_file names"
             try:
                 value = self.secret_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise InputError(f"cannot read the webhook secret file {self.secret_file}: "
-                                 f"{exc.strerror or exc}") from None
+                raise InputError(f"cannot read the webhook secret ({where}): {exc.strerror or exc}") from None
             except UnicodeDecodeError:
-                raise InputError(f"the webhook secret file {self.secret_file} is not UTF-8 text") from None
-            where = f"file {self.secret_file}"
+                raise InputError(f"the webhook secret ({where}) is not UTF-8 text") from None
         if len(value) < 16:
             problem = "unset" if not value else "shorter than 16 characters"
             raise InputError(f"the webhook secret ({where}) is {problem}: give a long random string, the same one "
@@ -219,9 +220,9 @@ def _job(event: str, node: object, where: str, base: Path) -> Job:
 
 def _alias(fields: Fields) -> str | None:
     """An alias MLflow accepts (its own rules), so a bad one fails here and not at every event."""
-    alias = fields.string("alias", pattern=r"[\w-]{1,255}")
-    if alias is not None and (alias.lower() == "latest" or re.fullmatch(r"[vV][0-9]+", alias)):
-        raise fields.fail("alias", f"{alias!r} is reserved by MLflow: 'latest', and v<number> name versions")
+    alias = fields.string("alias")
+    if alias is not None and (problem := api.alias_problem(alias)):
+        raise fields.fail("alias", problem)
     return alias
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from drift_decider import api
+from drift_decider.api import VersionState
 from drift_decider.automation.config import (ALIAS_CREATED, VERSION_CREATED, Config, Job, check_version,
                                              template_values)
 from drift_decider.errors import InputError, error_message, exit_code
@@ -86,6 +87,10 @@ def _run(config: Config, job: Job, event: Event, tracking_uri: str | None, today
         return {"reference": uri}
     inputs = {"catalog_path": path("catalog"), "queries_path": path("queries"), "index_path": path("index")}
     if job.kind == "promote":
+        reason = gate_not_owed(event.version, job.alias, api.version_states(event.model, tracking_uri=tracking_uri),
+                               api.alias_holder(event.model, job.alias, tracking_uri=tracking_uri))
+        if reason is not None:      # a late or repeated delivery must not move the alias back
+            return {"promote": f"skipped: {reason}"}
         outcome = api.promote(event.model, event.version, job.alias, path("current"), job.policy,
                               tracking_uri=tracking_uri, spool_dir=spool_dir, **inputs).to_dict()
     else:
@@ -93,3 +98,18 @@ def _run(config: Config, job: Job, event: Event, tracking_uri: str | None, today
                             tracking_uri=tracking_uri, window_id=job.window_id.format(**values),
                             spool_dir=spool_dir, **inputs).to_dict()
     return {key: outcome[key] for key in _SUMMARY_KEYS if key in outcome}
+
+
+def gate_not_owed(version: str, alias: str, states: Sequence[VersionState], holder: str | None) -> str | None:
+    """Why the automation does not gate ``version`` for ``alias`` (None: it does). Only a version newer
+    than where the alias is, and than every version a rollback moved it away from, is gated, and once:
+    MLflow may deliver events late or twice, and a person's rollback must stay."""
+    backed = [int(state.version) for state in states if alias in state.rolled_back]
+    state = next((state for state in states if state.version == version), None)
+    if holder is not None and int(version) <= int(holder):
+        return f"version {holder} holds {alias!r}, and version {version} is not newer"
+    if backed and int(version) <= max(backed):
+        return f"{alias!r} was rolled back from version {max(backed)}, and version {version} is not newer"
+    if state is not None and state.gate_alias == alias:
+        return f"its gate for {alias!r} is recorded ({'passed' if state.gate_passed else 'blocked'})"
+    return None

@@ -2,9 +2,11 @@
 retries (receiver down, network) is gone. The registry and the recorded decisions say what is owed:
 
 - a version with no reference gets one (its ``reference`` job);
-- a version newer than the alias holder with no gate decision for the alias is gated (``promote``),
-  oldest first, so the alias ends where deliveries in order would have put it; a candidate the gate
-  blocked stays blocked (it is not gated again: a new version, or a person, moves the alias);
+- a version newer than the alias holder, and than any version a rollback moved the alias away
+  from, with no gate decision for the alias is gated (``promote``, ``jobs.gate_not_owed``), newest
+  first: the newest version that passes takes the alias and older ones are not walked through it; a
+  candidate the gate blocked stays blocked (it is not gated again: a new version, or a person, moves
+  the alias), and so does a rollback;
 - the holder of an alias with ``check`` jobs is checked: the window id (``{today}`` by default) makes
   this once per window however often the pass runs.
 
@@ -19,7 +21,7 @@ from typing import Any
 from drift_decider import api
 from drift_decider.api import VersionState
 from drift_decider.automation.config import ALIAS_CREATED, VERSION_CREATED, Config, Job, ModelJobs
-from drift_decider.automation.jobs import Event, run_jobs
+from drift_decider.automation.jobs import Event, gate_not_owed, run_jobs
 from drift_decider.errors import error_message, exit_code
 
 
@@ -43,8 +45,9 @@ def _model(config: Config, model: ModelJobs, tracking_uri: str | None, today: da
     if created:
         holders = {job.alias: api.alias_holder(model.name, job.alias, tracking_uri=tracking_uri)
                    for job in created if job.kind == "promote"}
-        for state in api.version_states(model.name, tracking_uri=tracking_uri):
-            owed = tuple(job for job in created if _owed(job, state, holders))
+        states = api.version_states(model.name, tracking_uri=tracking_uri)
+        for state in reversed(states):      # newest first: a version gated in is not walked past older ones
+            owed = tuple(job for job in created if _owed(job, state, states, holders))
             if owed:
                 done = run_jobs(config, Event(VERSION_CREATED, model.name, state.version), owed,
                                 tracking_uri=tracking_uri, today=today)
@@ -58,8 +61,7 @@ def _model(config: Config, model: ModelJobs, tracking_uri: str | None, today: da
                                 tracking_uri=tracking_uri, today=today)
 
 
-def _owed(job: Job, state: VersionState, holders: dict[str | None, str | None]) -> bool:
+def _owed(job: Job, state: VersionState, states: list[VersionState], holders: dict[str | None, str | None]) -> bool:
     if job.kind == "reference":
         return not state.has_reference
-    holder = holders[job.alias]
-    return state.gate_alias != job.alias and (holder is None or int(state.version) > int(holder))
+    return gate_not_owed(state.version, job.alias, states, holders[job.alias]) is None

@@ -616,6 +616,10 @@ def _print_promotion(outcome, dry_run: bool) -> None:
 def rollback(model: str, alias: str, to_version: str, tracking_uri: str | None) -> None:
     """Move ALIAS back to an earlier holder without a gate: the undo `promote` prints.
 
+    Only backwards: the alias must be set, and --to older than its holder (moving forward is a
+    promotion, through its gate). The version moved away from is tagged, so the registry automation
+    (`serve`, `webhooks reconcile`) never gates it, or an older one, for this alias again.
+
     \b
     Example:
       drift-decider rollback --model recsys --alias champion --to 3

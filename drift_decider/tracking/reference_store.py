@@ -54,11 +54,16 @@ def store_reference(client: MlflowClient, ref: VersionRef, reference: ReferenceD
         (folder / MANIFEST_FILE).write_text(json.dumps(manifest, sort_keys=True))
         uri = f"models:/{ref.model_id}/{tags.REFERENCE_ARTIFACT_DIR}"
         with mlflow_errors(f"storing the reference of {ref.name} version {ref.version}"):
+            if ref.tags.get(tags.REFERENCE_URI):      # replacing: no reference while the files change
+                client.delete_model_version_tag(ref.name, ref.version, tags.REFERENCE_URI)
             client.log_model_artifacts(ref.model_id, tmp, artifact_path=tags.REFERENCE_ARTIFACT_DIR)
+            # the URI last: a version has a reference once it is set (a failure before it leaves none,
+            # and `reference set` can simply run again)
             for key, value in ((tags.REFERENCE_SHA256, _sha256(folder / MANIFEST_FILE)),
                                (tags.REFERENCE_ROWS, str(reference.profile.count)),
-                               (tags.REFERENCE_DIM, str(reference.profile.dim)), (tags.REFERENCE_URI, uri),
-                               (tags.REFERENCE_NOISE, reference.noise.label if reference.noise else "none")):
+                               (tags.REFERENCE_DIM, str(reference.profile.dim)),
+                               (tags.REFERENCE_NOISE, reference.noise.label if reference.noise else "none"),
+                               (tags.REFERENCE_URI, uri)):
                 client.set_model_version_tag(ref.name, ref.version, key, value)
     return uri
 

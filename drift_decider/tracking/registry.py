@@ -127,6 +127,15 @@ def finish_logged_model(client: MlflowClient, model_id: str, name: str, version:
         client.set_logged_model_tags(model_id, {REGISTERED_VERSIONS_TAG: json.dumps([*registered, entry])})
 
 
+def alias_problem(alias: str) -> str | None:
+    """Why MLflow would refuse ``alias`` (its own rules), or None: checked before any work is recorded."""
+    if not re.fullmatch(r"[\w-]{1,255}", alias):
+        return f"alias {alias!r} may hold only letters, digits, '_' and '-' (1 to 255 of them)"
+    if alias.lower() == "latest" or re.fullmatch(r"[vV][0-9]+", alias):
+        return f"alias {alias!r} is reserved by MLflow: 'latest', and v<number> name versions"
+    return None
+
+
 def alias_holder(client: MlflowClient, name: str, alias: str) -> str | None:
     """The version now holding ``alias``, or None when the alias is unset."""
     from mlflow.exceptions import MlflowException

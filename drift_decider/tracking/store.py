@@ -41,6 +41,9 @@ class RecordedCheck:
     decision: dict[str, Any]
 
 
+alias_problem = registry.alias_problem      # MLflow's alias rules, as api and the automation config check them
+
+
 @dataclass(frozen=True)
 class VersionState:
     """A registered version as the automation's reconcile pass reads it: what drift-decider recorded on it."""
@@ -49,6 +52,7 @@ class VersionState:
     has_reference: bool
     gate_alias: str | None          # the alias its latest recorded promotion gate was for, if any
     gate_passed: bool | None
+    rolled_back: frozenset[str] = frozenset()     # aliases a rollback moved away from it
 
 
 class TrackingStore:
@@ -108,14 +112,26 @@ class TrackingStore:
         return registry.alias_state(self.client, name, alias)
 
     def roll_back(self, name: str, alias: str, to_version: str, token: str) -> str | None:
-        """Move ``alias`` to ``to_version`` unless it holds it already, compare-and-set like a promotion
-        (registry.move_alias); returns the version that held it before."""
+        """Move ``alias`` back to the older ``to_version`` unless it holds it already, compare-and-set like
+        a promotion (registry.move_alias); returns the version that held it before. The version moved
+        away from is tagged first (tags.ROLLED_BACK), so the automation never gates it again for the alias.
+        An unset alias (a typo, most likely) and a version newer than the holder are refused: moving an
+        alias forward is a promotion, through its gate."""
         with mlflow_errors(f"moving alias {alias!r} of {name!r}"):
             registry.require_model(self.client, name)
             target = registry.resolve_version(self.client, name, version=to_version)
             seen = registry.alias_state(self.client, name, alias)
-            if seen.holder != target.version:
-                registry.move_alias(self.client, name, alias, seen, target.version, token=token)
+            if seen.holder is None:
+                raise InputError(f"alias {alias!r} of {name!r} is not set: rollback moves an alias back to a "
+                                 f"version that held it; set one through the gate with `drift-decider promote`")
+            if seen.holder == target.version:
+                return seen.holder
+            if int(target.version) > int(seen.holder):
+                raise InputError(f"version {target.version} is newer than version {seen.holder}, which holds "
+                                 f"{alias!r}: rollback moves an alias back; promote a newer version through "
+                                 f"its gate with `drift-decider promote`")
+            self.client.set_model_version_tag(name, seen.holder, tags.ROLLED_BACK + alias, target.version)
+            registry.move_alias(self.client, name, alias, seen, target.version, token=token)
         return seen.holder
 
     # -- registry automation (drift_decider.automation): what its reconcile pass reads, and its webhooks
@@ -166,7 +182,7 @@ class TrackingStore:
     def refuse_replacing(self, ref: VersionRef, replace_existing: bool) -> None:
         """InputError when the version has a reference and replacing it was not asked for: every check
         recorded so far was judged against it, and its floor and samples would be lost silently."""
-        if ref.tags.get(tags.REFERENCE_SHA256) and not replace_existing:
+        if ref.tags.get(tags.REFERENCE_URI) and not replace_existing:
             raise InputError(f"{ref.name} version {ref.version} has a reference already (its checks were judged "
                              f"against it); give --replace to store this one instead, with its own queries and "
                              f"siblings: nothing of the old one is kept")
@@ -309,4 +325,6 @@ def _version_state(version: str, version_tags: dict[str, str]) -> VersionState:
     gate = tags.PREFIX + "promotion."
     passed = version_tags.get(gate + "passed")
     return VersionState(version, bool(version_tags.get(tags.REFERENCE_URI)), version_tags.get(gate + "alias") or None,
-                        None if passed is None else passed == "true")
+                        None if passed is None else passed == "true",
+                        frozenset(key.removeprefix(tags.ROLLED_BACK) for key in version_tags
+                                  if key.startswith(tags.ROLLED_BACK)))

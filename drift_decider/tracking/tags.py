@@ -38,6 +38,9 @@ REFERENCE_SHA256 = PREFIX + "reference_sha256"
 REFERENCE_ROWS = PREFIX + "reference_rows"
 REFERENCE_DIM = PREFIX + "reference_dim"
 REFERENCE_NOISE = PREFIX + "reference_noise_floor"   # the noise floor's label, or "none"
+# the alias a `rollback` moved away from this version (one tag per alias, valued with the version
+# it went back to): the automation's reconcile pass never gates this version, nor an older one, for it
+ROLLED_BACK = PREFIX + "rolled_back."
 
 DECISION_ARTIFACT = "drift_decider/decision.json"
 EVIDENCE_ARTIFACT = "drift_decider/evidence.json"

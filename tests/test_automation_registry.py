@@ -1,0 +1,122 @@
+"""What the registry automation and `rollback` may move, on a real sqlite store (review s8): a late or
+repeated `model_version.created` delivery never gates a version older than the alias holder, a
+rollback stays rolled back, `rollback` and `promote` refuse aliases and targets before anything is
+written, and a reference half-written by a failure is no reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drift_decider import api
+from drift_decider.automation.config import VERSION_CREATED, load_config
+from drift_decider.automation.jobs import Event, gate_not_owed, jobs_for, run_jobs
+from drift_decider.tracking import tags
+from drift_decider.tracking.connection import connect
+from drift_decider.tracking.registry import ensure_experiment, register_external_model
+from support import POLICY, movielens_items, run_cli, write_items
+
+GATE = POLICY.parent / "promotion-gate.yaml"
+CONFIG = f"""\
+apiVersion: drift-decider/v1
+kind: Automation
+receiver:
+  url: http://127.0.0.1:8787/hook
+  secret_env: DD_TEST_SECRET
+models:
+  recsys:
+    model_version.created:
+      - promote:
+          alias: champion
+          policy: {GATE}
+          current: items.npz
+"""
+
+
+@pytest.fixture
+def versions(tmp_path: Path, sqlite_uri: str) -> list[str]:
+    """Four registered versions of ``recsys`` (no references: nothing here may get as far as a gate)."""
+    client = connect(sqlite_uri)
+    experiment = ensure_experiment(client)
+    return [register_external_model(client, sqlite_uri, "recsys", experiment_id=experiment).version
+            for _ in range(4)]
+
+
+def _holder(uri: str) -> str:
+    return str(connect(uri).get_model_version_by_alias("recsys", "champion").version)
+
+
+def _runs(uri: str) -> int:
+    client = connect(uri)
+    return sum(len(client.search_runs([e.experiment_id])) for e in client.search_experiments())
+
+
+def test_a_late_created_delivery_never_gates_a_version_older_than_the_holder(tmp_path, sqlite_uri, versions):
+    """Review s8 #1: MLflow posts from a thread pool and retries, so version 2's event can arrive after
+    version 4 took the alias; its gate passed and moved production back to 2."""
+    connect(sqlite_uri).set_registered_model_alias("recsys", "champion", "4")
+    config_path = tmp_path / "automation.yaml"
+    config_path.write_text(CONFIG)
+    config = load_config(config_path)
+    event = Event(VERSION_CREATED, "recsys", "2")
+    [result] = run_jobs(config, event, jobs_for(config, event), tracking_uri=sqlite_uri)
+    assert result["status"] == "done", result
+    assert result["promote"] == "skipped: version 4 holds 'champion', and version 2 is not newer"
+    assert _holder(sqlite_uri) == "4" and _runs(sqlite_uri) == 0
+
+
+def test_a_rollback_stays_rolled_back_for_the_automation(sqlite_uri, versions):
+    """Review s8 #2: a person put version 3 in production, rolled back to 2, and the next reconcile
+    pass gated 3 (newer than the holder, never gated) and moved it back."""
+    connect(sqlite_uri).set_registered_model_alias("recsys", "champion", "3")
+    run_cli("rollback", "--model", "recsys", "--alias", "champion", "--to", "2", "--tracking-uri", sqlite_uri)
+    assert _holder(sqlite_uri) == "2"
+    states = api.version_states("recsys", tracking_uri=sqlite_uri)
+    assert [s.rolled_back for s in states] == [frozenset(), frozenset(), {"champion"}, frozenset()]
+    assert gate_not_owed("3", "champion", states, "2") == ("'champion' was rolled back from version 3, and "
+                                                            "version 3 is not newer")
+    assert gate_not_owed("4", "champion", states, "2") is None        # a newer version is gated as ever
+    assert gate_not_owed("3", "shadow", states, "2") is None          # the rollback was of champion
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--alias", "champoin", "--to", "2"], "alias 'champoin' of 'recsys' is not set"),
+    (["--alias", "champion", "--to", "4"], "version 4 is newer than version 3, which holds 'champion'"),
+    (["--alias", "latest", "--to", "2"], "alias 'latest' is reserved by MLflow"),
+    (["--alias", "bad alias", "--to", "2"], "may hold only letters, digits"),
+])
+def test_rollback_moves_an_existing_alias_back_or_nothing(sqlite_uri, versions, args, says):
+    """Review s8 #3: rollback moved any alias to any version, brand-new ones too, and created misspelt aliases."""
+    connect(sqlite_uri).set_registered_model_alias("recsys", "champion", "3")
+    output = run_cli("rollback", "--model", "recsys", *args, "--tracking-uri", sqlite_uri, expect=2).output
+    assert says in output, output
+    assert _holder(sqlite_uri) == "3"
+    assert not any(key.startswith(tags.ROLLED_BACK) for key in connect(sqlite_uri).get_model_version(
+        "recsys", "3").tags)
+
+
+@pytest.mark.parametrize("alias", ["latest", "v2", "bad alias"])
+def test_promote_refuses_an_alias_mlflow_refuses_before_measuring(tmp_path, sqlite_uri, versions, alias):
+    """Review s8 #5: the gate ran and landed a run tagged passed, then MLflow refused the alias (exit 1)."""
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "items.npz", ids, vectors)
+    output = run_cli("promote", "--model", "recsys", "--candidate", "2", "--alias", alias, "--current", current,
+                     "--policy", GATE, "--tracking-uri", sqlite_uri, expect=2).output
+    assert f"alias {alias!r}" in output, output
+    assert _runs(sqlite_uri) == 0
+
+
+def test_a_reference_cut_short_by_a_failure_is_no_reference_and_can_be_set(tmp_path, sqlite_uri, versions):
+    """Review s8 #4: the hash tag was written first and the URI fourth; a failure between them left a
+    version that `reference set` called set (give --replace) and `check` called unset."""
+    connect(sqlite_uri).set_model_version_tag("recsys", "1", tags.REFERENCE_SHA256, "0" * 64)
+    assert not api.version_state("recsys", "1", tracking_uri=sqlite_uri).has_reference
+    ids, vectors = movielens_items()
+    items = write_items(tmp_path / "items.npz", ids, vectors)
+    run_cli("reference", "set", "--model", "recsys", "--version", "1", "--embeddings", items,
+            "--tracking-uri", sqlite_uri)
+    assert api.version_state("recsys", "1", tracking_uri=sqlite_uri).has_reference
+    output = run_cli("reference", "set", "--model", "recsys", "--version", "1", "--embeddings", items,
+                     "--tracking-uri", sqlite_uri, expect=2).output
+    assert "give --replace" in output, output
