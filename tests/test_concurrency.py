@@ -74,6 +74,32 @@ def test_a_window_claimed_by_a_live_check_makes_a_second_check_wait_then_exit_4(
     assert json.loads(run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri, "--json").output) == []
 
 
+def test_a_check_stopped_with_sigterm_releases_its_window(tmp_path: Path, sqlite_uri: str) -> None:
+    """Review s8, hostile #2: `timeout`, systemd and Kubernetes stop with SIGTERM, which skipped the
+    release Ctrl-C runs; the claim held every later window of the version back for an hour."""
+    import signal
+
+    from drift_decider.tracking.landing import _claim_prefix
+    from drift_decider.tracking.registry import read_claim, resolve_version
+
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    current = write_items(tmp_path / "cur.npz", ids, vectors * 1.3)
+    process = cli_process(*check_args(sqlite_uri, version, current, "w1", spool=tmp_path / "spool"))
+    client = connect(sqlite_uri)
+    model_id = resolve_version(client, "recsys", version).model_id
+    deadline = time.monotonic() + 120
+    while read_claim(client, model_id, _claim_prefix("check", "w1")) is None:
+        assert process.poll() is None and time.monotonic() < deadline, "the check ended before it was stopped"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode != 0
+    claim = read_claim(client, model_id, _claim_prefix("check", "w1"))
+    assert claim.released, claim
+    assert json.loads(run_cli("history", "--model", "recsys", "--tracking-uri", sqlite_uri, "--json").output) == []
+
+
 def test_a_check_failing_before_it_records_releases_its_window(tmp_path: Path, sqlite_uri: str) -> None:
     """A check claims its window before measuring; when measuring fails (here: text ids against a
     reference with number ids) the claim is given up, so the corrected check records at once instead

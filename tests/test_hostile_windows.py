@@ -64,11 +64,15 @@ def test_a_window_id_past_the_limit_is_refused_before_measuring(tmp_path: Path, 
     assert _state(sqlite_uri) == before
 
 
-@pytest.mark.parametrize("end", ["1969-12-31T23:59:59Z", "0001-01-01T00:00:00Z"])
-def test_a_window_end_before_1970_is_refused_before_anything_is_claimed(tmp_path: Path, sqlite_uri: str,
-                                                                        end: str) -> None:
+@pytest.mark.parametrize("end, says", [("1969-12-31T23:59:59Z", "is before 1970-01-01T00:00:00Z"),
+                                       ("0001-01-01T00:00:00Z", "is before 1970-01-01T00:00:00Z"),
+                                       ("3026-11-25T00:00:00Z", "is more than a day after now")])
+def test_a_window_end_before_1970_or_to_come_is_refused_before_anything_is_claimed(
+        tmp_path: Path, sqlite_uri: str, end: str, says: str) -> None:
     """MLflow stores times as milliseconds since 1970: such a check used to claim its window, fail to
-    write, spool itself and hold every later window of the version back (review r19, F8)."""
+    write, spool itself and hold every later window of the version back (review r19, F8). A typo
+    far in the future was recorded, and the version's published decision stayed on it for good
+    (review s8, hostile #1)."""
     version, _ = register_with_reference(sqlite_uri, tmp_path)
     ids, vectors = movielens_items()
     window = write_items(tmp_path / "w.npz", ids, vectors)
@@ -76,7 +80,7 @@ def test_a_window_end_before_1970_is_refused_before_anything_is_claimed(tmp_path
     result = run_cli("check", "--model", "recsys", "--version", version, "--current", window, "--policy", POLICY,
                      "--window-id", "old", "--window-end", end, "--tracking-uri", sqlite_uri, "--spool-dir",
                      tmp_path / "spool", expect=2)
-    assert "is before 1970-01-01T00:00:00Z" in result.output
+    assert says in result.output, result.output
     assert _state(sqlite_uri) == before and not list((tmp_path / "spool").glob("*.json"))
     run_cli("check", "--model", "recsys", "--version", version, "--current", window, "--policy", POLICY,
             "--window-id", "new", "--window-end", "2026-11-26T00:00:00Z", "--tracking-uri", sqlite_uri)
@@ -109,6 +113,7 @@ def test_an_empty_or_multi_line_window_id_is_refused(tmp_path: Path, sqlite_uri:
     ("--window-id", "", "--window-id is empty"),
     ("--window-end", "1969-12-31T23:59:59Z", "is before 1970-01-01T00:00:00Z"),
     ("--window-end", "yesterday", "--window-end"),
+    ("--window-end", "9999-12-31T23:59:59Z", "is more than a day after now"),
 ])
 @pytest.mark.parametrize("engine", ["local", "spark"])
 def test_window_options_are_refused_before_any_input_is_read(tmp_path: Path, option: str, value: str, says: str,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -637,4 +638,12 @@ for _command in serve_commands(exit_codes, tracking_uri_option, json_option):
 
 
 def main() -> None:
+    # `timeout`, systemd and Kubernetes stop a process with SIGTERM (a closed terminal: SIGHUP): handled
+    # as Ctrl-C, so a check releases the window it claimed instead of holding later windows for an hour
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupted)
     cli(prog_name="drift-decider")
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
