@@ -146,3 +146,15 @@ def test_index_with_a_mismatched_snapshot_is_refused(tmp_path, items):
     np.savez(saved / "snapshot.npz", ids=ids[:90], vectors=vectors[:90])
     with pytest.raises(InputError, match="holds 100 items"):
         ServingIndex.load(saved)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "faiss-hnsw"])
+def test_an_index_file_of_another_width_than_its_snapshot_is_refused(tmp_path, items, kind):
+    """Review s8, hostile #3: hnswlib read an 8-d file as 16-d without a word (recall 0.37 for a sound
+    index, a refresh-index for nothing); faiss failed an assertion at search time."""
+    ids, vectors = items
+    narrow = np.ascontiguousarray(vectors[:100, :8])
+    saved = ServingIndex.build(ids[:100], narrow, kind=kind).save(tmp_path / "idx")
+    np.savez(saved / "snapshot.npz", ids=ids[:100], vectors=np.tile(narrow, 2))
+    with pytest.raises(InputError, match="the index holds 8-d vectors, its snapshot 16-d"):
+        ServingIndex.load(saved)

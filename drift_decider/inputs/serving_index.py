@@ -12,6 +12,7 @@ On disk, a directory: ``index.json`` (kind, metric, built_at, parameters), ``sna
 from __future__ import annotations
 
 import json
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -180,6 +181,24 @@ def _read_snapshot(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
     return ids, vectors, built_at
 
 
+def _require_width(path: Path, file_dim: int, dim: int) -> None:
+    if file_dim != dim:
+        raise InputError(f"{path}: the index holds {file_dim}-d vectors, its snapshot {dim}-d: rebuild the index "
+                         f"or copy its whole folder")
+
+
+def _hnsw_file_dim(path: Path) -> int:
+    """The vectors' width an hnswlib index file was saved with: its header's first six 8-byte fields
+    are offsetLevel0, max_elements, cur_element_count, size_data_per_element, label_offset and
+    offsetData, and a vector (float32) fills label_offset - offsetData bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(48)
+    if len(head) < 48:
+        raise ValueError("the file is shorter than an hnswlib header")
+    label_offset, data_offset = struct.unpack("<6Q", head)[4:]
+    return (label_offset - data_offset) // 4
+
+
 def _built_at(text: str | None, where: Path) -> datetime | None:
     return None if text is None else parse_time(text, f"{where}: built_at")
 
@@ -211,12 +230,14 @@ def _load_engine(path: Path, kind: str, metric: Metric, dim: int, count: int) ->
     try:
         if kind == "hnsw":
             import hnswlib
+            _require_width(path, _hnsw_file_dim(path), dim)      # hnswlib would read any width without a word
             engine = hnswlib.Index(space=metric, dim=dim)
             engine.load_index(str(path), max_elements=count)
             size = engine.get_current_count()
         else:
             import faiss
             engine = faiss.read_index(str(path))
+            _require_width(path, engine.d, dim)
             size = engine.ntotal
     except (RuntimeError, ValueError) as exc:
         raise InputError(f"{path}: cannot read the {kind} index ({exc})") from None
