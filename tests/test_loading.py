@@ -128,3 +128,18 @@ def test_ids_that_are_not_finite_numbers_are_refused_naming_the_row(tmp_path):
     np.savez(tmp_path / "nan.npz", vectors=np.zeros((3, 2)), ids=np.array([1.0, np.nan, np.nan]))
     with pytest.raises(InputError, match=r"nan.npz: ids hold NaN or inf, first at row 1"):
         load_embeddings(tmp_path / "nan.npz")
+
+
+def test_byte_string_ids_are_read_as_their_text_or_refused_naming_the_row(tmp_path):
+    """Review s8, hostile #4: .npz ids of dtype S crashed measure, check and reference set with a
+    UnicodeDecodeError when not UTF-8; they are read as parquet binary ids are."""
+    x = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    text = np.array([f"item-{i}" for i in range(20)])
+    np.savez(tmp_path / "bytes.npz", embeddings=x, ids=text.astype("S"))
+    np.savez(tmp_path / "text.npz", embeddings=x, ids=text)
+    assert load_embeddings(tmp_path / "bytes.npz").ids.tolist() == load_embeddings(tmp_path / "text.npz").ids.tolist()
+    bad = text.astype("S")
+    bad[7] = b"\xff\xfe"
+    np.savez(tmp_path / "bad.npz", embeddings=x, ids=bad)
+    with pytest.raises(InputError, match="ids are bytes and the one at row 7 is not UTF-8 text"):
+        load_embeddings(tmp_path / "bad.npz")

@@ -100,17 +100,25 @@ def load_embeddings(path: str | Path, *, array: str | None = None, ids: str | No
         raise InputError(f"{path}: too large to load into memory (a .npy file is memory-mapped instead)") from None
     validate_vectors(vectors, path)
     if id_array is not None:
-        validate_ids(id_array, vectors.shape[0], path)
+        id_array = checked_ids(id_array, vectors.shape[0], path)
     return EmbeddingSet(path=path, vectors=vectors, ids=id_array)
 
 
-def validate_ids(ids: Any, rows: int, path: Path | str) -> None:
-    """Raise InputError unless ``ids`` is a 1-D array of unique numbers or strings, one per vector."""
+def checked_ids(ids: Any, rows: int, path: Path | str) -> np.ndarray:
+    """``ids`` if they are a 1-D array of unique numbers or strings, one per vector, else InputError.
+    Byte-string ids come back as the UTF-8 text they hold, as parquet binary ids are read."""
     if not isinstance(ids, np.ndarray) or ids.ndim != 1:
         shape = ids.shape if isinstance(ids, np.ndarray) else type(ids).__name__
         raise InputError(f"{path}: ids must be a 1-D array (one per vector), got {shape}")
     if ids.dtype.kind not in "iufSUO":
         raise InputError(f"{path}: ids of dtype {ids.dtype}; expected integers or strings")
+    if ids.dtype.kind == "S":
+        try:
+            ids = np.char.decode(ids, "utf-8")
+        except UnicodeDecodeError:
+            row = next(i for i, value in enumerate(ids.tolist()) if not is_utf8(value))
+            raise InputError(f"{path}: ids are bytes and the one at row {row} is not UTF-8 text; store ids "
+                             f"as integers or text") from None
     if len(ids) != rows:
         raise InputError(f"{path}: {len(ids)} ids for {rows} vectors")
     if ids.dtype.kind == "f" and not np.isfinite(ids).all():
@@ -123,6 +131,15 @@ def validate_ids(ids: Any, rows: int, path: Path | str) -> None:
                          f"{unique[repeated:repeated + 1].tolist()[0]!r} is at rows {rows[0]} and {rows[1]}"
                          + (f", and {len(ids) - len(unique) - 1} more row(s) repeat an id"
                             if len(ids) - len(unique) > 1 else ""))
+    return ids
+
+
+def is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def validate_vectors(vectors: np.ndarray, path: Path | str) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from drift_decider.errors import InputError
-from drift_decider.inputs.embeddings import VECTOR_KEYS, validate_ids, validate_vectors
+from drift_decider.inputs.embeddings import VECTOR_KEYS, checked_ids, validate_vectors
 from drift_decider.inputs.files import read_limited
 from drift_decider.inputs.times import parse_time
 from drift_decider.measure.metrics.knn import METRICS, Metric, exact_knn, prepare
@@ -140,8 +140,7 @@ def _check_snapshot(ids: np.ndarray, vectors: np.ndarray, path: Path | str) -> t
         ids = ids.astype(str)
     vectors = np.asarray(vectors)
     validate_vectors(vectors, path)
-    validate_ids(ids, len(vectors), path)
-    return ids, np.asarray(vectors, dtype=np.float32)
+    return checked_ids(ids, len(vectors), path), np.asarray(vectors, dtype=np.float32)
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
