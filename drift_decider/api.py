@@ -722,7 +722,7 @@ def read_json_file(path: str | Path, what: str) -> Any:
     raw = read_limited(path, MAX_INPUT_BYTES)
     try:
         return json.loads(raw.decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:      # not JSON, not UTF-8, or a number past Python's 4,300 digits
         raise InputError(f"{path}: {what} file is not valid JSON: {exc}") from None
     except RecursionError:      # json.loads recurses once per nesting level
         raise InputError(f"{path}: {what} file nests lists or objects too deeply to be a {what} file") from None

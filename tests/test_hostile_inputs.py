@@ -140,7 +140,10 @@ def _snapshot(path: Path, **arrays: object) -> Path:
      "index.json: unreadable index metadata (RecursionError"),
     (lambda d: (d / "idx").mkdir() or (d / "idx" / "index.json").write_text(
         '{"kind": "hnsw", "metric": "ip", "params": {"ef_search": "64"}}') and d / "idx",
-     "index.json: a hnsw index needs params.ef_search, a positive integer (got '64')"),
+     "index.json: a hnsw index needs params.ef_search, a positive 32-bit integer (got 64)"),
+    (lambda d: (d / "idx").mkdir() or (d / "idx" / "index.json").write_text(
+        '{"kind": "hnsw", "metric": "ip", "params": {"ef_search": 99999999999999999999}}') and d / "idx",
+     "index.json: a hnsw index needs params.ef_search, a positive 32-bit integer (got 99999999999999999999)"),
     (lambda d: (d / "idx").mkdir() or (d / "idx" / "index.json").write_text(
         '{"kind": "exact", "metric": ["ip"]}') and d / "idx",
      "index.json: unknown metric ['ip']; expected one of ip, cosine"),
@@ -208,3 +211,23 @@ def test_an_index_snapshot_may_name_its_vectors_as_an_embeddings_file_does(tmp_p
     first, second = (ServingIndex.load(tmp_path / name) for name in ("embeddings.npz", "vectors.npz"))
     np.testing.assert_array_equal(first.vectors, second.vectors)
     np.testing.assert_array_equal(first.ids, second.ids)
+
+
+@pytest.mark.parametrize("uri, says", [
+    ("http://[::1", "is not a valid URI: Invalid IPv6 URL"),
+    ("mysql://bob:hunter2@127.0.0.1:1/db", "needs the Python module MySQLdb, which is not installed here"),
+])
+def test_a_tracking_uri_that_cannot_be_opened_here_exits_2_without_its_password(uri: str, says: str) -> None:
+    """Review s8, hostile #5: a malformed URI, or a database whose driver is missing, crashed every
+    command (and a spooled check for such a store stopped `sync` landing any other)."""
+    result = CliRunner().invoke(cli, ["history", "--model", "m", "--tracking-uri", uri])
+    assert result.exit_code == 2 and says in result.output and "hunter2" not in result.output, result.output
+
+
+def test_a_metrics_file_with_a_number_past_pythons_digit_limit_exits_2(tmp_path: Path) -> None:
+    """Review s8, hostile #6: json.loads refuses integers of over 4,300 digits with a ValueError that
+    crashed `policy explain` (exit 1)."""
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text('{"knn_turnover": ' + "9" * 5000 + "}")
+    result = CliRunner().invoke(cli, ["policy", "explain", "--policy", str(POLICY_FILE), "--metrics", str(metrics)])
+    assert result.exit_code == 2 and f"{metrics}: metrics file is not valid JSON" in result.output, result.output

@@ -133,3 +133,14 @@ def test_a_promote_job_with_a_policy_that_cannot_gate_is_refused_at_its_line(tmp
     config.write_text(GOOD.replace(str(GATE), str(POLICY)))
     output = run_cli("webhooks", "reconcile", "--config", config, expect=2).output
     assert f"{config}:13:19:" in output and "a promotion gate decides once, on no history" in output, output
+
+
+def test_a_secret_file_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """Review s8, hostile #7: `serve` hung at the start reading a FIFO given as secret_file."""
+    import os
+
+    os.mkfifo(tmp_path / "secret")
+    config = tmp_path / "automation.yaml"
+    config.write_text(GOOD.replace("  secret_env: DD_TEST_SECRET\n", f"  secret_file: {tmp_path / 'secret'}\n"))
+    output = run_cli("serve", "--config", config, expect=2).output
+    assert "receiver.secret_file names): not a regular file" in output, output

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from drift_decider import api
 from drift_decider.errors import InputError, PolicyError
+from drift_decider.inputs.files import FileRefused, read_limited
 from drift_decider.policy import load_policy
 from drift_decider.policy.located_yaml import Located, LocatedList, load_yaml, read_text
 from drift_decider.policy.yaml_fields import Fields, suggest, type_name
@@ -33,6 +34,7 @@ FILES = {"reference": ("embeddings", "queries"), "promote": ("current", "catalog
 REQUIRED = {"reference": ("embeddings",), "promote": ("alias", "policy", "current"),
             "check": ("alias", "policy", "current")}
 DEFAULT_MAX_AGE_SECONDS = 300.0     # Standard Webhooks' usual tolerance; MLflow's retries end well within it
+MAX_SECRET_BYTES = 4096             # a secret file holds one line
 _WEBHOOK_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,61}[A-Za-z0-9]"     # MLflow's own rule for webhook names
 
 
@@ -96,9 +98,9 @@ class Config:
         else:
             where = "the file receiver.secret_file names"
             try:
-                value = self.secret_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise InputError(f"cannot read the webhook secret ({where}): {exc.strerror or exc}") from None
+                value = read_limited(self.secret_file, MAX_SECRET_BYTES).decode("utf-8").strip()
+            except FileRefused as exc:      # a FIFO would hang the start; the path is not shown
+                raise InputError(f"cannot read the webhook secret ({where}): {exc.reason}") from None
             except UnicodeDecodeError:
                 raise InputError(f"the webhook secret ({where}) is not UTF-8 text") from None
         if len(value) < 16:

@@ -158,9 +158,9 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if not isinstance(meta.get("built_at", ""), str) or not isinstance(meta.get("params", {}), dict):
         raise InputError(f"{path}: 'built_at' must be ISO-8601 text and 'params' an object")
     ef_search = meta.get("params", {}).get("ef_search")
-    if meta["kind"] != "exact" and (type(ef_search) is not int or ef_search < 1):
-        raise InputError(f"{path}: a {meta['kind']} index needs params.ef_search, a positive integer "
-                         f"(got {ef_search!r})")
+    if meta["kind"] != "exact" and (type(ef_search) is not int or not 1 <= ef_search < 2**31):
+        raise InputError(f"{path}: a {meta['kind']} index needs params.ef_search, a positive 32-bit integer "
+                         f"(got {str(ef_search)[:40]})")
     return meta
 
 

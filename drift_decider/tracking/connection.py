@@ -54,9 +54,15 @@ def connect(tracking_uri: str | None = None, *, read_only: bool = False):
         if not path.is_file():
             raise InputError(f"no MLflow store at {path} (tracking URI {uri}): give --tracking-uri or set "
                              f"MLFLOW_TRACKING_URI to the store your checks wrote to")
-    client = _client(uri)
-    with mlflow_errors(f"connecting to {uri}"):
-        client.search_experiments(max_results=1)
+    try:
+        client = _client(uri)
+        with mlflow_errors(f"connecting to {uri}"):
+            client.search_experiments(max_results=1)
+    except ImportError as exc:      # a database URI whose driver is not installed (psycopg, MySQLdb, ...)
+        raise InputError(f"tracking URI {uri} needs the Python module {exc.name or exc}, which is not installed "
+                         f"here: install its database driver") from None
+    except ValueError as exc:       # a URI that does not parse (http://[::1)
+        raise InputError(f"tracking URI {uri} is not a valid URI: {exc}") from None
     return client
 
 
