@@ -231,3 +231,10 @@ def test_a_metrics_file_with_a_number_past_pythons_digit_limit_exits_2(tmp_path:
     metrics.write_text('{"knn_turnover": ' + "9" * 5000 + "}")
     result = CliRunner().invoke(cli, ["policy", "explain", "--policy", str(POLICY_FILE), "--metrics", str(metrics)])
     assert result.exit_code == 2 and f"{metrics}: metrics file is not valid JSON" in result.output, result.output
+
+
+@pytest.mark.parametrize("name", ["a.b", "it's", "50%"])
+def test_a_model_name_mlflow_refuses_for_its_model_page_exits_2(tmp_path: Path, name: str) -> None:
+    """Review s8, hostile #10: MLflow's refusal came back as exit 1, which scripts retry."""
+    result = CliRunner().invoke(cli, ["register", "--model", name, "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"])
+    assert result.exit_code == 2 and "which MLflow refuses in the name" in result.output, result.output

@@ -167,7 +167,13 @@ def test_files_in_the_spool_that_are_not_entries_are_named_and_kept_and_the_rest
            "attempts.json": json.dumps({**entry, "attempts": 5}),
            "attempt-item.json": json.dumps({**entry, "attempts": [1]}),
            "step.json": json.dumps({**entry, "step": True}),
-           "uri.json": json.dumps({**entry, "tracking_uri": None})}
+           "uri.json": json.dumps({**entry, "tracking_uri": None}),
+           # review s8, hostile #9: a decision without its keys crashed sync; a window MLflow cannot
+           # record failed it with its claim held for an hour
+           "decision.json": json.dumps({**entry, "payload": {**entry["payload"], "decision": {}}}),
+           "action.json": json.dumps({**entry, "payload": {**entry["payload"], "decision": {
+               "action": "explode", "decided_at": "2026-01-01T00:00:00Z", "decision_id": "x"}}}),
+           "old.json": json.dumps({**entry, "window": {**entry["window"], "window_end": "0001-01-01T00:00:00Z"}})}
     padded = json.dumps({**entry, "window": {**entry["window"], "window_end": " 2026-01-02T00:00:00Z "}})
     for name, text in bad.items():
         (spool / name).write_bytes(text if isinstance(text, bytes) else text.encode())

@@ -171,6 +171,9 @@ def ensure_experiment(client: MlflowClient, name: str = EXPERIMENT) -> str:
         return experiment.experiment_id
 
 
+LOGGED_MODEL_NAME_FORBIDDEN = "/:.%\"'"     # MLflow's rule for LoggedModel names (registered models allow more)
+
+
 def register_external_model(client: MlflowClient, tracking_uri: str, name: str, *, experiment_id: str,
                             tags: dict[str, str] | None = None) -> VersionRef:
     """Register a new version of a model that lives outside MLflow (e.g. an embedding service).
@@ -180,6 +183,10 @@ def register_external_model(client: MlflowClient, tracking_uri: str, name: str, 
     """
     from mlflow.exceptions import MlflowException
 
+    require_name(name)
+    if forbidden := sorted(set(name) & set(LOGGED_MODEL_NAME_FORBIDDEN)):
+        raise InputError(f"model name {name!r} holds {' '.join(forbidden)}, which MLflow refuses in the name "
+                         f"of the model page a version is registered with (none of {LOGGED_MODEL_NAME_FORBIDDEN})")
     with mlflow_errors(f"registering a version of {name!r}"):
         logged = client.create_logged_model(experiment_id=experiment_id, name=name, model_type="external",
                                             tags=tags)

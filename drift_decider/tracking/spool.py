@@ -17,6 +17,8 @@ from typing import Any, Iterator
 
 from drift_decider.errors import InputError
 from drift_decider.inputs.times import parse_time
+from drift_decider.inputs.windows import recordable_window_end
+from drift_decider.policy.records import ACTIONS, MODES
 
 DEFAULT_SPOOL_DIR = Path(".drift-decider") / "spool"
 SPOOL_ENV = "DRIFT_DECIDER_SPOOL_DIR"
@@ -92,6 +94,9 @@ _ENTRY_FIELDS = {"model": str, "version": str, "model_id": str, "kind": str, "st
                  "policy_path": str, "policy_sha256": str}
 _WINDOW_FIELDS = {"window_id": str, "window_end": str, "dataset_name": str, "dataset_digest": str, "source": str}
 _PAYLOAD_FIELDS = {"values": dict, "inputs": dict, "evidence": dict, "decision": (dict, type(None))}
+# what recording reads of a decision record (recorder.decision_tags)
+_DECISION_FIELDS = {"action": str, "decided_at": str, "decision_id": str, "rule_id": (str, type(None)),
+                    "policy": (dict, type(None))}
 
 
 def read_entry(path: Path) -> SpoolEntry:
@@ -115,7 +120,17 @@ def read_entry(path: Path) -> SpoolEntry:
             wrong += sorted(set(value) - set(fields))
         if wrong:
             raise InputError(f"{path}: spool entry's {what} lacks or mistypes {', '.join(wrong)}")
-    parse_time(entry.window["window_end"], f"{path}: window_end")
+    try:
+        recordable_window_end(parse_time(entry.window["window_end"], "window_end"))
+    except InputError as exc:
+        raise InputError(f"{path}: spool entry's window: {exc}") from None
+    decision = entry.payload["decision"]
+    if decision is not None:
+        wrong = [key for key, kind in _DECISION_FIELDS.items() if not isinstance(decision.get(key), kind)]
+        if decision.get("action") not in ACTIONS or decision.get("mode", "enforce") not in MODES:
+            wrong.append("action or mode")
+        if wrong:
+            raise InputError(f"{path}: spool entry's decision lacks or mistypes {', '.join(wrong)}")
     return entry
 
 
