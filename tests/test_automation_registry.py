@@ -120,3 +120,22 @@ def test_a_reference_cut_short_by_a_failure_is_no_reference_and_can_be_set(tmp_p
     output = run_cli("reference", "set", "--model", "recsys", "--version", "1", "--embeddings", items,
                      "--tracking-uri", sqlite_uri, expect=2).output
     assert "give --replace" in output, output
+
+
+def test_gates_for_two_aliases_are_both_remembered(tmp_path, sqlite_uri):
+    """Review s8, automation #6: a version kept only its latest gate's alias, so with promote jobs for
+    two aliases the reconcile pass gated it again for the other one on every pass."""
+    from drift_decider.inputs.serving_index import ServingIndex
+    from support import register_with_reference
+
+    version, reference = register_with_reference(sqlite_uri, tmp_path)
+    ids, vectors = movielens_items()
+    ServingIndex.build(ids, vectors, kind="exact").save(tmp_path / "index")
+    for alias in ("champion", "shadow"):
+        outcome = api.promote("recsys", version, alias, reference, GATE, index_path=tmp_path / "index",
+                              tracking_uri=sqlite_uri)
+        assert outcome.passed and outcome.moved
+    [state] = api.version_states("recsys", tracking_uri=sqlite_uri)
+    assert state.gated == {"champion": True, "shadow": True}
+    assert "recorded (passed)" in gate_not_owed(version, "champion", [state], None)
+    assert "recorded (passed)" in gate_not_owed(version, "shadow", [state], None)

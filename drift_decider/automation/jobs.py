@@ -110,6 +110,6 @@ def gate_not_owed(version: str, alias: str, states: Sequence[VersionState], hold
         return f"version {holder} holds {alias!r}, and version {version} is not newer"
     if backed and int(version) <= max(backed):
         return f"{alias!r} was rolled back from version {max(backed)}, and version {version} is not newer"
-    if state is not None and state.gate_alias == alias:
-        return f"its gate for {alias!r} is recorded ({'passed' if state.gate_passed else 'blocked'})"
+    if state is not None and alias in state.gated:
+        return f"its gate for {alias!r} is recorded ({'passed' if state.gated[alias] else 'blocked'})"
     return None

@@ -305,13 +305,18 @@ def move_alias(client: MlflowClient, name: str, alias: str, seen: AliasState, ca
     claim fails. The holder is read again after the claim (a mover that claimed before this one read
     the state has moved it by then, unless it stalled in between; so may the MLflow UI), and the
     alias after the move. An unset alias, or a holder without a LoggedModel, has nowhere to claim:
-    then the holder is only read again, before and after the move.
+    then the holder is only read again, before and after the move. Found on ``candidate`` already, the
+    alias was moved by another pass for the same candidate: what this one wanted, not a failure.
     """
     if seen.model_id is not None and not try_claim(client, seen.model_id, claim_prefix(f"alias/{alias}"),
                                                    seen.claims, token):
+        if alias_holder(client, name, alias) == candidate:   # another pass for this candidate moved it
+            return
         raise InFlightError(f"another promotion moved alias {alias!r} of {name!r} away from version {seen.holder} "
                             f"(or is moving it) since this one read it; the alias was not moved")
     now = alias_holder(client, name, alias)
+    if now == candidate:            # another pass for the same candidate moved it: what this one wanted
+        return
     if now != seen.holder:
         raise InFlightError(f"alias {alias!r} of {name!r} moved to version {now} while the gate was evaluated; "
                             f"the alias was not moved")

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, TypeVar
 
 from drift_decider.errors import InputError, TrackingError, redact
 from drift_decider.evidence.assemble import ReferenceData
@@ -50,8 +50,7 @@ class VersionState:
 
     version: str
     has_reference: bool
-    gate_alias: str | None          # the alias its latest recorded promotion gate was for, if any
-    gate_passed: bool | None
+    gated: Mapping[str, bool]       # alias -> whether its recorded promotion gate passed
     rolled_back: frozenset[str] = frozenset()     # aliases a rollback moved away from it
 
 
@@ -307,7 +306,8 @@ class TrackingStore:
         with mlflow_errors(f"recording the promotion decision on {ref.name} version {ref.version}"):
             if passed:
                 registry.move_alias(self.client, ref.name, alias, seen, ref.version, token=run_id)
-            recorder.publish_promotion(self.client, ref, decision, run_id, gate_tags)
+            recorder.publish_promotion(self.client, ref, decision, run_id,
+                                       {**gate_tags, tags.GATED + alias: "passed" if passed else "blocked"})
 
 
 def sync_spool(spool_dir: str | Path | None, tracking_uri: str | None,
@@ -321,10 +321,12 @@ def sync_spool(spool_dir: str | Path | None, tracking_uri: str | None,
 
 
 def _version_state(version: str, version_tags: dict[str, str]) -> VersionState:
-    """What drift-decider recorded on a version, from its tags: a reference, and its latest gate."""
-    gate = tags.PREFIX + "promotion."
-    passed = version_tags.get(gate + "passed")
-    return VersionState(version, bool(version_tags.get(tags.REFERENCE_URI)), version_tags.get(gate + "alias") or None,
-                        None if passed is None else passed == "true",
+    """What drift-decider recorded on a version, from its tags: a reference, its gates and rollbacks."""
+    latest = tags.PREFIX + "promotion."      # a gate recorded before per-alias tags: its latest only
+    gated = ({version_tags[latest + "alias"]: version_tags.get(latest + "passed") == "true"}
+             if version_tags.get(latest + "alias") else {})
+    gated.update({key.removeprefix(tags.GATED): value == "passed" for key, value in version_tags.items()
+                  if key.startswith(tags.GATED)})
+    return VersionState(version, bool(version_tags.get(tags.REFERENCE_URI)), gated,
                         frozenset(key.removeprefix(tags.ROLLED_BACK) for key in version_tags
                                   if key.startswith(tags.ROLLED_BACK)))

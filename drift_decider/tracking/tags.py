@@ -41,6 +41,8 @@ REFERENCE_NOISE = PREFIX + "reference_noise_floor"   # the noise floor's label, 
 # the alias a `rollback` moved away from this version (one tag per alias, valued with the version
 # it went back to): the automation's reconcile pass never gates this version, nor an older one, for it
 ROLLED_BACK = PREFIX + "rolled_back."
+# the gate's outcome per alias ("passed" or "blocked"), so gates for two aliases do not overwrite each other
+GATED = PREFIX + "promotion.gated."
 
 DECISION_ARTIFACT = "drift_decider/decision.json"
 EVIDENCE_ARTIFACT = "drift_decider/evidence.json"
