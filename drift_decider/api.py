@@ -359,7 +359,11 @@ def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None
     (or ``tracking_uri``); a check measured but not decided is decided first, by the policy it names
     if that file is unchanged. An entry whose window (or an earlier one) another check is writing now
     is left in the spool with status ``deferred``; one the store or policy cannot take, ``skipped``.
-    Each check landed gets the version's drift report, as a check landing at once does."""
+    Each check landed gets the version's drift report, as a check landing at once does. A
+    ``spool_dir`` given that is no folder is refused (a typo would land nothing, silently)."""
+    if spool_dir is not None and not Path(spool_dir).is_dir():
+        raise InputError(f"{spool_dir}: no spool folder there; a check spools into the folder its --spool-dir "
+                         f"names (default: $DRIFT_DECIDER_SPOOL_DIR, else .drift-decider/spool)")
     return sync_spool(spool_dir, tracking_uri, decide=_decide_spooled, landed=_attach_report)
 
 
@@ -414,6 +418,8 @@ def history(model: str, *, version: str | None = None, since: str | None = None,
 
 def _history(store: TrackingStore, model: str, version: str | None, start: datetime | None) -> list[dict[str, Any]]:
     store.require_model(model)
+    if version is not None:     # a version that does not exist is a typo, not an empty history
+        store.version(model, version=version)
     return [row for row in store.check_rows(model, version) if start is None or row["window_end"] >= start]
 
 

@@ -192,3 +192,10 @@ def test_a_missing_alias_says_how_to_set_it_not_how_to_register(tmp_path: Path, 
                      sqlite_uri, expect=2)
     assert "has no alias 'champion' (it has version 1)" in result.output, result.output
     assert "drift-decider promote --model recsys" in result.output and "drift-decider register" not in result.output
+
+
+def test_history_of_a_version_that_does_not_exist_says_so(tmp_path, sqlite_uri):
+    """Review s8, automation #11: `history --version 99` printed an empty table, exit 0."""
+    version, _ = register_with_reference(sqlite_uri, tmp_path)
+    output = run_cli("history", "--model", "recsys", "--version", "99", "--tracking-uri", sqlite_uri, expect=2).output
+    assert f"has no version 99 (it has version {version})" in output, output

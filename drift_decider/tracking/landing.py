@@ -255,6 +255,8 @@ def sync_spool(spool_dir: Path, open_store: Callable[[str | None], TrackingStore
     An entry measured but never decided is decided by ``decide`` first; ``landed`` is called with each
     check run recorded.
     """
+    if not spool_dir.is_dir():      # nothing was ever spooled here: nothing to land, and nothing to create
+        return []
     with spool_lock(spool_dir):
         # window order: an undecided entry is decided after the earlier windows this sync lands
         entries, unreadable = read_entries(spool_dir)
