@@ -270,7 +270,19 @@ def test_policy_test_whose_steps_pass_the_year_9999_is_refused_at_the_test(tmp_p
     (tmp_path / "p.yaml").write_text(rule())
     path = tmp_path / "p.test.yaml"
     path.write_text("apiVersion: drift-decider/v1\nkind: PolicyTest\npolicy: p.yaml\ntests:\n"
-                    "  - name: long\n    interval: 3650d\n    steps:\n      - {metrics: {mmd2: 0.0}, repeat: 1000}\n")
+                    "  - name: long\n    interval: 3650d\n    steps:\n"
+                    "      - {metrics: {mmd2: 0.0}, repeat: 1000, expect: {action: none}}\n")
     result = invoke("policy", "test", path)
     assert_located_refusal(result, path)
     assert "falls after the year 9999" in result.output
+
+
+def test_a_policy_test_that_expects_nothing_is_refused_at_its_steps(tmp_path: Path) -> None:
+    """Review s8, hostile #11: a scenario without any `expect` passed green whatever the policy decided."""
+    (tmp_path / "p.yaml").write_text(rule())
+    path = tmp_path / "p.test.yaml"
+    path.write_text("apiVersion: drift-decider/v1\nkind: PolicyTest\npolicy: p.yaml\ntests:\n"
+                    "  - name: hollow\n    steps:\n      - {metrics: {mmd2: 0.5}}\n")
+    result = invoke("policy", "test", path)
+    assert_located_refusal(result, path)
+    assert "no step has an expect" in result.output

@@ -186,6 +186,8 @@ def _scenario(node: Any, where: str, policy: Policy, shared: dict[str, float]) -
     steps = tuple(_step(item, pos, policy) for item, pos in zip(steps_node, steps_node.item_pos))
     if sum(s.repeat for s in steps) > MAX_STEPS:
         raise f.fail("steps", f"more than {MAX_STEPS} steps")
+    if not any(s.expect for s in steps):      # it would pass whatever the policy decides
+        raise f.fail("steps", "no step has an expect: give at least one step `expect: {action: ...}`")
     history_node = f.raw("history", LocatedList())
     if not isinstance(history_node, list):
         raise f.fail("history", f"expected a list of prior checks, got {type_name(history_node)}")
