@@ -139,3 +139,27 @@ def test_gates_for_two_aliases_are_both_remembered(tmp_path, sqlite_uri):
     assert state.gated == {"champion": True, "shadow": True}
     assert "recorded (passed)" in gate_not_owed(version, "champion", [state], None)
     assert "recorded (passed)" in gate_not_owed(version, "shadow", [state], None)
+
+
+def test_the_undo_of_promoting_an_older_version_moves_forward_again(tmp_path, sqlite_uri):
+    """The undo `promote` prints must run even when the promotion went to an older version: rollback
+    may move an alias forward to the version the holder's promotion replaced, and nowhere else."""
+    import shlex
+
+    from drift_decider.inputs.serving_index import ServingIndex
+    from support import register_with_reference
+
+    older, reference = register_with_reference(sqlite_uri, tmp_path / "a")
+    newer, _ = register_with_reference(sqlite_uri, tmp_path / "b")
+    third, _ = register_with_reference(sqlite_uri, tmp_path / "c")
+    connect(sqlite_uri).set_registered_model_alias("recsys", "champion", newer)
+    ids, vectors = movielens_items()
+    ServingIndex.build(ids, vectors, kind="exact").save(tmp_path / "index")
+    moved = api.promote("recsys", older, "champion", reference, GATE, index_path=tmp_path / "index",
+                        tracking_uri=sqlite_uri)
+    assert moved.moved and moved.undo.endswith(f"--to {newer}")
+    output = run_cli("rollback", "--model", "recsys", "--alias", "champion", "--to", third, "--tracking-uri",
+                     sqlite_uri, expect=2).output
+    assert "did not hold it before" in output, output
+    run_cli(*shlex.split(moved.undo)[1:], "--tracking-uri", sqlite_uri)
+    assert _holder(sqlite_uri) == newer

@@ -617,9 +617,10 @@ def _print_promotion(outcome, dry_run: bool) -> None:
 def rollback(model: str, alias: str, to_version: str, tracking_uri: str | None) -> None:
     """Move ALIAS back to an earlier holder without a gate: the undo `promote` prints.
 
-    Only backwards: the alias must be set, and --to older than its holder (moving forward is a
-    promotion, through its gate). The version moved away from is tagged, so the registry automation
-    (`serve`, `webhooks reconcile`) never gates it, or an older one, for this alias again.
+    Only backwards: the alias must be set, and --to older than its holder or the version the
+    holder's promotion replaced (moving forward is a promotion, through its gate). The version moved
+    away from is tagged, so the registry automation (`serve`, `webhooks reconcile`) never gates it,
+    or an older one, for this alias again.
 
     \b
     Example:

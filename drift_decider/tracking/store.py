@@ -114,8 +114,9 @@ class TrackingStore:
         """Move ``alias`` back to the older ``to_version`` unless it holds it already, compare-and-set like
         a promotion (registry.move_alias); returns the version that held it before. The version moved
         away from is tagged first (tags.ROLLED_BACK), so the automation never gates it again for the alias.
-        An unset alias (a typo, most likely) and a version newer than the holder are refused: moving an
-        alias forward is a promotion, through its gate."""
+        An unset alias (a typo, most likely) and a version newer than the holder are refused, unless the
+        holder's promotion moved the alias from it (the undo `promote` prints): moving an alias forward
+        is a promotion, through its gate."""
         with mlflow_errors(f"moving alias {alias!r} of {name!r}"):
             registry.require_model(self.client, name)
             target = registry.resolve_version(self.client, name, version=to_version)
@@ -125,10 +126,12 @@ class TrackingStore:
                                  f"version that held it; set one through the gate with `drift-decider promote`")
             if seen.holder == target.version:
                 return seen.holder
-            if int(target.version) > int(seen.holder):
+            held_before = registry.resolve_version(self.client, name, version=seen.holder).tags.get(
+                tags.PREFIX + "promotion.previous_holder")      # what the holder's promotion moved it from
+            if int(target.version) > int(seen.holder) and target.version != held_before:
                 raise InputError(f"version {target.version} is newer than version {seen.holder}, which holds "
-                                 f"{alias!r}: rollback moves an alias back; promote a newer version through "
-                                 f"its gate with `drift-decider promote`")
+                                 f"{alias!r}, and did not hold it before: rollback moves an alias back; promote "
+                                 f"a newer version through its gate with `drift-decider promote`")
             self.client.set_model_version_tag(name, seen.holder, tags.ROLLED_BACK + alias, target.version)
             registry.move_alias(self.client, name, alias, seen, target.version, token=token)
         return seen.holder
