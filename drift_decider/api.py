@@ -359,11 +359,11 @@ def sync(*, tracking_uri: str | None = None, spool_dir: str | Path | None = None
     (or ``tracking_uri``); a check measured but not decided is decided first, by the policy it names
     if that file is unchanged. An entry whose window (or an earlier one) another check is writing now
     is left in the spool with status ``deferred``; one the store or policy cannot take, ``skipped``.
-    Each check landed gets the version's drift report, as a check landing at once does. A
-    ``spool_dir`` given that is no folder is refused (a typo would land nothing, silently)."""
-    if spool_dir is not None and not Path(spool_dir).is_dir():
-        raise InputError(f"{spool_dir}: no spool folder there; a check spools into the folder its --spool-dir "
-                         f"names (default: $DRIFT_DECIDER_SPOOL_DIR, else .drift-decider/spool)")
+    Each check landed gets the version's drift report, as a check landing at once does. A spool
+    folder that does not exist holds nothing yet (it is made by the first check spooled) and is not
+    created; a path that is a file is refused."""
+    if spool_dir is not None and Path(spool_dir).exists() and not Path(spool_dir).is_dir():
+        raise InputError(f"{spool_dir}: not a folder; a check spools into the folder its --spool-dir names")
     return sync_spool(spool_dir, tracking_uri, decide=_decide_spooled, landed=_attach_report)
 
 
@@ -738,12 +738,12 @@ def read_json_file(path: str | Path, what: str) -> Any:
 # and the webhooks it registers. Its jobs call set_reference, promote and check above.
 
 def version_states(model: str, *, tracking_uri: str | None = None) -> list[VersionState]:
-    """Every version of ``model``, oldest first: whether it has a reference and its latest gate."""
+    """Every version of ``model``, oldest first: whether it has a reference, its gates and rollbacks."""
     return TrackingStore.open(tracking_uri, read_only=True).version_states(model)
 
 
 def version_state(model: str, version: str, *, tracking_uri: str | None = None) -> VersionState:
-    """One version of ``model``: whether it has a reference and its latest gate."""
+    """One version of ``model``: whether it has a reference, its gates and rollbacks."""
     return TrackingStore.open(tracking_uri, read_only=True).version_state(model, version)
 
 

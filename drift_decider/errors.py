@@ -17,7 +17,7 @@ class ExitCode(enum.IntEnum):
     GATED = 3              # `check --fail-on-action` not `none`, `promote --fail-on-block` blocked
     IN_FLIGHT = 4          # a concurrent check or promotion holds what this one needed
 
-_USERINFO = re.compile(r"(?<=://)[^/\s]*@")     # the user:password@ of a URL, up to its last @
+_USERINFO = re.compile(r"(?<=://)\S*@")     # the user:password@ of a URL, up to its last @ (a password may hold /)
 
 
 def redact(text: str) -> str:

@@ -15,6 +15,7 @@ from drift_decider.automation.jobs import Event, gate_not_owed, jobs_for, run_jo
 from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
 from drift_decider.tracking.registry import ensure_experiment, register_external_model
+from drift_decider.tracking.store import TrackingStore
 from support import POLICY, movielens_items, run_cli, write_items
 
 GATE = POLICY.parent / "promotion-gate.yaml"
@@ -85,6 +86,7 @@ def test_a_rollback_stays_rolled_back_for_the_automation(sqlite_uri, versions):
     (["--alias", "champion", "--to", "4"], "version 4 is newer than version 3, which holds 'champion'"),
     (["--alias", "latest", "--to", "2"], "alias 'latest' is reserved by MLflow"),
     (["--alias", "bad alias", "--to", "2"], "may hold only letters, digits"),
+    (["--alias", "a" * 230, "--to", "2"], "(1 to 200 of them)"),
 ])
 def test_rollback_moves_an_existing_alias_back_or_nothing(sqlite_uri, versions, args, says):
     """Review s8 #3: rollback moved any alias to any version, brand-new ones too, and created misspelt aliases."""
@@ -160,6 +162,33 @@ def test_the_undo_of_promoting_an_older_version_moves_forward_again(tmp_path, sq
     assert moved.moved and moved.undo.endswith(f"--to {newer}")
     output = run_cli("rollback", "--model", "recsys", "--alias", "champion", "--to", third, "--tracking-uri",
                      sqlite_uri, expect=2).output
-    assert "did not hold it before" in output, output
+    assert "no recorded promotion moved the alias from it" in output, output
     run_cli(*shlex.split(moved.undo)[1:], "--tracking-uri", sqlite_uri)
     assert _holder(sqlite_uri) == newer
+
+
+def test_a_version_older_than_one_that_passed_its_gate_is_not_owed_one(sqlite_uri, versions):
+    """Review s8b #3: newest first, version 3 passed and 2 was skipped ungated; after a person moved
+    the alias back to 1 by hand, the next pass gated 2 and could move production to it."""
+    from drift_decider.tracking.store import VersionState
+
+    states = [VersionState("1", True, {}), VersionState("2", True, {}), VersionState("3", True, {"champion": True})]
+    assert gate_not_owed("2", "champion", states, "1") == ("version 3 passed its gate for 'champion', and "
+                                                            "version 2 is older")
+    assert gate_not_owed("2", "shadow", states, "1") is None
+
+
+def test_a_gate_recorded_before_per_alias_tags_is_kept_when_another_alias_is_gated(sqlite_uri, versions):
+    """Review s8b #6: a store written before per-alias gate tags holds one gate pair per version; the
+    first gate for another alias overwrote it, and the old alias was owed a gate again."""
+    client = connect(sqlite_uri)
+    client.set_model_version_tag("recsys", "2", "drift_decider.promotion.alias", "champion")
+    client.set_model_version_tag("recsys", "2", "drift_decider.promotion.passed", "false")
+    store = TrackingStore.open(sqlite_uri)
+    ref = store.version("recsys", version="2")
+    decision = {"action": "none", "decided_at": "2026-11-27T00:00:00Z", "decision_id": "d" * 64, "rule_id": None,
+                "policy": {}}
+    store.publish_promotion(ref, "shadow", store.alias_state("recsys", "shadow"), decision, "run", {
+        "drift_decider.promotion.alias": "shadow", "drift_decider.promotion.passed": "true"}, passed=False)
+    [state] = [s for s in api.version_states("recsys", tracking_uri=sqlite_uri) if s.version == "2"]
+    assert state.gated == {"champion": False, "shadow": False}

@@ -66,7 +66,7 @@ def test_a_window_id_past_the_limit_is_refused_before_measuring(tmp_path: Path, 
 
 @pytest.mark.parametrize("end, says", [("1969-12-31T23:59:59Z", "is before 1970-01-01T00:00:00Z"),
                                        ("0001-01-01T00:00:00Z", "is before 1970-01-01T00:00:00Z"),
-                                       ("3026-11-25T00:00:00Z", "is more than a day after now")])
+                                       ("3026-11-25T00:00:00Z", "is more than 38 hours after now")])
 def test_a_window_end_before_1970_or_to_come_is_refused_before_anything_is_claimed(
         tmp_path: Path, sqlite_uri: str, end: str, says: str) -> None:
     """MLflow stores times as milliseconds since 1970: such a check used to claim its window, fail to
@@ -113,7 +113,7 @@ def test_an_empty_or_multi_line_window_id_is_refused(tmp_path: Path, sqlite_uri:
     ("--window-id", "", "--window-id is empty"),
     ("--window-end", "1969-12-31T23:59:59Z", "is before 1970-01-01T00:00:00Z"),
     ("--window-end", "yesterday", "--window-end"),
-    ("--window-end", "9999-12-31T23:59:59Z", "is more than a day after now"),
+    ("--window-end", "9999-12-31T23:59:59Z", "is more than 38 hours after now"),
 ])
 @pytest.mark.parametrize("engine", ["local", "spark"])
 def test_window_options_are_refused_before_any_input_is_read(tmp_path: Path, option: str, value: str, says: str,

@@ -185,9 +185,13 @@ def test_files_in_the_spool_that_are_not_entries_are_named_and_kept_and_the_rest
         assert (spool / name).exists()
 
 
-def test_sync_of_a_spool_folder_that_is_not_there_is_refused_and_creates_nothing(tmp_path: Path,
-                                                                                   sqlite_uri: str) -> None:
-    """Review s8, automation #11: a mistyped --spool-dir was created and reported '0 synced', exit 0."""
-    output = run_cli("sync", "--spool-dir", tmp_path / "spoll", "--tracking-uri", sqlite_uri, expect=2).output
-    assert f"{tmp_path / 'spoll'}: no spool folder there" in output, output
+def test_sync_of_a_spool_folder_that_is_not_there_lands_nothing_and_creates_nothing(tmp_path: Path,
+                                                                                     sqlite_uri: str) -> None:
+    """Review s8, automation #11: sync created a mistyped --spool-dir. A folder not there yet is what the
+    docs' cron line meets until the first check is spooled: nothing to land, exit 0; a file is refused."""
+    assert json.loads(run_cli("sync", "--spool-dir", tmp_path / "spoll", "--tracking-uri", sqlite_uri,
+                              "--json").output) == []
     assert not (tmp_path / "spoll").exists()
+    (tmp_path / "file").write_text("x")
+    output = run_cli("sync", "--spool-dir", tmp_path / "file", "--tracking-uri", sqlite_uri, expect=2).output
+    assert "is a file" in output, output

@@ -102,7 +102,8 @@ def _run(config: Config, job: Job, event: Event, tracking_uri: str | None, today
 
 def gate_not_owed(version: str, alias: str, states: Sequence[VersionState], holder: str | None) -> str | None:
     """Why the automation does not gate ``version`` for ``alias`` (None: it does). Only a version newer
-    than where the alias is, and than every version a rollback moved it away from, is gated, and once:
+    than where the alias is, than every version a rollback moved it away from and than every version
+    that passed a gate for it, is gated, and once:
     MLflow may deliver events late or twice, and a person's rollback must stay."""
     backed = [int(state.version) for state in states if alias in state.rolled_back]
     state = next((state for state in states if state.version == version), None)
@@ -110,6 +111,9 @@ def gate_not_owed(version: str, alias: str, states: Sequence[VersionState], hold
         return f"version {holder} holds {alias!r}, and version {version} is not newer"
     if backed and int(version) <= max(backed):
         return f"{alias!r} was rolled back from version {max(backed)}, and version {version} is not newer"
+    passed = [int(other.version) for other in states if other.gated.get(alias)]
+    if passed and int(version) < max(passed):      # superseded: a person's move below it must stay
+        return f"version {max(passed)} passed its gate for {alias!r}, and version {version} is older"
     if state is not None and alias in state.gated:
         return f"its gate for {alias!r} is recorded ({'passed' if state.gated[alias] else 'blocked'})"
     return None

@@ -641,8 +641,10 @@ for _command in serve_commands(exit_codes, tracking_uri_option, json_option):
 def main() -> None:
     # `timeout`, systemd and Kubernetes stop a process with SIGTERM (a closed terminal: SIGHUP): handled
     # as Ctrl-C, so a check releases the window it claimed instead of holding later windows for an hour
+    # (only where the default is in place: `nohup` ignores SIGHUP, and that must hold)
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupted)
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _interrupted)
     cli(prog_name="drift-decider")
 
 

@@ -61,7 +61,7 @@ def make_window(current: EmbeddingSet, window_id: str | None, window_end: dateti
 
 
 EARLIEST_WINDOW_END = datetime(1970, 1, 1, tzinfo=timezone.utc)   # MLflow stores times as ms since then
-FUTURE_SLACK = timedelta(days=1)
+FUTURE_SLACK = timedelta(hours=38)     # a day, plus the widest UTC offset (+14 h)
 
 
 def named_window(window_id: str | None, window_end: datetime, source: str, digest: str,
@@ -77,15 +77,15 @@ def named_window(window_id: str | None, window_end: datetime, source: str, diges
 
 def recordable_window_end(window_end: datetime, now: datetime | None = None) -> datetime:
     """``window_end``, unless MLflow cannot record it (before 1970: it stores milliseconds since then)
-    or it has not come yet: more than a day after ``now`` (a typo such as 3026; the version's published
-    decision follows its latest window, and would stay on that one for good). A day of slack lets a
-    window named by the end of its day be checked during it."""
+    or it has not come yet: beyond FUTURE_SLACK after ``now`` (a typo such as 3026; the version's
+    published decision follows its latest window, and would stay on that one for good). The slack lets
+    a window named by the end of its day, in any time zone, be checked during that day."""
     if window_end < EARLIEST_WINDOW_END:
         raise InputError(f"--window-end {window_end.isoformat()} is before 1970-01-01T00:00:00Z: MLflow records "
                          f"times as milliseconds since then, and cannot record this window")
     now = now or datetime.now(timezone.utc)
     if window_end > now + FUTURE_SLACK:
-        raise InputError(f"--window-end {window_end.isoformat()} is more than a day after now "
+        raise InputError(f"--window-end {window_end.isoformat()} is more than 38 hours after now "
                          f"({now.isoformat(timespec='seconds')}): a window is checked once it has ended; "
                          f"a typo here would hold the version's published decision on this window for good")
     return window_end

@@ -129,8 +129,8 @@ def finish_logged_model(client: MlflowClient, model_id: str, name: str, version:
 
 def alias_problem(alias: str) -> str | None:
     """Why MLflow would refuse ``alias`` (its own rules), or None: checked before any work is recorded."""
-    if not re.fullmatch(r"[\w-]{1,255}", alias):
-        return f"alias {alias!r} may hold only letters, digits, '_' and '-' (1 to 255 of them)"
+    if not re.fullmatch(r"[\w-]{1,200}", alias):      # MLflow allows 255; our per-alias tag keys, 250 in all
+        return f"alias {alias[:210]!r} may hold only letters, digits, '_' and '-' (1 to 200 of them)"
     if alias.lower() == "latest" or re.fullmatch(r"[vV][0-9]+", alias):
         return f"alias {alias!r} is reserved by MLflow: 'latest', and v<number> name versions"
     return None

@@ -115,8 +115,8 @@ class TrackingStore:
         a promotion (registry.move_alias); returns the version that held it before. The version moved
         away from is tagged first (tags.ROLLED_BACK), so the automation never gates it again for the alias.
         An unset alias (a typo, most likely) and a version newer than the holder are refused, unless the
-        holder's promotion moved the alias from it (the undo `promote` prints): moving an alias forward
-        is a promotion, through its gate."""
+        holder's passed gate for this alias moved the alias from it (the undo `promote` prints): moving
+        an alias forward is a promotion, through its gate."""
         with mlflow_errors(f"moving alias {alias!r} of {name!r}"):
             registry.require_model(self.client, name)
             target = registry.resolve_version(self.client, name, version=to_version)
@@ -126,14 +126,19 @@ class TrackingStore:
                                  f"version that held it; set one through the gate with `drift-decider promote`")
             if seen.holder == target.version:
                 return seen.holder
-            held_before = registry.resolve_version(self.client, name, version=seen.holder).tags.get(
-                tags.PREFIX + "promotion.previous_holder")      # what the holder's promotion moved it from
-            if int(target.version) > int(seen.holder) and target.version != held_before:
+            replaced = registry.resolve_version(self.client, name, version=seen.holder).tags.get(
+                tags.REPLACED + alias)      # what the holder's passed gate moved the alias away from
+            if int(target.version) > int(seen.holder) and target.version != replaced:
                 raise InputError(f"version {target.version} is newer than version {seen.holder}, which holds "
-                                 f"{alias!r}, and did not hold it before: rollback moves an alias back; promote "
-                                 f"a newer version through its gate with `drift-decider promote`")
+                                 f"{alias!r}, and no recorded promotion moved the alias from it: rollback moves "
+                                 f"an alias back; promote a newer version through its gate with "
+                                 f"`drift-decider promote`")
             self.client.set_model_version_tag(name, seen.holder, tags.ROLLED_BACK + alias, target.version)
-            registry.move_alias(self.client, name, alias, seen, target.version, token=token)
+            try:
+                registry.move_alias(self.client, name, alias, seen, target.version, token=token)
+            except BaseException:       # nothing was rolled back: the automation may gate the holder again
+                self.client.delete_model_version_tag(name, seen.holder, tags.ROLLED_BACK + alias)
+                raise
         return seen.holder
 
     # -- registry automation (drift_decider.automation): what its reconcile pass reads, and its webhooks
@@ -306,11 +311,17 @@ class TrackingStore:
                           run_id: str, gate_tags: dict[str, str], *, passed: bool) -> None:
         """After the gate's run landed: move the alias when it passed (a promotion that lost the race
         raises InFlightError here, its candidate untagged), then tag the candidate with the gate."""
+        per_alias = {tags.GATED + alias: "passed" if passed else "blocked"}
+        if passed:
+            per_alias[tags.REPLACED + alias] = seen.holder or ""
+        earlier = ref.tags.get(tags.PREFIX + "promotion.alias")      # a gate recorded before per-alias tags
+        if earlier and tags.GATED + earlier not in ref.tags and earlier != alias:
+            per_alias[tags.GATED + earlier] = ("passed" if ref.tags.get(tags.PREFIX + "promotion.passed") == "true"
+                                               else "blocked")
         with mlflow_errors(f"recording the promotion decision on {ref.name} version {ref.version}"):
             if passed:
                 registry.move_alias(self.client, ref.name, alias, seen, ref.version, token=run_id)
-            recorder.publish_promotion(self.client, ref, decision, run_id,
-                                       {**gate_tags, tags.GATED + alias: "passed" if passed else "blocked"})
+            recorder.publish_promotion(self.client, ref, decision, run_id, {**gate_tags, **per_alias})
 
 
 def sync_spool(spool_dir: str | Path | None, tracking_uri: str | None,

@@ -43,6 +43,8 @@ REFERENCE_NOISE = PREFIX + "reference_noise_floor"   # the noise floor's label, 
 ROLLED_BACK = PREFIX + "rolled_back."
 # the gate's outcome per alias ("passed" or "blocked"), so gates for two aliases do not overwrite each other
 GATED = PREFIX + "promotion.gated."
+# the version a passed gate moved the alias away from, per alias: where `rollback` may move it forward to
+REPLACED = PREFIX + "promotion.replaced."
 
 DECISION_ARTIFACT = "drift_decider/decision.json"
 EVIDENCE_ARTIFACT = "drift_decider/evidence.json"
