@@ -579,7 +579,8 @@ def rollback(model: str, alias: str, to_version: str, *, tracking_uri: str | Non
     """Move ``alias`` back to ``to_version`` (the undo `promote` prints), without a gate: the version
     held it before. Compare-and-set like a promotion (InFlightError, exit 4, when another move
     races it). Returns the version that held the alias before. Refused: an alias that is not set, and
-    a version newer than its holder (moving forward is a promotion)."""
+    a version newer than its holder other than the one the holder's gate replaced (moving forward is a
+    promotion)."""
     require_alias(alias)
     return TrackingStore.open(tracking_uri).roll_back(model, alias, to_version, token=f"rollback-{uuid.uuid4().hex}")
 
