@@ -17,6 +17,26 @@ from drift_decider.tracking.connection import connect
 from drift_decider.tracking.registry import ensure_experiment, register_external_model
 
 POLICY = Path(__file__).resolve().parents[1] / "policies" / "recommender-default.yaml"
+GATE = POLICY.parent / "promotion-gate.yaml"
+
+# an automation config as docs/automation.md shows one (a reference job, then a gate)
+GOOD_AUTOMATION = f"""\
+apiVersion: drift-decider/v1
+kind: Automation
+receiver:
+  url: http://127.0.0.1:8787/hook
+  secret_env: DD_TEST_SECRET
+models:
+  recsys:
+    model_version.created:
+      - reference:
+          embeddings: items/v{{version}}.npz
+      - promote:
+          alias: champion
+          policy: {GATE}
+          current: prod/{{today}}.npz
+"""
+
 _FACTORS = None
 
 

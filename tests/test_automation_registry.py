@@ -16,23 +16,8 @@ from drift_decider.tracking import tags
 from drift_decider.tracking.connection import connect
 from drift_decider.tracking.registry import ensure_experiment, register_external_model
 from drift_decider.tracking.store import TrackingStore
-from support import POLICY, movielens_items, run_cli, write_items
+from support import GATE, GOOD_AUTOMATION, movielens_items, run_cli, write_items
 
-GATE = POLICY.parent / "promotion-gate.yaml"
-CONFIG = f"""\
-apiVersion: drift-decider/v1
-kind: Automation
-receiver:
-  url: http://127.0.0.1:8787/hook
-  secret_env: DD_TEST_SECRET
-models:
-  recsys:
-    model_version.created:
-      - promote:
-          alias: champion
-          policy: {GATE}
-          current: items.npz
-"""
 
 
 @pytest.fixture
@@ -58,10 +43,11 @@ def test_a_late_created_delivery_never_gates_a_version_older_than_the_holder(tmp
     version 4 took the alias; its gate passed and moved production back to 2."""
     connect(sqlite_uri).set_registered_model_alias("recsys", "champion", "4")
     config_path = tmp_path / "automation.yaml"
-    config_path.write_text(CONFIG)
+    config_path.write_text(GOOD_AUTOMATION)
     config = load_config(config_path)
     event = Event(VERSION_CREATED, "recsys", "2")
-    [result] = run_jobs(config, event, jobs_for(config, event), tracking_uri=sqlite_uri)
+    promote = tuple(job for job in jobs_for(config, event) if job.kind == "promote")
+    [result] = run_jobs(config, event, promote, tracking_uri=sqlite_uri)
     assert result["status"] == "done", result
     assert result["promote"] == "skipped: version 4 holds 'champion', and version 2 is not newer"
     assert _holder(sqlite_uri) == "4" and _runs(sqlite_uri) == 0

@@ -11,26 +11,8 @@ import pytest
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
 from drift_decider.automation.deliveries import SeenDeliveries, refusal
-from support import POLICY, run_cli
+from support import GATE, GOOD_AUTOMATION as GOOD, POLICY, run_cli
 
-GATE = POLICY.parent / "promotion-gate.yaml"
-
-GOOD = f"""\
-apiVersion: drift-decider/v1
-kind: Automation
-receiver:
-  url: http://127.0.0.1:8787/hook
-  secret_env: DD_TEST_SECRET
-models:
-  recsys:
-    model_version.created:
-      - reference:
-          embeddings: items/v{{version}}.npz
-      - promote:
-          alias: champion
-          policy: {GATE}
-          current: prod/{{today}}.npz
-"""
 
 
 @pytest.mark.parametrize("change, where, says", [

@@ -23,7 +23,6 @@ import contextlib
 import json
 import queue
 import re
-import signal
 import socket
 import threading
 from datetime import datetime, timezone
@@ -238,19 +237,14 @@ def serve(receiver: Receiver, *, reconcile_every: float | None = None,
     shown = f"[{host}]" if ":" in host else host
     log({"serving": f"http://{shown}:{port}{receiver.config.route}", "events": receiver.config.events(),
          "models": sorted(receiver.config.models)})
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:       # Ctrl-C, or SIGTERM/SIGHUP as the CLI turns them (cli.main)
         pass
     finally:
         stop.set()
         server.server_close()
         _finish(receiver, worker)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def _finish(receiver: Receiver, worker: threading.Thread) -> None:

@@ -12,7 +12,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 import numpy as np
 
@@ -116,7 +116,7 @@ def checked_ids(ids: Any, rows: int, path: Path | str) -> np.ndarray:
         try:
             ids = np.char.decode(ids, "utf-8")
         except UnicodeDecodeError:
-            row = next(i for i, value in enumerate(ids.tolist()) if not is_utf8(value))
+            row = first_non_utf8(ids.tolist())
             raise InputError(f"{path}: ids are bytes and the one at row {row} is not UTF-8 text; store ids "
                              f"as integers or text") from None
     if len(ids) != rows:
@@ -134,12 +134,14 @@ def checked_ids(ids: Any, rows: int, path: Path | str) -> np.ndarray:
     return ids
 
 
-def is_utf8(value: bytes) -> bool:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+def first_non_utf8(values: Iterable[bytes]) -> int:
+    """The position of the first value that is not UTF-8 text (after a decode of them all failed)."""
+    for row, value in enumerate(values):
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return row
+    raise ValueError("every value is UTF-8 text")
 
 
 def validate_vectors(vectors: np.ndarray, path: Path | str) -> None:
@@ -302,8 +304,8 @@ def _id_column(table: Any, name: str, path: Path) -> np.ndarray:
         try:
             column = column.cast(pa.string())
         except pa.ArrowInvalid:
-            raise InputError(f"{path}: id column {name!r} is binary and not UTF-8 text; store ids as "
-                             f"integers or text") from None
+            raise InputError(f"{path}: id column {name!r} is binary and not UTF-8 text (first at row "
+                             f"{first_non_utf8(column.to_pylist())}); store ids as integers or text") from None
     return column.to_numpy(zero_copy_only=False)
 
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Literal, Sequence, TypeVar
 import numpy as np
 
 from drift_decider.errors import InputError
-from drift_decider.inputs.embeddings import (ID_KEYS, TOO_LARGE, VECTOR_KEYS, is_utf8, unmeasurable_rows,
+from drift_decider.inputs.embeddings import (ID_KEYS, TOO_LARGE, VECTOR_KEYS, first_non_utf8, unmeasurable_rows,
                                              value_limit)
 from drift_decider.measure.distribution import MeasureOptions, check_seed, compare, current_seed
 from drift_decider.measure.profile import DEFAULT_CHUNK_ROWS, DEFAULT_SAMPLE_ROWS, EmbeddingProfile
@@ -212,7 +212,7 @@ def batch_ids(batch: "pa.RecordBatch", offset: int, name: str) -> np.ndarray:
         try:
             column = column.cast(pa.string())
         except pa.ArrowInvalid:
-            row = next(i for i, value in enumerate(column.to_pylist()) if not is_utf8(value))
+            row = first_non_utf8(column.to_pylist())
             raise InputError(f"{name}: {_where(offset + row)} has a binary id that is not UTF-8 text "
                              f"({column[row].as_py()[:16]!r}); store ids as integers or text") from None
     return column.to_numpy(zero_copy_only=False)
